@@ -1,0 +1,1 @@
+"""kos machined: PID 1."""

@@ -1,0 +1,144 @@
+"""Label and id queries (cosi-semantics.md 1.3).
+
+Terms of one ``LabelQuery`` are ANDed; a list of queries is ORed (an empty list matches
+everything). Matching is tri-state internally: a missing key with an LT* operator or an
+unparsable number yields *no answer*, which is false even when the term is inverted.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from kos.resources.core.metadata import Metadata
+
+
+class LabelOp(enum.IntEnum):
+    """Wire numbers follow ``cosi.resource.LabelTerm.Operation``."""
+
+    EXISTS = 0
+    EQUAL = 1
+    NOT_EXISTS = 2  # deprecated on the wire: Exists + invert
+    IN = 3
+    LT = 4
+    LTE = 5
+    LT_NUMERIC = 6
+    LTE_NUMERIC = 7
+
+
+_NUM_RE = re.compile(r"^(-?[0-9]+)([A-Za-z]*)$")
+_BINARY = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50}
+_DECIMAL = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}
+
+
+def parse_number(text: str) -> int | None:
+    """Parse ``[-0-9]+`` with an optional unit (``Ki``..``Pi`` binary, ``k``..``p`` decimal).
+
+    Returns None when the text is not a number in that form.
+    """
+    m = _NUM_RE.match(text)
+    if m is None:
+        return None
+    value = int(m.group(1))
+    unit = m.group(2).lower()
+    if not unit:
+        return value
+    if len(unit) == 2 and unit in _BINARY:
+        return value * _BINARY[unit]
+    mult = _DECIMAL.get(unit[0])
+    if mult is None:
+        return None
+    return value * mult
+
+
+@dataclass(frozen=True, slots=True)
+class LabelTerm:
+    key: str
+    op: LabelOp = LabelOp.EXISTS
+    values: tuple[str, ...] = ()
+    invert: bool = False
+
+    def __post_init__(self) -> None:
+        if self.op == LabelOp.NOT_EXISTS:
+            object.__setattr__(self, "op", LabelOp.EXISTS)
+            object.__setattr__(self, "invert", not self.invert)
+        if not isinstance(self.values, tuple):
+            object.__setattr__(self, "values", tuple(self.values))
+
+    def evaluate(self, labels: Mapping[str, str]) -> bool | None:
+        """Tri-state match: True, False, or None (no answer, never inverted)."""
+        op = self.op
+        value = labels.get(self.key)
+        result: bool | None
+        if op == LabelOp.EXISTS:
+            result = value is not None
+        elif not self.values:
+            result = None if (value is None and op >= LabelOp.LT) else False
+            if result is False:
+                return False
+        elif value is None:
+            return None if op >= LabelOp.LT else False
+        elif op == LabelOp.EQUAL:
+            result = value == self.values[0]
+        elif op == LabelOp.IN:
+            result = value in self.values
+        elif op == LabelOp.LT:
+            result = value.encode() < self.values[0].encode()
+        elif op == LabelOp.LTE:
+            result = value.encode() <= self.values[0].encode()
+        else:
+            left, right = parse_number(value), parse_number(self.values[0])
+            if left is None or right is None:
+                return None
+            result = left < right if op == LabelOp.LT_NUMERIC else left <= right
+        if result is None:
+            return None
+        return (not result) if self.invert else result
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return self.evaluate(labels) is True
+
+
+@dataclass(frozen=True, slots=True)
+class LabelQuery:
+    terms: tuple[LabelTerm, ...] = ()
+
+    def __init__(self, terms: Iterable[LabelTerm] = ()) -> None:
+        object.__setattr__(self, "terms", tuple(terms))
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(t.evaluate(labels) is True for t in self.terms)
+
+
+@dataclass(frozen=True, slots=True)
+class IDQuery:
+    """An unanchored regular expression over the resource id; empty means no filter."""
+
+    regexp: str = ""
+    _compiled: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.regexp:
+            try:
+                compiled = re.compile(self.regexp)
+            except re.error as exc:
+                raise ValueError(f"invalid id regexp {self.regexp!r}: {exc}") from None
+            object.__setattr__(self, "_compiled", compiled)
+
+    def matches(self, id: str) -> bool:
+        return self._compiled is None or self._compiled.search(id) is not None
+
+
+def matches_labels(queries: Sequence[LabelQuery], labels: Mapping[str, str]) -> bool:
+    """ORed label queries; an empty list matches everything."""
+    if not queries:
+        return True
+    return any(q.matches(labels) for q in queries)
+
+
+def matches(md: Metadata, queries: Sequence[LabelQuery], id_query: IDQuery | None) -> bool:
+    if id_query is not None and not id_query.matches(md.id):
+        return False
+    return matches_labels(queries, md.labels)
