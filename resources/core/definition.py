@@ -152,8 +152,7 @@ class Registry:
 
     def register(self, definition: ResourceDefinition, spec_class: type[Any]) -> None:
         existing = self._by_type.get(definition.type)
-        if existing is not None and existing.spec_class is not spec_class:
-            if existing.spec_class.__qualname__ != spec_class.__qualname__:
+        if existing is not None and existing.spec_class.__qualname__ != spec_class.__qualname__:
                 raise ValueError(f"resource type {definition.type} is already registered")
         self._by_type[definition.type] = _Entry(definition, spec_class)
 

@@ -126,7 +126,7 @@ class State(CoreState):
     async def update_with_conflicts(
         self,
         ptr: Pointer,
-        fn: Callable[[Resource[Any]], None],
+        fn: Callable[[Resource[Any]], object],
         *,
         owner: str = "",
         expected_phase: Phase | None = Phase.RUNNING,
@@ -154,7 +154,7 @@ class State(CoreState):
     async def modify(
         self,
         empty: Resource[Any],
-        fn: Callable[[Resource[Any]], None],
+        fn: Callable[[Resource[Any]], object],
         *,
         owner: str = "",
         expected_phase: Phase | None = Phase.RUNNING,
