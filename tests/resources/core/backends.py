@@ -1,0 +1,43 @@
+"""The State backends the conformance suite runs against.
+
+Each factory returns a fresh, empty State. Add a backend here (e.g. the gRPC client state)
+and every conformance test runs against it too.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+from kos.resources.core.inmem import InMemoryState, NamespacedState
+from kos.resources.core.sqlite_store import SqliteStore
+from kos.resources.core.state import State
+
+
+@asynccontextmanager
+async def inmem() -> AsyncIterator[State]:
+    yield InMemoryState()
+
+
+@asynccontextmanager
+async def namespaced() -> AsyncIterator[State]:
+    yield NamespacedState(lambda ns: InMemoryState())
+
+
+@asynccontextmanager
+async def persistent() -> AsyncIterator[State]:
+    with tempfile.TemporaryDirectory() as d:
+        store = SqliteStore(Path(d) / "state.db")
+        try:
+            yield InMemoryState(backing_store=store)
+        finally:
+            store.close()
+
+
+BACKENDS: dict[str, Callable[[], AbstractAsyncContextManager[State]]] = {
+    "inmem": inmem,
+    "namespaced": namespaced,
+    "persistent": persistent,
+}
