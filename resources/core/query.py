@@ -69,33 +69,32 @@ class LabelTerm:
 
     def evaluate(self, labels: Mapping[str, str]) -> bool | None:
         """Tri-state match: True, False, or None (no answer, never inverted)."""
-        op = self.op
-        value = labels.get(self.key)
-        result: bool | None
-        if op == LabelOp.EXISTS:
-            result = value is not None
-        elif not self.values:
-            result = None if (value is None and op >= LabelOp.LT) else False
-            if result is False:
-                return False
-        elif value is None:
-            return None if op >= LabelOp.LT else False
-        elif op == LabelOp.EQUAL:
-            result = value == self.values[0]
-        elif op == LabelOp.IN:
-            result = value in self.values
-        elif op == LabelOp.LT:
-            result = value.encode() < self.values[0].encode()
-        elif op == LabelOp.LTE:
-            result = value.encode() <= self.values[0].encode()
-        else:
-            left, right = parse_number(value), parse_number(self.values[0])
-            if left is None or right is None:
-                return None
-            result = left < right if op == LabelOp.LT_NUMERIC else left <= right
+        result = self._base(labels)
         if result is None:
             return None
         return (not result) if self.invert else result
+
+    def _base(self, labels: Mapping[str, str]) -> bool | None:
+        op = self.op
+        value = labels.get(self.key)
+        if op == LabelOp.EXISTS:
+            return value is not None
+        if value is None:
+            return None if op >= LabelOp.LT else False
+        if not self.values:
+            return False
+        if op == LabelOp.EQUAL:
+            return value == self.values[0]
+        if op == LabelOp.IN:
+            return value in self.values
+        if op == LabelOp.LT:
+            return value.encode() < self.values[0].encode()
+        if op == LabelOp.LTE:
+            return value.encode() <= self.values[0].encode()
+        left, right = parse_number(value), parse_number(self.values[0])
+        if left is None or right is None:
+            return None
+        return left < right if op == LabelOp.LT_NUMERIC else left <= right
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return self.evaluate(labels) is True
