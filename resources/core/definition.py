@@ -201,7 +201,7 @@ def resource_type(
 
     def wrap(cls: S) -> S:
         cls.definition = definition
-        (registry or REGISTRY).register(definition, cls)
+        (registry if registry is not None else REGISTRY).register(definition, cls)
         return cls
 
     return wrap

@@ -75,7 +75,7 @@ def to_yaml_value(v: Any) -> Any:
     if isinstance(v, Spec):
         return v.to_yaml()
     if isinstance(v, enum.Enum):
-        return str(v) if type(v).__str__ is not enum.Enum.__str__ else v.name.lower()
+        return str(v) if "__str__" in type(v).__dict__ else v.name.lower()
     if isinstance(v, list | tuple):
         return [to_yaml_value(x) for x in v]
     if isinstance(v, dict):
