@@ -1,0 +1,66 @@
+"""kos PKI: X.509 certificate authorities, issued certificates, CSRs and their inspection.
+
+Everything here is real X.509 from ``cryptography``; ECDSA P-256 is the default key type,
+Ed25519 and RSA are available. API roles (``os:admin``, ``os:reader``...) are carried in the
+certificate subject's Organization (O) attributes, as Talos does.
+
+Public API::
+
+    CertificateAndKey(cert_pem, key_pem)      # .certificate(), .private_key(), from_files/to_files
+    generate_ca(common_name, organization=..., ttl=..., key_type="ecdsa")
+    issue_certificate(ca, common_name=..., organizations=..., dns_names=..., ip_addresses=...,
+                      server=..., client=..., ttl=..., key_type=...)
+    generate_private_key(key_type) / private_key_pem / load_private_key
+    create_csr(key_pem, common_name=..., ...) / sign_csr(ca, csr_pem, ...)
+    verify_chain(cert, ca) / certificate_sans(cert) / certificate_organizations(cert) / ...
+"""
+
+from kos.resources.pki.keys import (
+    KEY_TYPES,
+    generate_private_key,
+    load_private_key,
+    private_key_pem,
+    public_key_pem,
+)
+from kos.resources.pki.verify import (
+    CertificateSANs,
+    PKIError,
+    certificate_common_name,
+    certificate_extended_usages,
+    certificate_key_usages,
+    certificate_organizations,
+    certificate_sans,
+    is_ca,
+    load_certificate,
+    verify_chain,
+)
+from kos.resources.pki.x509 import (
+    CertificateAndKey,
+    create_csr,
+    generate_ca,
+    issue_certificate,
+    sign_csr,
+)
+
+__all__ = [
+    "KEY_TYPES",
+    "CertificateAndKey",
+    "CertificateSANs",
+    "PKIError",
+    "certificate_common_name",
+    "certificate_extended_usages",
+    "certificate_key_usages",
+    "certificate_organizations",
+    "certificate_sans",
+    "create_csr",
+    "generate_ca",
+    "generate_private_key",
+    "is_ca",
+    "issue_certificate",
+    "load_certificate",
+    "load_private_key",
+    "private_key_pem",
+    "public_key_pem",
+    "sign_csr",
+    "verify_chain",
+]
