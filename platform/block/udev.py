@@ -1,0 +1,63 @@
+"""udev through pyudev: properties of a device, and block events as an async stream.
+
+``events()`` yields ``(action, kernel_name)`` for block devices from the udev netlink
+socket (processed events when udevd runs, raw kernel events otherwise); the socket is waited
+on with ``anyio.wait_readable``, so nothing polls.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import pyudev  # type: ignore[import-untyped]
+
+from kos.platform.block.tools import run
+
+
+@dataclass
+class UdevInfo:
+    properties: dict[str, str] = field(default_factory=dict)
+    links: list[str] = field(default_factory=list)
+
+
+def udevd_running() -> bool:
+    return os.path.exists("/run/udev/control")
+
+
+def info(name: str) -> UdevInfo:
+    """udev's database entry for a block device (empty without udevd). Blocking."""
+    try:
+        dev = pyudev.Devices.from_name(pyudev.Context(), "block", name)
+    except pyudev.DeviceNotFoundError:
+        return UdevInfo()
+    return UdevInfo({str(k): str(v) for k, v in dev.properties.items()}, sorted(str(x) for x in dev.device_links))
+
+
+async def settle(timeout: float = 10.0) -> None:
+    if udevd_running():
+        await run("udevadm", "settle", f"--timeout={int(timeout)}", check=False)
+
+
+@asynccontextmanager
+async def events() -> AsyncIterator[AsyncIterator[tuple[str, str]]]:
+    context = pyudev.Context()
+    monitor = pyudev.Monitor.from_netlink(context, source="udev" if udevd_running() else "kernel")
+    monitor.filter_by("block")
+    monitor.start()
+
+    async def iterate() -> AsyncIterator[tuple[str, str]]:
+        fd = monitor.fileno()
+        while True:
+            await anyio.wait_readable(fd)
+            while True:
+                dev = monitor.poll(timeout=0)
+                if dev is None:
+                    break
+                yield str(dev.action or ""), str(dev.sys_name)
+
+    # pyudev's Monitor closes its netlink socket when it is collected
+    yield iterate()
