@@ -1,1 +1,72 @@
-"""x"""
+"""The kos controller runtime (cosi-semantics.md 3): Controller and QController, the
+Runtime that watches their inputs and triggers them, the per-controller adapters with
+read/write restrictions, restart backoff, transform/qtransform/destroy helpers, and the
+dependency graph. ``kos.controllers.runtime.testing`` has the test helpers.
+"""
+
+from kos.controllers.runtime.access import Access
+from kos.controllers.runtime.adapter import ControllerRuntime
+from kos.controllers.runtime.backoff import Backoff
+from kos.controllers.runtime.controller import (
+    Controller,
+    Input,
+    InputKind,
+    Output,
+    OutputKind,
+    QController,
+    QSettings,
+    ReducedMetadata,
+)
+from kos.controllers.runtime.dependency import Edge, EdgeType
+from kos.controllers.runtime.errors import (
+    AccessDeniedError,
+    DestroyOutput,
+    RegistrationError,
+    RequeueError,
+    RuntimeWatchError,
+    SkipReconcile,
+)
+from kos.controllers.runtime.qruntime import QRuntime
+from kos.controllers.runtime.runtime import Runtime
+from kos.controllers.runtime.transform import (
+    DestroyController,
+    QTransformController,
+    TransformController,
+    TransformErrors,
+    destroy,
+    kind_of,
+    qtransform,
+    transform,
+)
+
+__all__ = [
+    "Access",
+    "AccessDeniedError",
+    "Backoff",
+    "Controller",
+    "ControllerRuntime",
+    "DestroyController",
+    "DestroyOutput",
+    "Edge",
+    "EdgeType",
+    "Input",
+    "InputKind",
+    "Output",
+    "OutputKind",
+    "QController",
+    "QRuntime",
+    "QSettings",
+    "QTransformController",
+    "ReducedMetadata",
+    "RegistrationError",
+    "RequeueError",
+    "Runtime",
+    "RuntimeWatchError",
+    "SkipReconcile",
+    "TransformController",
+    "TransformErrors",
+    "destroy",
+    "kind_of",
+    "qtransform",
+    "transform",
+]
