@@ -8,6 +8,7 @@ on with ``anyio.wait_readable``, so nothing polls.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,7 +26,11 @@ class UdevInfo:
 
 
 def udevd_running() -> bool:
-    return os.path.exists("/run/udev/control")
+    """True when udevd answers on its control socket (a stale socket file is not enough). Blocking."""
+    if not os.path.exists("/run/udev/control"):
+        return False
+    ping = subprocess.run(["udevadm", "control", "--ping", "--timeout=2"], capture_output=True, check=False)
+    return ping.returncode == 0
 
 
 def info(name: str) -> UdevInfo:
@@ -38,14 +43,15 @@ def info(name: str) -> UdevInfo:
 
 
 async def settle(timeout: float = 10.0) -> None:
-    if udevd_running():
+    if await anyio.to_thread.run_sync(udevd_running):
         await run("udevadm", "settle", f"--timeout={int(timeout)}", check=False)
 
 
 @asynccontextmanager
 async def events() -> AsyncIterator[AsyncIterator[tuple[str, str]]]:
     context = pyudev.Context()
-    monitor = pyudev.Monitor.from_netlink(context, source="udev" if udevd_running() else "kernel")
+    source = "udev" if await anyio.to_thread.run_sync(udevd_running) else "kernel"
+    monitor = pyudev.Monitor.from_netlink(context, source=source)
     monitor.filter_by("block")
     monitor.start()
 
