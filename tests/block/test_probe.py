@@ -8,7 +8,7 @@ import pytest
 
 from kos.platform.block import probe, sysfs
 
-from .conftest import MiB, LoopFactory, blkid
+from .conftest import LoopFactory, MiB, blkid
 
 pytestmark = pytest.mark.root
 
