@@ -1,0 +1,50 @@
+"""The service supervisor of machined and its services (etcd, containerd).
+
+Public API::
+
+    Supervisor(state)                      # async context manager; add/start/stop/restart/list/log
+    ServiceDefinition(id, runner, depends_on=[...], restart=RestartPolicy.FOREVER,
+                      backoff=BackoffPolicy(), health=HealthCheck(probe), skip=None)
+    ProcessRunner(args, env=, cwd=, stop_timeout=, namespaces=, netns_path=) / TaskRunner(fn)
+    ResourceCondition(state, ptr, check) / PredicateCondition(description, predicate)
+    tcp_probe / http_probe / grpc_probe            # health probes
+    LogRing / LogStore / RingLogProcessor          # bounded logs with tail and follow
+"""
+
+from kos.machined.services.conditions import Condition, PredicateCondition, ResourceCondition
+from kos.machined.services.health import HealthCheck, grpc_probe, http_probe, tcp_probe
+from kos.machined.services.logring import LogRing, LogStore, RingLogProcessor
+from kos.machined.services.runners import ProcessRunner, RunContext, Runner, TaskRunner
+from kos.machined.services.supervisor import (
+    BackoffPolicy,
+    RestartPolicy,
+    ServiceDefinition,
+    ServiceEvent,
+    ServiceState,
+    ServiceStatus,
+    Supervisor,
+)
+
+__all__ = [
+    "BackoffPolicy",
+    "Condition",
+    "HealthCheck",
+    "LogRing",
+    "LogStore",
+    "PredicateCondition",
+    "ProcessRunner",
+    "ResourceCondition",
+    "RestartPolicy",
+    "RingLogProcessor",
+    "RunContext",
+    "Runner",
+    "ServiceDefinition",
+    "ServiceEvent",
+    "ServiceState",
+    "ServiceStatus",
+    "Supervisor",
+    "TaskRunner",
+    "grpc_probe",
+    "http_probe",
+    "tcp_probe",
+]

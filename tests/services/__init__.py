@@ -1,0 +1,1 @@
+"""Tests of the service supervisor, its log rings and the containerd service."""
