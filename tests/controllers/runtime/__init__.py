@@ -1,0 +1,1 @@
+"""Tests of the controller runtime (kos.controllers.runtime)."""

@@ -1,0 +1,35 @@
+"""Run a Runtime in the background of a test and stop it (cancelling every controller) after."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+
+from kos.controllers.runtime import Runtime
+from kos.resources.core.inmem import InMemoryState
+
+
+@asynccontextmanager
+async def running(runtime: Runtime) -> AsyncIterator[Runtime]:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(runtime.run)
+        try:
+            yield runtime
+        finally:
+            tg.cancel_scope.cancel()
+
+
+def new_runtime(**options: object) -> tuple[InMemoryState, Runtime]:
+    state = InMemoryState(history_max=4096)
+    return state, Runtime(state, backoff_initial=0.01, backoff_max=0.2, **options)  # type: ignore[arg-type]
+
+
+async def wait_until(predicate: object, timeout: float = 5.0, what: str = "condition") -> None:
+    """Wait for a runtime-side condition that no watch exposes (metrics); short checkpoints."""
+    with anyio.move_on_after(timeout):
+        while not predicate():  # type: ignore[operator]
+            await anyio.sleep(0.005)
+        return
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
