@@ -83,12 +83,10 @@ class Runtime:
         if isinstance(controller, QController):
             settings = controller.settings()
             inputs = normalize_inputs(name, settings.inputs, Q_INPUT_KINDS)
-            outputs = tuple(settings.outputs)
-            self.db.add_controller(name, inputs, outputs)
-            try:
-                adapter = QRuntime(self, controller, settings)
-            except ValueError as exc:
-                raise RegistrationError(str(exc)) from None
+            if settings.concurrency < 1:
+                raise RegistrationError(f"controller {name!r}: concurrency must be >= 1, got {settings.concurrency}")
+            self.db.add_controller(name, inputs, tuple(settings.outputs))
+            adapter = QRuntime(self, controller, settings)
         elif isinstance(controller, Controller):
             inputs = normalize_inputs(name, controller.inputs(), CONTROLLER_INPUT_KINDS)
             self.db.add_controller(name, inputs, tuple(controller.outputs()))

@@ -54,3 +54,7 @@ def str_ptr(id: str, ns: str = NS) -> Pointer:
 
 def sentence_ptr(id: str, ns: str = NS) -> Pointer:
     return Pointer(ns, SENTENCES.type, id)
+
+
+def sentence_res(id: str, value: str = "", ns: str = NS) -> Resource[SentenceSpec]:
+    return Resource.new(SentenceSpec(value=value), id, namespace=ns)
