@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from kos.machined.services.logring import LogRing, LogStore, RingLogProcessor
@@ -53,7 +54,7 @@ async def test_follow_tail_then_new_data() -> None:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(reader)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         ring.write(b"four\n")
         ring.write(b"five\n")
         ring.close()
