@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -26,10 +26,10 @@ def new_runtime(**options: object) -> tuple[InMemoryState, Runtime]:
     return state, Runtime(state, backoff_initial=0.01, backoff_max=0.2, **options)  # type: ignore[arg-type]
 
 
-async def wait_until(predicate: object, timeout: float = 5.0, what: str = "condition") -> None:
-    """Wait for a runtime-side condition that no watch exposes (metrics); short checkpoints."""
-    with anyio.move_on_after(timeout):
-        while not predicate():  # type: ignore[operator]
-            await anyio.sleep(0.005)
-        return
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    """Wait for a runtime-side condition that no watch exposes (metrics): poll with a deadline."""
+    deadline = anyio.current_time() + timeout
+    while not predicate():
+        if anyio.current_time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await anyio.sleep(0.005)

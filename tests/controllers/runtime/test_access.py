@@ -187,7 +187,8 @@ async def test_update_inputs_at_run_time() -> None:
                 seen.append(ids)
                 if await rt.get_or_none(int_ptr("first")) is not None:
                     rt.update_inputs([Input(NS, INTS.type, "first"), Input(NS, STRS.type)])
-                await rt.modify(sentence_res("count"), lambda r, n=len(seen): setattr(r.spec, "value", str(n)))
+                count = str(len(seen))
+                await rt.modify(sentence_res("count"), lambda r, n=count: setattr(r.spec, "value", n))
 
     runtime.register(Switcher())
     async with running(runtime):
