@@ -1,0 +1,2 @@
+"""Thin, typed wrappers over the Linux system calls kos needs and Python's os module lacks:
+mount/umount2/pivot_root (``syscalls``), setns into a network namespace."""

@@ -1,0 +1,320 @@
+"""The namespace provisioner: a local cluster whose nodes are Linux namespaces.
+
+Each node is a process tree rooted at its own PID 1 in new PID, mount, UTS and IPC
+namespaces, inside its own network namespace attached to the cluster bridge (see
+``network``). The node's PID 1 is started through ``nsenter --net`` + ``unshare --fork`` and
+``nodeinit`` (which builds a shell-free root and execs the given command). A forwarder
+daemon makes each node's API reachable from the host on a loopback port.
+
+Cluster state lives in ``<state_root>/<name>/`` (default ``~/.kos/clusters``): ``cluster.json``
+(nodes, addresses, PIDs, forwarded ports) and a directory per node holding its STATE and
+EPHEMERAL directories and its console log. ``destroy`` stops every process (SIGTERM, then
+SIGKILL after a timeout), deletes the namespaces and removes the directory; nodes' mounts
+live only in their mount namespaces and disappear with them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kos.platform.provision.network import ClusterNetwork, NetworkError, netns_exists
+
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,14}[a-z0-9])?$")
+DEFAULT_STATE_ROOT = Path.home() / ".kos" / "clusters"
+
+
+class ProvisionError(RuntimeError):
+    pass
+
+
+@dataclass
+class NodeRequest:
+    name: str
+    role: str  # "controlplane" | "worker"
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    api_port: int = 50000
+
+
+@dataclass
+class NodeState:
+    name: str
+    role: str
+    address: str  # with prefix, e.g. 10.5.0.2/24
+    netns: str
+    dir: str
+    pid: int = 0  # the unshare process (parent of the node's PID 1)
+    api_port: int = 50000
+    host_port: int = 0  # forwarded loopback port
+
+    @property
+    def ip(self) -> str:
+        return self.address.split("/")[0]
+
+    @property
+    def console(self) -> Path:
+        return Path(self.dir) / "console.log"
+
+
+@dataclass
+class ClusterState:
+    name: str
+    cidr: str
+    dir: str
+    gateway: str
+    nodes: list[NodeState] = field(default_factory=list)
+    forwarder_pid: int = 0
+
+    def save(self) -> None:
+        path = Path(self.dir) / "cluster.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> ClusterState:
+        data = json.loads((path / "cluster.json").read_text())
+        nodes = [NodeState(**n) for n in data.pop("nodes")]
+        return cls(nodes=nodes, **data)
+
+    def node(self, name: str) -> NodeState:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise ProvisionError(f"cluster {self.name!r} has no node {name!r}")
+
+
+def validate_name(kind: str, name: str) -> None:
+    if not NAME_RE.match(name):
+        raise ProvisionError(
+            f"{kind} name {name!r}: expected 1-16 lower-case letters, digits or '-', not starting or ending with '-'"
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except FileNotFoundError:
+        return []
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def node_pid1(node: NodeState) -> int | None:
+    """Host PID of the node's PID 1 (the child of its unshare process), if running."""
+    if not _pid_alive(node.pid) or "unshare" not in " ".join(_cmdline(node.pid)):
+        return None
+    kids = _children(node.pid)
+    return kids[0] if kids else None
+
+
+class NamespaceProvisioner:
+    def __init__(self, state_root: Path | None = None) -> None:
+        self.state_root = state_root or DEFAULT_STATE_ROOT
+
+    def cluster_dir(self, name: str) -> Path:
+        return self.state_root / name
+
+    def exists(self, name: str) -> bool:
+        return (self.cluster_dir(name) / "cluster.json").exists()
+
+    def load(self, name: str) -> ClusterState:
+        if not self.exists(name):
+            raise ProvisionError(f"cluster {name!r} does not exist (no {self.cluster_dir(name) / 'cluster.json'})")
+        return ClusterState.load(self.cluster_dir(name))
+
+    def names(self) -> list[str]:
+        if not self.state_root.is_dir():
+            return []
+        return sorted(p.name for p in self.state_root.iterdir() if (p / "cluster.json").exists())
+
+    # -- create -----------------------------------------------------------------------------
+    def create(self, name: str, nodes: list[NodeRequest], *, cidr: str = "10.5.0.0/24") -> ClusterState:
+        validate_name("cluster", name)
+        if not nodes:
+            raise ProvisionError("a cluster needs at least one node")
+        seen = set()
+        for n in nodes:
+            validate_name("node", n.name)
+            if n.name in seen:
+                raise ProvisionError(f"node name {n.name!r} is used twice")
+            seen.add(n.name)
+        if os.geteuid() != 0:
+            raise ProvisionError("namespace clusters need root (network and mount namespaces)")
+        if self.exists(name):
+            raise ProvisionError(
+                f"cluster {name!r} already exists; destroy it first (kosctl cluster destroy --name {name})"
+            )
+        network = ClusterNetwork(name, cidr)
+        if netns_exists(network.netns):
+            raise ProvisionError(f"network namespace {network.netns} already exists; run kosctl cluster destroy first")
+        cdir = self.cluster_dir(name)
+        cdir.mkdir(parents=True, exist_ok=True)
+        state = ClusterState(name=name, cidr=cidr, dir=str(cdir), gateway=str(network.gateway))
+        state.save()
+        try:
+            network.create()
+            for i, req in enumerate(nodes):
+                address = network.add_node(req.name, i)
+                ndir = cdir / req.name
+                ndir.mkdir(parents=True, exist_ok=True)
+                node = NodeState(
+                    name=req.name, role=req.role, address=address, netns=network.node_netns(req.name),
+                    dir=str(ndir), api_port=req.api_port,
+                )
+                node.pid = self._start_node(node, req)
+                state.nodes.append(node)
+                state.save()
+            self._start_forwarder(state)
+            state.save()
+        except BaseException:
+            self.destroy(name)
+            raise
+        return state
+
+    def _start_node(self, node: NodeState, req: NodeRequest) -> int:
+        ndir = Path(node.dir)
+        (ndir / "rootfs").mkdir(exist_ok=True)
+        env_args = [f"--env={k}={v}" for k, v in sorted(req.env.items())]
+        cmd = [
+            "nsenter", f"--net=/run/netns/{node.netns}",
+            "unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--propagation", "private",
+            sys.executable, "-m", "kos.platform.provision.nodeinit",
+            "--root", str(ndir / "rootfs"), "--hostname", node.name,
+            "--state", str(ndir / "state"), "--var", str(ndir / "var"),
+            *env_args, "--", *req.command,
+        ]  # fmt: skip
+        console = open(ndir / "console.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        finally:
+            console.close()
+        return proc.pid
+
+    def _start_forwarder(self, state: ClusterState) -> None:
+        ports_file = Path(state.dir) / "ports.json"
+        ports_file.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "kos.platform.provision.forward", "--netns", f"kos-{state.name}",
+               "--ports-file", str(ports_file)]
+        cmd += [f"--map={n.name}={n.ip}:{n.api_port}" for n in state.nodes]
+        log = open(Path(state.dir) / "forwarder.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        finally:
+            log.close()
+        state.forwarder_pid = proc.pid
+        deadline = time.monotonic() + 10
+        while not ports_file.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise ProvisionError(f"the port forwarder did not start: see {Path(state.dir) / 'forwarder.log'}")
+            time.sleep(0.02)
+        ports = json.loads(ports_file.read_text())
+        for n in state.nodes:
+            n.host_port = ports[n.name]
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def stop_node(self, node: NodeState, *, timeout: float = 15.0) -> None:
+        """SIGTERM the node's PID 1 (its whole PID namespace), SIGKILL after ``timeout``."""
+        pid1 = node_pid1(node)
+        if pid1 is not None:
+            with _suppress_missing():
+                os.kill(pid1, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _pid_alive(pid1) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _pid_alive(pid1):
+                with _suppress_missing():
+                    os.kill(pid1, signal.SIGKILL)
+        if _pid_alive(node.pid) and "unshare" in " ".join(_cmdline(node.pid)):
+            deadline = time.monotonic() + 5
+            while _pid_alive(node.pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if _pid_alive(node.pid):
+                with _suppress_missing():
+                    os.kill(node.pid, signal.SIGKILL)
+        _reap(node.pid)
+
+    def start_node(self, state: ClusterState, node: NodeState, command: list[str], env: dict[str, str]) -> None:
+        """(Re)start a stopped node with the same identity and directories."""
+        if node_pid1(node) is not None:
+            raise ProvisionError(f"node {node.name} is already running")
+        node.pid = self._start_node(node, NodeRequest(node.name, node.role, command, env, node.api_port))
+        state.save()
+
+    def destroy(self, name: str, *, timeout: float = 15.0) -> None:
+        cdir = self.cluster_dir(name)
+        state = ClusterState.load(cdir) if (cdir / "cluster.json").exists() else None
+        errors: list[str] = []
+        if state is not None:
+            for node in state.nodes:
+                try:
+                    self.stop_node(node, timeout=timeout)
+                except OSError as exc:
+                    errors.append(f"stopping {node.name}: {exc}")
+            if _pid_alive(state.forwarder_pid) and "kos.platform.provision.forward" in _cmdline(state.forwarder_pid):
+                with _suppress_missing():
+                    os.kill(state.forwarder_pid, signal.SIGTERM)
+                _wait_gone(state.forwarder_pid, 5)
+                _reap(state.forwarder_pid)
+        try:
+            ClusterNetwork(name, state.cidr if state else "10.5.0.0/24").destroy()
+        except NetworkError as exc:
+            errors.append(str(exc))
+        if cdir.exists():
+            shutil.rmtree(cdir, ignore_errors=True)
+        if errors:
+            raise ProvisionError("; ".join(errors))
+
+
+class _suppress_missing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, et: object, ev: object, tb: object) -> bool:
+        return isinstance(ev, ProcessLookupError)
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if _pid_alive(pid):
+        with _suppress_missing():
+            os.kill(pid, signal.SIGKILL)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if ``pid`` is our child (it is when created by this process)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

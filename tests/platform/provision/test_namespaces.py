@@ -1,0 +1,141 @@
+"""The namespace provisioner on the real kernel: nodes are PID 1 in their own namespaces,
+shell-free read-only roots, reachable from each other over the cluster bridge and from the
+host through the forwarder, and destroy leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kos.platform.provision.namespaces import NamespaceProvisioner, NodeRequest, ProvisionError, node_pid1
+from kos.platform.provision.network import NETNS_DIR
+
+pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+
+# The node's PID 1: report facts about itself to whoever connects on port 50000.
+NODE_PROGRAM = r"""
+import json, os, signal, socket, sys, time
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+peer = sys.argv[1]
+SHELLS = ("/bin/sh", "/bin/bash", "/usr/bin/sh", "/usr/bin/dash", "/bin/busybox")
+def peer_ok():
+    try:
+        with socket.create_connection((peer, 50000), timeout=2) as s:
+            s.sendall(b"-")
+            return json.loads(s.makefile().readline())["hostname"]
+    except OSError:
+        return None
+def writable(path):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        return True
+    except OSError:
+        return False
+srv = socket.create_server(("0.0.0.0", 50000))
+while True:
+    conn, _ = srv.accept()
+    with conn:
+        facts = {
+            "pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "shells": [p for p in SHELLS if os.path.exists(p)],
+            "root_writable": writable("/probe"),
+            "var_writable": writable("/var/probe"),
+            "etcd": os.path.exists("/usr/bin/etcd"),
+            "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+            "platform": os.environ.get("KOS_PLATFORM"),
+        }
+        if conn.recv(1) == b"p":
+            facts["peer"] = peer_ok()
+        conn.sendall((json.dumps(facts) + "\n").encode())
+"""
+
+
+def ask(port: int, peer: bool = False, timeout: float = 15.0) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(b"p" if peer else b"-")
+                line = s.makefile().readline()
+                if line:
+                    return json.loads(line)  # type: ignore[no-any-return]
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"node on port {port} did not answer within {timeout} s")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def provisioner(tmp_path: Path) -> Iterator[tuple[NamespaceProvisioner, str]]:
+    prov = NamespaceProvisioner(tmp_path / "clusters")
+    name = "t" + uuid.uuid4().hex[:6]
+    yield prov, name
+    if prov.exists(name):
+        prov.destroy(name, timeout=2)
+
+
+def test_nodes_are_isolated_pid1_with_shell_free_roots(provisioner: tuple[NamespaceProvisioner, str]) -> None:
+    prov, name = provisioner
+    nodes = [
+        NodeRequest("cp-1", "controlplane", [sys.executable, "-c", NODE_PROGRAM, "10.7.0.3"]),
+        NodeRequest("w-1", "worker", [sys.executable, "-c", NODE_PROGRAM, "10.7.0.2"]),
+    ]
+    state = prov.create(name, nodes, cidr="10.7.0.0/24")
+    assert [n.address for n in state.nodes] == ["10.7.0.2/24", "10.7.0.3/24"]
+    w = ask(state.node("w-1").host_port, peer=True)
+    cp = ask(state.node("cp-1").host_port, peer=True)  # w-1 is up by now
+    if w["peer"] is None:
+        w = ask(state.node("w-1").host_port, peer=True)
+    assert cp["pid"] == 1 and w["pid"] == 1
+    assert cp["hostname"] == "cp-1" and w["hostname"] == "w-1"
+    assert cp["peer"] == "w-1" and w["peer"] == "cp-1"  # across the cluster bridge
+    assert cp["shells"] == [] and cp["root_writable"] is False and cp["var_writable"] is True
+    assert cp["processes"] == [1]  # its own PID namespace
+    assert cp["platform"] == "container"
+    assert cp["etcd"] is Path("/usr/bin/etcd").exists()
+    assert (Path(state.dir) / "cp-1" / "var" / "probe").read_text() == "x"
+    # a second cluster of the same name is refused clearly
+    with pytest.raises(ProvisionError, match="already exists"):
+        prov.create(name, nodes)
+
+    pids = [node_pid1(n) for n in state.nodes]
+    prov.destroy(name, timeout=3)
+    assert not Path(state.dir).exists()
+    assert not any(p.name.startswith(f"kos-{name}") for p in NETNS_DIR.glob("*"))
+    for pid in pids:
+        assert pid is not None and _zombie_or_gone(pid)
+    assert not _mounts_mentioning(state.dir)
+
+
+def test_bad_requests_are_refused_before_anything_is_created(provisioner: tuple[NamespaceProvisioner, str]) -> None:
+    prov, name = provisioner
+    with pytest.raises(ProvisionError, match="node name 'Bad_Name'"):
+        prov.create(name, [NodeRequest("Bad_Name", "worker", ["/bin/true"])])
+    with pytest.raises(ProvisionError, match="used twice"):
+        prov.create(name, [NodeRequest("a", "worker", ["x"]), NodeRequest("a", "worker", ["x"])])
+    with pytest.raises(Exception, match="cidr"):
+        prov.create(name, [NodeRequest("a", "worker", ["x"])], cidr="10.0.0.1/33")
+    assert not prov.exists(name)
+    assert not any(p.name.startswith(f"kos-{name}") for p in NETNS_DIR.glob("*"))
+
+
+def _zombie_or_gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def _mounts_mentioning(path: str) -> list[str]:
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if path in line]
