@@ -1,0 +1,73 @@
+"""kos machine configuration: the v1alpha1 config model and multi-doc documents, strict and
+non-strict loading, validation for metal/cloud/container, redaction, stable YAML, strategic
+merge and JSON 6902 patches, diffs, the secrets bundle, ``gen config`` and the client config.
+
+Public API::
+
+    ConfigContainer.load(text, strict=True) -> ConfigContainer     # raises ConfigErrors
+    container.validate(mode) -> warnings                            # raises ConfigErrors
+    container.to_yaml() / container.redacted() / container.to_data()
+    parse_patch(text) -> Patch; apply_patches(container.to_data(), [patch, ...]) -> data
+    config_diff(old, new) -> unified diff text
+    SecretsBundle.generate() / SecretsBundle.load(text) / bundle.to_yaml()
+    generate(GenOptions(name, endpoint, ...), bundle, patches=...) -> Generated(controlplane, worker, client)
+    ClientConfig.load(text) / client.to_yaml()
+"""
+
+from kos.resources.machineconfig.clientconfig import ClientConfig, Context
+from kos.resources.machineconfig.container import ConfigContainer, load
+from kos.resources.machineconfig.diff import config_diff
+from kos.resources.machineconfig.documents import (
+    DOCUMENT_KINDS,
+    HostnameConfig,
+    LinkConfig,
+    ResolverConfig,
+    StaticHostConfig,
+)
+from kos.resources.machineconfig.errors import ConfigError, ConfigErrors
+from kos.resources.machineconfig.generate import Generated, GenerateError, GenOptions, generate, normalize_endpoint
+from kos.resources.machineconfig.patch import (
+    JSON6902Patch,
+    Patch,
+    PatchError,
+    StrategicMergePatch,
+    apply_patch,
+    apply_patches,
+    parse_patch,
+)
+from kos.resources.machineconfig.schema import REDACTED
+from kos.resources.machineconfig.secrets import SecretsBundle
+from kos.resources.machineconfig.v1alpha1 import Config
+from kos.resources.machineconfig.validate import MODES, validate
+
+__all__ = [
+    "DOCUMENT_KINDS",
+    "MODES",
+    "REDACTED",
+    "ClientConfig",
+    "Config",
+    "ConfigContainer",
+    "ConfigError",
+    "ConfigErrors",
+    "Context",
+    "GenOptions",
+    "GenerateError",
+    "Generated",
+    "HostnameConfig",
+    "JSON6902Patch",
+    "LinkConfig",
+    "Patch",
+    "PatchError",
+    "ResolverConfig",
+    "SecretsBundle",
+    "StaticHostConfig",
+    "StrategicMergePatch",
+    "apply_patch",
+    "apply_patches",
+    "config_diff",
+    "generate",
+    "load",
+    "normalize_endpoint",
+    "parse_patch",
+    "validate",
+]

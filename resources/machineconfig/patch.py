@@ -1,0 +1,300 @@
+"""Config patches on the plain YAML data of a (multi-document) config.
+
+* Strategic merge: a patch is one or more partial documents. Maps merge key by key; lists
+  are appended, except ``machine.network.interfaces`` (merged by ``interface``) and
+  ``vlans`` (merged by ``vlanId``); a list containing ``{$patch: replace}`` replaces the
+  original list; a map containing ``$patch: replace`` replaces the original map;
+  ``key: {$patch: delete}`` deletes ``key``; a keyed list item with ``$patch: delete``
+  deletes that item; a multi-doc patch document with ``$patch: delete`` deletes the
+  matching document (by apiVersion/kind/name).
+* JSON patch (RFC 6902): a YAML/JSON list of ``add``/``remove``/``replace``/``move``/
+  ``copy``/``test`` operations applied to the v1alpha1 document.
+
+``parse_patch`` tells the two apart; ``apply_patches`` applies several in order.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from kos.resources.machineconfig import yamlio
+from kos.resources.machineconfig.documents import is_v1alpha1
+from kos.resources.machineconfig.errors import ConfigErrors
+
+
+class PatchError(ValueError):
+    """A patch is malformed or cannot apply; the message names the operation/path."""
+
+
+DIRECTIVE = "$patch"
+_DELETE: Any = object()
+# list name -> key that identifies items, for lists merged item by item
+MERGE_KEYS = {"interfaces": "interface", "vlans": "vlanId"}
+
+
+@dataclass(frozen=True)
+class StrategicMergePatch:
+    documents: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class JSON6902Patch:
+    operations: tuple[dict[str, Any], ...]
+
+
+Patch = StrategicMergePatch | JSON6902Patch
+
+
+def parse_patch(text: str | bytes, *, source: str = "patch") -> Patch:
+    """Parse patch text: a YAML/JSON list is a JSON 6902 patch, mappings are strategic merge."""
+    try:
+        docs = yamlio.load_all(text, what=source)
+    except ConfigErrors as exc:
+        raise PatchError(str(exc)) from exc
+    if len(docs) == 1 and isinstance(docs[0], list):
+        ops = docs[0]
+        for i, op in enumerate(ops):
+            if not isinstance(op, dict) or not isinstance(op.get("op"), str) or not isinstance(op.get("path"), str):
+                raise PatchError(
+                    f"{source}: operation [{i}] {op!r} is invalid, expected a mapping with 'op' and 'path'"
+                )
+        return JSON6902Patch(tuple(ops))
+    for i, d in enumerate(docs):
+        if not isinstance(d, dict):
+            raise PatchError(f"{source}: document {i} is {type(d).__name__}, expected a mapping (strategic merge) "
+                             "or a single list of JSON patch operations")
+    return StrategicMergePatch(tuple(docs))
+
+
+# --- strategic merge ---------------------------------------------------------------------
+
+
+def _strip(v: Any) -> Any:
+    """Remove directives from patch data that is inserted as is."""
+    if isinstance(v, dict):
+        return {k: _strip(x) for k, x in v.items() if k != DIRECTIVE}
+    if isinstance(v, list):
+        return [_strip(x) for x in v if not (isinstance(x, dict) and x.get(DIRECTIVE) == "replace" and len(x) == 1)]
+    return v
+
+
+def merge(base: Any, patch: Any, key: str = "") -> Any:
+    """Strategic merge of ``patch`` into ``base`` (neither is modified)."""
+    if isinstance(patch, dict):
+        directive = patch.get(DIRECTIVE)
+        if directive == "delete":
+            return _DELETE
+        if directive == "replace" or not isinstance(base, dict):
+            return _strip(patch)
+        if directive is not None:
+            raise PatchError(f"{key or '<root>'}: {DIRECTIVE}: {directive!r} is invalid, expected delete or replace")
+        out = dict(base)
+        for k, v in patch.items():
+            merged = merge(out[k], v, k) if k in out else (_DELETE if _is_delete(v) else _strip(v))
+            if merged is _DELETE:
+                out.pop(k, None)
+            else:
+                out[k] = merged
+        return out
+    if isinstance(patch, list):
+        if any(isinstance(x, dict) and x.get(DIRECTIVE) == "replace" for x in patch) or not isinstance(base, list):
+            return _strip(patch)
+        return _merge_list(base, patch, key)
+    return patch
+
+
+def _is_delete(v: Any) -> bool:
+    return isinstance(v, dict) and v.get(DIRECTIVE) == "delete"
+
+
+def _merge_list(base: list[Any], patch: list[Any], key: str) -> list[Any]:
+    mkey = MERGE_KEYS.get(key)
+    out = list(base)
+    for item in patch:
+        if mkey is not None and isinstance(item, dict) and mkey in item:
+            idx = next((i for i, b in enumerate(out) if isinstance(b, dict) and b.get(mkey) == item[mkey]), None)
+            if idx is not None:
+                merged = merge(out[idx], item, key)
+                if merged is _DELETE:
+                    del out[idx]
+                else:
+                    out[idx] = merged
+                continue
+            if _is_delete(item):
+                continue
+        out.append(_strip(item))
+    return out
+
+
+def _doc_key(d: dict[str, Any]) -> tuple[str, str, str]:
+    return (str(d.get("apiVersion", "")), str(d.get("kind", "")), str(d.get("name", "")))
+
+
+def strategic_merge_documents(docs: list[Any], patch: StrategicMergePatch) -> list[Any]:
+    out = [copy.deepcopy(d) for d in docs]
+    for pd in patch.documents:
+        if is_v1alpha1(pd):
+            idx = next((i for i, d in enumerate(out) if is_v1alpha1(d)), None)
+            if idx is None:
+                if not _is_delete(pd):
+                    out.insert(0, _strip(pd))
+                continue
+            merged = merge(out[idx], pd)
+            if merged is _DELETE:
+                del out[idx]
+            else:
+                out[idx] = merged
+            continue
+        idx = next((i for i, d in enumerate(out) if isinstance(d, dict) and _doc_key(d) == _doc_key(pd)), None)
+        if idx is None:
+            if not _is_delete(pd):
+                out.append(_strip(pd))
+            continue
+        if _is_delete(pd):
+            del out[idx]
+        else:
+            merged = merge(out[idx], pd)
+            out[idx] = merged
+    return out
+
+
+# --- JSON 6902 ---------------------------------------------------------------------------
+
+
+def _pointer(path: str, where: str) -> list[str]:
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise PatchError(f"{where}: path {path!r} is invalid, expected a JSON pointer starting with '/'")
+    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+
+
+def _index(container: list[Any], token: str, where: str, *, allow_end: bool) -> int:
+    if allow_end and token == "-":
+        return len(container)
+    if not token.isdigit() or (token != "0" and token.startswith("0")):
+        raise PatchError(f"{where}: list index {token!r} is invalid, expected a non-negative integer")
+    i = int(token)
+    limit = len(container) + (1 if allow_end else 0)
+    if i >= limit:
+        raise PatchError(f"{where}: list index {i} is out of range (list has {len(container)} items)")
+    return i
+
+
+def _parent(doc: Any, tokens: list[str], where: str) -> Any:
+    cur = doc
+    for t in tokens[:-1]:
+        if isinstance(cur, dict):
+            if t not in cur:
+                raise PatchError(f"{where}: path component {t!r} does not exist")
+            cur = cur[t]
+        elif isinstance(cur, list):
+            cur = cur[_index(cur, t, where, allow_end=False)]
+        else:
+            raise PatchError(f"{where}: cannot descend into {type(cur).__name__} at {t!r}")
+    return cur
+
+
+def _get(doc: Any, tokens: list[str], where: str) -> Any:
+    if not tokens:
+        return doc
+    parent = _parent(doc, tokens, where)
+    last = tokens[-1]
+    if isinstance(parent, dict):
+        if last not in parent:
+            raise PatchError(f"{where}: path component {last!r} does not exist")
+        return parent[last]
+    if isinstance(parent, list):
+        return parent[_index(parent, last, where, allow_end=False)]
+    raise PatchError(f"{where}: cannot index {type(parent).__name__} with {last!r}")
+
+
+def _remove(doc: Any, tokens: list[str], where: str) -> Any:
+    if not tokens:
+        raise PatchError(f"{where}: cannot remove the whole document")
+    parent = _parent(doc, tokens, where)
+    last = tokens[-1]
+    if isinstance(parent, dict):
+        if last not in parent:
+            raise PatchError(f"{where}: path component {last!r} does not exist")
+        return parent.pop(last)
+    if isinstance(parent, list):
+        return parent.pop(_index(parent, last, where, allow_end=False))
+    raise PatchError(f"{where}: cannot remove from {type(parent).__name__}")
+
+
+def _add(doc: Any, tokens: list[str], value: Any, where: str, *, replace: bool = False) -> Any:
+    if not tokens:
+        return value
+    parent = _parent(doc, tokens, where)
+    last = tokens[-1]
+    if isinstance(parent, dict):
+        if replace and last not in parent:
+            raise PatchError(f"{where}: path component {last!r} does not exist")
+        parent[last] = value
+    elif isinstance(parent, list):
+        i = _index(parent, last, where, allow_end=not replace)
+        if replace:
+            parent[i] = value
+        else:
+            parent.insert(i, value)
+    else:
+        raise PatchError(f"{where}: cannot add into {type(parent).__name__}")
+    return doc
+
+
+def json_patch(doc: Any, ops: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> Any:
+    """Apply RFC 6902 operations to a copy of ``doc``; all-or-nothing."""
+    out = copy.deepcopy(doc)
+    for i, op in enumerate(ops):
+        name, path = op.get("op"), op.get("path", "")
+        where = f"JSON patch operation [{i}] ({name} {path})"
+        tokens = _pointer(str(path), where)
+        if name in ("add", "replace", "test") and "value" not in op:
+            raise PatchError(f"{where}: missing 'value'")
+        if name == "add":
+            out = _add(out, tokens, copy.deepcopy(op["value"]), where)
+        elif name == "remove":
+            _remove(out, tokens, where)
+        elif name == "replace":
+            out = _add(out, tokens, copy.deepcopy(op["value"]), where, replace=True)
+        elif name in ("move", "copy"):
+            if not isinstance(op.get("from"), str):
+                raise PatchError(f"{where}: missing 'from'")
+            src = _pointer(op["from"], where)
+            if name == "move":
+                if tokens[: len(src)] == src and len(tokens) > len(src):
+                    raise PatchError(f"{where}: cannot move a value into itself")
+                value = _remove(out, src, where)
+            else:
+                value = copy.deepcopy(_get(out, src, where))
+            out = _add(out, tokens, value, where)
+        elif name == "test":
+            if _get(out, tokens, where) != op["value"]:
+                raise PatchError(f"{where}: test failed, value is not {op['value']!r}")
+        else:
+            raise PatchError(f"{where}: op {name!r} is invalid, expected add, remove, replace, move, copy or test")
+    return out
+
+
+# --- entry points ------------------------------------------------------------------------
+
+
+def apply_patch(docs: list[Any], patch: Patch) -> list[Any]:
+    """Apply one patch to the documents of a config (plain data); returns new documents."""
+    if isinstance(patch, StrategicMergePatch):
+        return strategic_merge_documents(docs, patch)
+    idx = next((i for i, d in enumerate(docs) if is_v1alpha1(d)), None)
+    if idx is None:
+        raise PatchError("JSON patch: the config has no v1alpha1 document to patch")
+    out = list(docs)
+    out[idx] = json_patch(docs[idx], patch.operations)
+    return out
+
+
+def apply_patches(docs: list[Any], patches: list[Patch]) -> list[Any]:
+    for p in patches:
+        docs = apply_patch(docs, p)
+    return docs
