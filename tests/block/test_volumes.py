@@ -1,0 +1,221 @@
+"""Discovery and provisioning end to end on real loop devices with udevd running: the
+controllers run in a real Runtime over an in-memory state; mounts go under a temp root."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from kos.controllers.block.defaults import system_volumes, user_volume
+from kos.controllers.block.discovery import DiscoveryController
+from kos.controllers.block.planner import MiB
+from kos.controllers.block.volumes import VolumeController
+from kos.controllers.runtime import Runtime
+from kos.controllers.runtime.testing import assert_resources
+from kos.platform.block import device, probe, sysfs
+from kos.resources.block import (
+    DISCOVERED_VOLUMES,
+    DISKS,
+    MOUNT_STATUSES,
+    SYSTEM_DISKS,
+    VOLUME_STATUSES,
+    FilesystemType,
+    VolumeConfigSpec,
+    VolumePhase,
+)
+from kos.resources.core.inmem import InMemoryState
+from kos.resources.core.resource import Resource
+
+from .conftest import LoopFactory, blkid, resize_loop
+
+pytestmark = [pytest.mark.root, pytest.mark.anyio]
+
+GiB = 1024 * MiB
+TIMEOUT = 30.0
+
+
+class Node:
+    def __init__(self, state: InMemoryState, runtime: Runtime, root: Path) -> None:
+        self.state = state
+        self.runtime = runtime
+        self.root = root
+
+    async def configure(self, volumes: dict[str, VolumeConfigSpec]) -> None:
+        for name, spec in volumes.items():
+            await self.state.create(Resource.new(spec, name))
+
+    async def statuses(
+        self, ids: list[str], check: Callable[[Resource[Any]], object], timeout: float = TIMEOUT
+    ) -> dict[str, Resource[Any]]:
+        return await assert_resources(self.state, VOLUME_STATUSES, ids, check, timeout=timeout)
+
+
+@asynccontextmanager
+async def node(disks: list[str], root: Path) -> AsyncIterator[Node]:
+    state = InMemoryState(history_max=4096)
+    runtime = Runtime(state, backoff_initial=0.05, backoff_max=0.5)
+    runtime.register(DiscoveryController([d.removeprefix("/dev/") for d in disks]))
+    runtime.register(VolumeController(root=str(root)))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(runtime.run)
+        try:
+            yield Node(state, runtime, root)
+        finally:
+            tg.cancel_scope.cancel()
+
+
+def selector_for(path: str) -> str:
+    return f'disk.dev_path == "{path}"'
+
+
+def ready(r: Resource[Any]) -> bool:
+    return bool(r.spec.phase == VolumePhase.READY)
+
+
+def checksum(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+async def test_fresh_disk_is_partitioned_formatted_mounted_and_second_run_changes_nothing(
+    udevd: None, loops: LoopFactory, tmp_path: Path
+) -> None:
+    disk = loops(1 * GiB)
+    other = loops(256 * MiB)  # not selected: must stay byte-for-byte identical
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "EPHEMERAL", other], check=True)  # even with a tempting label
+    before = checksum(other)
+    root = tmp_path / "root"
+    async with node([disk, other], root) as n:
+        await n.configure(system_volumes(selector_for(disk)))
+        first = await n.statuses(["META", "STATE", "EPHEMERAL"], ready)
+        mounts = await assert_resources(n.state, MOUNT_STATUSES, ["STATE", "EPHEMERAL"], timeout=TIMEOUT)
+        await assert_resources(n.state, SYSTEM_DISKS, ["system-disk"], lambda r: r.spec.disk_id == disk[5:])
+
+    # the layout on the disk is what the planner promised
+    table = probe.probe_path(disk).table
+    assert table is not None and table.type == "gpt"
+    assert [(p.label, p.start, p.size) for p in table.partitions] == [
+        ("META", MiB, MiB),
+        ("STATE", 2 * MiB, 100 * MiB),
+        ("EPHEMERAL", 102 * MiB, table.partitions[2].size),
+    ]
+    assert table.partitions[2].end > GiB - 2 * MiB
+    assert first["EPHEMERAL"].spec.location == f"{disk}p3"
+    assert mounts["EPHEMERAL"].spec.target == str(root / "var")
+    eph = blkid(f"{disk}p3")
+    assert (eph["TYPE"], eph["LABEL"]) == ("xfs", "EPHEMERAL")
+    assert blkid(f"{disk}p1").get("TYPE") is None  # META stays raw
+    targets = {m.target for m in device.mounts()}
+    assert {str(root / "var"), str(root / "system/state")} <= targets
+    (root / "var" / "data").write_text("precious")
+    assert checksum(other) == before
+
+    # second "boot": a fresh store and controllers find everything and change nothing
+    async with node([disk, other], root) as n:
+        await n.configure(system_volumes(selector_for(disk)))
+        second = await n.statuses(["META", "STATE", "EPHEMERAL"], ready)
+        versions = {k: r.metadata.version for k, r in second.items()}
+        # let discovery settle and the controller run again; versions must not move
+        await assert_resources(n.state, DISCOVERED_VOLUMES, [f"{disk[5:]}p3"], lambda r: r.spec.name == "xfs")
+        n.runtime.adapter("block.VolumeController").queue_reconcile()  # type: ignore[union-attr]
+        again = await n.statuses(["META", "STATE", "EPHEMERAL"], ready)
+        assert {k: r.metadata.version for k, r in again.items()} == versions
+        for k in ("STATE", "EPHEMERAL"):
+            assert again[k].spec.uuid == first[k].spec.uuid  # not reformatted
+    assert (root / "var" / "data").read_text() == "precious"
+    assert checksum(other) == before
+
+
+async def test_foreign_filesystem_is_not_wiped_unless_told(udevd: None, loops: LoopFactory, tmp_path: Path) -> None:
+    disk = loops(512 * MiB)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "family-photos", disk], check=True)
+    before = checksum(disk)
+    vol = {"data": user_volume("data", selector_for(disk), min_size=64 * MiB, target="/data")}
+    async with node([disk], tmp_path) as n:
+        await n.configure(vol)
+        got = await n.statuses(["data"], lambda r: r.spec.phase == VolumePhase.FAILED)
+        msg = got["data"].spec.error_message
+        assert "holds ext4 labelled 'family-photos'" in msg and "provisioning.wipe" in msg
+    assert checksum(disk) == before
+
+    vol["data"].provisioning.wipe = True
+    async with node([disk], tmp_path) as n:
+        await n.configure(vol)
+        got = await n.statuses(["data"], ready)
+        assert got["data"].spec.filesystem == FilesystemType.XFS
+        assert got["data"].spec.size == 64 * MiB
+    assert blkid(f"{disk}p1")["TYPE"] == "xfs"
+
+
+async def test_too_small_disk_gives_a_clear_error(udevd: None, loops: LoopFactory, tmp_path: Path) -> None:
+    disk = loops(64 * MiB)
+    async with node([disk], tmp_path) as n:
+        await n.configure(system_volumes(selector_for(disk)))
+        got = await n.statuses(["EPHEMERAL"], lambda r: r.spec.phase == VolumePhase.FAILED)
+        msg = got["EPHEMERAL"].spec.error_message
+        assert f"disk {disk[5:]} (67 MB)" in msg and "needs at least 104857600 bytes" in msg, msg
+        assert got["EPHEMERAL"].spec.pre_fail_phase == VolumePhase.WAITING
+
+
+async def test_no_matching_disk_is_missing_and_bad_selector_is_failed(
+    udevd: None, loops: LoopFactory, tmp_path: Path
+) -> None:
+    disk = loops(64 * MiB)
+    async with node([disk], tmp_path) as n:
+        await n.configure(
+            {
+                "huge": user_volume("huge", "disk.size > 1TB", min_size=MiB),
+                "typo": user_volume("typo", "true", min_size=MiB),
+            }
+        )
+        # break the second selector after validation, as a bad config document would
+        await n.state.update_with_conflicts(
+            Resource.new(VolumeConfigSpec(), "typo").pointer,
+            lambda r: setattr(r.spec.provisioning, "disk_selector", "disk.size >= 10 XB"),
+        )
+        got = await n.statuses(["huge"], lambda r: r.spec.phase == VolumePhase.MISSING)
+        assert "no disk matches provisioning.diskSelector 'disk.size > 1TB'" in got["huge"].spec.error_message
+        got = await n.statuses(["typo"], lambda r: r.spec.phase == VolumePhase.FAILED)
+        assert "invalid size '10 XB'" in got["typo"].spec.error_message or "column" in got["typo"].spec.error_message
+    assert probe.probe_path(disk).empty  # nothing was written
+
+
+async def test_ephemeral_grows_with_the_disk(udevd: None, loops: LoopFactory, tmp_path: Path) -> None:
+    disk = loops(512 * MiB)
+    async with node([disk], tmp_path) as n:
+        await n.configure(system_volumes(selector_for(disk)))
+        first = await n.statuses(["EPHEMERAL"], ready)
+        size0 = first["EPHEMERAL"].spec.size
+        await anyio.to_thread.run_sync(resize_loop, disk, 1 * GiB)
+        grown = await n.statuses(["EPHEMERAL"], lambda r: r.spec.phase == VolumePhase.READY and r.spec.size > size0)
+        assert grown["EPHEMERAL"].spec.size > 900 * MiB
+        assert grown["EPHEMERAL"].spec.uuid == first["EPHEMERAL"].spec.uuid
+    part = sysfs.read_device(f"{disk[5:]}p3")
+    assert part is not None and part.size == grown["EPHEMERAL"].spec.size
+
+
+async def test_discovery_reports_disks_and_volumes(udevd: None, loops: LoopFactory, tmp_path: Path) -> None:
+    disk = loops(128 * MiB)
+    subprocess.run(["mkfs.xfs", "-q", "-f", "-L", "probe-me", disk], check=True,
+                   env={"TEST_DIR": "1", "TEST_DEV": "1", "QA_CHECK_FS": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    name = disk[5:]
+    async with node([disk], tmp_path) as n:
+        disks = await assert_resources(n.state, DISKS, [name], timeout=TIMEOUT)
+        assert disks[name].spec.size == 128 * MiB and disks[name].spec.pretty_size == "134 MB"
+        await assert_resources(
+            n.state, DISCOVERED_VOLUMES, [name], lambda r: (r.spec.name, r.spec.label) == ("xfs", "probe-me")
+        )
+        # a udev event (no polling) refreshes it after the disk changes under us
+        await anyio.run_process(["wipefs", "-a", "-q", disk])
+        await anyio.run_process(["udevadm", "trigger", "--action=change", disk])
+        await assert_resources(n.state, DISCOVERED_VOLUMES, [name], lambda r: r.spec.name == "", timeout=TIMEOUT)
