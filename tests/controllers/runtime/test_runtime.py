@@ -117,7 +117,7 @@ async def test_exact_id_input_ignores_other_ids() -> None:
 
 
 async def test_restart_backoff_grows_and_resets() -> None:
-    state, rt = new_runtime()
+    _state, rt = new_runtime()
     rt.backoff_max = 10.0
     failing = FailingController("f")
     adapter = rt.register(failing)
@@ -132,7 +132,7 @@ async def test_restart_backoff_grows_and_resets() -> None:
 
 
 async def test_clean_return_finishes_and_reset_backoff() -> None:
-    state, rt = new_runtime()
+    _state, rt = new_runtime()
 
     class ThreeStrikes(Controller):
         name = "three"
