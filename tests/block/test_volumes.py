@@ -4,7 +4,6 @@ controllers run in a real Runtime over an in-memory state; mounts go under a tem
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -92,7 +91,7 @@ async def test_fresh_disk_is_partitioned_formatted_mounted_and_second_run_change
 ) -> None:
     disk = loops(1 * GiB)
     other = loops(256 * MiB)  # not selected: must stay byte-for-byte identical
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "EPHEMERAL", other], check=True)  # even with a tempting label
+    await anyio.run_process(["mkfs.ext4", "-q", "-F", "-L", "EPHEMERAL", other])  # even with a tempting label
     before = checksum(other)
     root = tmp_path / "root"
     async with node([disk, other], root) as n:
@@ -138,7 +137,7 @@ async def test_fresh_disk_is_partitioned_formatted_mounted_and_second_run_change
 
 async def test_foreign_filesystem_is_not_wiped_unless_told(udevd: None, loops: LoopFactory, tmp_path: Path) -> None:
     disk = loops(512 * MiB)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "family-photos", disk], check=True)
+    await anyio.run_process(["mkfs.ext4", "-q", "-F", "-L", "family-photos", disk])
     before = checksum(disk)
     vol = {"data": user_volume("data", selector_for(disk), min_size=64 * MiB, target="/data")}
     async with node([disk], tmp_path) as n:
@@ -206,8 +205,8 @@ async def test_ephemeral_grows_with_the_disk(udevd: None, loops: LoopFactory, tm
 
 async def test_discovery_reports_disks_and_volumes(udevd: None, loops: LoopFactory, tmp_path: Path) -> None:
     disk = loops(128 * MiB)
-    subprocess.run(["mkfs.xfs", "-q", "-f", "-L", "probe-me", disk], check=True,
-                   env={"TEST_DIR": "1", "TEST_DEV": "1", "QA_CHECK_FS": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    small_xfs = {"TEST_DIR": "1", "TEST_DEV": "1", "QA_CHECK_FS": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    await anyio.run_process(["mkfs.xfs", "-q", "-f", "-L", "probe-me", disk], env=small_xfs)
     name = disk[5:]
     async with node([disk], tmp_path) as n:
         disks = await assert_resources(n.state, DISKS, [name], timeout=TIMEOUT)
