@@ -197,7 +197,7 @@ class Provisioner:
         st.partition_index = vol.partition_index
         st.partition_uuid = vol.partition_uuid
         st.size, st.pretty_size = vol.size, pretty_size(vol.size)
-        ref = self._ref(located, inv)
+        ref = await self._ref(located, inv)
         fs_type = cfg.provisioning.filesystem_spec.type
         if fs_type != FilesystemType.NONE:
             made = await self._format(id, cfg, ref, vol)
@@ -248,10 +248,10 @@ class Provisioner:
         )
         return found[0] if found else None
 
-    def _ref(self, name: str, inv: Inventory) -> device.DeviceRef:
+    async def _ref(self, name: str, inv: Inventory) -> device.DeviceRef:
         """The exact device discovery reported, re-checked against the kernel."""
         dev = inv.devices.get(name)
-        ref = device.identify(f"/dev/{name}")
+        ref = await anyio.to_thread.run_sync(device.identify, f"/dev/{name}")
         if dev is not None and (dev.major, dev.minor, dev.generation) != (ref.major, ref.minor, ref.diskseq):
             raise device.DeviceRefusedError(
                 f"/dev/{name}: discovered as {dev.major}:{dev.minor} (generation {dev.generation}) but the kernel now "
@@ -275,7 +275,7 @@ class Provisioner:
             if disk.readonly or disk.cdrom:
                 problems.append(f"disk {name} is read-only")
                 continue
-            ref = self._ref(name, inv)
+            ref = await self._ref(name, inv)
             found = await anyio.to_thread.run_sync(probe.probe_path, ref.path, disk.sector_size or 512)
             if not found.empty and (found.table is None or found.table.type != "gpt"):
                 what = found.filesystem.type if found.filesystem else f"a {found.name} partition table"
@@ -342,10 +342,11 @@ class Provisioner:
                                      disk.sector_size or 512)
         if new_size <= vol.size:
             return False
-        disk_ref = self._ref(vol.parent, inv)
+        disk_ref = await self._ref(vol.parent, inv)
         log.info("growing", device=ref.path, old=vol.size, new=new_size)
         await partition.grow_partition(disk_ref, vol.partition_index, new_size)
-        await filesystem.grow(device.identify(ref.path), str(cfg.provisioning.filesystem_spec.type), target)
+        fresh = await anyio.to_thread.run_sync(device.identify, ref.path)
+        await filesystem.grow(fresh, str(cfg.provisioning.filesystem_spec.type), target)
         await anyio.to_thread.run_sync(inv.refresh, [vol.parent])
         return True
 

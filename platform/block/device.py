@@ -11,9 +11,12 @@ its partitions) is mounted or held by another device, or when it is read-only.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from dataclasses import dataclass
+
+import anyio
 
 from kos.platform.block import sysfs
 
@@ -133,3 +136,9 @@ def guard(ref: DeviceRef, *, partition: bool, allow_mounted: bool = False) -> sy
         if busy:
             raise DeviceRefusedError(f"{ref.path}: refusing, mounted at {', '.join(busy)}")
     return dev
+
+
+async def guard_async(ref: DeviceRef, *, partition: bool, allow_mounted: bool = False) -> sysfs.SysDevice:
+    """``guard`` off the event loop (it reads sysfs and mountinfo)."""
+    check = functools.partial(guard, ref, partition=partition, allow_mounted=allow_mounted)
+    return await anyio.to_thread.run_sync(check)

@@ -23,7 +23,7 @@ async def mkfs(ref: device.DeviceRef, fstype: str, label: str = "", *, force: bo
     """Format exactly ``ref`` (a partition, or a whole disk for disk volumes)."""
     if fstype not in SUPPORTED:
         raise ValueError(f"filesystem {fstype!r} is not supported, expected one of {', '.join(SUPPORTED)}")
-    dev = device.guard(ref, partition=ref.is_partition)
+    dev = await device.guard_async(ref, partition=ref.is_partition)
     found = await anyio.to_thread.run_sync(probe.probe_path, ref.path)
     if not found.empty and not force:
         what = found.filesystem.type if found.filesystem else f"a {found.name} partition table"
@@ -45,9 +45,9 @@ async def mkfs(ref: device.DeviceRef, fstype: str, label: str = "", *, force: bo
 
 async def grow(ref: device.DeviceRef, fstype: str, mountpoint: str) -> None:
     """Grow the filesystem on ``ref`` to its device size (xfs online at ``mountpoint``)."""
-    device.guard(ref, partition=ref.is_partition, allow_mounted=True)
+    await device.guard_async(ref, partition=ref.is_partition, allow_mounted=True)
     if fstype == "xfs":
-        if not device.mounted_at(ref.major, ref.minor):
+        if not await anyio.to_thread.run_sync(device.mounted_at, ref.major, ref.minor):
             raise device.DeviceRefusedError(f"{ref.path}: xfs grows only while mounted")
         await run("xfs_growfs", mountpoint)
     elif fstype == "ext4":
@@ -69,10 +69,10 @@ def _zero(path: str, ranges: list[tuple[int, int]]) -> None:
 async def wipe(ref: device.DeviceRef) -> None:
     """Erase every signature on exactly ``ref``: filesystem superblocks and, for a whole disk,
     both GPT copies and the MBR; the kernel forgets the disk's partitions."""
-    dev = device.guard(ref, partition=ref.is_partition)
+    dev = await device.guard_async(ref, partition=ref.is_partition)
     size = dev.size
     if not ref.is_partition:
-        for part in sysfs.partitions_of(ref.name):
+        for part in await anyio.to_thread.run_sync(sysfs.partitions_of, ref.name):
             await run("partx", "--delete", f"--nr={part.partition_number}", ref.path)
     head = min(size, MiB)
     tail = min(size, MiB)
@@ -82,14 +82,15 @@ async def wipe(ref: device.DeviceRef) -> None:
 
 async def wipe_partition_by_label(disk: device.DeviceRef, label: str) -> device.DeviceRef:
     """Wipe the content of the partition labelled ``label`` on ``disk`` (the table entry stays)."""
-    device.guard(disk, partition=False, allow_mounted=True)
+    await device.guard_async(disk, partition=False, allow_mounted=True)
     found = await anyio.to_thread.run_sync(probe.probe_path, disk.path)
     entry = found.table.by_label(label) if found.table else None
     if entry is None:
         raise device.DeviceRefusedError(f"{disk.path}: no partition labelled {label!r}")
-    part = next((p for p in sysfs.partitions_of(disk.name) if p.partition_number == entry.number), None)
+    parts = await anyio.to_thread.run_sync(sysfs.partitions_of, disk.name)
+    part = next((p for p in parts if p.partition_number == entry.number), None)
     if part is None:
         raise device.DeviceRefusedError(f"{disk.path}: partition {entry.number} ({label}) is not known to the kernel")
-    ref = device.identify(part.dev_path)
+    ref = await anyio.to_thread.run_sync(device.identify, part.dev_path)
     await wipe(ref)
     return ref

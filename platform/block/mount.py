@@ -26,7 +26,7 @@ async def mount(source: device.DeviceRef, target: str, fstype: str, options: lis
     for o in opts:
         if "," in o or not o.strip():
             raise MountError(f"mount option {o!r}: give one option per list item")
-    existing = _target_entries(target)
+    existing = await anyio.to_thread.run_sync(_target_entries, target)
     if existing:
         top = existing[-1]
         if (top.major, top.minor) == (source.major, source.minor):
@@ -39,7 +39,7 @@ async def mount(source: device.DeviceRef, target: str, fstype: str, options: lis
 
 async def unmount(target: str) -> bool:
     """Unmount whatever is at ``target``; False when nothing was mounted."""
-    if not _target_entries(target):
+    if not await anyio.to_thread.run_sync(_target_entries, target):
         return False
     await run("umount", target)
     return True

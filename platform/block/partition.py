@@ -28,9 +28,9 @@ class NewPartition:
     uuid: str = ""
 
 
-def _check_disk(disk: device.DeviceRef) -> sysfs.SysDevice:
-    dev = device.guard(disk, partition=False, allow_mounted=True)
-    busy = device.mounted_at(dev.major, dev.minor)
+async def _check_disk(disk: device.DeviceRef) -> sysfs.SysDevice:
+    dev = await device.guard_async(disk, partition=False, allow_mounted=True)
+    busy = await anyio.to_thread.run_sync(device.mounted_at, dev.major, dev.minor)
     if busy:
         raise device.DeviceRefusedError(f"{disk.path}: refusing, the whole disk is mounted at {', '.join(busy)}")
     return dev
@@ -38,7 +38,7 @@ def _check_disk(disk: device.DeviceRef) -> sysfs.SysDevice:
 
 async def create_table(disk: device.DeviceRef) -> None:
     """Write a new, empty GPT. Only on a disk the probe finds empty (wipe it first otherwise)."""
-    device.guard(disk, partition=False)
+    await device.guard_async(disk, partition=False)
     found = await anyio.to_thread.run_sync(probe.probe_path, disk.path)
     if not found.empty:
         raise device.DeviceRefusedError(f"{disk.path}: refusing to write a partition table, it holds {found.name}")
@@ -47,7 +47,7 @@ async def create_table(disk: device.DeviceRef) -> None:
 
 async def add_partitions(disk: device.DeviceRef, parts: list[NewPartition]) -> None:
     """Add partitions to the disk's GPT and to the kernel. The disk must carry a GPT."""
-    dev = _check_disk(disk)
+    dev = await _check_disk(disk)
     found = await anyio.to_thread.run_sync(probe.probe_path, disk.path)
     if found.table is None or found.table.type != "gpt":
         raise device.DeviceRefusedError(f"{disk.path}: no GPT to add partitions to (found {found.name!r})")
@@ -76,11 +76,11 @@ async def add_partitions(disk: device.DeviceRef, parts: list[NewPartition]) -> N
 async def sync_kernel(disk: device.DeviceRef) -> None:
     """Make the kernel's partitions match the GPT: add the missing ones (after a reboot or
     a re-attach the kernel knows none of them)."""
-    dev = _check_disk(disk)
+    dev = await _check_disk(disk)
     found = await anyio.to_thread.run_sync(probe.probe_path, disk.path)
     if found.table is None:
         return
-    known = {p.partition_number: p for p in sysfs.partitions_of(dev.name)}
+    known = {p.partition_number: p for p in await anyio.to_thread.run_sync(sysfs.partitions_of, dev.name)}
     for p in found.table.partitions:
         if p.number not in known:
             await run("partx", "--add", f"--nr={p.number}", disk.path)
@@ -89,7 +89,7 @@ async def sync_kernel(disk: device.DeviceRef) -> None:
 async def grow_partition(disk: device.DeviceRef, number: int, new_size: int) -> None:
     """Grow partition ``number`` in place (same start, GUID, label, type) to ``new_size``,
     moving the backup GPT to the end of a grown disk first; then tell the kernel."""
-    dev = _check_disk(disk)
+    dev = await _check_disk(disk)
     await run("sgdisk", "--move-second-header", disk.path)
     found = await anyio.to_thread.run_sync(probe.probe_path, disk.path)
     if found.table is None or found.table.type != "gpt":

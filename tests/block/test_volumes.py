@@ -16,9 +16,11 @@ from kos.controllers.block.defaults import system_volumes, user_volume
 from kos.controllers.block.discovery import DiscoveryController
 from kos.controllers.block.planner import MiB
 from kos.controllers.block.volumes import VolumeController
+from kos.controllers.block.wipe import WipeError, wipe
 from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_resources
-from kos.platform.block import device, probe, sysfs
+from kos.platform.block import device, mount, probe, sysfs
+from kos.platform.block.device import DeviceRefusedError
 from kos.resources.block import (
     DISCOVERED_VOLUMES,
     DISKS,
@@ -57,11 +59,14 @@ class Node:
 
 
 @asynccontextmanager
-async def node(disks: list[str], root: Path) -> AsyncIterator[Node]:
-    state = InMemoryState(history_max=4096)
+async def node(
+    disks: list[str], root: Path, state: InMemoryState | None = None, *, volumes: bool = True
+) -> AsyncIterator[Node]:
+    state = state or InMemoryState(history_max=4096)
     runtime = Runtime(state, backoff_initial=0.05, backoff_max=0.5)
     runtime.register(DiscoveryController([d.removeprefix("/dev/") for d in disks]))
-    runtime.register(VolumeController(root=str(root)))
+    if volumes:
+        runtime.register(VolumeController(root=str(root)))
     async with anyio.create_task_group() as tg:
         tg.start_soon(runtime.run)
         try:
@@ -218,3 +223,33 @@ async def test_discovery_reports_disks_and_volumes(udevd: None, loops: LoopFacto
         await anyio.run_process(["wipefs", "-a", "-q", disk])
         await anyio.run_process(["udevadm", "trigger", "--action=change", disk])
         await assert_resources(n.state, DISCOVERED_VOLUMES, [name], lambda r: r.spec.name == "", timeout=TIMEOUT)
+
+
+async def test_reset_wipes_by_label_then_the_whole_system_disk(udevd: None, loops: LoopFactory, tmp_path: Path) -> None:
+    disk = loops(512 * MiB)
+    user = loops(64 * MiB)
+    await anyio.run_process(["mkfs.ext4", "-q", "-F", "-L", "keep", user])
+    user_before = checksum(user)
+    state = InMemoryState(history_max=4096)
+    async with node([disk, user], tmp_path, state) as n:
+        await n.configure(system_volumes(selector_for(disk)))
+        await n.statuses(["META", "STATE", "EPHEMERAL"], ready)
+        await assert_resources(n.state, SYSTEM_DISKS, ["system-disk"])
+        with pytest.raises(DeviceRefusedError, match="mounted at"):
+            await wipe(n.state, labels=["STATE"])
+    # the reset sequence stops the volume controller and unmounts; discovery keeps running
+    for target in ("var", "system/state"):
+        assert await mount.unmount(str(tmp_path / target))
+    async with node([disk, user], tmp_path, state, volumes=False) as n:
+        with pytest.raises(WipeError, match=r"label 'NOPE': no partition with that label on the system disk"):
+            await wipe(n.state, labels=["NOPE"])
+        with pytest.raises(WipeError, match="is the system disk"):
+            await wipe(n.state, user_disks=[disk])
+        assert await wipe(n.state, labels=["STATE"]) == [f"{disk}p2"]
+        assert probe.probe_path(f"{disk}p2").empty
+        assert probe.probe_path(f"{disk}p3").name == "xfs"
+        await assert_resources(n.state, DISCOVERED_VOLUMES, [f"{disk[5:]}p2"], lambda r: r.spec.name == "")
+        assert await wipe(n.state, system_disk=True) == [disk]
+        assert probe.probe_path(disk).empty
+        assert sysfs.partitions_of(disk[5:]) == []
+    assert checksum(user) == user_before
