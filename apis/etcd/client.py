@@ -154,6 +154,7 @@ class EtcdClient:
 
     async def _any(self, call: Callable[[grpclib.client.Channel], Awaitable[T]]) -> T:
         errors = []
+        statuses = set()
         n = len(self.endpoints)
         for i in range(n):
             idx = (self._preferred + i) % n
@@ -163,10 +164,13 @@ class EtcdClient:
                 if exc.status not in (None, grpclib.const.Status.UNAVAILABLE, grpclib.const.Status.DEADLINE_EXCEEDED):
                     raise
                 errors.append(str(exc))
+                statuses.add(exc.status)
                 continue
             self._preferred = idx
             return result
-        raise EtcdError("no etcd endpoint answered: " + "; ".join(errors))
+        # every endpoint answered "unavailable" (e.g. "unhealthy cluster"): keep that status
+        status = statuses.pop() if len(statuses) == 1 else None
+        raise EtcdError("no etcd endpoint answered: " + "; ".join(errors), status)
 
     # -- cluster ---------------------------------------------------------------------------------
     async def member_list(self) -> list[MemberInfo]:

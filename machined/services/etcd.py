@@ -1,0 +1,78 @@
+"""The ``etcd`` service: Debian's etcd-server run from an EtcdSpec, healthy when it has a leader.
+
+``EtcdRunner`` renders the command line from its current ``spec`` at every (re)start, after
+checking the binary's version and creating the data dir (0700), so a join or a recovery just
+swaps the spec. Health: Maintenance.Status over mTLS on the member's own client URL reports a
+leader and no errors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import anyio
+
+from kos.apis.etcd import EtcdClient, EtcdError, TLSFiles
+from kos.controllers.etcd.render import check_version, render_args
+from kos.machined.services.conditions import Condition
+from kos.machined.services.health import HealthCheck
+from kos.machined.services.runners import ProcessRunner
+from kos.machined.services.supervisor import BackoffPolicy, RestartPolicy, ServiceDefinition
+from kos.resources.etcd import EtcdSpecSpec
+
+ETCD_BACKOFF = BackoffPolicy(initial=0.1, multiplier=2.0, maximum=10.0, reset_after=10.0)
+"""A crashed etcd comes back fast (the cluster is degraded meanwhile)."""
+
+
+@dataclass
+class EtcdRunner(ProcessRunner):
+    spec: EtcdSpecSpec = field(default_factory=EtcdSpecSpec)
+    binary: str = "etcd"
+    version: tuple[int, int, int] | None = None
+
+    async def prepare(self) -> None:
+        self.version = await anyio.to_thread.run_sync(check_version, self.binary)
+        self.args = render_args(self.spec, self.binary)
+        await anyio.to_thread.run_sync(_make_data_dir, self.spec.data_dir)
+        await super().prepare()
+
+
+def _make_data_dir(path: str) -> None:
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def etcd_health_probe(endpoint: str, tls: TLSFiles | None) -> HealthCheck:
+    async def probe() -> None:
+        async with EtcdClient([endpoint], tls, timeout=1.0) as c:
+            st = await c.status()
+        if st.errors:
+            raise EtcdError(f"member reports errors: {', '.join(st.errors)}")
+        if st.leader == 0:
+            raise EtcdError("no leader")
+
+    return HealthCheck(probe, interval=0.25, timeout=1.5)
+
+
+def etcd_service(
+    spec: EtcdSpecSpec,
+    client_tls: TLSFiles | None,
+    *,
+    binary: str = "etcd",
+    depends_on: Sequence[Condition] = (),
+    stop_timeout: float = 15.0,
+    backoff: BackoffPolicy = ETCD_BACKOFF,
+) -> ServiceDefinition:
+    """The ``etcd`` service definition; ``client_tls`` is a client certificate for the health probe.
+    Its runner is an ``EtcdRunner``: change ``definition.runner.spec`` before a (re)start."""
+    runner = EtcdRunner(args=[binary], stop_timeout=stop_timeout, spec=spec, binary=binary)
+    return ServiceDefinition(
+        "etcd",
+        runner,
+        depends_on=depends_on,
+        restart=RestartPolicy.FOREVER,
+        backoff=backoff,
+        health=etcd_health_probe(spec.advertise_client_urls[0], client_tls),
+    )
