@@ -1,0 +1,1 @@
+"""Tests of kos.resources.machineconfig, kos.resources.config and the config CLI commands."""
