@@ -4,9 +4,10 @@ controller (int -> str) on the in-memory state with Talos's history (8/1024/4).
 Prints, as medians over --repeat runs: total time until every output equals its input,
 updates/s, reconciles of the transform (coalescing makes this far below 20000), and the
 runtime's delivered (deduplicated) changes. The producer yields to the event loop once per
-round (10 updates), as any real writer awaiting I/O would; see docs/controller-runtime.md.
+round (10 updates), as any real writer awaiting I/O would, and again once per 50 rounds
+(500 updates: still inside the 1024-event history) to show coalescing.
 
-    python bench/runtime_pipeline.py [--resources 10] [--rounds 2000] [--repeat 5]
+    python bench/runtime_pipeline.py [--resources 10] [--rounds 2000] [--repeat 5] [--yield-every 1 50]
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def to_str(rt: Any, inp: Resource[BenchIntSpec], out: Resource[BenchStrSpec]) ->
     out.spec.value = str(inp.spec.value)
 
 
-async def one_run(resources: int, rounds: int) -> dict[str, float]:
+async def one_run(resources: int, rounds: int, yield_every: int) -> dict[str, float]:
     state = InMemoryState()  # history 8 -> 1024, gap 4 (Talos machined)
     rt = Runtime(state)
     rt.register(transform("IntToStr", BenchIntSpec, BenchStrSpec, to_str))
@@ -67,7 +68,8 @@ async def one_run(resources: int, rounds: int) -> dict[str, float]:
         for n in range(1, rounds + 1):
             for ptr in ptrs:
                 await state.update_with_conflicts(ptr, lambda r, n=n: setattr(r.spec, "value", n))
-            await anyio.lowlevel.checkpoint()
+            if n % yield_every == 0:
+                await anyio.lowlevel.checkpoint()
         produced = time.perf_counter() - start
         final = str(rounds)
         await assert_resources(state, strs, ids, lambda r: r.spec.value == final, timeout=60)
@@ -89,18 +91,21 @@ async def main() -> None:
     parser.add_argument("--resources", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--yield-every", type=int, nargs="+", default=[1, 50],
+                        help="rounds between event-loop yields of the producer (x resources must stay < 1024)")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    runs = [await one_run(args.resources, args.rounds) for _ in range(args.repeat)]
     n = args.resources * args.rounds
-    print(f"runtime pipeline: {args.resources} resources x {args.rounds} rounds = {n} updates, "
-          f"{args.repeat} runs (medians)")
-    for key, fmt in [("total_s", "{:.3f} s until outputs == inputs"), ("produce_s", "{:.3f} s producing"),
-                     ("updates_per_s", "{:,.0f} updates/s end to end"),
-                     ("reconciles", "{:.0f} transform reconciles (of {n} updates)"),
-                     ("delivered", "{:.0f} deduplicated changes delivered")]:
-        med = statistics.median(r[key] for r in runs)
-        print(f"  {key:14} " + fmt.format(med, n=n))
+    for yield_every in args.yield_every:
+        runs = [await one_run(args.resources, args.rounds, yield_every) for _ in range(args.repeat)]
+        print(f"runtime pipeline: {args.resources} resources x {args.rounds} rounds = {n} updates, producer yields "
+              f"every {yield_every} round(s), {args.repeat} runs (medians)")
+        for key, fmt in [("total_s", "{:.3f} s until outputs == inputs"), ("produce_s", "{:.3f} s producing"),
+                         ("updates_per_s", "{:,.0f} updates/s end to end"),
+                         ("reconciles", "{:.0f} transform reconciles (of {n} updates)"),
+                         ("delivered", "{:.0f} deduplicated changes delivered")]:
+            med = statistics.median(r[key] for r in runs)
+            print(f"  {key:14} " + fmt.format(med, n=n))
 
 
 if __name__ == "__main__":

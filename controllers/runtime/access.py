@@ -62,6 +62,7 @@ class Access:
         self.metrics = Metrics()
         self._backoff = runtime.new_backoff()
         self._touched: set[Pointer] | None = None
+        self._output_types: frozenset[str] | None = None
 
     # -- declaration --------------------------------------------------------------------
     @property
@@ -70,7 +71,11 @@ class Access:
 
     @property
     def output_types(self) -> frozenset[str]:
-        return frozenset(o.type for o in self._runtime.db.outputs(self.name))
+        """Declared output types (fixed at registration)."""
+        types = self._output_types
+        if types is None:
+            types = self._output_types = frozenset(o.type for o in self._runtime.db.outputs(self.name))
+        return types
 
     def _denied(self, op: str, what: object, why: str) -> AccessDeniedError:
         return AccessDeniedError(f"controller {self.name!r}: {op} {what} denied: {why}")
