@@ -70,6 +70,11 @@ def normalize_endpoint(endpoint: str) -> str:
     if not text:
         raise GenerateError("endpoint: empty, expected a URL such as https://10.5.0.2:6443")
     if "://" not in text:
+        try:
+            if ipaddress.ip_address(text).version == 6:
+                text = f"[{text}]"
+        except ValueError:
+            pass
         text = "https://" + text
     u = urlsplit(text)
     try:
