@@ -19,14 +19,11 @@ from collections.abc import Sequence
 
 import anyio
 import grpclib.const
-import structlog
 
 from kos.apis.etcd import EtcdClient, EtcdError, MemberInfo
 from kos.resources.core.resource import Resource
 from kos.resources.core.state import State
 from kos.resources.etcd import EtcdMemberSpec, EtcdSpecSpec
-
-log = structlog.get_logger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +53,6 @@ async def add_learner(client: EtcdClient, name: str, peer_urls: Sequence[str]) -
             except EtcdError as exc:  # another learner still joining, or the cluster is electing
                 if exc.status not in (grpclib.const.Status.FAILED_PRECONDITION, grpclib.const.Status.UNAVAILABLE):
                     raise
-                log.debug("etcd member add retry", error=str(exc))
                 await anyio.sleep(0.2)
     cluster = dict(_cluster_entry(m, member.id, name) for m in members)
     return JoinPlan(member, cluster)

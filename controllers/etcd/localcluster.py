@@ -107,7 +107,8 @@ class LocalCluster:
         self._write_pki()
         for i in range(self.size):
             state = InMemoryState()
-            sup = await self._stack.enter_async_context(Supervisor(state))
+            group = f"kos-{self.subnet.replace('.', '-')}-{i}"  # each "node" its own cgroups
+            sup = await self._stack.enter_async_context(Supervisor(state, cgroup_parent=group))
             spec = self.spec(i)
             sup.add(etcd_service(spec, self._member_tls[i], stop_timeout=self.stop_timeout))
             self.members.append(

@@ -1,6 +1,7 @@
 """Per-service cgroups where the kernel allows them.
 
-On a cgroup v2 host a service gets ``<unified>/<our cgroup>/kos/<id>``; on a v1 host (like the
+On a cgroup v2 host a service gets ``<unified>/<our cgroup>/kos/<id>`` (the parent ``kos`` is
+the supervisor's ``cgroup_parent``); on a v1 host (like the
 test machines, see shared/design/this-machine.md) one directory per mounted v1 controller
 (pids, memory, cpu, ...) nested under the cgroup this process is already in, so limits imposed
 on machined keep applying to its services. ``ServiceCgroup.paths`` is empty when nothing can be
@@ -36,32 +37,34 @@ def _own_cgroups() -> dict[str, str]:
     return out
 
 
-def _candidate_dirs(service_id: str) -> list[Path]:
+def _candidate_dirs(name: str) -> list[Path]:
     own = _own_cgroups()
     unified_only = (CGROUP_ROOT / "cgroup.controllers").exists()
     if unified_only:
-        return [CGROUP_ROOT / own.get("", "/").lstrip("/") / "kos" / service_id]
+        return [CGROUP_ROOT / own.get("", "/").lstrip("/") / name]
     dirs = []
     for c in V1_CONTROLLERS:
         base = CGROUP_ROOT / c
         if c in own and base.is_dir() and (base / "cgroup.procs").exists():
-            dirs.append(base / own[c].lstrip("/") / "kos" / service_id)
+            dirs.append(base / own[c].lstrip("/") / name)
     return dirs
 
 
 class ServiceCgroup:
-    """The cgroup directories of one service."""
+    """The cgroup directories of one service; ``name`` is ``<parent>/<service id>`` (``kos/etcd``)."""
 
-    def __init__(self, service_id: str) -> None:
-        self.service_id = service_id
+    def __init__(self, name: str) -> None:
+        if name.count("/") != 1 or name.startswith("/") or ".." in name:
+            raise ValueError(f"cgroup name {name!r}: expected '<parent>/<service>'")
+        self.name = name
         self.paths: list[Path] = []
 
     def create(self) -> list[Path]:
         created = []
-        for d in _candidate_dirs(self.service_id):
+        for d in _candidate_dirs(self.name):
             try:
                 d.mkdir(parents=True, exist_ok=True)
-                if d.parent.name == "kos" and "cpuset" in str(d):
+                if "cpuset" in d.parts:
                     _inherit_cpuset(d)
                 created.append(d)
             except OSError as exc:
@@ -89,7 +92,7 @@ class ServiceCgroup:
             with contextlib.suppress(OSError):
                 p.rmdir()
             with contextlib.suppress(OSError):
-                p.parent.rmdir()  # the shared 'kos' parent, once no service uses it
+                p.parent.rmdir()  # the shared parent, once no service uses it
         self.paths = []
 
 

@@ -46,6 +46,8 @@ class RunContext:
     """Called once the payload runs, with its pid (0 for in-process tasks)."""
     stopping: Callable[[str], None]
     """Called when a graceful stop begins, with a message."""
+    cgroup: str = ""
+    """``<parent>/<service id>``: where the process's cgroup goes (default ``kos/<id>``)."""
 
 
 class Runner(abc.ABC):
@@ -96,7 +98,7 @@ class ProcessRunner(Runner):
         return fn
 
     async def run(self, ctx: RunContext) -> int:
-        cg = ServiceCgroup(ctx.service_id)
+        cg = ServiceCgroup(ctx.cgroup or f"kos/{ctx.service_id}")
         if self.cgroup:
             await anyio.to_thread.run_sync(cg.create)
         self._cg = cg

@@ -234,7 +234,7 @@ class _Service:
             def stopping(message: str) -> None:
                 self.transition(ServiceState.STOPPING, message)
 
-            ctx = RunContext(d.id, self.ring, started, stopping)
+            ctx = RunContext(d.id, self.ring, started, stopping, f"{self.sup.cgroup_parent}/{d.id}")
             try:
                 code: int | str = await d.runner.run(ctx)
             except Exception as exc:
@@ -267,8 +267,13 @@ class _Service:
 class Supervisor:
     """Owns the services' tasks; the API calls ``start``/``stop``/``restart``/``list``."""
 
-    def __init__(self, state: State | None = None, *, log_capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(
+        self, state: State | None = None, *, log_capacity: int = DEFAULT_CAPACITY, cgroup_parent: str = "kos"
+    ) -> None:
+        if not cgroup_parent or "/" in cgroup_parent:
+            raise ValueError(f"cgroup_parent {cgroup_parent!r}: expected one path component")
         self.state = state
+        self.cgroup_parent = cgroup_parent
         self.logs = LogStore(log_capacity)
         self._services: dict[str, _Service] = {}
         self._tg: TaskGroup | None = None

@@ -324,4 +324,4 @@ async def test_process_gets_its_own_cgroup_and_namespaces(sup: Supervisor) -> No
     assert os.readlink(f"/proc/{pid}/ns/net") == os.readlink("/proc/self/ns/net")
     await sup.stop("boxed")
     assert "/kos/boxed" not in read("/proc/self/cgroup")
-    assert not [p for p in _candidate_dirs("boxed") if exists(p)]
+    assert not [p for p in _candidate_dirs("kos/boxed") if exists(p)]
