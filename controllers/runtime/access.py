@@ -36,6 +36,9 @@ from kos.resources.core.state import State
 if TYPE_CHECKING:
     from kos.controllers.runtime.runtime import Runtime
 
+WRITE_YIELD_EVERY = 32
+"""A controller's writes yield to the event loop this often (see ``Access._after_write``)."""
+
 ModifyFn = Callable[[Resource[Any]], object] | Callable[[Resource[Any]], Awaitable[object]]
 
 
@@ -63,6 +66,7 @@ class Access:
         self._backoff = runtime.new_backoff()
         self._touched: set[Pointer] | None = None
         self._output_types: frozenset[str] | None = None
+        self._writes = 0
 
     # -- declaration --------------------------------------------------------------------
     @property
@@ -104,6 +108,15 @@ class Access:
             return
         raise self._denied(op + " on", ptr, "finalizers need a Strong, QPrimary or QMapped input covering it")
 
+    async def _after_write(self) -> None:
+        """Yield to the event loop every WRITE_YIELD_EVERY writes: store writes never suspend,
+        so a long write loop would otherwise let the runtime's watches fall a whole event
+        history behind (buffer overrun)."""
+        self._writes += 1
+        if self._writes >= WRITE_YIELD_EVERY:
+            self._writes = 0
+            await anyio.lowlevel.checkpoint()
+
     def _touch(self, ptr: Pointer) -> None:
         if self._touched is not None:
             self._touched.add(ptr)
@@ -139,12 +152,14 @@ class Access:
         self._check_write("create", ptr)
         self._touch(ptr)
         await self.state.create(resource, owner=self._owner(no_owner))
+        await self._after_write()
 
     async def update(self, resource: Resource[Any], *, expected_phase: Phase | None = Phase.RUNNING) -> None:
         ptr = resource.pointer
         self._check_write("update", ptr)
         self._touch(ptr)
         await self.state.update(resource, owner=self.name, expected_phase=expected_phase)
+        await self._after_write()
 
     async def modify(
         self,
@@ -158,7 +173,9 @@ class Access:
         ptr = empty.pointer
         self._check_write("modify", ptr)
         self._touch(ptr)
-        return await self._read_modify_write(ptr, fn, empty, self._owner(no_owner), expected_phase)
+        result = await self._read_modify_write(ptr, fn, empty, self._owner(no_owner), expected_phase)
+        await self._after_write()
+        return result
 
     async def update_with_conflicts(
         self, ptr: Pointer, fn: ModifyFn, *, expected_phase: Phase | None = Phase.RUNNING
@@ -166,7 +183,9 @@ class Access:
         """Update an existing output through ``fn`` (sync or async), retrying version conflicts."""
         self._check_write("update", ptr)
         self._touch(ptr)
-        return await self._read_modify_write(ptr, fn, None, self.name, expected_phase)
+        result = await self._read_modify_write(ptr, fn, None, self.name, expected_phase)
+        await self._after_write()
+        return result
 
     async def _read_modify_write(
         self,
@@ -213,15 +232,19 @@ class Access:
     async def teardown(self, ptr: Pointer, *, owner: str | None = None) -> bool:
         """Start tearing down an output; True if it has no finalizers (destroy-ready)."""
         self._check_write("teardown", ptr)
-        return await self.state.teardown(ptr, owner=self.name if owner is None else owner)
+        ready = await self.state.teardown(ptr, owner=self.name if owner is None else owner)
+        await self._after_write()
+        return ready
 
     async def destroy(self, ptr: Pointer, *, owner: str | None = None) -> None:
         self._check_write("destroy", ptr)
         await self.state.destroy(ptr, owner=self.name if owner is None else owner)
+        await self._after_write()
 
     async def add_finalizer(self, ptr: Pointer, *finalizers: str) -> None:
         self._check_finalizer("add finalizer", ptr)
         await self.state.add_finalizer(ptr, *finalizers)
+        await self._after_write()
 
     async def remove_finalizer(self, ptr: Pointer, *finalizers: str) -> None:
         self._check_finalizer("remove finalizer", ptr)
@@ -229,6 +252,7 @@ class Access:
             await self.state.remove_finalizer(ptr, *finalizers)
         except NotFoundError:
             pass
+        await self._after_write()
 
     # -- output tracking ----------------------------------------------------------------
     def start_tracking_outputs(self) -> None:
@@ -249,6 +273,7 @@ class Access:
                 if md.owner == self.name and r.pointer not in touched:
                     await self.state.destroy(r.pointer, owner=self.name)
                     destroyed += 1
+                    await self._after_write()
         self.reset_restart_backoff()
         return destroyed
 

@@ -227,3 +227,42 @@ async def test_shared_output_controllers_coexist() -> None:
     async with running(rt):
         found = await assert_resources(state, INTS._replace(namespace="shared"), ["w1", "w2"])
     assert {r.metadata.owner for r in found.values()} == {"w1", "w2"}
+
+
+async def test_bulk_writes_of_one_cycle_do_not_overrun_the_runtime_watch() -> None:
+    # machined's history: 8 growing to 1024 events per kind. One cycle writes 3000 outputs of a
+    # kind the runtime watches (DestroyReady on its own outputs); store writes never yield, so
+    # the adapter must let the watches catch up now and then.
+    state = InMemoryState(history_initial=8, history_max=1024, history_gap=4)
+    rt = Runtime(state, backoff_initial=0.01)
+
+    class Bulk(Controller):
+        name = "Bulk"
+
+        def inputs(self) -> Sequence[Input]:
+            return [Input(NS, STRS.type, None, InputKind.DESTROY_READY)]
+
+        def outputs(self) -> Sequence[Output]:
+            return [Output(STRS.type)]
+
+        async def run(self, rt: ControllerRuntime) -> None:
+            await rt.wait()
+            for i in range(3000):
+                await rt.create(str_res(f"s{i:04}"))
+            await anyio.sleep_forever()
+
+    rt.register(Bulk())
+    errors: list[BaseException] = []
+
+    async def run() -> None:
+        try:
+            await rt.run()
+        except RuntimeWatchError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        await assert_resources(state, STRS, ["s2999"], timeout=10)
+        await wait_all_tasks_blocked()
+        assert errors == []
+        tg.cancel_scope.cancel()
