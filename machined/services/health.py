@@ -87,11 +87,23 @@ class _HealthCheckResponse(betterproto.Message):
 _SERVING = 1
 
 
-def grpc_probe(host: str, port: int, service: str = "", *, ssl_context: ssl.SSLContext | None = None) -> Probe:
-    """Healthy when grpc.health.v1.Health/Check reports SERVING."""
+def grpc_probe(
+    host: str | None = None,
+    port: int | None = None,
+    service: str = "",
+    *,
+    path: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Probe:
+    """Healthy when grpc.health.v1.Health/Check reports SERVING (TCP host:port or unix ``path``)."""
+    if path is None and (host is None or port is None):
+        raise ValueError("grpc_probe: expected host and port, or a unix socket path")
 
     async def probe() -> None:
-        channel = grpclib.client.Channel(host, port, ssl=ssl_context)
+        if path is not None:
+            channel = grpclib.client.Channel(path=path)
+        else:
+            channel = grpclib.client.Channel(host, port, ssl=ssl_context)
         try:
             async with channel.request(
                 "/grpc.health.v1.Health/Check",

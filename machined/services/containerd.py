@@ -1,0 +1,127 @@
+"""The ``containerd`` service: Debian's containerd with its own config, root, state and socket.
+
+``ContainerdPaths`` says where everything lives (a node uses /var/lib/containerd and
+/run/containerd; tests use a temp dir); ``render_config`` writes containerd's TOML (config
+version 2; the CRI plugin only when asked); ``containerd_service`` is the service definition
+(healthy when grpc.health.v1 on its socket says SERVING); ``ensure_namespaces`` creates the
+``system`` and ``k8s.io`` namespaces through ``ctr``. Containers need the host's cgroup v1
+mounts (see shared/design/this-machine.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from kos.machined.services.conditions import Condition
+from kos.machined.services.health import HealthCheck, grpc_probe
+from kos.machined.services.runners import ProcessRunner
+from kos.machined.services.supervisor import BackoffPolicy, RestartPolicy, ServiceDefinition
+
+NAMESPACES = ("system", "k8s.io")
+
+
+@dataclass(frozen=True)
+class ContainerdPaths:
+    root: Path
+    state: Path
+    config: Path
+
+    @property
+    def socket(self) -> Path:
+        return self.state / "containerd.sock"
+
+    @classmethod
+    def under(cls, base: Path) -> ContainerdPaths:
+        """Everything below one directory (tests, namespace nodes)."""
+        return cls(base / "root", base / "state", base / "config.toml")
+
+    @classmethod
+    def node(cls) -> ContainerdPaths:
+        return cls(Path("/var/lib/containerd"), Path("/run/containerd"), Path("/etc/containerd/config.toml"))
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(paths: ContainerdPaths, *, cri: bool = False, log_level: str = "info") -> str:
+    """containerd's config.toml (version 2) for ``paths``."""
+    if log_level not in ("trace", "debug", "info", "warn", "error", "fatal", "panic"):
+        raise ValueError(f"containerd log_level: {log_level!r}, expected trace/debug/info/warn/error/fatal/panic")
+    disabled = [] if cri else ["io.containerd.grpc.v1.cri"]
+    lines = [
+        "version = 2",
+        f"root = {_toml_str(str(paths.root))}",
+        f"state = {_toml_str(str(paths.state))}",
+        f"disabled_plugins = [{', '.join(_toml_str(d) for d in disabled)}]",
+        "",
+        "[grpc]",
+        f"  address = {_toml_str(str(paths.socket))}",
+        "",
+        "[ttrpc]",
+        f"  address = {_toml_str(str(paths.socket) + '.ttrpc')}",
+        "",
+        "[debug]",
+        f"  level = {_toml_str(log_level)}",
+        "",
+        '[plugins."io.containerd.internal.v1.opt"]',
+        f"  path = {_toml_str(str(paths.root / 'opt'))}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def containerd_service(
+    paths: ContainerdPaths,
+    *,
+    binary: str = "containerd",
+    cri: bool = False,
+    depends_on: Sequence[Condition] = (),
+    stop_timeout: float = 10.0,
+) -> ServiceDefinition:
+    config = render_config(paths, cri=cri)
+
+    async def prepare() -> None:
+        def write() -> None:
+            for d in (paths.root, paths.state, paths.config.parent):
+                d.mkdir(parents=True, exist_ok=True)
+            os.chmod(paths.root, 0o711)
+            paths.config.write_text(config)
+
+        await anyio.to_thread.run_sync(write)
+
+    runner = ProcessRunner([binary, "--config", str(paths.config)], stop_timeout=stop_timeout, prepare_fn=prepare)
+    return ServiceDefinition(
+        "containerd",
+        runner,
+        depends_on=depends_on,
+        restart=RestartPolicy.FOREVER,
+        backoff=BackoffPolicy(initial=0.2, maximum=10.0),
+        health=HealthCheck(grpc_probe(path=str(paths.socket)), interval=0.25, timeout=2.0),
+    )
+
+
+async def ctr(socket: Path, *args: str, namespace: str | None = None, ctr_binary: str = "ctr") -> str:
+    """Run ``ctr`` against ``socket``; returns stdout, raises RuntimeError with stderr on failure."""
+    cmd = [ctr_binary, "--address", str(socket)]
+    if namespace is not None:
+        cmd += ["--namespace", namespace]
+    cmd += list(args)
+    result = await anyio.run_process(cmd, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.decode().strip()}")
+    return result.stdout.decode()
+
+
+async def ensure_namespaces(socket: Path, names: Sequence[str] = NAMESPACES) -> list[str]:
+    """Create the missing namespaces; returns every namespace containerd knows."""
+    existing = set((await ctr(socket, "namespaces", "list", "--quiet")).split())
+    for n in names:
+        if n not in existing:
+            await ctr(socket, "namespaces", "create", n)
+    return sorted((await ctr(socket, "namespaces", "list", "--quiet")).split())
