@@ -1,6 +1,8 @@
 """Property: any history of int operations (create/update/teardown/destroy, foreign finalizers)
-pushed through IntToStr (transform, input finalizers) -> StrToSentence (qtransform) converges
-to outputs derived from the final inputs only, with no finalizer of ours left on torn-down inputs."""
+pushed through IntToStr -> StrToSentence converges to outputs derived from the final inputs only.
+
+Two pipelines: the helpers (transform with input finalizers -> qtransform; no finalizer of ours
+may stay on a torn-down input) and the hand-written conformance controllers."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from kos.controllers.runtime.testing import assert_length, assert_resources
 from kos.resources.core import NotFoundError, Phase
 from kos.resources.core.inmem import InMemoryState
 
+from .conformance import IntToStrController, StrToSentenceController
 from .harness import running
 from .pipeline import int_to_str, str_to_sentence
 from .testtypes import INTS, SENTENCES, STRS, int_ptr, int_res
@@ -63,11 +66,15 @@ async def apply(state: InMemoryState, op: Op) -> None:
             await anyio.lowlevel.checkpoint()
 
 
-async def scenario(history: list[Op]) -> None:
+async def scenario(history: list[Op], variant: str = "helpers") -> None:
     state = InMemoryState(history_max=4096)
     rt = Runtime(state, backoff_initial=0.01, backoff_max=0.1)
-    rt.register(int_to_str())
-    rt.register(str_to_sentence())
+    if variant == "helpers":  # transform with input finalizers -> qtransform
+        rt.register(int_to_str())
+        rt.register(str_to_sentence())
+    else:  # the hand-written conformance controllers
+        rt.register(IntToStrController())
+        rt.register(StrToSentenceController())
     async with running(rt):
         for op in history:
             await apply(state, op)
@@ -78,15 +85,16 @@ async def scenario(history: list[Op]) -> None:
             await assert_resources(state, SENTENCES, live, lambda r: r.spec.value == f"{live[r.id]} sentence")
         await assert_length(state, STRS, len(live))
         await assert_length(state, SENTENCES, len(live))
-        dying = [id for id, r in ints.items() if r.metadata.phase == Phase.TEARING_DOWN]
-        if dying:
-            await assert_resources(state, INTS, dying, lambda r: "IntToStr" not in r.metadata.finalizers)
-        if live:
-            await assert_resources(state, INTS, live, lambda r: "IntToStr" in r.metadata.finalizers)
+        if variant == "helpers":
+            dying = [id for id, r in ints.items() if r.metadata.phase == Phase.TEARING_DOWN]
+            if dying:
+                await assert_resources(state, INTS, dying, lambda r: "IntToStr" not in r.metadata.finalizers)
+            if live:
+                await assert_resources(state, INTS, live, lambda r: "IntToStr" in r.metadata.finalizers)
     assert all(m["crashes"] == 0 for m in rt.metrics().values()), rt.metrics()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops)
-def test_pipeline_converges(history: list[Op]) -> None:
-    anyio.run(scenario, history)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops, st.sampled_from(["helpers", "conformance"]))
+def test_pipeline_converges(history: list[Op], variant: str) -> None:
+    anyio.run(scenario, history, variant)
