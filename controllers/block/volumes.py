@@ -5,7 +5,7 @@ For each VolumeConfig (by wave, then id) the ``VolumeController`` walks the phas
 1. **locate** the volume among the discovered ones (``locator.match``; only on disks the
    disk selector picks, when it has one) -> ``located``;
 2. otherwise **provision**: pick the first disk the selector matches that is empty or GPT,
-   plan the partition (``planner``), add it with sgdisk + partx -> ``provisioned``; no disk ->
+   plan the partition (``planner``), write it into the GPT and add it with partx -> ``provisioned``; no disk ->
    ``missing``; a disk with foreign data is only wiped when ``provisioning.wipe`` says so;
 3. **format** an empty partition (never one with data; a different filesystem is an error)
    -> ``prepared``;

@@ -1,5 +1,6 @@
-"""GPT partitioning with ``sgdisk``, and telling the kernel with ``partx`` (the host kernel
-has no GPT parser, so partitions are added/resized one by one, never by a re-read).
+"""GPT partitioning with kos's own GPT writer (``gpt``), and telling the kernel with
+``partx`` (the host kernel has no GPT parser, so partitions are added/resized one by one,
+never by a re-read).
 
 Every function takes the ``DeviceRef`` of the whole disk it may touch and re-verifies it
 (``device.guard``) first; partitions already mounted may stay mounted while new ones are
@@ -8,11 +9,13 @@ added or the last one grows, but a whole disk that is itself mounted is refused.
 
 from __future__ import annotations
 
+import dataclasses
+import uuid as uuidlib
 from dataclasses import dataclass
 
 import anyio
 
-from kos.platform.block import device, probe, sysfs
+from kos.platform.block import device, gpt, probe, sysfs
 from kos.platform.block.tools import run
 
 LINUX_FS_TYPE = "0fc63daf-8483-4772-8e79-3d69d8477de4"
@@ -38,11 +41,19 @@ async def _check_disk(disk: device.DeviceRef) -> sysfs.SysDevice:
 
 async def create_table(disk: device.DeviceRef) -> None:
     """Write a new, empty GPT. Only on a disk the probe finds empty (wipe it first otherwise)."""
-    await device.guard_async(disk, partition=False)
+    dev = await device.guard_async(disk, partition=False)
     found = await anyio.to_thread.run_sync(probe.probe_path, disk.path)
     if not found.empty:
         raise device.DeviceRefusedError(f"{disk.path}: refusing to write a partition table, it holds {found.name}")
-    await run("sgdisk", "--clear", disk.path)
+    writes = gpt.build(dev.size, str(uuidlib.uuid4()), [], dev.sector_size)
+    await anyio.to_thread.run_sync(gpt.write, disk.path, writes)
+
+
+def _entries(table: probe.PartitionTable, sector: int) -> list[gpt.GptEntry]:
+    return [
+        gpt.GptEntry(p.number, p.start // sector, p.end // sector - 1, p.type_uuid, p.uuid, p.label, p.attributes)
+        for p in table.partitions
+    ]
 
 
 async def add_partitions(disk: device.DeviceRef, parts: list[NewPartition]) -> None:
@@ -53,23 +64,31 @@ async def add_partitions(disk: device.DeviceRef, parts: list[NewPartition]) -> N
         raise device.DeviceRefusedError(f"{disk.path}: no GPT to add partitions to (found {found.name!r})")
     used = {p.number for p in found.table.partitions}
     sector = dev.sector_size
-    args: list[str] = []
+    entries = _entries(found.table, sector)
     for p in parts:
         if p.number in used:
             raise device.DeviceRefusedError(f"{disk.path}: partition {p.number} already exists")
         if p.start % sector or p.size % sector or p.size <= 0:
             raise ValueError(f"partition {p.label}: start {p.start} and size {p.size} must be multiples of {sector}")
-        args += [
-            f"--new={p.number}:{p.start // sector}:{(p.start + p.size) // sector - 1}",
-            f"--change-name={p.number}:{p.label}",
-            f"--typecode={p.number}:{p.type_uuid}",
-        ]
-        if p.uuid:
-            args.append(f"--partition-guid={p.number}:{p.uuid}")
-    if not args:
+        entries.append(
+            gpt.GptEntry(
+                p.number,
+                p.start // sector,
+                (p.start + p.size) // sector - 1,
+                p.type_uuid,
+                p.uuid or str(uuidlib.uuid4()),
+                p.label,
+            )
+        )
+    if not parts:
         return
-    await run("sgdisk", *args, disk.path)
+    writes = gpt.build(dev.size, found.table.uuid, entries, sector)
+    await anyio.to_thread.run_sync(gpt.write, disk.path, writes)
+    stale = {k.partition_number for k in await anyio.to_thread.run_sync(sysfs.partitions_of, dev.name)}
     for p in parts:
+        if p.number in stale:
+            # left in the kernel by an earlier table (a loop device keeps partitions across detach)
+            await run("partx", "--delete", f"--nr={p.number}", disk.path)
         await run("partx", "--add", f"--nr={p.number}", disk.path)
 
 
@@ -90,23 +109,19 @@ async def grow_partition(disk: device.DeviceRef, number: int, new_size: int) -> 
     """Grow partition ``number`` in place (same start, GUID, label, type) to ``new_size``,
     moving the backup GPT to the end of a grown disk first; then tell the kernel."""
     dev = await _check_disk(disk)
-    await run("sgdisk", "--move-second-header", disk.path)
     found = await anyio.to_thread.run_sync(probe.probe_path, disk.path)
     if found.table is None or found.table.type != "gpt":
         raise device.DeviceRefusedError(f"{disk.path}: refusing to grow, it has no GPT")
-    entry = next((p for p in found.table.partitions if p.number == number), None)
-    if entry is None:
-        raise device.DeviceRefusedError(f"{disk.path}: partition {number} does not exist")
-    if new_size <= entry.size:
-        return
     sector = dev.sector_size
-    await run(
-        "sgdisk",
-        f"--delete={number}",
-        f"--new={number}:{entry.start // sector}:{(entry.start + new_size) // sector - 1}",
-        f"--change-name={number}:{entry.label}",
-        f"--typecode={number}:{entry.type_uuid}",
-        f"--partition-guid={number}:{entry.uuid}",
-        disk.path,
-    )
+    entries = _entries(found.table, sector)
+    index = next((i for i, e in enumerate(entries) if e.number == number), None)
+    if index is None:
+        raise device.DeviceRefusedError(f"{disk.path}: partition {number} does not exist")
+    entry = entries[index]
+    if new_size <= (entry.last_lba - entry.first_lba + 1) * sector:
+        return
+    entries[index] = dataclasses.replace(entry, last_lba=entry.first_lba + new_size // sector - 1)
+    # rebuilt for the current disk size, which also moves the backup table to the new end
+    writes = gpt.build(dev.size, found.table.uuid, entries, sector)
+    await anyio.to_thread.run_sync(gpt.write, disk.path, writes)
     await run("partx", "--update", f"--nr={number}", disk.path)

@@ -1,7 +1,7 @@
 """A superblock probe in Python: partition tables (GPT, MBR) and filesystems (xfs, ext2/3/4,
 vfat, squashfs, swap, iso9660, erofs, btrfs, LUKS) read straight from the device.
 
-Reads use ``O_DIRECT`` when the device allows it, so what mkfs or sgdisk just wrote through
+Reads use ``O_DIRECT`` when the device allows it, so what mkfs or the GPT writer just wrote through
 another device node (a partition versus its disk) is seen, not a stale page cache. The
 result names types the way ``blkid`` does (``gpt``/``dos``; ``xfs``, ``ext4``, ``vfat``...)
 and ``tests/block`` checks it against ``blkid -p`` on real devices.

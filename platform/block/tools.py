@@ -1,4 +1,4 @@
-"""Running the disk tools (sgdisk, partx, mkfs.*, mount, wipefs...) from async code."""
+"""Running the disk tools (partx, mkfs.*, mount, wipefs...) from async code."""
 
 from __future__ import annotations
 
