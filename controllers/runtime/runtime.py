@@ -135,6 +135,14 @@ class Runtime:
             self._tg.start_soon(self._watch, kind, name=f"runtime watch {kind}")
 
     async def _watch(self, kind: Kind) -> None:
+        try:
+            await self._watch_events(kind)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as exc:  # e.g. a remote state's stream broke
+            self._abort(RuntimeWatchError(f"controller runtime watch error: {kind}: {type(exc).__name__}: {exc}"))
+
+    async def _watch_events(self, kind: Kind) -> None:
         async with self.state.watch_kind_aggregated(kind, bootstrap_contents=True) as batches:
             async for batch in batches:
                 pending = self._pending  # swapped by the delivery task between batches

@@ -201,3 +201,19 @@ async def test_update_inputs_at_run_time() -> None:
     assert [i.type for i in runtime.db.inputs("Switcher")] == [INTS.type, STRS.type]
     with pytest.raises(Exception, match="duplicate input"):
         runtime.adapter("Switcher").update_inputs([Input(NS, STRS.type), Input(NS, STRS.type)])  # type: ignore[union-attr]
+
+
+async def test_context_with_teardown_through_adapter() -> None:
+    state = InMemoryState()
+    await state.create(int_res("a", 1))
+    rt = adapter(state, Declared("c", [Input(NS, INTS.type, "a")]))
+    with pytest.raises(AccessDeniedError):
+        async with rt.context_with_teardown(int_ptr("b")):
+            pass
+    reached_end = False
+    with anyio.fail_after(2):
+        async with rt.context_with_teardown(int_ptr("a")) as scope:
+            await state.teardown(int_ptr("a"))
+            await anyio.sleep_forever()
+            reached_end = True
+    assert scope.cancel_called and not reached_end

@@ -118,3 +118,10 @@ def test_qcontroller_registration_validates_inputs() -> None:
     with pytest.raises(RegistrationError, match="'Bad': concurrency must be >= 1, got 0"):
         rt.register(bad)
     assert "Bad" not in rt.metrics()
+
+
+def test_runtime_rejects_bad_backoff() -> None:
+    with pytest.raises(ValueError, match="initial interval must be positive, got 0"):
+        Runtime(InMemoryState(), backoff_initial=0)
+    with pytest.raises(ValueError, match=r"maximum 0\.1 must be >= initial interval 0\.5"):
+        Runtime(InMemoryState(), backoff_max=0.1)

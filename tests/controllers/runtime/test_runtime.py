@@ -3,7 +3,9 @@ watch errors, registration while running, clean shutdown, metrics."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import pytest
@@ -266,3 +268,29 @@ async def test_bulk_writes_of_one_cycle_do_not_overrun_the_runtime_watch() -> No
         await wait_all_tasks_blocked()
         assert errors == []
         tg.cancel_scope.cancel()
+
+
+class BrokenStreamState(InMemoryState):
+    """An in-memory state whose kind watches break after bootstrap, as a remote stream might."""
+
+    def watch_kind_aggregated(self, kind: Any, **options: Any) -> Any:
+        inner = super().watch_kind_aggregated(kind, **options)
+
+        @asynccontextmanager
+        async def broken() -> AsyncIterator[AsyncIterator[list[Any]]]:
+            async with inner as batches:
+
+                async def gen() -> AsyncIterator[list[Any]]:
+                    yield await anext(batches)
+                    raise ConnectionResetError("stream reset by peer")
+
+                yield gen()
+
+        return broken()
+
+
+async def test_watch_exception_aborts_runtime_with_clear_error() -> None:
+    rt = Runtime(BrokenStreamState(), backoff_initial=0.01)
+    rt.register(Counting("c", [Input(NS, INTS.type)]))
+    with anyio.fail_after(5), pytest.raises(RuntimeWatchError, match="ConnectionResetError: stream reset by peer"):
+        await rt.run()
