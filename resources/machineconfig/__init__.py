@@ -8,7 +8,8 @@ Public API::
     container.validate(mode) -> warnings                            # raises ConfigErrors
     container.to_yaml() / container.redacted() / container.to_data()
     parse_patch(text) -> Patch; apply_patches(container.to_data(), [patch, ...]) -> data
-    config_diff(old, new) -> unified diff text
+    config_diff(old, new) -> unified diff text (redacted)
+    changed_paths(old, new) / reboot_required(old, new) -> YAML paths
     SecretsBundle.generate() / SecretsBundle.load(text) / bundle.to_yaml()
     generate(GenOptions(name, endpoint, ...), bundle, patches=...) -> Generated(controlplane, worker, client)
     ClientConfig.load(text) / client.to_yaml()
@@ -16,7 +17,7 @@ Public API::
 
 from kos.resources.machineconfig.clientconfig import ClientConfig, Context
 from kos.resources.machineconfig.container import ConfigContainer, load
-from kos.resources.machineconfig.diff import config_diff
+from kos.resources.machineconfig.diff import changed_paths, config_diff, reboot_required
 from kos.resources.machineconfig.documents import (
     DOCUMENT_KINDS,
     HostnameConfig,
@@ -64,10 +65,12 @@ __all__ = [
     "StrategicMergePatch",
     "apply_patch",
     "apply_patches",
+    "changed_paths",
     "config_diff",
     "generate",
     "load",
     "normalize_endpoint",
     "parse_patch",
+    "reboot_required",
     "validate",
 ]

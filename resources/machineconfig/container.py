@@ -45,7 +45,8 @@ class ConfigContainer:
                 if out.v1alpha1 is not None:
                     dec.error(prefix, "v1alpha1", "at most one v1alpha1 document")
                     continue
-                if data.get("version", MISSING) != "v1alpha1":
+                version = data.get("version", MISSING)
+                if (version is MISSING or isinstance(version, str)) and version != "v1alpha1":
                     dec.error("version", data.get("version", MISSING), "'v1alpha1'")
                 out.v1alpha1 = Config.decode(data, "", dec)
                 continue

@@ -1,16 +1,36 @@
-"""Config diff for dry runs: a unified diff of the redacted, normalised YAML of two configs
-(secrets never appear in a diff; a changed secret shows as a changed ``******`` line only
-when its presence changes)."""
+"""Config comparison for apply: a unified diff of the redacted YAML for dry runs (secrets
+never appear in a diff), the list of changed YAML paths, and which of those changes need a
+reboot to take effect (``apply --mode no-reboot`` must refuse those)."""
 
 from __future__ import annotations
 
 import difflib
+from typing import Any
 
 from kos.resources.machineconfig.container import ConfigContainer
 
+# Changes under these v1alpha1 paths only take effect at boot (install/disk layout/kernel/
+# role); everything else (network, time, kubelet, files, sysctls, cluster settings, typed
+# documents) is applied live by the controllers.
+REBOOT_PATHS = (
+    "machine.type",
+    "machine.install",
+    "machine.disks",
+    "machine.kernel",
+    "machine.systemDiskEncryption",
+    "machine.sysfs",
+    "machine.udev",
+    "machine.features.diskQuotaSupport",
+    "cluster.id",
+    "cluster.secret",
+    "debug",
+)
+
 
 def config_diff(old: ConfigContainer | None, new: ConfigContainer, *, redact: bool = True) -> str:
-    """Unified diff text; empty when the configs are equal."""
+    """Unified diff text; empty when the configs are equal (or differ only in secrets when
+    ``redact``; use ``changed_paths`` to see those)."""
+
     def text(c: ConfigContainer | None) -> list[str]:
         if c is None:
             return []
@@ -19,6 +39,39 @@ def config_diff(old: ConfigContainer | None, new: ConfigContainer, *, redact: bo
     return "".join(difflib.unified_diff(text(old), text(new), fromfile="current", tofile="new"))
 
 
-def secrets_changed(old: ConfigContainer, new: ConfigContainer) -> bool:
-    """True when the configs differ only in ways redaction hides (e.g. a rotated key)."""
-    return old.to_yaml() != new.to_yaml() and old.redacted().to_yaml() == new.redacted().to_yaml()
+def _doc_label(d: dict[str, Any]) -> str:
+    if "kind" not in d:
+        return ""
+    name = d.get("name")
+    return f"{d['kind']}[{name}]" if name else str(d["kind"])
+
+
+def _walk(a: Any, b: Any, path: str, out: list[str]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(dict.fromkeys([*a, *b])):
+            p = f"{path}.{k}" if path else str(k)
+            if k not in a or k not in b:
+                out.append(p)
+            else:
+                _walk(a[k], b[k], p, out)
+    elif a != b:
+        out.append(path)
+
+
+def changed_paths(old: ConfigContainer, new: ConfigContainer) -> list[str]:
+    """YAML paths whose value differs (lists compare whole); typed documents appear as
+    ``Kind[name].field`` or just ``Kind[name]`` when added/removed."""
+    out: list[str] = []
+    olds = {_doc_label(d): d for d in old.to_data()}
+    news = {_doc_label(d): d for d in new.to_data()}
+    for label in dict.fromkeys([*olds, *news]):
+        if label not in olds or label not in news:
+            out.append(label or "<v1alpha1>")
+        else:
+            _walk(olds[label], news[label], label, out)
+    return out
+
+
+def reboot_required(old: ConfigContainer, new: ConfigContainer) -> list[str]:
+    """The changed paths that only take effect after a reboot (empty: apply live)."""
+    return [p for p in changed_paths(old, new) if any(p == r or p.startswith(r + ".") for r in REBOOT_PATHS)]

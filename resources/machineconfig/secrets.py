@@ -39,6 +39,7 @@ class ClusterSecrets(Model):
 class Secrets(Model):
     bootstrap_token: str = spec_field(yaml="bootstraptoken", default="", sensitive=True)
     secretbox_encryption_secret: str = spec_field(yaml="secretboxencryptionsecret", default="", sensitive=True)
+    aescbc_encryption_secret: str = spec_field(yaml="aescbcencryptionsecret", default="", sensitive=True)
 
 
 @dataclass

@@ -174,3 +174,18 @@ def test_diff(generated: mc.Generated) -> None:
     assert "+    hostname: cp-9" in d
     assert "zzzzzz" not in d  # secrets never appear in diffs
     assert d.startswith("--- current\n+++ new\n")
+
+
+def test_changed_paths_and_reboot(generated: mc.Generated) -> None:
+    cp = generated.controlplane
+    assert mc.changed_paths(cp, cp) == [] and mc.reboot_required(cp, cp) == []
+    live = ConfigContainer.from_data(mc.apply_patches(cp.to_data(), [mc.parse_patch(
+        "machine:\n  time:\n    servers: [pool.ntp.org]\n  token: zzzzzz.zzzzzzzzzzzzzzzz\n"
+        "---\napiVersion: v1alpha1\nkind: HostnameConfig\nhostname: cp-2\n"
+    )]))
+    assert mc.changed_paths(cp, live) == ["machine.token", "machine.time", "HostnameConfig"]
+    assert mc.reboot_required(cp, live) == []
+    reboot = ConfigContainer.from_data(mc.apply_patches(cp.to_data(), [mc.parse_patch(
+        '[{"op": "replace", "path": "/machine/install/disk", "value": "/dev/vdb"}]'
+    )]))
+    assert mc.reboot_required(cp, reboot) == ["machine.install.disk"]
