@@ -165,7 +165,7 @@ async def test_per_key_backoff_grows_and_is_per_key() -> None:
     gaps = [b - a for a, b in itertools.pairwise(times)]
     # intervals 0.02, 0.03, 0.045, 0.0675 with +-50 % jitter
     for gap, interval in zip(gaps, [0.02, 0.03, 0.045, 0.0675], strict=True):
-        assert interval * 0.5 - 0.002 <= gap <= interval * 1.5 + 0.05, (gaps, interval)
+        assert interval * 0.5 - 0.002 <= gap <= interval * 1.5 + 0.25, (gaps, interval)
     assert rt.metrics()["Recorder"]["errors"] == 4
     assert (int_ptr("a"), Job.RECONCILE) not in adapter._key_backoff  # type: ignore[attr-defined]
 
