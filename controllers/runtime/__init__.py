@@ -18,6 +18,7 @@ from kos.controllers.runtime.controller import (
     ReducedMetadata,
 )
 from kos.controllers.runtime.dependency import Edge, EdgeType
+from kos.controllers.runtime.destroy import DestroyController, destroy
 from kos.controllers.runtime.errors import (
     AccessDeniedError,
     DestroyOutput,
@@ -27,17 +28,9 @@ from kos.controllers.runtime.errors import (
     SkipReconcile,
 )
 from kos.controllers.runtime.qruntime import QRuntime
+from kos.controllers.runtime.qtransform import QTransformController, qtransform
 from kos.controllers.runtime.runtime import Runtime
-from kos.controllers.runtime.transform import (
-    DestroyController,
-    QTransformController,
-    TransformController,
-    TransformErrors,
-    destroy,
-    kind_of,
-    qtransform,
-    transform,
-)
+from kos.controllers.runtime.transform import TransformController, TransformErrors, kind_of, transform
 
 __all__ = [
     "Access",

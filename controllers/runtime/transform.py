@@ -1,5 +1,5 @@
-"""One-function controllers: ``transform`` (Controller), ``qtransform`` (QController) and
-``destroy`` (cosi-semantics.md 3.5).
+"""The ``transform`` helper: a one-function Controller (cosi-semantics.md 3.5). See also
+``qtransform`` (the QController variant) and ``destroy``.
 
 ``transform(name, In, Out, fn)`` keeps one ``Out`` resource per ``In`` resource: ``map_fn``
 turns an input into the (empty) output to write (default: same id, default spec, Out's
@@ -21,7 +21,7 @@ The finalizer name is the controller name.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kos.controllers.runtime.access import Access
@@ -32,13 +32,9 @@ from kos.controllers.runtime.controller import (
     InputKind,
     Output,
     OutputKind,
-    QController,
-    QSettings,
-    ReducedMetadata,
 )
-from kos.controllers.runtime.errors import DestroyOutput, SkipReconcile
-from kos.controllers.runtime.qruntime import QRuntime
-from kos.resources.core.errors import NotFoundError, PhaseConflictError, is_conflict
+from kos.controllers.runtime.errors import SkipReconcile
+from kos.resources.core.errors import NotFoundError, is_conflict
 from kos.resources.core.metadata import Kind, Phase, Pointer
 from kos.resources.core.resource import Resource
 
@@ -57,7 +53,7 @@ class TransformErrors(Exception):
         super().__init__(f"controller {controller!r}: {len(errors)} error(s) in transform: {detail}")
 
 
-async def _maybe_await(value: object) -> None:
+async def maybe_await(value: object) -> None:
     if inspect.isawaitable(value):
         await value
 
@@ -120,7 +116,7 @@ class TransformController(Controller):
 
     async def cycle(self, rt: ControllerRuntime) -> None:
         if self.pre_hook is not None:
-            await _maybe_await(self.pre_hook(rt))
+            await maybe_await(self.pre_hook(rt))
         name = self.name
         touched: set[Pointer] = set()
         errors: list[BaseException] = []
@@ -133,7 +129,7 @@ class TransformController(Controller):
                 if self.input_finalizers and inp.metadata.has_finalizer(name):
                     if self.finalizer_removal is not None:
                         try:
-                            await _maybe_await(self.finalizer_removal(rt, inp))
+                            await maybe_await(self.finalizer_removal(rt, inp))
                         except SkipReconcile:
                             continue
                         except Exception as exc:
@@ -145,7 +141,7 @@ class TransformController(Controller):
             try:
                 if self.input_finalizers and not inp.metadata.has_finalizer(name):
                     await rt.add_finalizer(inp.pointer, name)
-                await rt.modify(out, _bind(self.transform_fn, rt, inp))
+                await rt.modify(out, bind_transform(self.transform_fn, rt, inp))
             except SkipReconcile:
                 pass
             except Exception as exc:
@@ -166,13 +162,13 @@ class TransformController(Controller):
             if await rt.get_or_none(out_ptr) is None:
                 await rt.remove_finalizer(in_ptr, name)
         if self.post_hook is not None:
-            await _maybe_await(self.post_hook(rt))
+            await maybe_await(self.post_hook(rt))
         if errors:
             raise TransformErrors(name, errors)
         rt.reset_restart_backoff()
 
 
-def _bind(fn: TransformFn, rt: Access, inp: Resource[Any]) -> Callable[[Resource[Any]], object]:
+def bind_transform(fn: TransformFn, rt: Access, inp: Resource[Any]) -> Callable[[Resource[Any]], object]:
     def apply(out: Resource[Any]) -> object:
         return fn(rt, inp, out)
 
@@ -211,172 +207,3 @@ def transform(
         pre_hook=pre_hook,
         post_hook=post_hook,
     )
-
-
-# -- qtransform --------------------------------------------------------------------------
-
-UnmapFn = Callable[[Pointer], Pointer | None]
-ExtraMapFn = Callable[[QRuntime, ReducedMetadata], Awaitable[Sequence[Pointer]]]
-
-
-class QTransformController(QController):
-    """Per-key transform: In is QPrimary (our finalizer on it), Out is QMappedDestroyReady."""
-
-    def __init__(
-        self,
-        name: str,
-        in_kind: Kind,
-        out_kind: Kind,
-        map_fn: MapFn,
-        unmap_fn: UnmapFn,
-        transform_fn: TransformFn,
-        *,
-        finalizer_removal: FinalizerRemovalFn | None = None,
-        extra_inputs: Sequence[Input] = (),
-        map_extra: ExtraMapFn | None = None,
-        ignore_teardown_while: Callable[[Resource[Any]], bool] | None = None,
-        concurrency: int = 1,
-    ) -> None:
-        self.name = name
-        self.in_kind = in_kind
-        self.out_kind = out_kind
-        self.map_fn = map_fn
-        self.unmap_fn = unmap_fn
-        self.transform_fn = transform_fn
-        self.finalizer_removal = finalizer_removal
-        self.extra_inputs = tuple(extra_inputs)
-        self.map_extra = map_extra
-        self.ignore_teardown_while = ignore_teardown_while
-        self.concurrency = concurrency
-
-    def settings(self) -> QSettings:
-        return QSettings(
-            inputs=(
-                Input(self.in_kind.namespace, self.in_kind.type, None, InputKind.Q_PRIMARY),
-                Input(self.out_kind.namespace, self.out_kind.type, None, InputKind.Q_MAPPED_DESTROY_READY),
-                *self.extra_inputs,
-            ),
-            outputs=(Output(self.out_kind.type, OutputKind.EXCLUSIVE),),
-            concurrency=self.concurrency,
-        )
-
-    async def map_input(self, rt: QRuntime, reduced: ReducedMetadata) -> Sequence[Pointer]:
-        if reduced.type == self.out_kind.type and reduced.namespace == self.out_kind.namespace:
-            p = self.unmap_fn(reduced.pointer)
-            return [] if p is None else [p]
-        if self.map_extra is not None:
-            return await self.map_extra(rt, reduced)
-        return [r.pointer for r in await rt.list(self.in_kind)]
-
-    async def reconcile(self, rt: QRuntime, ptr: Pointer) -> None:
-        inp = await rt.get_or_none(ptr)
-        if inp is None:
-            return
-        out = self.map_fn(inp)
-        if out is None:
-            return
-        fin = self.name
-        tearing = inp.metadata.phase == Phase.TEARING_DOWN
-        if tearing and self.ignore_teardown_while is not None and self.ignore_teardown_while(inp):
-            tearing = False
-        if not tearing:
-            if not inp.metadata.has_finalizer(fin):
-                await rt.add_finalizer(ptr, fin)
-            current = await rt.get_or_none(out.pointer)
-            if current is not None and current.metadata.phase == Phase.TEARING_DOWN:
-                if current.metadata.finalizers:
-                    return  # re-queued through the QMappedDestroyReady input
-                await rt.destroy(out.pointer)
-            try:
-                await rt.modify(out, _bind(self.transform_fn, rt, inp))
-            except PhaseConflictError:
-                pass
-            except DestroyOutput:
-                try:
-                    if await rt.teardown(out.pointer):
-                        await rt.destroy(out.pointer)
-                except NotFoundError:
-                    pass
-            return
-        if self.finalizer_removal is not None:
-            await _maybe_await(self.finalizer_removal(rt, inp))
-        try:
-            ready = await rt.teardown(out.pointer)
-        except NotFoundError:
-            await rt.remove_finalizer(ptr, fin)
-            return
-        if not ready:
-            return
-        await rt.destroy(out.pointer)
-        await rt.remove_finalizer(ptr, fin)
-
-
-def qtransform(
-    name: str,
-    in_spec: type[Any],
-    out_spec: type[Any],
-    fn: TransformFn,
-    *,
-    map_fn: MapFn | None = None,
-    unmap_fn: UnmapFn | None = None,
-    in_namespace: str | None = None,
-    out_namespace: str | None = None,
-    finalizer_removal: FinalizerRemovalFn | None = None,
-    extra_inputs: Sequence[Input] = (),
-    map_extra: ExtraMapFn | None = None,
-    ignore_teardown_while: Callable[[Resource[Any]], bool] | None = None,
-    concurrency: int = 1,
-) -> QTransformController:
-    """A QController keeping one ``out_spec`` per ``in_spec`` resource; by default same ids."""
-    in_kind = kind_of(in_spec, in_namespace)
-    out_kind = kind_of(out_spec, out_namespace)
-
-    def same_id(p: Pointer) -> Pointer:
-        return in_kind.pointer(p.id)
-
-    return QTransformController(
-        name,
-        in_kind,
-        out_kind,
-        map_fn or default_map(out_spec, out_kind.namespace),
-        unmap_fn or same_id,
-        fn,
-        finalizer_removal=finalizer_removal,
-        extra_inputs=extra_inputs,
-        map_extra=map_extra,
-        ignore_teardown_while=ignore_teardown_while,
-        concurrency=concurrency,
-    )
-
-
-# -- destroy -----------------------------------------------------------------------------
-
-
-class DestroyController(QController):
-    """Destroys resources of one kind that are tearingDown, unowned and finalizer-free."""
-
-    def __init__(self, kind: Kind) -> None:
-        self.kind = kind
-        self.name = f"Destroy[{kind.type}]"
-
-    def settings(self) -> QSettings:
-        return QSettings(
-            inputs=(Input(self.kind.namespace, self.kind.type, None, InputKind.Q_PRIMARY),),
-            outputs=(Output(self.kind.type, OutputKind.SHARED),),
-        )
-
-    async def reconcile(self, rt: QRuntime, ptr: Pointer) -> None:
-        r = await rt.get_or_none(ptr)
-        if r is None:
-            return
-        md = r.metadata
-        if md.phase == Phase.TEARING_DOWN and not md.owner and not md.finalizers:
-            try:
-                await rt.destroy(ptr, owner="")
-            except NotFoundError:
-                pass
-
-
-def destroy(spec: type[Any], namespace: str | None = None) -> DestroyController:
-    """The ``Destroy[<type>]`` controller for a registered spec class."""
-    return DestroyController(kind_of(spec, namespace))
