@@ -36,7 +36,7 @@ class LocalMember:
 
     @property
     def runner(self) -> EtcdRunner:
-        r = self.supervisor._get("etcd").definition.runner
+        r = self.supervisor.definition("etcd").runner
         assert isinstance(r, EtcdRunner)
         return r
 
@@ -82,6 +82,10 @@ class LocalCluster:
             c.to_files(pki / f"etcd-{i}.crt", pki / f"etcd-{i}.key")
             tls = TLSFiles(str(pki / "ca.crt"), str(pki / f"etcd-{i}.crt"), str(pki / f"etcd-{i}.key"))
             self._member_tls.append(tls)
+
+    def member_tls(self, i: int) -> TLSFiles:
+        """Member ``i``'s certificate (server+client) with the cluster CA."""
+        return self._member_tls[i]
 
     def ip(self, i: int) -> str:
         return f"{self.subnet}.{i + 1}"

@@ -317,6 +317,13 @@ class Supervisor:
             known = ", ".join(sorted(self._services)) or "none"
             raise KeyError(f"service {id!r} is not registered (known: {known})") from None
 
+    def definition(self, id: str) -> ServiceDefinition:
+        return self._get(id).definition
+
+    def is_active(self, id: str) -> bool:
+        """Whether the service's lifecycle runs (from Waiting through Running, until stopped or done)."""
+        return self._get(id).active
+
     def ids(self) -> list[str]:
         return sorted(self._services)
 
