@@ -76,8 +76,8 @@ def normalize_endpoint(endpoint: str) -> str:
         except ValueError:
             pass
         text = "https://" + text
-    u = urlsplit(text)
     try:
+        u = urlsplit(text)
         port = u.port
     except ValueError as exc:
         raise GenerateError(f"endpoint: {endpoint!r} has an invalid port, expected https://HOST[:PORT]") from exc

@@ -176,12 +176,12 @@ def _validate_cluster(v: _V, cfg: Config, control_plane: bool) -> None:
     c = cfg.cluster
     ep = c.control_plane.endpoint
     if v.required("cluster.controlPlane.endpoint", ep, "the Kubernetes API endpoint URL, e.g. https://10.5.0.2:6443"):
-        u = urlsplit(ep)
         try:
-            port = u.port
+            u = urlsplit(ep)
+            ok = u.scheme == "https" and bool(u.hostname) and (u.port is None or u.port > 0)
         except ValueError:
-            port = -1
-        if u.scheme != "https" or not u.hostname or port == -1:
+            ok = False
+        if not ok:
             v.err("cluster.controlPlane.endpoint", ep, "an https URL with a host, e.g. https://10.5.0.2:6443")
     if v.required("cluster.clusterName", c.cluster_name, "the cluster name") and not DNS1123_SUBDOMAIN_RE.match(
         c.cluster_name

@@ -211,3 +211,31 @@ def test_loaded_patched_config_round_trips(generated: mc.Generated, patch: dict[
     except ConfigErrors:
         return
     assert ConfigContainer.load(c.to_yaml()) == ConfigContainer.from_data(c.to_data())
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    path=st.sampled_from([
+        "/cluster/controlPlane/endpoint", "/machine/network", "/machine/certSANs/-", "/machine/token",
+        "/cluster/clusterName", "/cluster/network/podSubnets/0", "/machine/install/disk", "/cluster/token",
+        "/machine/ca/crt", "/cluster/secretboxEncryptionSecret", "/machine/kubelet/nodeIP",
+    ]),
+    value=st.one_of(st.text(max_size=30), st.integers(), st.none(), st.lists(st.text(max_size=5), max_size=2)),
+)
+def test_json_patched_fields_never_crash(generated: mc.Generated, path: str, value: Any) -> None:
+    docs = mc.apply_patch(generated.controlplane.to_data(),
+                          mc.JSON6902Patch(({"op": "add", "path": path, "value": value},)))
+    try:
+        ConfigContainer.from_data(docs).validate("metal")
+    except ConfigErrors as exc:
+        assert all(e.path for e in exc.errors)
+
+
+@given(st.text(max_size=40))
+def test_normalize_endpoint_never_crashes(text: str) -> None:
+    try:
+        out = mc.normalize_endpoint(text)
+    except mc.GenerateError as exc:
+        assert str(exc).startswith("endpoint: ")
+    else:
+        assert out.startswith("https://")
