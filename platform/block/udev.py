@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import pyudev  # type: ignore[import-untyped]
@@ -33,10 +34,19 @@ def udevd_running() -> bool:
     return ping.returncode == 0
 
 
+_CONTEXT: list[Any] = []
+
+
+def _context() -> Any:
+    if not _CONTEXT:
+        _CONTEXT.append(pyudev.Context())
+    return _CONTEXT[0]
+
+
 def info(name: str) -> UdevInfo:
     """udev's database entry for a block device (empty without udevd). Blocking."""
     try:
-        dev = pyudev.Devices.from_name(pyudev.Context(), "block", name)
+        dev = pyudev.Devices.from_name(_context(), "block", name)
     except pyudev.DeviceNotFoundError:
         return UdevInfo()
     return UdevInfo({str(k): str(v) for k, v in dev.properties.items()}, sorted(str(x) for x in dev.device_links))
