@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from kos.controllers.runtime import DestroyOutput, SkipReconcile, destroy, qtransform, transform
+from kos.controllers.runtime import DestroyOutput, Input, InputKind, SkipReconcile, destroy, qtransform, transform
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
 from kos.resources.core import Phase
 from kos.resources.core.resource import Resource
@@ -23,6 +23,7 @@ from .testtypes import (
     int_ptr,
     int_res,
     sentence_ptr,
+    sentence_res,
     str_ptr,
     str_res,
 )
@@ -154,3 +155,25 @@ async def test_destroy_helper() -> None:
         await wait_all_tasks_blocked()
         assert await state.get_or_none(int_ptr("owned")) is not None  # owned: left alone
     assert rt.metrics()["Destroy[IntResources.test.kos.dev]"]["errors"] == 0
+
+
+async def test_qtransform_extra_mapped_input_reruns_every_key() -> None:
+    state, rt = new_runtime()
+    suffix_ptr = sentence_ptr("suffix", ns="config")
+
+    async def fn(rt: Any, inp: Resource[IntSpec], out: Resource[StrSpec]) -> None:
+        suffix = await rt.get_or_none(suffix_ptr)
+        out.spec.value = f"{inp.spec.value}{suffix.spec.value if suffix else ''}"
+
+    rt.register(
+        qtransform(
+            "Suffixed", IntSpec, StrSpec, fn,
+            extra_inputs=[Input("config", SENTENCES.type, "suffix", InputKind.Q_MAPPED)],
+        )
+    )
+    async with running(rt):
+        await state.create(int_res("a", 1))
+        await state.create(int_res("b", 2))
+        await assert_resources(state, STRS, ["a", "b"], lambda r: r.spec.value in ("1", "2"))
+        await state.create(sentence_res("suffix", "!", ns="config"))
+        await assert_resources(state, STRS, ["a", "b"], lambda r: r.spec.value.endswith("!"))
