@@ -138,3 +138,16 @@ async def restore_snapshot(
     if result.returncode != 0:
         raise RuntimeError(f"etcdctl snapshot restore failed ({result.returncode}): {result.stderr.decode().strip()}")
     return dataclasses.replace(spec, initial_cluster={spec.name: peers}, initial_cluster_state="new")
+
+
+class AlreadyBootstrappedError(RuntimeError):
+    """Bootstrap was asked for a member whose data dir already holds a cluster."""
+
+
+async def check_can_bootstrap(spec: EtcdSpecSpec) -> None:
+    """Refuse a second bootstrap: a data dir with ``member/`` belongs to an existing cluster."""
+    if await anyio.Path(spec.data_dir, "member").exists():
+        raise AlreadyBootstrappedError(
+            f"etcd is already bootstrapped: data dir {spec.data_dir} holds a member; "
+            "bootstrap only once (recover from a snapshot to start over)"
+        )

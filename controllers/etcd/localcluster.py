@@ -16,7 +16,13 @@ from pathlib import Path
 from types import TracebackType
 
 from kos.apis.etcd import EtcdClient, TLSFiles
-from kos.controllers.etcd.join import add_learner, joining_spec, promote_when_ready, publish_local_member
+from kos.controllers.etcd.join import (
+    add_learner,
+    check_can_bootstrap,
+    joining_spec,
+    promote_when_ready,
+    publish_local_member,
+)
 from kos.machined.services.etcd import EtcdRunner, etcd_service
 from kos.machined.services.supervisor import Supervisor
 from kos.resources.core.inmem import InMemoryState
@@ -133,6 +139,7 @@ class LocalCluster:
     async def bootstrap(self, *, timeout: float = 20.0) -> None:
         """Start member 0 as a new single-member cluster and wait until it is healthy."""
         m = self.members[0]
+        await check_can_bootstrap(m.spec)
         m.runner.spec = m.spec
         await m.supervisor.start("etcd")
         await m.supervisor.wait_healthy("etcd", timeout=timeout)

@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from kos.apis.etcd import format_member_id
+from kos.controllers.etcd.join import AlreadyBootstrappedError
 from kos.controllers.etcd.localcluster import LocalCluster
 from kos.controllers.etcd.service import EtcdServiceController
 from kos.controllers.runtime import Runtime
@@ -52,4 +53,8 @@ async def test_spec_drives_the_etcd_service(tmp_path: Path) -> None:
             await assert_no_resource(m.state, ETCD_MEMBERS.pointer("local"), timeout=20)
             st2 = await m.supervisor.wait_state("etcd", ServiceState.FINISHED, timeout=20)
             assert not m.supervisor.is_active("etcd") and st2.message == "service stopped"
+
+            # the data dir now holds a cluster: a second bootstrap is refused
+            with pytest.raises(AlreadyBootstrappedError, match="etcd is already bootstrapped: data dir"):
+                await cl.bootstrap()
             tg.cancel_scope.cancel()

@@ -325,3 +325,24 @@ async def test_process_gets_its_own_cgroup_and_namespaces(sup: Supervisor) -> No
     await sup.stop("boxed")
     assert "/kos/boxed" not in read("/proc/self/cgroup")
     assert not [p for p in _candidate_dirs("kos/boxed") if exists(p)]
+
+
+@pytest.fixture
+async def netns() -> AsyncIterator[str]:
+    name = f"kos-svc-{os.getpid()}-{time.monotonic_ns() % 100000}"
+    await anyio.run_process(["ip", "netns", "add", name])
+    try:
+        yield name
+    finally:
+        await anyio.run_process(["ip", "netns", "del", name], check=False)
+
+
+@pytest.mark.root
+async def test_process_joins_an_existing_network_namespace(sup: Supervisor, netns: str) -> None:
+    path = f"/run/netns/{netns}"
+    sup.add(ServiceDefinition("innetns", ProcessRunner(["sleep", "1000"], stop_timeout=2, netns_path=path)))
+    await sup.start("innetns")
+    pid = (await sup.wait_state("innetns", ServiceState.RUNNING, timeout=5)).pid
+    inode = (await anyio.Path(path).stat()).st_ino
+    assert os.readlink(f"/proc/{pid}/ns/net") == f"net:[{inode}]"
+    await sup.stop("innetns")
