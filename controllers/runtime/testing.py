@@ -54,7 +54,6 @@ async def assert_resources(
     kind: Kind,
     ids: Iterable[str],
     check: Check | None = None,
-    *,
     timeout: float = 5.0,
 ) -> dict[str, Resource[Any]]:
     """Wait until every id of ``kind`` exists and passes ``check``; returns them by id."""
@@ -100,7 +99,7 @@ async def assert_resources(
     raise AssertionError("\n".join(lines))
 
 
-async def assert_no_resource(state: State, ptr: Pointer, *, timeout: float = 5.0) -> None:
+async def assert_no_resource(state: State, ptr: Pointer, timeout: float = 5.0) -> None:
     """Wait until ``ptr`` does not exist."""
     last: Resource[Any] | None = None
     with anyio.move_on_after(timeout):
@@ -114,7 +113,7 @@ async def assert_no_resource(state: State, ptr: Pointer, *, timeout: float = 5.0
     raise AssertionError(f"resource {ptr} still exists after {timeout:g}s; last seen: {_describe(last)}")
 
 
-async def assert_length(state: State, kind: Kind, n: int, *, timeout: float = 5.0) -> None:
+async def assert_length(state: State, kind: Kind, n: int, timeout: float = 5.0) -> None:
     """Wait until ``kind`` holds exactly ``n`` resources."""
     ids: set[str] = set()
     with anyio.move_on_after(timeout):
