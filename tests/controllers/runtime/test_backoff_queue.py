@@ -6,6 +6,8 @@ import random
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kos.controllers.runtime.backoff import Backoff
 from kos.controllers.runtime.queue import WorkQueue
@@ -120,3 +122,49 @@ async def test_queue_release_with_requeue() -> None:
     q.release("k", (1, 30))
     with anyio.fail_after(1):
         assert await q.get() == ("k", 5)
+
+
+queue_ops = st.lists(
+    st.tuples(st.sampled_from(["put", "get", "release"]), st.sampled_from("abcd"), st.integers(0, 9)),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(queue_ops)
+def test_queue_matches_model(ops: list[tuple[str, str, int]]) -> None:
+    """Against a plain model (all puts ready now): FIFO by first put, dedup keeps the latest
+    value, a key in progress is never handed out and its puts come back on release."""
+
+    async def run() -> None:
+        q: WorkQueue[str, int] = WorkQueue()
+        queued: dict[str, int] = {}  # insertion order = release order
+        parked: dict[str, int] = {}
+        in_progress: set[str] = set()
+        for op, key, value in ops:
+            if op == "put":
+                q.put(key, value)
+                if key in in_progress:
+                    parked[key] = value
+                else:
+                    queued[key] = value
+            elif op == "get":
+                if not queued:
+                    with anyio.move_on_after(0.001):
+                        got = await q.get()
+                        raise AssertionError(f"got {got} from a queue that should be empty")
+                    continue
+                expected = next(iter(queued.items()))
+                with anyio.fail_after(1):
+                    assert await q.get() == expected
+                del queued[expected[0]]
+                in_progress.add(expected[0])
+            elif key in in_progress:
+                q.release(key)
+                in_progress.discard(key)
+                if key in parked:
+                    queued[key] = parked.pop(key)
+            assert len(q) == len(queued) + len(parked)
+            assert q.in_progress == in_progress
+
+    anyio.run(run)
