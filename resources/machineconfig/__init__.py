@@ -12,7 +12,8 @@ Public API::
     changed_paths(old, new) / reboot_required(old, new) -> YAML paths
     SecretsBundle.generate() / SecretsBundle.load(text) / bundle.to_yaml()
     generate(GenOptions(name, endpoint, ...), bundle, patches=...) -> Generated(controlplane, worker, client)
-    ClientConfig.load(text) / client.to_yaml()
+    ClientConfig.load(text) / ClientConfig.load_file(path=None) / client.to_yaml()
+    save_config(path, container) / load_config(path)                # atomic temp+fsync+rename
 """
 
 from kos.resources.machineconfig.clientconfig import ClientConfig, Context
@@ -36,6 +37,7 @@ from kos.resources.machineconfig.patch import (
     apply_patches,
     parse_patch,
 )
+from kos.resources.machineconfig.persist import atomic_write, load_config, save_config
 from kos.resources.machineconfig.schema import REDACTED
 from kos.resources.machineconfig.secrets import SecretsBundle
 from kos.resources.machineconfig.v1alpha1 import Config
@@ -65,12 +67,15 @@ __all__ = [
     "StrategicMergePatch",
     "apply_patch",
     "apply_patches",
+    "atomic_write",
     "changed_paths",
     "config_diff",
     "generate",
     "load",
+    "load_config",
     "normalize_endpoint",
     "parse_patch",
     "reboot_required",
+    "save_config",
     "validate",
 ]

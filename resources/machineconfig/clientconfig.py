@@ -4,7 +4,9 @@ current one. Same shape as ``talosconfig``."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from kos.resources.core.spec import spec_field
 from kos.resources.machineconfig import yamlio
@@ -40,8 +42,28 @@ class ClientConfig(Model):
         dec.raise_if_errors("client config")
         return cfg
 
-    def current(self) -> Context:
-        return self.contexts[self.context]
+    @staticmethod
+    def default_path() -> Path:
+        """``$KOSCONFIG`` if set, else ``~/.kos/config``."""
+        env = os.environ.get("KOSCONFIG")
+        return Path(env) if env else Path.home() / ".kos" / "config"
+
+    @classmethod
+    def load_file(cls, path: str | os.PathLike[str] | None = None) -> ClientConfig:
+        p = Path(path) if path is not None else cls.default_path()
+        try:
+            text = p.read_text()
+        except OSError as exc:
+            raise ValueError(f"client config {str(p)!r}: {exc.strerror or exc}") from exc
+        return cls.load(text)
+
+    def current(self, name: str | None = None) -> Context:
+        """The named context (default: the current one); ``KeyError`` naming the choices."""
+        key = name or self.context
+        if key not in self.contexts:
+            choices = ", ".join(self.contexts) or "none defined"
+            raise KeyError(f"context {key!r} is not defined (contexts: {choices})")
+        return self.contexts[key]
 
     def merge(self, other: ClientConfig) -> None:
         """Add ``other``'s contexts (renaming clashes ``name-1``...) and switch to its current one."""

@@ -13,6 +13,7 @@ Public API::
     generate_private_key(key_type) / private_key_pem / load_private_key
     create_csr(key_pem, common_name=..., ...) / sign_csr(ca, csr_pem, ...)
     verify_chain(cert, ca) / certificate_sans(cert) / certificate_organizations(cert) / ...
+    certificate_validity(cert) / needs_renewal(cert, remaining_fraction=0.5)
 """
 
 from kos.resources.pki.keys import (
@@ -30,8 +31,10 @@ from kos.resources.pki.verify import (
     certificate_key_usages,
     certificate_organizations,
     certificate_sans,
+    certificate_validity,
     is_ca,
     load_certificate,
+    needs_renewal,
     verify_chain,
 )
 from kos.resources.pki.x509 import (
@@ -52,6 +55,7 @@ __all__ = [
     "certificate_key_usages",
     "certificate_organizations",
     "certificate_sans",
+    "certificate_validity",
     "create_csr",
     "generate_ca",
     "generate_private_key",
@@ -59,6 +63,7 @@ __all__ = [
     "issue_certificate",
     "load_certificate",
     "load_private_key",
+    "needs_renewal",
     "private_key_pem",
     "public_key_pem",
     "sign_csr",

@@ -104,6 +104,24 @@ def certificate_extended_usages(cert: bytes | x509.Certificate) -> frozenset[str
     return frozenset(_EKU_NAMES.get(o, o.dotted_string) for o in eku)
 
 
+def certificate_validity(cert: bytes | x509.Certificate) -> tuple[datetime.datetime, datetime.datetime]:
+    """(not before, not after), timezone-aware UTC."""
+    c = load_certificate(cert)
+    return c.not_valid_before_utc, c.not_valid_after_utc
+
+
+def needs_renewal(
+    cert: bytes | x509.Certificate, *, at: datetime.datetime | None = None, remaining_fraction: float = 0.5
+) -> bool:
+    """True once less than ``remaining_fraction`` of the certificate's lifetime is left (or it
+    expired): the point at which rotation should issue a new one."""
+    if not 0 < remaining_fraction < 1:
+        raise ValueError(f"remaining_fraction: {remaining_fraction} is invalid, expected between 0 and 1")
+    nb, na = certificate_validity(cert)
+    now = at or datetime.datetime.now(datetime.UTC)
+    return (na - now) < (na - nb) * remaining_fraction
+
+
 def _verify_signature(cert: x509.Certificate, issuer: x509.Certificate) -> None:
     pub = issuer.public_key()
     sig, data = cert.signature, cert.tbs_certificate_bytes

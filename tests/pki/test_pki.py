@@ -129,3 +129,15 @@ def test_bad_input(ca: pki.CertificateAndKey) -> None:
         pki.issue_certificate(ca.public_only(), common_name="x", client=True)
     with pytest.raises(pki.PKIError, match="not a valid PEM certificate signing request"):
         pki.sign_csr(ca, b"nope")
+
+
+def test_renewal_point(ca: pki.CertificateAndKey) -> None:
+    leaf = pki.issue_certificate(ca, common_name="x", server=True, ttl=datetime.timedelta(hours=10))
+    nb, na = pki.certificate_validity(leaf.cert_pem)
+    assert na - nb == datetime.timedelta(hours=10, minutes=5)  # back-dated for clock skew
+    assert not pki.needs_renewal(leaf.cert_pem)
+    assert not pki.needs_renewal(leaf.cert_pem, at=nb + datetime.timedelta(hours=4))
+    assert pki.needs_renewal(leaf.cert_pem, at=nb + datetime.timedelta(hours=6))
+    assert pki.needs_renewal(leaf.cert_pem, at=na + datetime.timedelta(seconds=1))
+    with pytest.raises(ValueError, match=r"remaining_fraction: 1\.5 is invalid"):
+        pki.needs_renewal(leaf.cert_pem, remaining_fraction=1.5)

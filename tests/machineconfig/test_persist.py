@@ -1,0 +1,61 @@
+"""Stored configs and client configs on disk: atomic replace, 0600, no temp leftovers on
+failure, strict reload naming the file; kosconfig default path and context lookup."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kos.resources import machineconfig as mc
+
+
+def test_save_and_load(tmp_path: Path, generated: mc.Generated) -> None:
+    p = tmp_path / "config.yaml"
+    mc.save_config(p, generated.controlplane)
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
+    assert mc.load_config(p) == generated.controlplane
+    mc.save_config(p, generated.worker)
+    assert mc.load_config(p) == generated.worker
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["config.yaml"]
+
+
+def test_failed_write_keeps_previous(tmp_path: Path, generated: mc.Generated) -> None:
+    p = tmp_path / "config.yaml"
+    mc.save_config(p, generated.worker)
+    before = p.read_bytes()
+    bad: Any = "not bytes"
+    with pytest.raises(TypeError):
+        mc.atomic_write(p, bad)
+    assert p.read_bytes() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["config.yaml"]
+
+
+def test_load_errors_name_file(tmp_path: Path) -> None:
+    p = tmp_path / "broken.yaml"
+    p.write_text("version: v1alpha1\nmachine: {type: worker, nope: 1}\n")
+    with pytest.raises(mc.ConfigErrors, match=r"broken\.yaml: 1 error:\n  - machine\.nope: unknown field"):
+        mc.load_config(p)
+    with pytest.raises(FileNotFoundError):
+        mc.load_config(tmp_path / "absent.yaml")
+
+
+def test_client_config_file(tmp_path: Path, generated: mc.Generated, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "kosconfig"
+    p.write_text(generated.client.to_yaml())
+    monkeypatch.setenv("KOSCONFIG", str(p))
+    assert mc.ClientConfig.default_path() == p
+    cfg = mc.ClientConfig.load_file()
+    assert cfg == generated.client
+    with pytest.raises(KeyError, match="context 'prod' is not defined \\(contexts: demo\\)"):
+        cfg.current("prod")
+    other = mc.ClientConfig.load(generated.client.to_yaml())
+    cfg.merge(other)
+    assert sorted(cfg.contexts) == ["demo", "demo-1"] and cfg.context == "demo-1"
+    with pytest.raises(ValueError, match="No such file"):
+        mc.ClientConfig.load_file(tmp_path / "nope")
+    with pytest.raises(mc.ConfigErrors, match="context: 'x' is invalid, expected one of the contexts"):
+        mc.ClientConfig.load("context: x\ncontexts: {}\n")
