@@ -136,6 +136,14 @@ def encode_value(v: Any) -> Any:
     return v
 
 
+def _scalar_text(v: Any) -> Any:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(v)
+    return v
+
+
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean (true/false)", float: "a number"}
 
 
@@ -186,6 +194,10 @@ def decode_value(tp: Any, v: Any, path: str, dec: Decoder) -> Any:
         if not isinstance(v, dict):
             dec.error(path, v, "a mapping")
             return {}
+        if inner is str:
+            # map values (extraArgs, sysctls, env, labels) are strings, but YAML users write
+            # `net.ipv4.ip_forward: 1` or `flag: true`; take the scalar's YAML text
+            v = {k: _scalar_text(x) for k, x in v.items()}
         return {str(k): decode_value(inner, x, join_path(path, str(k)), dec) for k, x in v.items()}
     if isinstance(tp, type) and issubclass(tp, Model):
         return tp.decode(v, path, dec)

@@ -189,3 +189,13 @@ def test_changed_paths_and_reboot(generated: mc.Generated) -> None:
         '[{"op": "replace", "path": "/machine/install/disk", "value": "/dev/vdb"}]'
     )]))
     assert mc.reboot_required(cp, reboot) == ["machine.install.disk"]
+
+
+def test_string_maps_accept_scalars() -> None:
+    text = ("version: v1alpha1\nmachine:\n  type: worker\n  sysctls:\n    net.ipv4.ip_forward: 1\n"
+            "  kubelet:\n    extraArgs:\n      rotate-server-certificates: true\n")
+    c = ConfigContainer.load(text)
+    assert c.config.machine.sysctls == {"net.ipv4.ip_forward": "1"}
+    assert c.config.machine.kubelet.extra_args == {"rotate-server-certificates": "true"}
+    with pytest.raises(ConfigErrors, match=r"machine\.env\.A: \[1\] is invalid, expected a string"):
+        ConfigContainer.load("version: v1alpha1\nmachine:\n  env: {A: [1]}\n")
