@@ -8,8 +8,8 @@ import os
 
 import anyio
 
-from kos.platform.block import device, probe, sysfs
-from kos.platform.block.tools import run
+from kos.platform.block import device, probe, sysfs, udev
+from kos.platform.block.tools import ToolError, run
 
 MiB = 1024 * 1024
 
@@ -66,14 +66,29 @@ def _zero(path: str, ranges: list[tuple[int, int]]) -> None:
         os.close(fd)
 
 
+async def _delete_partition(disk: device.DeviceRef, number: int, timeout: float = 5.0) -> None:
+    """``partx --delete``, retried while something (a udev worker's probe) briefly holds it."""
+    delay = 0.01
+    with anyio.move_on_after(timeout):
+        while True:
+            try:
+                await run("partx", "--delete", f"--nr={number}", disk.path)
+                return
+            except ToolError:
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.25)
+    await run("partx", "--delete", f"--nr={number}", disk.path)
+
+
 async def wipe(ref: device.DeviceRef) -> None:
     """Erase every signature on exactly ``ref``: filesystem superblocks and, for a whole disk,
     both GPT copies and the MBR; the kernel forgets the disk's partitions."""
     dev = await device.guard_async(ref, partition=ref.is_partition)
     size = dev.size
     if not ref.is_partition:
+        await udev.settle()  # udev workers probing a partition keep it open (EBUSY)
         for part in await anyio.to_thread.run_sync(sysfs.partitions_of, ref.name):
-            await run("partx", "--delete", f"--nr={part.partition_number}", ref.path)
+            await _delete_partition(ref, part.partition_number)
     head = min(size, MiB)
     tail = min(size, MiB)
     await anyio.to_thread.run_sync(_zero, ref.path, [(0, head), (size - tail, tail)])
