@@ -109,3 +109,16 @@ def test_gen_config_bad_input(tmp_path: Path) -> None:
     r = kosctl("gen", "config", "demo", "x", "--config-patch", "machine: [", cwd=tmp_path)
     assert r.returncode == 1 and "valid YAML" in r.stderr
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_diff_command(gen_dir: Path) -> None:
+    r = kosctl("mc", "patch", "out/controlplane.yaml", "-p",
+               '[{"op": "replace", "path": "/machine/install/disk", "value": "/dev/vdc"}]', "-o", "new.yaml",
+               cwd=gen_dir)
+    assert r.returncode == 0, r.stderr
+    r = kosctl("mc", "diff", "out/controlplane.yaml", "new.yaml", cwd=gen_dir)
+    assert r.returncode == 0, r.stderr
+    assert "-    disk: /dev/sda\n+    disk: /dev/vdc\n" in r.stdout
+    assert r.stdout.endswith("changed: machine.install.disk\nreboot required: machine.install.disk\n")
+    r = kosctl("mc", "diff", "out/controlplane.yaml", "out/controlplane.yaml", cwd=gen_dir)
+    assert r.stdout == "changed: nothing\nreboot required: no\n"

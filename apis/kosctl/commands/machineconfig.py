@@ -1,5 +1,6 @@
 """``kosctl machineconfig patch FILE --patch P``: apply strategic-merge or JSON 6902 patches to
-a machine config file offline and print (or write) the result. Also the helpers other
+a machine config file offline and print (or write) the result; ``kosctl machineconfig diff
+OLD NEW``: the redacted diff and which changes need a reboot. Also the helpers other
 commands use to read patch arguments (``@file`` or inline YAML/JSON)."""
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pp.add_argument("-o", "--output", help="write the result to this file instead of stdout")
     pp.add_argument("--no-strict", action="store_true", help="tolerate unknown fields (warnings) in the result")
     pp.set_defaults(func=run_patch)
+    dp = msub.add_parser("diff", help="show what changes between two machine config files (secrets redacted)")
+    dp.add_argument("old", help="current machine config file")
+    dp.add_argument("new", help="new machine config file")
+    dp.set_defaults(func=run_diff)
     p.set_defaults(func=lambda args: _usage(p))
 
 
@@ -71,4 +76,20 @@ def run_patch(args: argparse.Namespace) -> int:
         Path(args.output).write_text(out)
     else:
         sys.stdout.write(out)
+    return 0
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    from kos.resources.machineconfig import ConfigContainer, ConfigErrors, changed_paths, config_diff, reboot_required
+
+    try:
+        old = ConfigContainer.load(read_text(args.old, "config file"))
+        new = ConfigContainer.load(read_text(args.new, "config file"))
+    except ConfigErrors as exc:
+        raise CLIError(str(exc)) from exc
+    sys.stdout.write(config_diff(old, new))
+    changed = changed_paths(old, new)
+    reboot = reboot_required(old, new)
+    print(f"changed: {', '.join(changed) or 'nothing'}")
+    print(f"reboot required: {', '.join(reboot) if reboot else 'no'}")
     return 0
