@@ -221,7 +221,9 @@ class EtcdClient:
         )
 
     async def leader_endpoint(self) -> str:
+        """A client URL of the current leader (one of ours, else from the member list)."""
         errors = []
+        leader = 0
         for ep in self.endpoints:
             try:
                 st = await self.status(ep)
@@ -230,7 +232,12 @@ class EtcdClient:
                 continue
             if st.is_leader:
                 return ep
-        raise EtcdError("no endpoint is the leader" + (": " + "; ".join(errors) if errors else ""))
+            leader = leader or st.leader
+        if leader:
+            for m in await self.member_list():
+                if m.id == leader and m.client_urls:
+                    return m.client_urls[0]
+        raise EtcdError("no leader found" + (": " + "; ".join(errors) if errors else ""))
 
     async def move_leader(self, target_id: int) -> None:
         """Transfer leadership to ``target_id`` (sent to the current leader, as etcd requires)."""

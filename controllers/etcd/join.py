@@ -84,20 +84,27 @@ async def promote_when_ready(
             await anyio.sleep(interval)
 
 
-async def leave_cluster(client: EtcdClient, member_id: int) -> None:
-    """Remove the local member; if it is the leader, hand leadership to another voter first."""
-    st_leader = None
-    try:
-        st_leader = await client.leader_endpoint()
-    except EtcdError:
-        pass
-    if st_leader is not None:
-        st = await client.status(st_leader)
-        if st.leader == member_id:
-            others = [m for m in await client.member_list() if m.id != member_id and not m.is_learner]
-            if others:
-                await client.move_leader(others[0].id)
-    await client.member_remove(member_id)
+async def remove_member(client: EtcdClient, member_id: int, *, timeout: float = 30.0) -> list[MemberInfo]:
+    """Remove a member, retrying while etcd's strict reconfiguration check refuses ("unhealthy
+    cluster": a voter connected less than 5 s ago would leave the cluster without quorum)."""
+    with anyio.fail_after(timeout):
+        while True:
+            try:
+                return await client.member_remove(member_id)
+            except EtcdError as exc:
+                if exc.status != grpclib.const.Status.UNAVAILABLE:
+                    raise
+            await anyio.sleep(0.2)
+
+
+async def leave_cluster(client: EtcdClient, member_id: int, *, timeout: float = 30.0) -> list[MemberInfo]:
+    """Remove a member; if it is the leader, hand leadership to another voter first."""
+    leader_ep = await client.leader_endpoint()
+    if (await client.status(leader_ep)).member_id == member_id:
+        others = [m for m in await client.member_list() if m.id != member_id and not m.is_learner]
+        if others:
+            await client.move_leader(others[0].id)
+    return await remove_member(client, member_id, timeout=timeout)
 
 
 async def publish_local_member(state: State, client: EtcdClient, endpoint: str) -> str:

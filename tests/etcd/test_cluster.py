@@ -18,6 +18,7 @@ from kos.apis.etcd import EtcdError, format_member_id
 from kos.controllers.etcd.join import (
     add_learner,
     joining_spec,
+    leave_cluster,
     promote_when_ready,
     publish_local_member,
     restore_snapshot,
@@ -108,18 +109,17 @@ async def test_three_member_cluster_lifecycle(cluster: LocalCluster, tmp_path: P
                 f.write(chunk)
     assert snap.stat().st_size > 0
 
-    # remove a member: stop its etcd, remove it through the others
+    # forfeit leadership: move it to etcd-2, every member agrees on the new leader
     m2_id = ids["etcd-2"]
-    await m2.supervisor.stop("etcd")
-    async with cluster.client(0, 1) as c:
-        remaining = await c.member_remove(m2_id)
-        assert sorted(m.name for m in remaining) == ["etcd-0", "etcd-1"]
-        for i in (0, 1):
-            async with cluster.client(i) as one:
-                assert sorted(m.name for m in await one.member_list()) == ["etcd-0", "etcd-1"]
-        await c.put(b"/kos/d", b"4")
-        with pytest.raises(EtcdError, match="member not found"):
-            await c.member_remove(m2_id)
+    async with cluster.client() as c:
+        assert await c.alarms() == []
+        await c.move_leader(m2_id)
+        for _ in range(100):  # followers learn of the new leader with its next heartbeat
+            if {(await c.status(m.client_url)).leader for m in cluster.members} == {m2_id}:
+                break
+            await anyio.sleep(0.05)
+        else:
+            raise AssertionError("not every member sees etcd-2 as leader after move_leader")
 
     # restore the snapshot into a fresh single node: the data is there
     async with LocalCluster(tmp_path / "restored", 1) as fresh:
@@ -134,6 +134,21 @@ async def test_three_member_cluster_lifecycle(cluster: LocalCluster, tmp_path: P
             assert [mm.name for mm in await c.member_list()] == [m.name]
         with pytest.raises(FileExistsError, match="recovery needs an empty data dir"):
             await restore_snapshot(str(snap), m.spec)
+
+    # remove a member (the leader): leave_cluster hands leadership over first, then removes it
+    # (retrying while etcd's strict reconfig check wants every voter connected for 5 s)
+    async with cluster.client(0, 1) as c:
+        remaining = await leave_cluster(c, m2_id)
+        assert sorted(m.name for m in remaining) == ["etcd-0", "etcd-1"]
+        assert (await c.status(cluster.members[0].client_url)).leader in (ids["etcd-0"], ids["etcd-1"])
+    await m2.supervisor.stop("etcd")
+    async with cluster.client(0, 1) as c:
+        for i in (0, 1):
+            async with cluster.client(i) as one:
+                assert sorted(m.name for m in await one.member_list()) == ["etcd-0", "etcd-1"]
+        await c.put(b"/kos/d", b"4")
+        with pytest.raises(EtcdError, match="member not found"):
+            await c.member_remove(m2_id)
 
 
 async def test_client_errors_are_clear(tmp_path: Path) -> None:
