@@ -164,11 +164,16 @@ class DiscoveryController(Controller):
                 await self.reconcile(rt)
 
     async def _watch_udev(self, rt: ControllerRuntime, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        async with udev.events() as events:
+        try:
+            mon = await anyio.to_thread.run_sync(udev.monitor)
+        except OSError as exc:  # no netlink (e.g. a restricted namespace): one snapshot only
+            log.warning("no udev events; discovery will not refresh", error=str(exc))
             task_status.started()
-            async for action, name in events:
-                log.debug("udev event", action=action, device=name)
-                rt.queue_reconcile()
+            return
+        task_status.started()
+        async for action, name in udev.events(mon):
+            log.debug("udev event", action=action, device=name)
+            rt.queue_reconcile()
 
     async def reconcile(self, rt: ControllerRuntime) -> None:
         snapshot = await anyio.to_thread.run_sync(observe, self.disks, self.with_udev)

@@ -407,10 +407,23 @@ class VolumeController(Controller):
             await rt.modify(Resource.new(VolumeStatusSpec(), cfg.id), _set_spec(outcome.status))
             if outcome.mount is not None:
                 await rt.modify(Resource.new(MountStatusSpec(), cfg.id), _set_spec(outcome.mount))
+        wanted = {cfg.id for cfg in configs}
+        for m in await rt.list(MOUNT_STATUSES):
+            if m.id not in wanted and m.metadata.owner == self.name:
+                await self._unmount_removed(m)
         if inv.system_disk:
             spec = SystemDiskSpec(disk_id=inv.system_disk, dev_path=f"/dev/{inv.system_disk}")
             await rt.modify(Resource.new(SystemDiskSpec(), SYSTEM_DISK_ID), _set_spec(spec))
         await rt.cleanup_outputs(VOLUME_STATUSES, MOUNT_STATUSES, SYSTEM_DISKS)
+
+
+    async def _unmount_removed(self, m: Resource[Any]) -> None:
+        """A volume whose config is gone: unmount it (its MountStatus is then cleaned up)."""
+        try:
+            if await mount.unmount(m.spec.target):
+                log.info("unmounted removed volume", volume=m.id, target=m.spec.target)
+        except ToolError as exc:
+            log.error("cannot unmount removed volume", volume=m.id, target=m.spec.target, error=str(exc))
 
 
 def _set_spec(spec: Any) -> Any:

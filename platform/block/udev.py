@@ -1,8 +1,8 @@
 """udev through pyudev: properties of a device, and block events as an async stream.
 
-``events()`` yields ``(action, kernel_name)`` for block devices from the udev netlink
-socket (processed events when udevd runs, raw kernel events otherwise); the socket is waited
-on with ``anyio.wait_readable``, so nothing polls.
+``events(monitor())`` yields ``(action, kernel_name)`` for block devices from the udev
+netlink socket (processed events when udevd runs, raw kernel events otherwise); the socket is
+waited on with ``anyio.wait_readable``, so nothing polls.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,23 +56,23 @@ async def settle(timeout: float = 10.0) -> None:
         await run("udevadm", "settle", f"--timeout={int(timeout)}", check=False)
 
 
-@asynccontextmanager
-async def events() -> AsyncIterator[AsyncIterator[tuple[str, str]]]:
-    context = pyudev.Context()
-    source = "udev" if await anyio.to_thread.run_sync(udevd_running) else "kernel"
-    monitor = pyudev.Monitor.from_netlink(context, source=source)
-    monitor.filter_by("block")
-    monitor.start()
+def monitor() -> Any:
+    """A started pyudev monitor for block devices: processed events when udevd runs, raw
+    kernel events otherwise. OSError when netlink is not available. Blocking."""
+    source = "udev" if udevd_running() else "kernel"
+    mon = pyudev.Monitor.from_netlink(_context(), source=source)
+    mon.filter_by("block")
+    mon.start()
+    return mon
 
-    async def iterate() -> AsyncIterator[tuple[str, str]]:
-        fd = monitor.fileno()
+
+async def events(mon: Any) -> AsyncIterator[tuple[str, str]]:
+    """``(action, kernel_name)`` of each block event, waiting on the socket (never polling)."""
+    fd = mon.fileno()
+    while True:
+        await anyio.wait_readable(fd)
         while True:
-            await anyio.wait_readable(fd)
-            while True:
-                dev = monitor.poll(timeout=0)
-                if dev is None:
-                    break
-                yield str(dev.action or ""), str(dev.sys_name)
-
-    # pyudev's Monitor closes its netlink socket when it is collected
-    yield iterate()
+            dev = mon.poll(timeout=0)
+            if dev is None:
+                break
+            yield str(dev.action or ""), str(dev.sys_name)

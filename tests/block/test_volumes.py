@@ -18,7 +18,7 @@ from kos.controllers.block.planner import MiB
 from kos.controllers.block.volumes import VolumeController
 from kos.controllers.block.wipe import WipeError, wipe
 from kos.controllers.runtime import Runtime
-from kos.controllers.runtime.testing import assert_resources
+from kos.controllers.runtime.testing import assert_no_resource, assert_resources
 from kos.platform.block import device, mount, probe, sysfs
 from kos.platform.block.device import DeviceRefusedError
 from kos.resources.block import (
@@ -253,3 +253,18 @@ async def test_reset_wipes_by_label_then_the_whole_system_disk(udevd: None, loop
         assert probe.probe_path(disk).empty
         assert sysfs.partitions_of(disk[5:]) == []
     assert checksum(user) == user_before
+
+
+async def test_removed_volume_is_unmounted(udevd: None, loops: LoopFactory, tmp_path: Path) -> None:
+    disk = loops(128 * MiB)
+    async with node([disk], tmp_path) as n:
+        await n.configure({"logs": user_volume("logs", selector_for(disk), min_size=32 * MiB, fs=FilesystemType.EXT4)})
+        got = await n.statuses(["logs"], ready)
+        target = got["logs"].spec.mount_location
+        assert target == str(tmp_path / "var/mnt/logs")
+        assert target in {m.target for m in device.mounts()}
+        await n.state.destroy(Resource.new(VolumeConfigSpec(), "logs").pointer)
+        await assert_no_resource(n.state, MOUNT_STATUSES.pointer("logs"), timeout=TIMEOUT)
+        await assert_no_resource(n.state, VOLUME_STATUSES.pointer("logs"), timeout=TIMEOUT)
+        assert target not in {m.target for m in device.mounts()}
+    assert blkid(f"{disk}p1")["TYPE"] == "ext4"  # data stays
