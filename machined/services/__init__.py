@@ -6,12 +6,12 @@ Public API::
     ServiceDefinition(id, runner, depends_on=[...], restart=RestartPolicy.FOREVER,
                       backoff=BackoffPolicy(), health=HealthCheck(probe), skip=None)
     ProcessRunner(args, env=, cwd=, stop_timeout=, namespaces=, netns_path=) / TaskRunner(fn)
-    ResourceCondition(state, ptr, check) / PredicateCondition(description, predicate)
+    ResourceCondition(state, ptr, check) / PredicateCondition(description, predicate) / service_healthy(state, id)
     tcp_probe / http_probe / grpc_probe            # health probes
     LogRing / LogStore / RingLogProcessor          # bounded logs with tail and follow
 """
 
-from kos.machined.services.conditions import Condition, PredicateCondition, ResourceCondition
+from kos.machined.services.conditions import Condition, PredicateCondition, ResourceCondition, service_healthy
 from kos.machined.services.health import HealthCheck, grpc_probe, http_probe, tcp_probe
 from kos.machined.services.logring import LogRing, LogStore, RingLogProcessor
 from kos.machined.services.runners import ProcessRunner, RunContext, Runner, TaskRunner
@@ -46,5 +46,6 @@ __all__ = [
     "TaskRunner",
     "grpc_probe",
     "http_probe",
+    "service_healthy",
     "tcp_probe",
 ]

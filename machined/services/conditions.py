@@ -83,3 +83,16 @@ async def all_of(conditions: Sequence[Condition], waiting_on: Callable[[Conditio
             continue
         waiting_on(c)
         await c.wait()
+
+
+def service_healthy(state: State, service_id: str) -> ResourceCondition:
+    """Another service is running and healthy, per its ``Services`` resource (e.g. kubelet
+    waits for containerd)."""
+    from kos.resources.runtime import SERVICES
+
+    return ResourceCondition(
+        state,
+        SERVICES.pointer(service_id),
+        lambda r: bool(r.spec.running and r.spec.healthy),
+        description=f"service {service_id!r} healthy",
+    )

@@ -26,6 +26,7 @@ from kos.machined.services import (
     Supervisor,
     TaskRunner,
     http_probe,
+    service_healthy,
     tcp_probe,
 )
 from kos.machined.services.cgroups import _candidate_dirs
@@ -346,3 +347,38 @@ async def test_process_joins_an_existing_network_namespace(sup: Supervisor, netn
     inode = (await anyio.Path(path).stat()).st_ino
     assert os.readlink(f"/proc/{pid}/ns/net") == f"net:[{inode}]"
     await sup.stop("innetns")
+
+
+async def test_service_waits_for_another_service_and_logs_follow(sup: Supervisor) -> None:
+    assert sup.state is not None
+    port = free_port()
+    sup.add(
+        ServiceDefinition(
+            "backend",
+            ProcessRunner([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], stop_timeout=2),
+            health=HealthCheck(tcp_probe("127.0.0.1", port), interval=0.1, timeout=1),
+        )
+    )
+    ticker = "import time\nfor i in range(1000):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.01)"
+    sup.add(
+        ServiceDefinition(
+            "frontend",
+            ProcessRunner([sys.executable, "-c", ticker], stop_timeout=2),
+            depends_on=[service_healthy(sup.state, "backend")],
+        )
+    )
+    await sup.start("frontend")
+    st = await sup.wait_for("frontend", lambda s: s.message == "waiting for service 'backend' healthy", timeout=5)
+    assert st.state == ServiceState.WAITING
+    await sup.start("backend")
+    await sup.wait_state("frontend", ServiceState.RUNNING, timeout=10)
+    # follow sees lines as the service prints them
+    seen = b""
+    with anyio.fail_after(10):
+        async for chunk in sup.log("frontend").follow(tail_lines=0):
+            seen += chunk
+            if seen.count(b"\n") >= 5:
+                break
+    lines = seen.decode().splitlines()
+    nums = [int(x.split()[1]) for x in lines if x.startswith("tick ")]
+    assert nums == list(range(nums[0], nums[0] + len(nums)))
