@@ -13,6 +13,7 @@ from kos.controllers.block.planner import (
     MiB,
     PlanError,
     VolumeRequest,
+    free_gaps,
     plan,
     plan_grow,
     system_layout,
@@ -111,6 +112,11 @@ def test_plan_invariants(disk_size: int, reqs: list[VolumeRequest], existing: li
     for i, a in enumerate(parts):
         for b in parts[i + 1 :]:
             assert not a.extent.overlaps(b.extent)
+    # a gap holding an unbounded growing volume is used up completely
+    for gap in free_gaps(region, existing):
+        inside = [(p, r) for p, r in zip(parts, reqs, strict=True) if gap.start <= p.start < gap.end]
+        if any(r.grow and not r.max_size for _, r in inside):
+            assert sum(p.size for p, _ in inside) == gap.size
 
 
 @settings(max_examples=200, deadline=None)

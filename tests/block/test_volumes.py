@@ -252,7 +252,9 @@ async def test_reset_wipes_by_label_then_the_whole_system_disk(udevd: None, loop
         assert await wipe(n.state, system_disk=True) == [disk]
         assert probe.probe_path(disk).empty
         assert sysfs.partitions_of(disk[5:]) == []
-    assert checksum(user) == user_before
+        assert checksum(user) == user_before
+        assert await wipe(n.state, user_disks=[user]) == [user]
+        assert probe.probe_path(user).empty
 
 
 async def test_removed_volume_is_unmounted(udevd: None, loops: LoopFactory, tmp_path: Path) -> None:
