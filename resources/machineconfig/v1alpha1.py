@@ -77,6 +77,7 @@ class Kubelet(Model):
     node_ip: KubeletNodeIP = spec_field(yaml="nodeIP", default_factory=KubeletNodeIP)
     skip_node_registration: bool | None = spec_field(default=None)
     disable_manifests_directory: bool | None = spec_field(default=None)
+    credential_provider_config: Opaque = spec_field(default_factory=dict)
 
 
 @dataclass
@@ -192,7 +193,7 @@ class Features(Model):
     stable_hostname: bool | None = spec_field(default=None)
     apid_check_ext_key_usage: bool | None = spec_field(default=None)
     disk_quota_support: bool | None = spec_field(default=None)
-    kubernetes_talos_api_access: Opaque = spec_field(default_factory=dict)
+    kubernetes_talos_api_access: Opaque = spec_field(yaml="kubernetesTalosAPIAccess", default_factory=dict)
     kube_prism: KubePrism = spec_field(default_factory=KubePrism)
     host_dns: Opaque = spec_field(yaml="hostDNS", default_factory=dict)
     node_address_sort_algorithm: str = spec_field(default="")
@@ -226,6 +227,7 @@ class Machine(Model):
     node_labels: dict[str, str] = spec_field(default_factory=dict)
     node_annotations: dict[str, str] = spec_field(default_factory=dict)
     node_taints: dict[str, str] = spec_field(default_factory=dict)
+    base_runtime_spec_overrides: Opaque = spec_field(default_factory=dict)
 
 
 # --- cluster ---------------------------------------------------------------------------
