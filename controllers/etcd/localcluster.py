@@ -16,11 +16,8 @@ from pathlib import Path
 from types import TracebackType
 
 from kos.apis.etcd import EtcdClient, TLSFiles
+from kos.controllers.etcd.flow import bootstrap_member, join_member
 from kos.controllers.etcd.join import (
-    add_learner,
-    check_can_bootstrap,
-    joining_spec,
-    promote_when_ready,
     publish_local_member,
 )
 from kos.machined.services.etcd import EtcdRunner, etcd_service
@@ -139,10 +136,7 @@ class LocalCluster:
     async def bootstrap(self, *, timeout: float = 20.0) -> None:
         """Start member 0 as a new single-member cluster and wait until it is healthy."""
         m = self.members[0]
-        await check_can_bootstrap(m.spec)
-        m.runner.spec = m.spec
-        await m.supervisor.start("etcd")
-        await m.supervisor.wait_healthy("etcd", timeout=timeout)
+        await bootstrap_member(m.supervisor, m.spec, self.admin_tls, timeout=timeout)
         async with self.client(0) as c:
             await publish_local_member(m.state, c, m.client_url)
 
@@ -150,11 +144,7 @@ class LocalCluster:
         """Join member ``i`` through healthy members ``via``: learner add, start, promote."""
         m = self.members[i]
         async with self.client(*via) as c:
-            plan = await add_learner(c, m.name, [m.peer_url])
-            m.runner.spec = joining_spec(m.spec, plan)
-            await m.supervisor.start("etcd")
-            await m.supervisor.wait_healthy("etcd", timeout=timeout)
-            await promote_when_ready(c, plan.member.id, timeout=timeout)
+            await join_member(m.supervisor, m.spec, c, self.admin_tls, timeout=timeout)
         async with self.client(i) as c:
             await publish_local_member(m.state, c, m.client_url)
 

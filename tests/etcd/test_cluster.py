@@ -168,3 +168,14 @@ async def test_client_errors_are_clear(tmp_path: Path) -> None:
     with anyio.fail_after(5):
         with pytest.raises(RuntimeError, match="not found"):
             await restore_snapshot("snap", spec, etcdctl="/nonexistent/etcdctl")
+
+
+async def test_bootstrap_rejects_a_multi_member_spec(tmp_path: Path) -> None:
+    from kos.controllers.etcd.flow import bootstrap_member
+    from kos.machined.services import Supervisor
+
+    spec = EtcdSpecSpec(name="a", data_dir=str(tmp_path / "d"), initial_cluster={"a": "https://x:2380",
+                                                                                  "b": "https://y:2380"})
+    async with Supervisor() as sup:
+        with pytest.raises(ValueError, match=re.escape("bootstrap: EtcdSpec must be state 'new' with only 'a'")):
+            await bootstrap_member(sup, spec, None)
