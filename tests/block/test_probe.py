@@ -5,12 +5,12 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kos.platform.block import probe, sysfs
 
 from .conftest import LoopFactory, MiB, blkid
-
-pytestmark = pytest.mark.root
 
 XFS_SMALL = {"TEST_DIR": "1", "TEST_DEV": "1", "QA_CHECK_FS": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 
@@ -19,6 +19,7 @@ def sh(*argv: str, env: dict[str, str] | None = None) -> None:
     subprocess.run(argv, check=True, capture_output=True, env=env)
 
 
+@pytest.mark.root
 def test_gpt_and_filesystems_match_blkid(loops: LoopFactory) -> None:
     disk = loops(256 * MiB)
     sh(
@@ -54,6 +55,7 @@ def test_gpt_and_filesystems_match_blkid(loops: LoopFactory) -> None:
         assert fs.block_size > 0
 
 
+@pytest.mark.root
 def test_mbr_and_whole_disk_filesystem(loops: LoopFactory) -> None:
     mbr = loops(64 * MiB)
     sh("parted", "-s", mbr, "mklabel", "msdos", "mkpart", "primary", "ext4", "1MiB", "20MiB")
@@ -75,6 +77,7 @@ def test_mbr_and_whole_disk_filesystem(loops: LoopFactory) -> None:
     assert probe.probe_path(empty).empty
 
 
+@pytest.mark.root
 def test_sysfs_describes_loop_devices(loops: LoopFactory) -> None:
     disk = loops(32 * MiB)
     d = sysfs.read_device(disk.removeprefix("/dev/"))
@@ -83,3 +86,22 @@ def test_sysfs_describes_loop_devices(loops: LoopFactory) -> None:
     assert d.backing_file.endswith(".img")
     assert d.diskseq > 0
     assert d.name in {x.name for x in sysfs.scan()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(min_size=0, max_size=4096),
+    st.sampled_from([0, 512, 1024, 32768, 65536]),
+    st.sampled_from([b"EFI PART", b"XFSB", b"\x53\xef", b"hsqs", b"SWAPSPACE2", b"CD001", b"\x55\xaa", b"FAT32"]),
+)
+def test_probe_never_crashes_on_garbage(noise: bytes, at: int, magic: bytes) -> None:
+    """Discovery must survive any bytes on a disk: random data with magics in the usual places."""
+    size = 256 * 1024
+    image = bytearray(size)
+    image[: len(noise)] = noise
+    image[512 : 512 + len(noise)] = noise
+    for off in (at, at + 56, 510, 512, 1024 + 0x38, 4086):
+        image[off : off + len(magic)] = magic
+    result = probe.probe_reader(lambda o, n: bytes(image[o : o + n]), size)
+    assert isinstance(result, probe.ProbeResult)
+    assert isinstance(result.name, str)
