@@ -43,7 +43,11 @@ def public_key_pem(key: PrivateKey | PublicKey) -> bytes:
 
 
 def load_private_key(pem: bytes) -> PrivateKey:
-    """Parse a PEM private key; only ECDSA, Ed25519 and RSA keys are accepted."""
+    """Parse a PEM private key; only ECDSA, Ed25519 and RSA keys are accepted. Talos labels
+    its PKCS#8 Ed25519 keys ``ED25519 PRIVATE KEY``; those load too."""
+    pem = pem.replace(b"-----BEGIN ED25519 PRIVATE KEY-----", b"-----BEGIN PRIVATE KEY-----").replace(
+        b"-----END ED25519 PRIVATE KEY-----", b"-----END PRIVATE KEY-----"
+    )
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:

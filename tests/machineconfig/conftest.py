@@ -30,6 +30,7 @@ machine:
     key: {ca_key}
   certSANs:
     - 10.5.0.100
+  registries: {{}}
   kubelet:
     image: ghcr.io/siderolabs/kubelet:v1.30.0
     extraArgs:
@@ -93,6 +94,12 @@ machine:
     kubePrism:
       enabled: true
       port: 7445
+    hostDNS:
+      enabled: true
+    kubernetesTalosAPIAccess:
+      enabled: true
+      allowedRoles: [os:reader]
+      allowedKubernetesNamespaces: [kube-system]
   nodeLabels:
     rack: r1
 cluster:
@@ -121,6 +128,11 @@ cluster:
     image: registry.k8s.io/kube-apiserver:v1.30.0
     certSANs: [10.5.0.50]
     disablePodSecurityPolicy: true
+    auditPolicy:
+      apiVersion: audit.k8s.io/v1
+      kind: Policy
+      rules:
+        - level: Metadata
     admissionControl:
       - name: PodSecurity
         configuration:

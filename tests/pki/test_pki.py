@@ -141,3 +141,11 @@ def test_renewal_point(ca: pki.CertificateAndKey) -> None:
     assert pki.needs_renewal(leaf.cert_pem, at=na + datetime.timedelta(seconds=1))
     with pytest.raises(ValueError, match=r"remaining_fraction: 1\.5 is invalid"):
         pki.needs_renewal(leaf.cert_pem, remaining_fraction=1.5)
+
+
+def test_talos_labelled_ed25519_key_loads() -> None:
+    key = pki.generate_private_key("ed25519")
+    pem = pki.private_key_pem(key).replace(b"BEGIN PRIVATE KEY", b"BEGIN ED25519 PRIVATE KEY").replace(
+        b"END PRIVATE KEY", b"END ED25519 PRIVATE KEY")
+    loaded = pki.load_private_key(pem)
+    assert pki.public_key_pem(loaded) == pki.public_key_pem(key)
