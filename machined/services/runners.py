@@ -17,7 +17,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
 import structlog
@@ -72,7 +72,6 @@ class ProcessRunner(Runner):
     prepare_fn: Callable[[], Awaitable[None]] | None = None
     netns_path: str | None = None
     """Join an existing network namespace (``/run/netns/X``) before exec."""
-    _cg: ServiceCgroup | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.args:
@@ -101,7 +100,6 @@ class ProcessRunner(Runner):
         cg = ServiceCgroup(ctx.cgroup or f"kos/{ctx.service_id}")
         if self.cgroup:
             await anyio.to_thread.run_sync(cg.create)
-        self._cg = cg
         flags = 0
         for n in self.namespaces:
             flags |= NAMESPACE_FLAGS[n]

@@ -407,4 +407,7 @@ class Supervisor:
                 def apply(r: Resource[Any], spec: ServiceSpec = spec) -> None:
                     r.spec = spec
 
-                await self.state.modify(Resource.new(ServiceSpec(), id), apply, owner=OWNER)
+                try:
+                    await self.state.modify(Resource.new(ServiceSpec(), id), apply, owner=OWNER)
+                except Exception as exc:  # e.g. someone else owns the resource: keep supervising
+                    log.error("cannot publish Service resource", service=id, error=str(exc))

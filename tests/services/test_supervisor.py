@@ -382,3 +382,17 @@ async def test_service_waits_for_another_service_and_logs_follow(sup: Supervisor
     lines = seen.decode().splitlines()
     nums = [int(x.split()[1]) for x in lines if x.startswith("tick ")]
     assert nums == list(range(nums[0], nums[0] + len(nums)))
+
+
+async def test_publishing_conflict_does_not_stop_supervision(sup: Supervisor) -> None:
+    assert sup.state is not None
+    await sup.state.create(Resource.new(ServiceSpec(), "squatted"), owner="someone-else")
+    sup.add(ServiceDefinition("squatted", TaskRunner(forever)))
+    await sup.start("squatted")
+    await sup.wait_state("squatted", ServiceState.RUNNING, timeout=5)
+    sup.add(ServiceDefinition("other", TaskRunner(forever)))
+    await sup.start("other")
+    spec = await service_resource(sup, "other")
+    assert spec.state == "Running"
+    r = await sup.state.get(SERVICES.pointer("squatted"))
+    assert r.metadata.owner == "someone-else" and r.spec.state == "Waiting"
