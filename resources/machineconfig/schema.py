@@ -13,6 +13,7 @@ fields are redacted for display). Every field needs a default. Supported field t
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -136,6 +137,9 @@ def encode_value(v: Any) -> Any:
     return v
 
 
+_OCTAL_12 = re.compile(r"^0o[0-7]+$")
+
+
 def _scalar_text(v: Any) -> Any:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -209,6 +213,8 @@ def decode_value(tp: Any, v: Any, path: str, dec: Decoder) -> Any:
     if tp is int:
         if isinstance(v, int) and not isinstance(v, bool):
             return v
+        if isinstance(v, str) and _OCTAL_12.match(v):
+            return int(v[2:], 8)  # YAML 1.2 octal (Talos writes `permissions: 0o644`)
         if v is None:
             return 0
         dec.error(path, v, "an integer")

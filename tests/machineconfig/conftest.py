@@ -83,7 +83,7 @@ machine:
   files:
     - content: |
         [plugins]
-      permissions: 420
+      permissions: 0o644
       path: /var/cri/conf.d/x.toml
       op: create
   env:
