@@ -9,6 +9,7 @@ Public API::
     ResourceCondition(state, ptr, check) / PredicateCondition(description, predicate) / service_healthy(state, id)
     tcp_probe / http_probe / grpc_probe            # health probes
     LogRing / LogStore / RingLogProcessor          # bounded logs with tail and follow
+    kmsg.pump_kmsg(ring)                           # the kernel log into a ring
 """
 
 from kos.machined.services.conditions import Condition, PredicateCondition, ResourceCondition, service_healthy
