@@ -116,13 +116,20 @@ class Model:
         return new
 
 
+# Secrets inside opaque sections (registry auth and client identities, wireguard keys,
+# disk-encryption passphrases) are recognised by key name.
+SECRET_KEYS = frozenset({"password", "auth", "identityToken", "privateKey", "presharedKey", "passphrase", "key"})
+
+
 def _redact_value(v: Any) -> Any:
     if isinstance(v, Model):
         return v.redacted()
     if isinstance(v, list):
         return [_redact_value(x) for x in v]
     if isinstance(v, dict):
-        return {k: _redact_value(x) for k, x in v.items()}
+        return {
+            k: REDACTED if k in SECRET_KEYS and isinstance(x, str) and x else _redact_value(x) for k, x in v.items()
+        }
     return v
 
 

@@ -199,3 +199,31 @@ def test_string_maps_accept_scalars() -> None:
     assert c.config.machine.kubelet.extra_args == {"rotate-server-certificates": "true"}
     with pytest.raises(ConfigErrors, match=r"machine\.env\.A: \[1\] is invalid, expected a string"):
         ConfigContainer.load("version: v1alpha1\nmachine:\n  env: {A: [1]}\n")
+
+
+def test_redaction_inside_opaque_sections() -> None:
+    text = """\
+version: v1alpha1
+machine:
+  type: worker
+  registries:
+    config:
+      registry.example:
+        auth: {username: u, password: hunter2}
+        tls:
+          clientIdentity: {crt: Y3J0, key: a2V5}
+  systemDiskEncryption:
+    state:
+      provider: luks2
+      keys: [{static: {passphrase: sesame}, slot: 0}]
+  network:
+    interfaces:
+      - interface: wg0
+        wireguard: {privateKey: cHJpdg==, listenPort: 51820}
+"""
+    c = ConfigContainer.load(text)
+    shown = c.redacted().to_yaml()
+    for secret in ("hunter2", "a2V5", "sesame", "cHJpdg=="):
+        assert secret not in shown
+    assert "username: u" in shown and "crt: Y3J0" in shown and "listenPort: 51820" in shown
+    assert ConfigContainer.load(c.to_yaml()) == c
