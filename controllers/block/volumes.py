@@ -119,6 +119,7 @@ class Inventory:
     devices: dict[str, BlockDeviceSpec] = field(default_factory=dict)
     volumes: dict[str, DiscoveredVolumeSpec] = field(default_factory=dict)
     system_disk: str = ""
+    synced: set[str] = field(default_factory=set)
 
     def refresh(self, names: Sequence[str]) -> None:
         """Re-observe some disks directly (after we changed them). Blocking."""
@@ -182,6 +183,8 @@ class Provisioner:
             for name, d in inv.disks.items()
             if selector is None or selector.matches(disk_env(name, d, inv.system_disk))
         )
+        if selector is not None:
+            await self._sync_partitions(selected, inv)
         located = self._locate(id, cfg, inv, selected if selector is not None else None)
         if located is None:
             if selector is None:
@@ -247,6 +250,24 @@ class Provisioner:
             if (disks is None or v.parent in disks or name in disks) and locator.matches(volume_env(name, v))
         )
         return found[0] if found else None
+
+    async def _sync_partitions(self, disks: list[str], inv: Inventory) -> None:
+        """Make the kernel see the GPT partitions of the selected disks (it has no GPT parser,
+        so after a reboot it knows none): without this a second boot could not locate them."""
+        changed: list[str] = []
+        for name in disks:
+            vol = inv.volumes.get(name)
+            if vol is None or vol.name != "gpt" or name in inv.synced:
+                continue
+            disk = inv.disks.get(name)
+            if disk is None or disk.readonly:
+                continue
+            if await partition.sync_kernel(await self._ref(name, inv)):
+                changed.append(name)
+            inv.synced.add(name)
+        if changed:
+            await udev.settle()
+            await anyio.to_thread.run_sync(inv.refresh, changed)
 
     async def _ref(self, name: str, inv: Inventory) -> device.DeviceRef:
         """The exact device discovery reported, re-checked against the kernel."""

@@ -92,17 +92,19 @@ async def add_partitions(disk: device.DeviceRef, parts: list[NewPartition]) -> N
         await run("partx", "--add", f"--nr={p.number}", disk.path)
 
 
-async def sync_kernel(disk: device.DeviceRef) -> None:
-    """Make the kernel's partitions match the GPT: add the missing ones (after a reboot or
-    a re-attach the kernel knows none of them)."""
+async def sync_kernel(disk: device.DeviceRef) -> list[int]:
+    """Add the GPT's partitions the kernel does not know (after a reboot or a re-attach this
+    kernel knows none of them: it has no GPT parser). Returns the numbers added; the disk's
+    content is not changed."""
     dev = await _check_disk(disk)
     found = await anyio.to_thread.run_sync(probe.probe_path, disk.path)
-    if found.table is None:
-        return
-    known = {p.partition_number: p for p in await anyio.to_thread.run_sync(sysfs.partitions_of, dev.name)}
-    for p in found.table.partitions:
-        if p.number not in known:
-            await run("partx", "--add", f"--nr={p.number}", disk.path)
+    if found.table is None or found.table.type != "gpt":
+        return []
+    known = {p.partition_number for p in await anyio.to_thread.run_sync(sysfs.partitions_of, dev.name)}
+    added = [p.number for p in found.table.partitions if p.number not in known]
+    for number in added:
+        await run("partx", "--add", f"--nr={number}", disk.path)
+    return added
 
 
 async def grow_partition(disk: device.DeviceRef, number: int, new_size: int) -> None:

@@ -124,7 +124,12 @@ async def test_fresh_disk_is_partitioned_formatted_mounted_and_second_run_change
     (root / "var" / "data").write_text("precious")
     assert checksum(other) == before
 
-    # second "boot": a fresh store and controllers find everything and change nothing
+    # second "boot": the kernel forgets the partitions (it has no GPT parser), a fresh store
+    # and fresh controllers find everything again and change nothing
+    for target in ("var", "system/state"):
+        assert await mount.unmount(str(root / target))
+    await anyio.run_process(["partx", "--delete", disk])
+    assert sysfs.partitions_of(disk[5:]) == []
     async with node([disk, other], root) as n:
         await n.configure(system_volumes(selector_for(disk)))
         second = await n.statuses(["META", "STATE", "EPHEMERAL"], ready)
@@ -136,6 +141,9 @@ async def test_fresh_disk_is_partitioned_formatted_mounted_and_second_run_change
         assert {k: r.metadata.version for k, r in again.items()} == versions
         for k in ("STATE", "EPHEMERAL"):
             assert again[k].spec.uuid == first[k].spec.uuid  # not reformatted
+            assert again[k].spec.partition_uuid == first[k].spec.partition_uuid  # not re-partitioned
+    table_after = probe.probe_path(disk).table
+    assert table_after is not None and len(table_after.partitions) == 3
     assert (root / "var" / "data").read_text() == "precious"
     assert checksum(other) == before
 
