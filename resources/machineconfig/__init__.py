@@ -14,8 +14,10 @@ Public API::
     generate(GenOptions(name, endpoint, ...), bundle, patches=...) -> Generated(controlplane, worker, client)
     ClientConfig.load(text) / ClientConfig.load_file(path=None) / client.to_yaml()
     save_config(path, container) / load_config(path)                # atomic temp+fsync+rename
+    views.links(c) / views.hostname(c) / views.nameservers(c) ...    # v1alpha1 + documents merged
 """
 
+from kos.resources.machineconfig import views
 from kos.resources.machineconfig.clientconfig import ClientConfig, Context
 from kos.resources.machineconfig.container import ConfigContainer, load
 from kos.resources.machineconfig.diff import changed_paths, config_diff, reboot_required
@@ -78,4 +80,5 @@ __all__ = [
     "reboot_required",
     "save_config",
     "validate",
+    "views",
 ]

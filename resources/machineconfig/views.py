@@ -1,0 +1,120 @@
+"""Merged, read-only views over a config for the controllers that consume it: the v1alpha1
+``machine.network`` section and the typed network documents describe the same things, and
+these functions decide once how they combine (typed documents win where both could apply;
+validation already rejects configuring one thing in both places).
+
+* ``links(c)``: every statically configured link with its addresses, routes, MTU, DHCP;
+* ``hostname(c)``: the static hostname (or ``""``) and whether a stable one should be made;
+* ``nameservers(c)`` / ``search_domains(c)`` / ``static_hosts(c)`` / ``time_servers(c)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kos.resources.machineconfig.container import ConfigContainer
+from kos.resources.machineconfig.documents import HostnameConfig, LinkConfig, ResolverConfig, StaticHostConfig
+
+
+@dataclass(frozen=True)
+class RouteView:
+    destination: str = ""  # "" = default route
+    gateway: str = ""
+    source: str = ""
+    metric: int = 0
+    mtu: int = 0
+
+
+@dataclass(frozen=True)
+class LinkView:
+    name: str
+    up: bool = True
+    mtu: int = 0
+    addresses: tuple[str, ...] = ()
+    routes: tuple[RouteView, ...] = ()
+    dhcp: bool = False
+    vip: str = ""
+    bridge_ports: tuple[str, ...] = ()
+    source: str = ""  # where it came from: "machine.network.interfaces[0]" or "LinkConfig[eth1]"
+
+
+@dataclass(frozen=True)
+class HostnameView:
+    hostname: str = ""
+    stable: bool = False
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class StaticHost:
+    ip: str
+    hostnames: tuple[str, ...] = field(default=())
+
+
+def links(c: ConfigContainer) -> list[LinkView]:
+    """Links configured by name (deviceSelector interfaces are resolved by the network
+    controllers against discovered links and are not included); ignored interfaces are
+    skipped; order: v1alpha1 interfaces, then LinkConfig documents."""
+    out: list[LinkView] = []
+    for i, iface in enumerate(c.config.machine.network.interfaces):
+        if not iface.interface or iface.ignore:
+            continue
+        out.append(LinkView(
+            name=iface.interface,
+            mtu=iface.mtu,
+            addresses=tuple(iface.addresses),
+            routes=tuple(RouteView("" if r.network in ("0.0.0.0/0", "::/0") else r.network, r.gateway, r.source,
+                                   r.metric, r.mtu) for r in iface.routes),
+            dhcp=bool(iface.dhcp),
+            vip=iface.vip.ip,
+            bridge_ports=tuple(iface.bridge.interfaces),
+            source=f"machine.network.interfaces[{i}]",
+        ))
+    for doc in c.documents_of(LinkConfig):
+        out.append(LinkView(
+            name=doc.name,
+            up=doc.up is not False,
+            mtu=doc.mtu,
+            addresses=tuple(a.address for a in doc.addresses),
+            routes=tuple(RouteView("" if r.destination in ("0.0.0.0/0", "::/0") else r.destination, r.gateway,
+                                   r.source, r.metric, r.mtu) for r in doc.routes),
+            source=f"LinkConfig[{doc.name}]",
+        ))
+    return out
+
+
+def hostname(c: ConfigContainer) -> HostnameView:
+    doc = c.document(HostnameConfig)
+    if doc is not None:
+        return HostnameView(doc.hostname, stable=doc.auto == "stable", source="HostnameConfig")
+    static = c.config.machine.network.hostname
+    if static:
+        return HostnameView(static, source="machine.network.hostname")
+    stable = bool(c.config.machine.features.stable_hostname)
+    return HostnameView(stable=stable, source="machine.features.stableHostname")
+
+
+def nameservers(c: ConfigContainer) -> list[str]:
+    doc = c.document(ResolverConfig)
+    if doc is not None and doc.nameservers:
+        return [n.address for n in doc.nameservers]
+    return list(c.config.machine.network.nameservers)
+
+
+def search_domains(c: ConfigContainer) -> list[str]:
+    doc = c.document(ResolverConfig)
+    if doc is not None and doc.search_domains.domains:
+        return list(doc.search_domains.domains)
+    return list(c.config.machine.network.search_domains)
+
+
+def static_hosts(c: ConfigContainer) -> list[StaticHost]:
+    out = [StaticHost(h.ip, tuple(h.aliases)) for h in c.config.machine.network.extra_host_entries]
+    out += [StaticHost(d.name, tuple(d.hostnames)) for d in c.documents_of(StaticHostConfig)]
+    return out
+
+
+def time_servers(c: ConfigContainer) -> list[str]:
+    """Configured NTP servers ([] when time sync is disabled; callers apply their default)."""
+    t = c.config.machine.time
+    return [] if t.disabled else list(t.servers)
