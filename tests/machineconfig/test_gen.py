@@ -146,3 +146,15 @@ def test_ipv6_endpoint() -> None:
     assert mc.normalize_endpoint("fd00::1") == "https://[fd00::1]:6443"
     assert mc.normalize_endpoint("10.5.0.2:7443") == "https://10.5.0.2:7443"
     assert mc.normalize_endpoint("https://[fd00::1]:7443") == "https://[fd00::1]:7443"
+
+
+def test_kosconfig_readable_by_api_client(generated: mc.Generated) -> None:
+    """The kosconfig gen config writes is what the API client library reads."""
+    from kos.apis.client.config import ClientConfig as APIClientConfig
+
+    parsed = APIClientConfig.parse(generated.client.to_yaml())
+    ctx = parsed.contexts[parsed.context]
+    assert parsed.context == "demo" and ctx.endpoints == ["10.5.0.2"]
+    assert ctx.ca == generated.controlplane.config.machine.ca.to_pair().cert_pem
+    pki.verify_chain(ctx.crt, ctx.ca)
+    pki.CertificateAndKey(ctx.crt, ctx.key).check()
