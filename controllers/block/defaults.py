@@ -79,3 +79,19 @@ def user_volume(
         raise ValueError(f"user volume name {name!r}: expected letters, digits, '-' or '_'")
     return _partition_volume(name, disk_selector, min_size=min_size, max_size=max_size, grow=grow, fs=fs,
                              target=target or f"/var/mnt/{name}", options=options, wave=USER_WAVE, wipe=wipe)
+
+
+def disk_volume(
+    name: str,
+    disk_selector: str,
+    *,
+    fs: FilesystemType = FilesystemType.XFS,
+    target: str = "",
+    options: list[str] | None = None,
+    wipe: bool = False,
+) -> VolumeConfigSpec:
+    """A user volume taking a whole disk (no partition table), found again by its fs label."""
+    spec = user_volume(name, disk_selector, min_size=1, fs=fs, target=target, options=options, wipe=wipe)
+    spec.type = VolumeType.DISK
+    spec.locator.match = f'volume.type == "disk" && volume.label == "{name}"'
+    return spec

@@ -190,7 +190,10 @@ class Provisioner:
             if selector is None:
                 message = f"volume {id}: not found and no provisioning.diskSelector to create it"
                 raise VolumeFailure(VolumePhase.WAITING, message, missing=True)
-            located = await self._provision(id, cfg, inv, selected)
+            if cfg.type == VolumeType.DISK:
+                located = await self._claim_disk(id, cfg, inv, selected)
+            else:
+                located = await self._provision(id, cfg, inv, selected)
             st.phase = VolumePhase.PROVISIONED
         else:
             st.phase = VolumePhase.LOCATED
@@ -237,7 +240,9 @@ class Provisioner:
 
     def _locate(self, id: str, cfg: VolumeConfigSpec, inv: Inventory, disks: list[str] | None) -> str | None:
         text = cfg.locator.match
-        if not text:
+        if not text and cfg.type == VolumeType.DISK:
+            text = f'volume.type == "disk" && volume.label == "{cfg.provisioning.filesystem_spec.label or id}"'
+        elif not text:
             label = cfg.provisioning.partition_spec.label or id
             text = f'volume.partition_label == "{label}"'
         try:
@@ -326,6 +331,27 @@ class Provisioner:
             part_name = await _wait_partition(name, number)
             await anyio.to_thread.run_sync(inv.refresh, [name])
             return part_name
+        raise VolumeFailure(VolumePhase.WAITING, f"volume {id}: no selected disk can hold it: " + "; ".join(problems))
+
+    async def _claim_disk(self, id: str, cfg: VolumeConfigSpec, inv: Inventory, selected: list[str]) -> str:
+        """A whole-disk volume: the first selected disk that is empty (or may be wiped)."""
+        problems: list[str] = []
+        for name in selected:
+            disk = inv.disks[name]
+            if disk.readonly or disk.cdrom or name == inv.system_disk:
+                problems.append(f"disk {name} is read-only or the system disk")
+                continue
+            ref = await self._ref(name, inv)
+            found = await anyio.to_thread.run_sync(probe.probe_path, ref.path, disk.sector_size or 512)
+            if not found.empty:
+                if not cfg.provisioning.wipe:
+                    problems.append(f"disk {name} holds {found.name}: not touching it (set provisioning.wipe to allow)")
+                    continue
+                await filesystem.wipe(ref)
+            return name
+        if not selected:
+            message = f"volume {id}: no disk matches provisioning.diskSelector {cfg.provisioning.disk_selector!r}"
+            raise VolumeFailure(VolumePhase.WAITING, message, missing=True)
         raise VolumeFailure(VolumePhase.WAITING, f"volume {id}: no selected disk can hold it: " + "; ".join(problems))
 
     async def _format(self, id: str, cfg: VolumeConfigSpec, ref: device.DeviceRef, vol: DiscoveredVolumeSpec) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from kos.controllers.block.defaults import system_volumes, user_volume
+from kos.controllers.block.defaults import disk_volume, system_volumes, user_volume
 from kos.controllers.block.discovery import DiscoveryController
 from kos.controllers.block.planner import MiB
 from kos.controllers.block.volumes import VolumeController
@@ -278,3 +278,19 @@ async def test_removed_volume_is_unmounted(udevd: None, loops: LoopFactory, tmp_
         await assert_no_resource(n.state, VOLUME_STATUSES.pointer("logs"), timeout=TIMEOUT)
         assert target not in {m.target for m in device.mounts()}
     assert blkid(f"{disk}p1")["TYPE"] == "ext4"  # data stays
+
+
+async def test_whole_disk_volume(udevd: None, loops: LoopFactory, tmp_path: Path) -> None:
+    disk = loops(96 * MiB)
+    vols = {"scratch": disk_volume("scratch", selector_for(disk), fs=FilesystemType.EXT4)}
+    async with node([disk], tmp_path) as n:
+        await n.configure(vols)
+        first = await n.statuses(["scratch"], ready)
+        assert (first["scratch"].spec.location, first["scratch"].spec.size) == (disk, 96 * MiB)
+    assert await mount.unmount(str(tmp_path / "var/mnt/scratch"))
+    async with node([disk], tmp_path) as n:
+        await n.configure(vols)
+        again = await n.statuses(["scratch"], ready)
+        assert again["scratch"].spec.uuid == first["scratch"].spec.uuid
+    found = probe.probe_path(disk)
+    assert found.table is None and found.filesystem is not None and found.filesystem.label == "scratch"
