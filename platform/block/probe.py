@@ -16,6 +16,8 @@ import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kos.platform.block import sysfs
+
 PROBE_BYTES = 128 * 1024
 
 
@@ -238,8 +240,20 @@ def _device_size(fd: int) -> int:
     return os.lseek(fd, 0, os.SEEK_END)
 
 
-def probe_path(path: str, sector_size: int = 512) -> ProbeResult:
-    """Probe a device node (or an image file). Blocking: call via ``anyio.to_thread``."""
+def _sector_size(path: str) -> int:
+    """The logical sector size of a block device (from sysfs), 512 for anything else."""
+    real = os.path.realpath(path)
+    if not real.startswith("/dev/"):
+        return 512
+    dev = sysfs.read_device(os.path.basename(real))
+    return dev.sector_size if dev is not None and dev.sector_size else 512
+
+
+def probe_path(path: str, sector_size: int | None = None) -> ProbeResult:
+    """Probe a device node (or an image file). Blocking: call via ``anyio.to_thread``.
+    The sector size (where the GPT header is) defaults to the device's logical one."""
+    if sector_size is None:
+        sector_size = _sector_size(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC)
         direct = True

@@ -74,9 +74,13 @@ def test_build_rejects_overlaps_and_out_of_range() -> None:
 
 @pytest.mark.root
 @pytest.mark.anyio
-async def test_sgdisk_and_blkid_accept_what_kos_writes(loops: LoopFactory) -> None:
+@pytest.mark.parametrize("sector", [512, 4096])
+async def test_sgdisk_and_blkid_accept_what_kos_writes(loops: LoopFactory, sector: int) -> None:
     disk = loops(128 * MiB)
+    if sector != 512:
+        await anyio.run_process(["losetup", f"--sector-size={sector}", disk])
     ref = device.identify(disk)
+    assert sysfs.read_device(ref.name).sector_size == sector  # type: ignore[union-attr]
     await partition.create_table(ref)
     await partition.add_partitions(
         ref,

@@ -294,3 +294,14 @@ async def test_whole_disk_volume(udevd: None, loops: LoopFactory, tmp_path: Path
         assert again["scratch"].spec.uuid == first["scratch"].spec.uuid
     found = probe.probe_path(disk)
     assert found.table is None and found.filesystem is not None and found.filesystem.label == "scratch"
+
+
+async def test_system_volumes_on_a_4k_sector_disk(udevd: None, loops: LoopFactory, tmp_path: Path) -> None:
+    disk = loops(512 * MiB)
+    await anyio.run_process(["losetup", "--sector-size=4096", disk])
+    async with node([disk], tmp_path) as n:
+        await n.configure(system_volumes(selector_for(disk)))
+        got = await n.statuses(["META", "STATE", "EPHEMERAL"], ready)
+    assert got["STATE"].spec.size == 100 * MiB
+    verify = (await anyio.run_process(["sgdisk", "--verify", disk])).stdout.decode()
+    assert "No problems found" in verify, verify
