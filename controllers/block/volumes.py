@@ -314,6 +314,13 @@ class Provisioner:
                 log.warning("wiping disk for provisioning", volume=id, disk=name, found=what)
                 await filesystem.wipe(ref)
                 found = probe.ProbeResult()
+            same = found.table.by_label(label) if found.table is not None else None
+            if same is not None:
+                # already on disk (discovery had not reported it yet): use it, never add a twin
+                await partition.sync_kernel(ref)
+                part_name = await _wait_partition(name, same.number)
+                await anyio.to_thread.run_sync(inv.refresh, [name])
+                return part_name
             existing = [planner.Extent(p.start, p.size) for p in (found.table.partitions if found.table else [])]
             try:
                 (planned,) = planner.plan(disk.size, [request], existing, disk.sector_size or 512)
@@ -343,6 +350,10 @@ class Provisioner:
                 continue
             ref = await self._ref(name, inv)
             found = await anyio.to_thread.run_sync(probe.probe_path, ref.path, disk.sector_size or 512)
+            want_label = cfg.provisioning.filesystem_spec.label or id
+            if found.filesystem is not None and found.filesystem.label == want_label and found.table is None:
+                await anyio.to_thread.run_sync(inv.refresh, [name])
+                return name  # already ours (discovery had not reported it yet)
             if not found.empty:
                 if not cfg.provisioning.wipe:
                     problems.append(f"disk {name} holds {found.name}: not touching it (set provisioning.wipe to allow)")

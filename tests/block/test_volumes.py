@@ -15,7 +15,7 @@ import pytest
 from kos.controllers.block.defaults import disk_volume, system_volumes, user_volume
 from kos.controllers.block.discovery import DiscoveryController
 from kos.controllers.block.planner import MiB
-from kos.controllers.block.volumes import VolumeController
+from kos.controllers.block.volumes import Inventory, Provisioner, VolumeController
 from kos.controllers.block.wipe import WipeError, wipe
 from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
@@ -305,3 +305,25 @@ async def test_system_volumes_on_a_4k_sector_disk(udevd: None, loops: LoopFactor
     assert got["STATE"].spec.size == 100 * MiB
     verify = (await anyio.run_process(["sgdisk", "--verify", disk])).stdout.decode()
     assert "No problems found" in verify, verify
+
+
+async def test_no_twin_partition_when_discovery_lags(udevd: None, loops: LoopFactory, tmp_path: Path) -> None:
+    disk = loops(512 * MiB)
+    name = disk[5:]
+    vols = system_volumes(selector_for(disk))
+    async with node([disk], tmp_path) as n:
+        await n.configure(vols)
+        first = await n.statuses(["META", "STATE", "EPHEMERAL"], ready)
+    # a store that knows the disk but not yet its partitions (discovery still writing)
+    inv = Inventory()
+    await anyio.to_thread.run_sync(inv.refresh, [name])
+    for store in (inv.volumes, inv.devices):
+        for key in [k for k in store if k != name]:
+            del store[key]
+    prov = Provisioner(root=str(tmp_path))
+    for vid, spec in vols.items():
+        out = await prov.reconcile(vid, spec, inv)
+        assert out.status.phase == VolumePhase.READY, out.status.error_message
+        assert out.status.partition_uuid == first[vid].spec.partition_uuid
+    table = probe.probe_path(disk).table
+    assert table is not None and [p.label for p in table.partitions] == ["META", "STATE", "EPHEMERAL"]
