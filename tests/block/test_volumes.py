@@ -198,7 +198,9 @@ async def test_no_matching_disk_is_missing_and_bad_selector_is_failed(
         got = await n.statuses(["huge"], lambda r: r.spec.phase == VolumePhase.MISSING)
         assert "no disk matches provisioning.diskSelector 'disk.size > 1TB'" in got["huge"].spec.error_message
         got = await n.statuses(["typo"], lambda r: r.spec.phase == VolumePhase.FAILED)
-        assert "invalid size '10 XB'" in got["typo"].spec.error_message or "column" in got["typo"].spec.error_message
+        msg = got["typo"].spec.error_message
+        assert msg.startswith("volume typo: provisioning.diskSelector: selector 'disk.size >= 10 XB'"), msg
+        assert "unexpected 'XB'" in msg and "column 17" in msg, msg
     assert probe.probe_path(disk).empty  # nothing was written
 
 
