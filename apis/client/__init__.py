@@ -1,0 +1,24 @@
+"""The kos API client library: connections from a kosconfig context (mutual TLS 1.3), the
+machine service calls, and ``GrpcState``, a ``kos.resources.core.state.State`` over the
+``cosi.resource.State`` API.
+
+    from kos.apis.client import Connection, GrpcState, ClientConfig
+    cfg = ClientConfig.load()
+    async with Connection.from_context(cfg.current()[1]) as conn:
+        state = GrpcState(conn)
+        r = await state.get(Pointer("meta", "Namespaces.meta.cosi.dev", "meta"))
+"""
+
+from kos.apis.client.config import ClientConfig, ConfigError, Context
+from kos.apis.client.connection import APIError, Connection
+from kos.apis.client.state import AccessDeniedError, GrpcState
+
+__all__ = [
+    "APIError",
+    "AccessDeniedError",
+    "ClientConfig",
+    "ConfigError",
+    "Connection",
+    "Context",
+    "GrpcState",
+]

@@ -1,0 +1,155 @@
+"""A connection to one API endpoint: raw unary and server-streaming calls with optional
+``node`` metadata (the endpoint forwards the call to that node).
+
+Errors are ``APIError(node, status, message)``; ``str()`` gives the one-line form kosctl prints.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import TracebackType
+
+import anyio
+from grpclib.client import Channel
+from grpclib.const import Cardinality, Status
+from grpclib.exceptions import GRPCError, StreamTerminatedError
+
+from kos.apis.client.config import DEFAULT_PORT, Context
+from kos.apis.server.dispatch import split_endpoint
+from kos.apis.tls import client_context
+from kos.apis.wire import RawMessage
+from kos.resources.pki import CertificateAndKey
+
+
+class APIError(Exception):
+    def __init__(self, node: str, status: Status, message: str) -> None:
+        super().__init__(f"{node}: {status.name}: {message}")
+        self.node = node
+        self.status = status
+        self.message = message
+
+
+class Connection:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        ca: bytes | None = None,
+        identity: CertificateAndKey | None = None,
+        insecure: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout: float | None = 30.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.host, self.port = split_endpoint(endpoint, DEFAULT_PORT)
+        self.ssl = ssl_context or client_context(ca, identity, insecure=insecure)
+        self.timeout = timeout
+        self._channel: Channel | None = None
+
+    @classmethod
+    def from_context(
+        cls, ctx: Context, *, endpoint: str | None = None, insecure: bool = False, timeout: float | None = 30.0
+    ) -> Connection:
+        if endpoint is None:
+            if not ctx.endpoints:
+                raise ValueError("context has no endpoints (kosctl config endpoint ADDR...)")
+            endpoint = ctx.endpoints[0]
+        identity = None if insecure or not ctx.crt else CertificateAndKey(ctx.crt, ctx.key)
+        return cls(endpoint, ca=ctx.ca or None, identity=identity, insecure=insecure, timeout=timeout)
+
+    @property
+    def channel(self) -> Channel:
+        if self._channel is None:
+            self._channel = Channel(self.host, self.port, ssl=self.ssl)
+        return self._channel
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _error(self, exc: Exception, node: str | None) -> APIError:
+        who = node or self.endpoint
+        if isinstance(exc, GRPCError):
+            return APIError(who, exc.status, exc.message or "")
+        if isinstance(exc, StreamTerminatedError):
+            return APIError(who, Status.UNAVAILABLE, f"stream terminated: {exc}")
+        if isinstance(exc, ssl.SSLError):
+            return APIError(who, Status.UNAVAILABLE, f"TLS handshake failed: {exc.reason or exc}")
+        if isinstance(exc, OSError | ConnectionError):
+            return APIError(who, Status.UNAVAILABLE, f"connection failed: {exc.strerror or exc}")
+        return APIError(who, Status.UNKNOWN, repr(exc))
+
+    @staticmethod
+    def _metadata(node: str | None) -> dict[str, str] | None:
+        return {"node": node} if node else None
+
+    async def unary(
+        self, method: str, request: bytes, *, node: str | None = None, timeout: float | None = None
+    ) -> bytes:
+        try:
+            async with self.channel.request(
+                method, Cardinality.UNARY_UNARY, RawMessage, RawMessage,
+                metadata=self._metadata(node), timeout=timeout or self.timeout,
+            ) as s:
+                await s.send_message(RawMessage(request), end=True)
+                reply = await s.recv_message()
+                await s.recv_trailing_metadata()
+        except (GRPCError, StreamTerminatedError, OSError) as exc:
+            raise self._error(exc, node) from None
+        return b"" if reply is None else reply.data
+
+    @asynccontextmanager
+    async def stream(
+        self, method: str, request: bytes, *, node: str | None = None, timeout: float | None = None
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """A server stream; the iterator yields reply messages and raises APIError on failure."""
+        try:
+            cm = self.channel.request(
+                method, Cardinality.UNARY_STREAM, RawMessage, RawMessage, metadata=self._metadata(node), timeout=timeout
+            )
+            s = await cm.__aenter__()
+        except (GRPCError, StreamTerminatedError, OSError) as exc:
+            raise self._error(exc, node) from None
+
+        done = False
+
+        async def replies() -> AsyncIterator[bytes]:
+            nonlocal done
+            try:
+                while True:
+                    msg = await s.recv_message()
+                    if msg is None:
+                        await s.recv_trailing_metadata()
+                        done = True
+                        return
+                    yield msg.data
+            except (GRPCError, StreamTerminatedError, OSError) as exc:
+                raise self._error(exc, node) from None
+
+        it = replies()
+        try:
+            try:
+                await s.send_message(RawMessage(request), end=True)
+            except (GRPCError, StreamTerminatedError, OSError) as exc:
+                raise self._error(exc, node) from None
+            yield it
+        finally:
+            await it.aclose()  # type: ignore[attr-defined]
+            try:
+                if not done:
+                    with anyio.CancelScope(shield=True):
+                        await s.cancel()
+                await cm.__aexit__(None, None, None)
+            except (GRPCError, StreamTerminatedError, OSError):
+                pass

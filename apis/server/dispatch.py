@@ -1,0 +1,165 @@
+"""Every RPC goes through here: role check, optional forwarding to another node, then the
+handler, with raw protobuf bytes in and out (``kos.apis.wire.RawMessage``).
+
+A handler is ``async def h(call: Call) -> None``; ``Call`` carries the grpclib stream, the
+caller's effective roles and the request bytes (checked against the size limit). A request
+with ``node`` metadata naming another node is forwarded there over mutual TLS with this
+node's impersonator certificate and the caller's roles in ``kos-roles``; responses of the
+machine service come back tagged with that node (``NodeMetadata.hostname``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpclib.const
+import grpclib.server
+import structlog
+from grpclib.client import Channel
+from grpclib.const import Cardinality, Status
+from grpclib.exceptions import GRPCError
+
+from kos.apis import auth
+from kos.apis.wire import RawMessage, _ld
+
+log = structlog.get_logger("kos.apis")
+
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+"""Largest accepted request message (gRPC's default receive limit)."""
+
+Stream = grpclib.server.Stream[RawMessage, RawMessage]
+
+
+@dataclass
+class Call:
+    stream: Stream
+    method: str
+    roles: frozenset[str]
+
+    async def request(self) -> bytes:
+        msg = await self.stream.recv_message()
+        data = b"" if msg is None else msg.data
+        if len(data) > MAX_REQUEST_BYTES:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"request of {len(data)} bytes exceeds the limit of {MAX_REQUEST_BYTES} bytes",
+            )
+        return data
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_message(RawMessage(data))
+
+
+Handler = Callable[[Call], Awaitable[None]]
+
+
+@dataclass
+class Node:
+    """What the dispatcher knows about the node it runs on."""
+
+    names: frozenset[str]
+    port: int
+    maintenance: bool = False
+    forward_ssl: Any = None  # ssl.SSLContext for node-to-node calls (None: no forwarding)
+
+
+@dataclass
+class Dispatcher:
+    node: Node
+    handlers: dict[str, tuple[Handler, Cardinality]] = field(default_factory=dict)
+
+    def add(self, method: str, handler: Handler, cardinality: Cardinality) -> None:
+        self.handlers[method] = (handler, cardinality)
+
+    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+        return {
+            method: grpclib.const.Handler(self._wrap(method, h, card), card, RawMessage, RawMessage)
+            for method, (h, card) in self.handlers.items()
+        }
+
+    def _roles(self, stream: Stream) -> frozenset[str]:
+        if self.node.maintenance:
+            return frozenset({auth.MAINTENANCE})
+        peer = auth.roles_from_peercert(stream.peer.cert())
+        return auth.effective_roles(peer, dict(stream.metadata or {}))
+
+    def _wrap(self, method: str, handler: Handler, card: Cardinality) -> Callable[[Stream], Awaitable[None]]:
+        async def run(stream: Stream) -> None:
+            roles = self._roles(stream)
+            try:
+                auth.check_method(method, roles)
+            except auth.AccessDenied as exc:
+                raise GRPCError(Status.PERMISSION_DENIED, str(exc)) from None
+            call = Call(stream, method, roles)
+            target = dict(stream.metadata or {}).get(auth.NODE_METADATA)
+            if target and target not in self.node.names:
+                await self._forward(call, str(target), card)
+                return
+            try:
+                await handler(call)
+            except (GRPCError, GeneratorExit):
+                raise
+            except auth.AccessDenied as exc:
+                raise GRPCError(Status.PERMISSION_DENIED, str(exc)) from None
+            except NotImplementedError as exc:
+                raise GRPCError(Status.UNIMPLEMENTED, str(exc) or f"{method} is not implemented") from None
+            except Exception as exc:
+                log.warning("rpc failed", method=method, error=repr(exc))
+                raise GRPCError(Status.UNKNOWN, f"{type(exc).__name__}: {exc}") from None
+
+        return run
+
+    async def _forward(self, call: Call, target: str, card: Cardinality) -> None:
+        if self.node.maintenance or self.node.forward_ssl is None:
+            raise GRPCError(Status.UNAVAILABLE, f"node {target}: this node does not forward requests")
+        if card in (Cardinality.STREAM_UNARY, Cardinality.STREAM_STREAM):
+            raise GRPCError(Status.UNIMPLEMENTED, f"{call.method}: client streams are not forwarded to other nodes")
+        host, port = split_endpoint(target, self.node.port)
+        request = await call.request()
+        tag = call.method.startswith(auth.MACHINE)
+        channel = Channel(host, port, ssl=self.node.forward_ssl)
+        try:
+            md = {auth.ROLES_METADATA: ",".join(sorted(call.roles))}
+            async with channel.request(call.method, card, RawMessage, RawMessage, metadata=md) as s:
+                await s.send_message(RawMessage(request), end=True)
+                async for msg in _replies(s):
+                    await call.send(msg.data + (_node_tag(target) if tag else b""))
+        except GRPCError as exc:
+            raise GRPCError(exc.status, f"node {target}: {exc.message}") from None
+        except OSError as exc:
+            raise GRPCError(Status.UNAVAILABLE, f"node {target}: {exc}") from None
+        finally:
+            channel.close()
+
+
+async def _replies(s: Any) -> Any:
+    while True:
+        msg = await s.recv_message()
+        if msg is None:
+            return
+        yield msg
+
+
+def _node_tag(node: str) -> bytes:
+    """``NodeMetadata metadata = 1 {hostname = node}``; appended, it merges into the message."""
+    return _ld(b"\x0a", _ld(b"\x0a", node.encode()))
+
+
+def split_endpoint(endpoint: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address -> (host, port)."""
+    if endpoint.startswith("["):
+        host, _, rest = endpoint[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif endpoint.count(":") == 1:
+        host, port = endpoint.split(":")
+    else:
+        host, port = endpoint, ""
+    if not host:
+        raise ValueError(f"endpoint {endpoint!r}: missing host")
+    if not port:
+        return host, default_port
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"endpoint {endpoint!r}: port must be a number in 0..65535")
+    return host, int(port)

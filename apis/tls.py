@@ -1,0 +1,63 @@
+"""TLS 1.3 contexts for the API: mutual TLS for the normal API, server-only TLS for
+maintenance mode, and the client side of both (``insecure`` skips server verification, as
+``kosctl --insecure`` does against a maintenance node).
+
+Certificates and keys are PEM bytes (``kos.resources.pki.CertificateAndKey``); the ssl
+module only loads files, so they pass through a private temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+
+from kos.resources.pki import CertificateAndKey
+
+ALPN = ["h2"]
+
+
+def _load_chain(ctx: ssl.SSLContext, pair: CertificateAndKey) -> None:
+    with tempfile.TemporaryDirectory(prefix="kos-tls-") as tmp:
+        crt = os.path.join(tmp, "crt.pem")
+        key = os.path.join(tmp, "key.pem")
+        pair.to_files(crt, key)
+        ctx.load_cert_chain(crt, key)
+
+
+def _base(purpose: ssl.Purpose) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(purpose)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.set_alpn_protocols(ALPN)
+    return ctx
+
+
+def server_context(identity: CertificateAndKey, client_ca: bytes | None) -> ssl.SSLContext:
+    """The API server's context: requires a client certificate signed by ``client_ca``
+    (mutual TLS) unless ``client_ca`` is None (maintenance mode: anyone may connect)."""
+    ctx = _base(ssl.Purpose.CLIENT_AUTH)
+    _load_chain(ctx, identity)
+    if client_ca is not None:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cadata=client_ca.decode())
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def client_context(
+    ca: bytes | None, identity: CertificateAndKey | None, *, insecure: bool = False
+) -> ssl.SSLContext:
+    """A client context verifying the server against ``ca`` (hostname not checked: nodes are
+    addressed by IP and their certificates name them by IP and hostname), presenting
+    ``identity`` when given. ``insecure`` accepts any server certificate."""
+    ctx = _base(ssl.Purpose.SERVER_AUTH)
+    ctx.check_hostname = False
+    if insecure or ca is None:
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx.load_verify_locations(cadata=ca.decode())
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    if identity is not None:
+        _load_chain(ctx, identity)
+    return ctx
