@@ -1,0 +1,1 @@
+"""Tests of the gRPC APIs against a real machined process."""
