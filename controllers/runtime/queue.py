@@ -89,15 +89,19 @@ class WorkQueue(Generic[K, V]):
 
     def release(self, key: K, requeue: tuple[V, float] | None = None) -> None:
         """Finish ``key``: re-queue its parked put, and if ``requeue=(value, after)`` re-queue it
-        ``after`` seconds from now (the earlier of the two times wins)."""
+        ``after`` seconds from now (the earlier of the two times wins).
+
+        A parked put that is already due joins the queue now, behind keys queued while ``key``
+        was in progress (release order), so a busy key cannot jump the queue."""
         self._in_progress.discard(key)
         parked = self._parked.pop(key, None)
+        now = anyio.current_time()
         if requeue is not None:
             value, after = requeue
-            at = anyio.current_time() + after
+            at = now + after
             if parked is not None:
-                self._push(key, parked[1], min(at, parked[0]))
+                self._push(key, parked[1], max(now, min(at, parked[0])))
             else:
                 self._push(key, value, at)
         elif parked is not None:
-            self._push(key, parked[1], parked[0])
+            self._push(key, parked[1], max(now, parked[0]))
