@@ -17,10 +17,10 @@ import os
 import platform
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import yaml
@@ -133,6 +133,13 @@ def _ts(t: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(t, tz=datetime.UTC)
 
 
+class HandlerProvider(Protocol):
+    """A subsystem's machine-API handlers (e.g. ``kos.apis.server.etcd``): ``register`` adds
+    them to the dispatcher with ``d.add(auth.MACHINE + "Name", handler, cardinality)``."""
+
+    def register(self, d: Dispatcher) -> None: ...
+
+
 class MachineService:
     def __init__(
         self,
@@ -143,7 +150,9 @@ class MachineService:
         events: EventBus | None = None,
         client_config: Callable[[list[str], int], pb.GenerateClientConfigurationResponse] | None = None,
         kmsg_path: str = "/dev/kmsg",
+        extensions: Sequence[HandlerProvider] = (),
     ) -> None:
+        self.extensions = list(extensions)
         self.config = config
         self.maintenance = maintenance
         self.supervisor = supervisor
@@ -184,6 +193,10 @@ class MachineService:
         d.add(p + "Memory", self.memory, unary)
         d.add(p + "Processes", self.processes, unary)
         d.add(p + "GenerateClientConfiguration", self.generate_client_configuration, unary)
+        # Subsystems (etcd, sequencer, ...) plug their RPCs in here; a later add replaces the
+        # UNIMPLEMENTED placeholder of the same method.
+        for ext in self.extensions:
+            ext.register(d)
 
     @staticmethod
     def _unimplemented(name: str, what: str) -> Callable[[Call], Awaitable[None]]:
