@@ -47,3 +47,44 @@ class ServiceSpec(Spec):
 
 
 SERVICES = Kind(NAMESPACE, ServiceSpec.definition.type)
+
+
+# -- machine status (written by the sequencer, kos.machined.sequencer) -------------------------
+
+MACHINE_STAGES = (
+    "unknown", "booting", "installing", "maintenance", "running", "rebooting", "shuttingDown",
+    "resetting", "upgrading",
+)
+MACHINE_STATUS_ID = "machine"
+
+
+@dataclass
+class UnmetCondition(Spec):
+    """One reason the machine is not ready (``name``: what is checked, ``reason``: why not)."""
+
+    name: str = spec_field(1, default="")
+    reason: str = spec_field(2, default="")
+
+
+@resource_type(
+    "MachineStatuses.runtime.kos.dev",
+    namespace=NAMESPACE,
+    print_columns=[("Stage", "{.stage}"), ("Ready", "{.ready}")],
+)
+@dataclass
+class MachineStatusSpec(Spec):
+    """The machine's lifecycle stage and readiness (id ``machine``), like Talos's MachineStatus."""
+
+    stage: str = spec_field(1, default="unknown")
+    ready: bool = spec_field(2, default=False)
+    unmet_conditions: list[UnmetCondition] = spec_field(3, yaml="unmetConditions", default_factory=list)
+    phase: str = spec_field(4, default="")
+    task: str = spec_field(5, default="")
+
+    def __post_init__(self) -> None:
+        if self.stage not in MACHINE_STAGES:
+            expected = ", ".join(MACHINE_STAGES)
+            raise ValueError(f"MachineStatus.stage: unknown value {self.stage!r}, expected one of {expected}")
+
+
+MACHINE_STATUSES = Kind(NAMESPACE, MachineStatusSpec.definition.type)
