@@ -1,0 +1,84 @@
+"""CertSANs (ids ``os`` and ``k8s``) from the root secrets, the node's addresses
+(``NodeAddresses.net.kos.dev`` id ``accumulative``: addresses the node ever had since boot,
+so certificates never drop an address a client still uses) and its hostname
+(``HostnameStatuses.net.kos.dev`` id ``hostname``). ``extra_names`` are names the
+environment knows (process mode: the listen address, ``--node-name``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from kos.controllers.runtime.adapter import ControllerRuntime
+from kos.controllers.runtime.controller import Controller, Input, Output
+from kos.controllers.secrets import sans
+from kos.resources import secrets as s
+from kos.resources.core.metadata import Pointer
+from kos.resources.core.resource import Resource
+
+NETWORK_NS = "network"
+NODE_ADDRESSES_TYPE = "NodeAddresses.net.kos.dev"
+ADDRESSES_ID = "accumulative"
+HOSTNAME_STATUS_TYPE = "HostnameStatuses.net.kos.dev"
+HOSTNAME_ID = "hostname"
+
+
+async def node_identity(rt: ControllerRuntime) -> tuple[list[str], str, str]:
+    """(addresses, hostname, domainname) as the network resources say; empty when absent."""
+    addrs = await rt.get_or_none(Pointer(NETWORK_NS, NODE_ADDRESSES_TYPE, ADDRESSES_ID))
+    host = await rt.get_or_none(Pointer(NETWORK_NS, HOSTNAME_STATUS_TYPE, HOSTNAME_ID))
+    addresses = list(_field(addrs, "addresses") or [])
+    return addresses, str(_field(host, "hostname") or ""), str(_field(host, "domainname") or "")
+
+
+def _field(r: Resource[Any] | None, name: str) -> Any:
+    if r is None:
+        return None
+    spec = r.spec
+    if isinstance(getattr(spec, "value", None), dict):  # a generic spec (type not imported here)
+        return spec.value.get(name)
+    return getattr(spec, name, None)
+
+
+def network_inputs() -> tuple[Input, ...]:
+    return (Input(NETWORK_NS, NODE_ADDRESSES_TYPE, ADDRESSES_ID), Input(NETWORK_NS, HOSTNAME_STATUS_TYPE, HOSTNAME_ID))
+
+
+def _set(value: sans.SANs, fqdn: str) -> Any:
+    def apply(r: Resource[Any]) -> None:
+        r.spec = s.CertSANSpec(dns_names=list(value.dns_names), ips=list(value.ips), fqdn=fqdn)
+
+    return apply
+
+
+class CertSANsController(Controller):
+    name = "secrets.CertSANsController"
+
+    def __init__(self, extra_names: Iterable[str] = ()) -> None:
+        self.extra_names = [n for n in extra_names if n and n not in ("0.0.0.0", "::")]
+
+    def inputs(self) -> Sequence[Input]:
+        return (Input(s.NAMESPACE, s.OS_ROOT.type, s.OS_ROOT_ID), Input(s.NAMESPACE, s.K8S_ROOT.type, s.K8S_ROOT_ID),
+                *network_inputs())
+
+    def outputs(self) -> Sequence[Output]:
+        return (Output(s.CERT_SANS.type),)
+
+    async def run(self, rt: ControllerRuntime) -> None:
+        async for _ in rt.events():
+            os_root = await rt.get_or_none(Pointer(s.NAMESPACE, s.OS_ROOT.type, s.OS_ROOT_ID))
+            k8s_root = await rt.get_or_none(Pointer(s.NAMESPACE, s.K8S_ROOT.type, s.K8S_ROOT_ID))
+            addresses, hostname, domain = await node_identity(rt)
+            fqdn = f"{hostname}.{domain}" if hostname and domain else hostname
+            rt.start_tracking_outputs()
+            if os_root is not None:
+                value = sans.os_sans(addresses=addresses, hostname=hostname, domainname=domain,
+                                     cert_sans=os_root.spec.cert_sans, extra=self.extra_names)
+                await rt.modify(Resource.new(s.CertSANSpec(), s.CERT_SANS_OS_ID), _set(value, fqdn))
+            if k8s_root is not None:
+                k = k8s_root.spec
+                value = sans.k8s_sans(endpoint=k.endpoint, dns_domain=k.dns_domain, service_subnets=k.service_subnets,
+                                      addresses=addresses, hostname=hostname, domainname=domain,
+                                      cert_sans=k.cert_sans)
+                await rt.modify(Resource.new(s.CertSANSpec(), s.CERT_SANS_K8S_ID), _set(value, fqdn))
+            await rt.cleanup_outputs(s.CERT_SANS)
