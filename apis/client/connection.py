@@ -135,6 +135,7 @@ class Connection:
                         return
                     yield msg.data
             except (GRPCError, StreamTerminatedError, OSError) as exc:
+                done = True  # the server ended the stream (with an error status)
                 raise self._error(exc, node) from None
 
         it = replies()
@@ -151,5 +152,5 @@ class Connection:
                     with anyio.CancelScope(shield=True):
                         await s.cancel()
                 await cm.__aexit__(None, None, None)
-            except (GRPCError, StreamTerminatedError, OSError):
+            except Exception:
                 pass
