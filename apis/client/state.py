@@ -103,6 +103,8 @@ def _map_error(exc: APIError, method: str, ptr: Pointer | None) -> Exception:
         return ConflictError(ptr, msg)
     if st == Status.INVALID_ARGUMENT:
         return UnsupportedError(msg)
+    if st == Status.UNKNOWN:
+        return StateError(f"{exc.node}: {msg}")  # a plain store error on the server
     return exc
 
 
