@@ -1,0 +1,5 @@
+"""Adapters between the network controllers and the kernel: netlink (links, addresses,
+routes, change events), sockets opened inside a network namespace, DHCPv4 and gratuitous-ARP
+wire formats, and atomic rendering of /etc files. Every adapter takes the network namespace
+path (``/run/netns/X`` or ``None`` for the caller's own) so it can be tested in a private
+namespace."""
