@@ -6,6 +6,12 @@
   turns it into etcd's command line.
 * ``EtcdMembers`` (id ``local``): the local member's id once it is part of a cluster, as the
   hexadecimal string etcd prints.
+* ``EtcdConfigs`` (id ``etcd``): the machine config's ``cluster.etcd`` on a control-plane node
+  (extra args, advertised/listen subnet filters) plus the etcd client URLs a joining member asks
+  (derived from ``cluster.controlPlane.endpoint``). Absent on workers.
+* ``EtcdBootstraps`` (id ``bootstrap``): the persisted bootstrap marker as the Bootstrap RPC
+  left it (bootstrapped, a pending snapshot recovery, left the cluster); written by the etcd
+  API, read by the EtcdSpec controller (which also reads the marker file itself after a reboot).
 """
 
 from __future__ import annotations
@@ -58,5 +64,37 @@ class EtcdMemberSpec(Spec):
     member_id: str = spec_field(1, yaml="memberId", default="")
 
 
+@resource_type(
+    "EtcdConfigs.etcd.kos.dev",
+    namespace=NAMESPACE,
+    print_columns=[("Advertised Subnets", "{.advertisedSubnets}"), ("Join Endpoints", "{.joinEndpoints}")],
+)
+@dataclass
+class EtcdConfigSpec(Spec):
+    """The etcd part of the machine config, as the EtcdSpec controller needs it."""
+
+    extra_args: dict[str, str] = spec_field(1, yaml="extraArgs", default_factory=dict)
+    advertised_subnets: list[str] = spec_field(2, yaml="advertisedSubnets", default_factory=list)
+    listen_subnets: list[str] = spec_field(3, yaml="listenSubnets", default_factory=list)
+    join_endpoints: list[str] = spec_field(4, yaml="joinEndpoints", default_factory=list)
+
+
+@resource_type(
+    "EtcdBootstraps.etcd.kos.dev",
+    namespace=NAMESPACE,
+    print_columns=[("Bootstrapped", "{.bootstrapped}"), ("Recover", "{.recoverFrom}"), ("Left", "{.left}")],
+)
+@dataclass
+class EtcdBootstrapSpec(Spec):
+    """The bootstrap marker: this node started the cluster (once), optionally from a snapshot."""
+
+    bootstrapped: bool = spec_field(1, default=False)
+    recover_from: str = spec_field(2, yaml="recoverFrom", default="")
+    skip_hash_check: bool = spec_field(3, yaml="skipHashCheck", default=False)
+    left: bool = spec_field(4, default=False)
+
+
 ETCD_SPECS = Kind(NAMESPACE, EtcdSpecSpec.definition.type)
 ETCD_MEMBERS = Kind(NAMESPACE, EtcdMemberSpec.definition.type)
+ETCD_CONFIGS = Kind(NAMESPACE, EtcdConfigSpec.definition.type)
+ETCD_BOOTSTRAPS = Kind(NAMESPACE, EtcdBootstrapSpec.definition.type)

@@ -120,7 +120,7 @@ async def publish_local_member(state: State, client: EtcdClient, endpoint: str) 
 
 
 async def restore_snapshot(
-    snapshot: str, spec: EtcdSpecSpec, *, etcdctl: str = "etcdctl"
+    snapshot: str, spec: EtcdSpecSpec, *, etcdctl: str = "etcdctl", skip_hash_check: bool = False
 ) -> EtcdSpecSpec:
     """Restore ``snapshot`` into ``spec.data_dir`` (must not exist yet) as a fresh single-member
     cluster; returns the spec to start it with."""
@@ -137,7 +137,7 @@ async def restore_snapshot(
             f"--initial-cluster={spec.name}={peers}",
             f"--initial-advertise-peer-urls={peers}",
             f"--initial-cluster-token={spec.initial_cluster_token}",
-            "--skip-hash-check=false",
+            f"--skip-hash-check={'true' if skip_hash_check else 'false'}",
         ],
         env={**os.environ, "ETCDCTL_API": "3"},
         check=False,

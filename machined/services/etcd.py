@@ -9,7 +9,7 @@ leader and no errors.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -44,9 +44,13 @@ def _make_data_dir(path: str) -> None:
     os.chmod(path, 0o700)
 
 
-def etcd_health_probe(endpoint: str, tls: TLSFiles | None) -> HealthCheck:
+def etcd_health_probe(endpoint: str | Callable[[], str], tls: TLSFiles | None) -> HealthCheck:
+    """Healthy: the member answers Maintenance.Status with a leader and no errors. ``endpoint``
+    may be a callable, read at every probe (the runner's current spec)."""
+
     async def probe() -> None:
-        async with EtcdClient([endpoint], tls, timeout=1.0) as c:
+        ep = endpoint() if callable(endpoint) else endpoint
+        async with EtcdClient([ep], tls, timeout=1.0) as c:
             st = await c.status()
         if st.errors:
             raise EtcdError(f"member reports errors: {', '.join(st.errors)}")
@@ -57,7 +61,7 @@ def etcd_health_probe(endpoint: str, tls: TLSFiles | None) -> HealthCheck:
 
 
 def etcd_service(
-    spec: EtcdSpecSpec,
+    spec: EtcdSpecSpec | None,
     client_tls: TLSFiles | None,
     *,
     binary: str = "etcd",
@@ -66,13 +70,21 @@ def etcd_service(
     backoff: BackoffPolicy = ETCD_BACKOFF,
 ) -> ServiceDefinition:
     """The ``etcd`` service definition; ``client_tls`` is a client certificate for the health probe.
-    Its runner is an ``EtcdRunner``: change ``definition.runner.spec`` before a (re)start."""
-    runner = EtcdRunner(args=[binary], stop_timeout=stop_timeout, spec=spec, binary=binary)
+    Its runner is an ``EtcdRunner``: change ``definition.runner.spec`` before a (re)start. Without
+    a spec (a node whose addresses are not known yet) the health probe follows the runner's spec."""
+    runner = EtcdRunner(args=[binary], stop_timeout=stop_timeout, spec=spec or EtcdSpecSpec(), binary=binary)
+
+    def endpoint() -> str:
+        urls = runner.spec.advertise_client_urls
+        if not urls:
+            raise EtcdError("etcd has no client URL yet (no EtcdSpec)")
+        return urls[0]
+
     return ServiceDefinition(
         "etcd",
         runner,
         depends_on=depends_on,
         restart=RestartPolicy.FOREVER,
         backoff=backoff,
-        health=etcd_health_probe(spec.advertise_client_urls[0], client_tls),
+        health=etcd_health_probe(endpoint, client_tls),
     )

@@ -1,0 +1,215 @@
+"""A cluster of in-process control-plane nodes running etcd the way machined does.
+
+Each ``ApiNode`` is what a machined would host for etcd: its own InMemoryState, controller
+Runtime (``etcd_controllers``), service Supervisor (the ``etcd`` service, own cgroups) and the
+machine API on ``127.a.b.N`` over mutual TLS with ``EtcdAPI`` plugged in. The inputs other
+parts of kos produce are written like they would be: the machine config (a generated
+control-plane config whose ``controlPlane.endpoint`` is node 0, subnet filters selecting the
+node's own address), ``HostnameStatuses``, ``NodeAddresses(current)`` and ``EtcdCerts``
+issued from the config's etcd CA. Used by tests/etcd and bench/etcd_api.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from kos.apis import auth
+from kos.apis.client.connection import Connection
+from kos.apis.etcd import EtcdClient
+from kos.apis.server.dispatch import Node
+from kos.apis.server.etcd import EtcdAPI
+from kos.apis.server.machine import ConfigStore, MachineService
+from kos.apis.server.serve import APIServer
+from kos.apis.server.state import StateService
+from kos.apis.tls import server_context
+from kos.controllers.etcd.assembly import etcd_controllers, etcd_service_definition
+from kos.controllers.etcd.marker import EtcdPaths
+from kos.controllers.runtime import Runtime
+from kos.machined.services.supervisor import Supervisor
+from kos.resources.config import ACTIVE_ID, MachineConfigSpec
+from kos.resources.core.inmem import InMemoryState
+from kos.resources.core.resource import Resource
+from kos.resources.machineconfig import ConfigContainer
+from kos.resources.machineconfig.generate import GenOptions, generate
+from kos.resources.machineconfig.secrets import SecretsBundle
+from kos.resources.network import HostnameStatusSpec, NodeAddressSpec
+from kos.resources.pki import CertificateAndKey, generate_ca, issue_certificate
+from kos.resources.secrets import ETCD_CERTS_ID, EtcdCertsSpec
+
+
+@dataclass
+class ApiNode:
+    index: int
+    name: str
+    ip: str
+    root: Path
+    state: InMemoryState
+    supervisor: Supervisor
+    paths: EtcdPaths
+    server: APIServer
+    stack: AsyncExitStack
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    stopped: bool = False
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.ip}:{self.server.port}"
+
+    @property
+    def client_url(self) -> str:
+        return f"https://{self.ip}:2379"
+
+
+class NodeCluster:
+    def __init__(
+        self,
+        workdir: Path,
+        size: int = 3,
+        *,
+        subnet: str | None = None,
+        heartbeat_ms: int = 50,
+        election_ms: int = 300,
+        stop_timeout: float = 2.0,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"cluster size must be >= 1, got {size}")
+        self.workdir = workdir
+        self.size = size
+        self.subnet = subnet or f"127.{random.randint(100, 250)}.{random.randint(1, 250)}"
+        self.heartbeat_ms = heartbeat_ms
+        self.election_ms = election_ms
+        self.stop_timeout = stop_timeout
+        self.nodes: list[ApiNode] = []
+        self._stack = AsyncExitStack()
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    def ip(self, i: int) -> str:
+        return f"{self.subnet}.{i + 1}"
+
+    # -- PKI and config -------------------------------------------------------------------
+    def _prepare(self) -> None:
+        self.os_ca = generate_ca("kos", organization="kos")
+        self.admin = issue_certificate(self.os_ca, common_name="admin", organizations=[auth.ADMIN], client=True)
+        gen = generate(GenOptions(cluster_name="kos-etcd", endpoint=f"https://{self.ip(0)}:6443"),
+                       SecretsBundle.generate())
+        data = gen.controlplane.to_data()
+        etcd = data[0]["cluster"].setdefault("etcd", {})
+        etcd["advertisedSubnets"] = [f"{self.subnet}.0/24"]
+        etcd["listenSubnets"] = [f"{self.subnet}.0/24"]
+        self.config = ConfigContainer.from_data(data)
+        ca = self.config.config.cluster.etcd.ca
+        self.etcd_ca = CertificateAndKey(base64.b64decode(ca.crt), base64.b64decode(ca.key))
+        pki = self.workdir / "admin-etcd"
+        pki.mkdir(parents=True, exist_ok=True)
+        self.etcd_ca.public_only().to_files(pki / "ca.crt")
+        issue_certificate(self.etcd_ca, common_name="root", client=True).to_files(pki / "admin.crt", pki / "admin.key")
+
+    def etcd_client(self, *nodes: int) -> EtcdClient:
+        """A direct etcd client (admin certificate of the etcd CA) to the given nodes."""
+        from kos.apis.etcd import TLSFiles
+
+        pki = self.workdir / "admin-etcd"
+        tls = TLSFiles(str(pki / "ca.crt"), str(pki / "admin.crt"), str(pki / "admin.key"))
+        idx = nodes or tuple(range(len(self.nodes)))
+        return EtcdClient([self.nodes[i].client_url for i in idx], tls, timeout=3.0)
+
+    def etcd_certs(self, i: int) -> EtcdCertsSpec:
+        ip, name = self.ip(i), f"cp-{i}"
+        server = issue_certificate(self.etcd_ca, common_name=name, dns_names=[name, "localhost"],
+                                   ip_addresses=[ip, "127.0.0.1"], server=True, client=True)
+        peer = issue_certificate(self.etcd_ca, common_name=name, dns_names=[name], ip_addresses=[ip],
+                                 server=True, client=True)
+        admin = issue_certificate(self.etcd_ca, common_name="kos", client=True)
+        return EtcdCertsSpec(
+            ca_cert=self.etcd_ca.cert_pem.decode(),
+            server_cert=server.cert_pem.decode(), server_key=server.key_pem.decode(),
+            peer_cert=peer.cert_pem.decode(), peer_key=peer.key_pem.decode(),
+            admin_cert=admin.cert_pem.decode(), admin_key=admin.key_pem.decode(),
+        )
+
+    def connect(self, i: int, *, timeout: float = 30.0) -> Connection:
+        """An ``os:admin`` API connection to node ``i``."""
+        return Connection(self.nodes[i].endpoint, ca=self.os_ca.cert_pem, identity=self.admin, timeout=timeout)
+
+    def connect_as(self, i: int, roles: list[str]) -> Connection:
+        who = issue_certificate(self.os_ca, common_name="someone", organizations=roles, client=True)
+        return Connection(self.nodes[i].endpoint, ca=self.os_ca.cert_pem, identity=who)
+
+    # -- nodes ----------------------------------------------------------------------------
+    async def _start_node(self, i: int) -> ApiNode:
+        assert self._tg is not None
+        ip, name = self.ip(i), f"cp-{i}"
+        root = self.workdir / name
+        root.mkdir(parents=True, exist_ok=True)
+        stack = AsyncExitStack()
+        state = InMemoryState()
+        paths = EtcdPaths(root)
+        sup = await stack.enter_async_context(
+            Supervisor(state, cgroup_parent=f"kos-{self.subnet.replace('.', '-')}-{i}")
+        )
+        sup.add(etcd_service_definition(paths, stop_timeout=self.stop_timeout))
+        for spec, rid in (
+            (MachineConfigSpec.from_container(self.config), ACTIVE_ID),
+            (HostnameStatusSpec(hostname=name), "hostname"),
+            (NodeAddressSpec(addresses=[f"{ip}/32"]), "current"),
+            (self.etcd_certs(i), ETCD_CERTS_ID),
+        ):
+            await state.create(Resource.new(spec, rid))
+        runtime = Runtime(state, backoff_initial=0.05, backoff_max=1.0)
+        for c in etcd_controllers(supervisor=sup, paths=paths, heartbeat_ms=self.heartbeat_ms,
+                                  election_ms=self.election_ms, join_retry=0.25, healthy_timeout=30.0):
+            runtime.register(c)
+        machine = MachineService(config=ConfigStore(root / "config.yaml"), supervisor=sup,
+                                 extensions=[EtcdAPI(state, sup, paths)])
+        server_id = issue_certificate(self.os_ca, common_name=name, ip_addresses=[ip], server=True)
+        server = await APIServer.start(
+            ip, 0, server_context(server_id, self.os_ca.cert_pem), node=Node(names=frozenset({ip}), port=0),
+            state=StateService(state, auth.ResourcePolicy()), machine=machine,
+        )
+        node = ApiNode(i, name, ip, root, state, sup, paths, server, stack)
+
+        async def run_runtime() -> None:
+            with node.scope:
+                await runtime.run()
+
+        self._tg.start_soon(run_runtime)
+        return node
+
+    async def stop_node(self, i: int) -> None:
+        """Stop node ``i`` like a shutdown: controllers, then etcd, then the API."""
+        node = self.nodes[i]
+        if node.stopped:
+            return
+        node.stopped = True
+        node.scope.cancel()
+        await node.supervisor.stop_all()
+        await node.server.close(grace=1.0)
+        await node.stack.aclose()
+
+    async def __aenter__(self) -> NodeCluster:
+        await anyio.to_thread.run_sync(self._prepare)
+        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+        self._stack.push_async_callback(self._stop_all)
+        for i in range(self.size):
+            self.nodes.append(await self._start_node(i))
+        return self
+
+    async def _stop_all(self) -> None:
+        with anyio.CancelScope(shield=True):
+            async with anyio.create_task_group() as tg:
+                for i in range(len(self.nodes)):
+                    tg.start_soon(self.stop_node, i)
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> Any:
+        await self._stack.aclose()
