@@ -64,12 +64,15 @@ class LoopbackAPI:
 
 
 @asynccontextmanager
-async def serve_state(state: State, *, writable: Iterable[str] = ()) -> AsyncIterator[LoopbackAPI]:
-    """Serve ``state`` (admin may write the ``writable`` namespaces) until the block exits."""
+async def serve_state(
+    state: State, *, writable: Iterable[str] = (), machine: MachineService | None = None
+) -> AsyncIterator[LoopbackAPI]:
+    """Serve ``state`` (admin may write the ``writable`` namespaces) and ``machine`` (default:
+    a machine service with a throwaway config store and no supervisor) until the block exits."""
     pki = loopback_pki()
     policy = auth.ResourcePolicy(writable_namespaces=frozenset(writable))
     with tempfile.TemporaryDirectory(prefix="kos-loopback-") as tmp:
-        machine = MachineService(config=ConfigStore(Path(tmp) / "config.yaml"))
+        machine = machine or MachineService(config=ConfigStore(Path(tmp) / "config.yaml"))
         server = await APIServer.start(
             "127.0.0.1", 0, server_context(pki.server, pki.ca.cert_pem),
             node=Node(names=frozenset({"loopback"}), port=0), state=StateService(state, policy), machine=machine,

@@ -147,22 +147,27 @@ class StateService:
 
     # -- access -----------------------------------------------------------------------------
     async def _sensitive(self, type: str) -> bool:
+        """Whether ``type`` is sensitive; NOT_FOUND when no definition of it exists (neither
+        in this process's registry nor as a ResourceDefinition in the ``meta`` namespace)."""
         d = self.registry.definition(type)
         if d is not None:
             return d.sensitive
         try:
             rd = await self.state.get(Pointer(META_NAMESPACE, RD_TYPE, type.lower()))
         except NotFoundError:
-            return False
+            raise GRPCError(
+                Status.NOT_FOUND, f"type: resource type {type!r} is not registered on this node (see kosctl get rd)"
+            ) from None
         return int(getattr(rd.spec, "sensitivity", 0)) == 1
 
     async def _read(self, call: Call, namespace: str, type: str) -> None:
         _check_kind(namespace, type)
         self.policy.check_read(call.roles, namespace, type, await self._sensitive(type))
 
-    def _write(self, call: Call, namespace: str, type: str) -> None:
+    async def _write(self, call: Call, namespace: str, type: str) -> None:
         _check_kind(namespace, type)
         self.policy.check_write(call.roles, namespace, type)
+        await self._sensitive(type)
 
     def _resource(self, data: bytes, what: str) -> Resource[Any]:
         try:
@@ -211,7 +216,7 @@ class StateService:
         data = await call.request()
         req = parse(pb.CreateRequest, data)
         r, _ = self._request_resource(data, 1, "resource")
-        self._write(call, r.metadata.namespace, r.metadata.type)
+        await self._write(call, r.metadata.namespace, r.metadata.type)
         if not r.metadata.id:
             raise GRPCError(Status.INVALID_ARGUMENT, "resource.metadata.id: must not be empty")
         try:
@@ -224,7 +229,7 @@ class StateService:
         data = await call.request()
         req = parse(pb.UpdateRequest, data)
         r, _ = self._request_resource(data, 2, "new_resource")
-        self._write(call, r.metadata.namespace, r.metadata.type)
+        await self._write(call, r.metadata.namespace, r.metadata.type)
         expected: Phase | None = None
         owner = ""
         if req.options is not None:
@@ -242,7 +247,7 @@ class StateService:
 
     async def destroy(self, call: Call) -> None:
         req = parse(pb.DestroyRequest, await call.request())
-        self._write(call, req.namespace, req.type)
+        await self._write(call, req.namespace, req.type)
         try:
             await self.state.destroy(
                 Pointer(req.namespace, req.type, req.id), owner=req.options.owner if req.options else ""
@@ -253,7 +258,7 @@ class StateService:
 
     async def teardown(self, call: Call) -> None:
         req = parse(pb.TeardownRequest, await call.request())
-        self._write(call, req.namespace, req.type)
+        await self._write(call, req.namespace, req.type)
         try:
             ready = await self.state.teardown(
                 Pointer(req.namespace, req.type, req.id), owner=req.options.owner if req.options else ""
@@ -264,7 +269,7 @@ class StateService:
 
     async def teardown_and_destroy(self, call: Call) -> None:
         req = parse(pb.TeardownAndDestroyRequest, await call.request())
-        self._write(call, req.namespace, req.type)
+        await self._write(call, req.namespace, req.type)
         try:
             await self.state.teardown_and_destroy(
                 Pointer(req.namespace, req.type, req.id), owner=req.options.owner if req.options else ""
