@@ -1,14 +1,26 @@
-"""machined entry point: ``machined --state-dir DIR --listen ADDR [--maintenance]`` runs the
-node as an ordinary process (see ``kos.machined.node``); PID-1 duties come later."""
+"""machined entry point.
+
+``machined --state-dir DIR --listen ADDR [--maintenance] [--platform NAME]`` runs the node
+(``kos.machined.node``). As PID 1 it first does the init duties (``kos.machined.init``:
+early mounts, ctrl-alt-del to SIGINT), runs the node, and when the node ends (Reboot,
+Shutdown, Reset, a signal) syncs, unmounts and calls reboot(2); if anything fails it logs,
+waits and reboots rather than exit. As an ordinary process it just returns.
+
+The platform (``--platform`` or ``$KOS_PLATFORM``; PID 1 defaults to ``metal``, a process to
+``process``) may supply the machine config (``KOS_CONFIG`` for container nodes, the kernel
+command line ``kos.config=`` on metal) and the hostname.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 VERSION = "0.1.0"
+PLATFORMS = ("process", "container", "metal", "nocloud", "qemu")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,27 +38,66 @@ def build_parser() -> argparse.ArgumentParser:
         help="namespace whose resources os:admin may write through the State API (repeatable)",
     )
     p.add_argument("--history", type=int, default=1024, help="watch history per resource kind (events)")
+    p.add_argument("--platform", choices=PLATFORMS, help="where the node runs (default: $KOS_PLATFORM)")
+    p.add_argument("--ephemeral-dir", type=Path, help="EPHEMERAL directory wiped by reset (container: /var)")
+    p.add_argument("--cgroup-parent", default=os.environ.get("KOS_CGROUP_PARENT", "kos"),
+                   help="cgroup under which services run (unique per node on a shared host)")
+    p.add_argument("--no-controllers", action="store_true", help="do not run the domain controllers")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.state_dir is None:
-        print("machined: --state-dir is required to run a node", file=sys.stderr)
-        return 2
-    if args.history < 8:
-        print(f"machined: --history {args.history}: expected at least 8", file=sys.stderr)
-        return 2
-    import anyio
+def _configure_logging() -> None:
     import structlog
-
-    from kos.machined.node import NodeOptions, run_node
 
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"),
                     structlog.processors.JSONRenderer()],
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    pid1 = os.getpid() == 1
+    platform = args.platform or os.environ.get("KOS_PLATFORM") or ("metal" if pid1 else "process")
+    if platform not in PLATFORMS:
+        print(f"machined: platform {platform!r} (KOS_PLATFORM): expected one of {', '.join(PLATFORMS)}",
+              file=sys.stderr)
+        return 2
+    if args.state_dir is None:
+        if platform == "process":
+            print("machined: --state-dir is required to run a node", file=sys.stderr)
+            return 2
+        args.state_dir = Path("/system/state")
+    if args.history < 8:
+        print(f"machined: --history {args.history}: expected at least 8", file=sys.stderr)
+        return 2
+    _configure_logging()
+    from kos.machined import init
+
+    if not pid1:
+        return _run(args, platform, pid1=False)
+    return init.never_exit(lambda: _run(args, platform, pid1=True))
+
+
+def _run(args: argparse.Namespace, platform: str, *, pid1: bool) -> int:
+    import anyio
+
+    from kos.machined import init
+    from kos.machined.node import NodeOptions, run_node
+    from kos.machined.platforms import load_platform
+
+    if pid1:
+        init.mount_early()
+        if platform != "container":
+            init.ctrl_alt_del_signal()
+    plat = load_platform(platform)
+    try:
+        initial = plat.config()
+    except ValueError as exc:
+        print(f"machined: platform {platform}: {exc}", file=sys.stderr)
+        initial = None
+    ephemeral = args.ephemeral_dir or (Path("/var") if platform == "container" else None)
     opts = NodeOptions(
         state_dir=args.state_dir,
         listen=args.listen,
@@ -54,15 +105,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         node_names=args.node_name,
         writable_namespaces=args.writable_namespace,
         history_max=args.history,
+        platform=platform,
+        controllers=not args.no_controllers,
+        ephemeral_dir=ephemeral,
+        cgroup_parent=args.cgroup_parent,
+        initial_config=initial,
     )
     try:
-        anyio.run(run_node, opts)
+        action = anyio.run(lambda: run_node(opts, pid1=pid1))
     except ValueError as exc:
         print(f"machined: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"machined: {exc}", file=sys.stderr)
         return 1
+    if pid1:
+        init.power_off(action, unmount=platform != "container")
     return 0
 
 

@@ -1,42 +1,69 @@
-"""machined as an ordinary process: the store, the service supervisor and the API servers.
+"""The node: state, sequencer, controllers, services and API servers of one machined.
 
-``run_node(options)`` hosts an ``InMemoryState`` (the ``meta`` namespace filled from the
-registry), a service ``Supervisor``, and the gRPC API on ``options.listen``:
+``run_node(options)`` boots the node through the sequencer and serves until a lifecycle
+request (Reboot/Shutdown/Reset RPC, SIGTERM, SIGINT) ends it; it returns the ``Action`` that
+ended it, which ``kos.machined.main`` turns into the reboot syscall when machined is PID 1.
 
-* with a configuration in ``<state-dir>/config.yaml`` (or without ``--maintenance``): the
-  full API over mutual TLS with the certificates of ``<state-dir>/pki`` (created on first
-  start), and an admin kosconfig at ``<state-dir>/kosconfig``;
-* with ``--maintenance`` and no configuration: the reduced maintenance API over TLS with a
-  self-signed certificate and no client certificate; the first ApplyConfiguration stores
-  the configuration and the node switches to mutual TLS on the same address.
+Boot sequence (events ``sequence``/``phase``/``task``, MachineStatus ``booting``):
 
-The bound address is written to ``<state-dir>/api-endpoint`` once the API serves (so a
-test can listen on port 0). SIGTERM/SIGINT stop everything cleanly.
+1. ``config``: the machine config from ``<state-dir>/config.yaml`` (STATE), else from the
+   platform (``KOS_CONFIG``/``kos.config=``...), else, with ``--maintenance``, the reduced
+   maintenance API over TLS without client certificates (stage ``maintenance``) until an
+   ApplyConfiguration stores one. The config becomes the ``MachineConfigs(config/v1alpha1)``
+   resource (machined is its writer; no owner).
+2. ``controllers``: every domain's controllers (``kos.machined.assembly``) start; a domain
+   that cannot be assembled is an unmet condition of the MachineStatus.
+3. ``api``: the API over mutual TLS with the node certificate from ``APICerts(secrets/api)``
+   (issued by the secrets controllers; workers get theirs from a control plane), falling back
+   to certificates issued here from the config's OS CA when it carries the key, or from a CA
+   of the node's own when the node has no config (a process-mode node for tests).
+4. ``services``: containerd (when installed); etcd is started by the etcd controllers.
+
+Without a config and without ``--maintenance`` the node serves the full API with its own CA
+(``<state-dir>/kosconfig`` holds an admin client config) and runs no controllers.
+
+The bound address is written to ``<state-dir>/api-endpoint`` once the API serves (so a test
+can listen on port 0).
 """
 
 from __future__ import annotations
 
-import signal
+import base64
+import os
+import shutil
 import socket
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 import structlog
+from anyio.abc import TaskGroup
 
 from kos.apis import auth
 from kos.apis.server.dispatch import Node, split_endpoint
-from kos.apis.server.machine import ConfigStore, EventBus, MachineService
+from kos.apis.server.lifecycle import (
+    LifecycleRefusedError,
+    LifecycleService,
+    ResetOptions,
+    UpgradeUnavailableError,
+)
+from kos.apis.server.machine import ConfigStore, EventBus, MachineService, Mode
 from kos.apis.server.nodepki import NodePKI, generate_client_configuration
 from kos.apis.server.security import SecurityService
 from kos.apis.server.serve import APIServer
 from kos.apis.server.state import StateService
 from kos.apis.tls import client_context, server_context
+from kos.machined import assembly
+from kos.machined.init import Action
+from kos.machined.sequencer import PREEMPTIVE, Phase, Sequence, SequenceBusyError, SequenceError, Sequencer
 from kos.machined.services import Supervisor
 from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.meta import publish_meta
-from kos.resources.pki import generate_ca, issue_certificate
+from kos.resources.core.resource import Resource
+from kos.resources.pki import CertificateAndKey, generate_ca, issue_certificate
 
 log = structlog.get_logger("kos.machined")
 
@@ -51,6 +78,12 @@ class NodeOptions:
     node_names: list[str] = field(default_factory=list)
     writable_namespaces: list[str] = field(default_factory=list)
     history_max: int = 1024
+    platform: str = "process"  # process | container | metal | nocloud | qemu
+    controllers: bool = True  # run the domain controllers once configured
+    ephemeral_dir: Path | None = None  # wiped by reset (container mode: /var)
+    cgroup_parent: str = "kos"
+    api_certs_timeout: float = 20.0
+    initial_config: bytes | None = None  # from the platform (env, cmdline, cidata)
 
 
 def _load_resource_modules() -> None:
@@ -69,92 +102,481 @@ def _load_resource_modules() -> None:
             log.warning("resource module failed to import", module=info.name, error=repr(exc))
 
 
-def _maintenance_identity(names: list[str]) -> Any:
+def _maintenance_identity(names: list[str]) -> CertificateAndKey:
     ca = generate_ca("kos-maintenance")
     return issue_certificate(ca, common_name="kos-maintenance", dns_names=["localhost"], ip_addresses=[
         n for n in names if n.replace(".", "").isdigit()
     ], server=True)
 
 
-async def run_node(opts: NodeOptions, *, ready: anyio.Event | None = None) -> None:
-    sd = opts.state_dir
-    sd.mkdir(parents=True, exist_ok=True)
-    host, port = split_endpoint(opts.listen, 50000)
-    _load_resource_modules()
-    state = InMemoryState(history_max=opts.history_max)
-    await publish_meta(state)
-    names = [host, socket.gethostname(), *opts.node_names]
-    config_path = sd / "config.yaml"
-    configured = anyio.Event()
-    events = EventBus()
-    policy = auth.ResourcePolicy(writable_namespaces=frozenset(opts.writable_namespaces))
-    pki = await anyio.to_thread.run_sync(NodePKI.load_or_create, sd / "pki", [n for n in names if n != "0.0.0.0"])
+def validate_config(mode: str) -> Callable[[bytes], list[str]]:
+    """ConfigStore validation with the real config loader: strict load + validate for ``mode``."""
 
-    async def applied(data: bytes, mode: Any) -> None:
-        configured.set()
+    def check(data: bytes) -> list[str]:
+        from kos.resources.machineconfig import ConfigContainer
 
-    store = ConfigStore(config_path, on_applied=applied)
-    events.publish("machined", {"action": "started"})
-    async with Supervisor(state) as sup, anyio.create_task_group() as tg:
-        tg.start_soon(_signals, tg.cancel_scope)
-        maintenance = opts.maintenance and not config_path.exists()
-        if maintenance:
-            identity = await anyio.to_thread.run_sync(_maintenance_identity, names)
-            node = Node(names=frozenset(opts.node_names), port=port, maintenance=True)
-            machine = MachineService(config=store, maintenance=True, supervisor=sup, events=events)
-            server = await APIServer.start(
-                host, port, server_context(identity, None), node=node,
-                state=StateService(state, policy), machine=machine,
-            )
-            _write_endpoint(sd, host, server.port)
-            if ready is not None:
-                ready.set()
-            await configured.wait()
-            log.info("configuration applied in maintenance mode: switching to mutual TLS")
-            await server.close(grace=2.0)
-            port = server.port
-        node = Node(
-            names=frozenset(opts.node_names),
-            port=port,
-            forward_ssl=client_context(pki.ca.cert_pem, pki.node),
-        )
-        endpoint = f"{host if host not in ('0.0.0.0', '::') else '127.0.0.1'}"
-        machine = MachineService(
-            config=store,
-            supervisor=sup,
-            events=events,
-            client_config=lambda roles, ttl: generate_client_configuration(
-                pki, "kos", [f"{endpoint}:{node.port}"], roles, ttl
-            ),
-        )
-        server = await APIServer.start(
-            host, port, server_context(pki.server, pki.ca.cert_pem), node=node,
-            state=StateService(state, policy), machine=machine, security=SecurityService(pki.ca),
-        )
-        cfg = pki.client_config("kos", [f"{endpoint}:{server.port}"], [auth.ADMIN], 365 * 86400)
-        await anyio.to_thread.run_sync(cfg.save, sd / "kosconfig")
-        _write_endpoint(sd, host, server.port)
-        if ready is not None:
-            ready.set()
         try:
-            await anyio.sleep_forever()
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"configuration is not UTF-8 text: {exc}") from None
+        container = ConfigContainer.load(text, strict=True)  # ConfigErrors (ValueError) names the paths
+        return [str(w) for w in container.validate(mode)]
+
+    return check
+
+
+@dataclass
+class APIIdentity:
+    server: CertificateAndKey
+    ca_pem: bytes  # trusted for clients and for forwarding
+    forward: CertificateAndKey  # os:impersonator client certificate for node-to-node calls
+    source: str  # "APICerts" | "config CA" | "node CA"
+    pki: NodePKI | None = None  # when issued here (can issue client configs)
+
+
+class MachineNode:
+    """One node; implements the lifecycle controller the Reboot/Shutdown/Reset RPCs call."""
+
+    def __init__(self, opts: NodeOptions) -> None:
+        self.opts = opts
+        self.state = InMemoryState(history_max=opts.history_max)
+        self.events = EventBus()
+        self.sequencer = Sequencer(self.state, self.events)
+        self.host, self.port = split_endpoint(opts.listen, 50000)
+        self.names = [n for n in [self.host, socket.gethostname(), *opts.node_names] if n not in ("0.0.0.0", "::")]
+        mode = "container" if opts.platform == "container" else "metal"
+        self.store = ConfigStore(opts.state_dir / "config.yaml", validate=validate_config(mode),
+                                 on_applied=self._applied)
+        self.policy = auth.ResourcePolicy(writable_namespaces=frozenset(opts.writable_namespaces))
+        self.configured = anyio.Event()
+        self.action: Action | None = None
+        self.supervisor: Supervisor | None = None
+        self._tg: TaskGroup | None = None
+        self._main_scope: anyio.CancelScope | None = None
+        self._server: APIServer | None = None
+        self._missing: dict[str, str] = {}
+        self.ready = anyio.Event()
+
+    # -- config -----------------------------------------------------------------------------
+    def _config_text(self) -> str | None:
+        data = self.store.current()
+        return data.decode() if data else None
+
+    async def _publish_config(self, text: str) -> None:
+        from kos.resources.config import ACTIVE_ID, MachineConfigSpec
+
+        def apply(r: Resource[Any]) -> None:
+            r.spec = MachineConfigSpec(config=text)
+
+        await self.state.modify(Resource.new(MachineConfigSpec(), ACTIVE_ID), apply)
+
+    async def _applied(self, data: bytes, mode: Mode) -> None:
+        if mode == Mode.STAGED:
+            return
+        self.configured.set()
+        if self._config_published:
+            await self._publish_config(data.decode())
+            self.events.publish("config", {"action": "active", "version": "v1alpha1"})
+
+    _config_published = False
+
+    # -- the boot sequence ------------------------------------------------------------------
+    def boot_sequence(self) -> Sequence:
+        return Sequence(
+            "boot", "booting",
+            (
+                Phase.of("config", ("loadConfig", self._task_load_config)),
+                Phase.of("controllers", ("startControllers", self._task_controllers)),
+                Phase.of("api", ("startAPI", self._task_api)),
+                Phase.of("services", ("startServices", self._task_services)),
+            ),
+            final_stage="running",
+        )  # fmt: skip
+
+    async def _task_load_config(self) -> None:
+        if self.store.current():
+            self.configured.set()
+        elif self.opts.initial_config:
+            warnings = self.store.validate(self.opts.initial_config)
+            await anyio.to_thread.run_sync(self.store.write, self.opts.initial_config)
+            log.info("configuration from the platform stored", warnings=warnings)
+            self.configured.set()
+        elif self.opts.maintenance:
+            await self.sequencer.set_stage("maintenance")
+            await self._serve_maintenance()
+            await self.sequencer.set_stage("booting")
+        text = self._config_text()
+        if text is not None:
+            await self._publish_config(text)
+            self._config_published = True
+
+    async def _serve_maintenance(self) -> None:
+        identity = await anyio.to_thread.run_sync(_maintenance_identity, self.names)
+        node = Node(names=frozenset(self.opts.node_names), port=self.port, maintenance=True)
+        machine = MachineService(config=self.store, maintenance=True, supervisor=self.supervisor, events=self.events)
+        server = await APIServer.start(
+            self.host, self.port, server_context(identity, None), node=node,
+            state=StateService(self.state, self.policy), machine=machine,
+        )  # fmt: skip
+        self.port = server.port
+        _write_endpoint(self.opts.state_dir, self.host, server.port)
+        self.ready.set()
+        try:
+            await self.configured.wait()
+            log.info("configuration applied in maintenance mode: switching to mutual TLS")
         finally:
             with anyio.CancelScope(shield=True):
                 await server.close(grace=2.0)
+
+    def _container(self) -> Any:
+        from kos.resources.machineconfig import ConfigContainer
+
+        text = self._config_text()
+        return ConfigContainer.load(text, strict=False) if text else None
+
+    async def _task_controllers(self) -> None:
+        container = self._container()
+        if container is None or not self.opts.controllers:
+            return
+        from kos.controllers.runtime import Runtime
+
+        control_plane = container.machine_type in ("controlplane", "init")
+        if control_plane and self.supervisor is not None and "etcd" not in self.supervisor.ids():
+            definition = _optional("kos.controllers.etcd.assembly", "etcd_service_definition")
+            if definition is not None:
+                self.supervisor.add(definition(self._etcd_paths()))
+        ctx = assembly.AssemblyContext(
+            root=self._root(),
+            container_mode=self.opts.platform in ("container", "process"),
+            control_plane=control_plane,
+            domain_params={"etcd": {"paths": self._etcd_paths()}},
+            state_dir=self.opts.state_dir,
+            supervisor=self.supervisor,
+            extra_names=list(self.opts.node_names),
+            remote=self._remote_signer(container),
+        )
+        controllers, missing = assembly.assemble_controllers(ctx)
+        self._missing = missing
+        for domain, reason in missing.items():
+            self.sequencer.set_condition(f"controllers {domain}", reason)
+        runtime = Runtime(self.state)
+        for c in controllers:
+            runtime.register(c)
+        assert self._tg is not None
+        self._tg.start_soon(runtime.run)
+
+    def _remote_signer(self, container: Any) -> Any:
+        """Workers sign their API certificate on a control plane (trustd-like)."""
+        if container.machine_type in ("controlplane", "init"):
+            return None
+        fn = _optional("kos.controllers.secrets.remote", "remote_signer_from_config")
+        if fn is None:
+            self.sequencer.set_condition(
+                "apiCerts worker", "kos.controllers.secrets.remote.remote_signer_from_config is missing"
+            )
+            return None
+        return fn(container)
+
+    async def _identity(self) -> APIIdentity:
+        container = self._container()
+        if container is not None and "secrets" not in self._missing and self.opts.controllers:
+            got = await self._wait_api_certs(self.opts.api_certs_timeout)
+            if got is not None:
+                return got
+        sd = self.opts.state_dir / "pki"
+        ca = _config_ca(container)
+        if ca is not None:
+            if not ca.has_key:
+                raise RuntimeError(
+                    "no API certificate: APICerts did not appear and the config's OS CA has no key "
+                    "(a worker gets its certificate from a control plane)"
+                )
+            await anyio.to_thread.run_sync(_install_ca, sd, ca)
+            source = "config CA"
+        else:
+            source = "node CA"
+        pki = await anyio.to_thread.run_sync(NodePKI.load_or_create, sd, self.names)
+        return APIIdentity(pki.server, pki.ca.cert_pem, pki.node, source, pki)
+
+    async def _wait_api_certs(self, timeout: float) -> APIIdentity | None:
+        try:
+            from kos.resources.secrets import API_CERTS, API_CERTS_ID
+        except ImportError:
+            return None
+        with anyio.move_on_after(timeout):
+            async with self.state.watch(API_CERTS.pointer(API_CERTS_ID)) as events:
+                async for ev in events:
+                    r = ev.resource
+                    if r is None or ev.type.name == "DESTROYED":
+                        continue
+                    s = r.spec
+                    if s.server_cert and s.server_key and s.ca_cert:
+                        fwd = CertificateAndKey(s.client_cert.encode(), s.client_key.encode()) if s.client_cert \
+                            else CertificateAndKey(s.server_cert.encode(), s.server_key.encode())
+                        return APIIdentity(
+                            CertificateAndKey(s.server_cert.encode(), s.server_key.encode()),
+                            s.ca_cert.encode(), fwd, "APICerts",
+                        )
+        log.warning("APICerts did not appear in time: issuing the API certificate locally", timeout=timeout)
+        self.sequencer.set_condition("apiCerts", f"APICerts(secrets/api) did not appear within {timeout:g} s")
+        return None
+
+    async def _task_api(self) -> None:
+        ident = await self._identity()
+        node = Node(
+            names=frozenset([*self.opts.node_names, socket.gethostname()]),
+            port=self.port,
+            forward_ssl=client_context(ident.ca_pem, ident.forward),
+        )
+        shown = self.host if self.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        pki = ident.pki
+        client_config = None
+        if pki is not None and pki.ca.has_key:
+            def client_config(roles: list[str], ttl: int, pki: NodePKI = pki) -> Any:
+                return generate_client_configuration(pki, "kos", [f"{shown}:{node.port}"], roles, ttl)
+        machine = MachineService(
+            config=self.store, supervisor=self.supervisor, events=self.events, client_config=client_config,
+            extensions=self._extensions(),
+        )
+        ca_for_signing = pki.ca if pki is not None and pki.ca.has_key else None
+        self._server = await APIServer.start(
+            self.host, self.port, server_context(ident.server, ident.ca_pem), node=node,
+            state=StateService(self.state, self.policy), machine=machine, security=SecurityService(ca_for_signing),
+        )  # fmt: skip
+        self.port = self._server.port
+        if pki is not None and pki.ca.has_key:
+            cfg = pki.client_config("kos", [f"{shown}:{self._server.port}"], [auth.ADMIN], 365 * 86400)
+            await anyio.to_thread.run_sync(cfg.save, self.opts.state_dir / "kosconfig")
+        _write_endpoint(self.opts.state_dir, self.host, self._server.port)
+        self.events.publish("api", {"action": "listening", "port": self._server.port, "certificates": ident.source})
+        self.ready.set()
+
+    def _extensions(self) -> list[Any]:
+        out: list[Any] = [LifecycleService(self)]
+        etcd_api = _optional("kos.apis.server.etcd", "EtcdAPI")
+        if etcd_api is None:
+            self.sequencer.set_condition("api etcd", "kos.apis.server.etcd.EtcdAPI is missing: no Bootstrap/Etcd* RPCs")
+            return out
+        out.append(etcd_api(self.state, self.supervisor, self._etcd_paths()))
+        return out
+
+    async def _task_services(self) -> None:
+        if self._container() is None or self.supervisor is None or self.opts.platform == "process":
+            return
+        ctx = assembly.AssemblyContext(root="/")
+        for definition in assembly.node_services(ctx):
+            if definition.id not in self.supervisor.ids():
+                self.supervisor.add(definition)
+            await self.supervisor.start(definition.id)
+
+    # -- lifecycle (LifecycleController) -----------------------------------------------------
+    def _schedule(self, seq: Sequence, action: Action | None) -> str:
+        running = self.sequencer.running
+        if running is not None and (running in PREEMPTIVE or seq.name not in PREEMPTIVE):
+            raise LifecycleRefusedError(f"{seq.name} refused: sequence {running!r} is running")
+        if self._tg is None:
+            raise LifecycleRefusedError(f"{seq.name} refused: the node is not running")
+        actor = str(uuid.uuid4())
+        self._tg.start_soon(self._run_lifecycle, seq, action)
+        return actor
+
+    async def _run_lifecycle(self, seq: Sequence, action: Action | None) -> None:
+        try:
+            await self.sequencer.run(seq)
+        except (SequenceError, SequenceBusyError) as exc:
+            log.error("lifecycle sequence failed", sequence=seq.name, error=str(exc))
+            if seq.name != "reset":
+                return
+        if action is not None:
+            self.action = action
+            if self._main_scope is not None:
+                self._main_scope.cancel()
+
+    def _stop_sequence(self, name: str, stage: str, extra: tuple[Phase, ...] = ()) -> Sequence:
+        return Sequence(name, stage, (
+            *extra,
+            Phase.of("stopServices", ("stopAllServices", self._stop_services)),
+            Phase.of("stopAPI", ("stopAPI", self._stop_api)),
+        ))  # fmt: skip
+
+    async def _stop_services(self) -> None:
+        if self.supervisor is not None:
+            await self.supervisor.stop_all()
+
+    async def _stop_api(self) -> None:
+        await anyio.sleep(0.2)  # let the lifecycle RPC's answer leave
+        server, self._server = self._server, None
+        if server is not None:
+            await server.close(grace=2.0)
+
+    async def reboot(self, powercycle: bool) -> str:
+        return self._schedule(self._stop_sequence("reboot", "rebooting"), Action.REBOOT)
+
+    async def shutdown(self, force: bool) -> str:
+        return self._schedule(self._stop_sequence("shutdown", "shuttingDown"), Action.SHUTDOWN)
+
+    async def reset(self, options: ResetOptions) -> str:
+        leave: tuple[Phase, ...] = ()
+        if options.graceful:
+            leave = (Phase.of("leave", ("leaveEtcd", self._leave_etcd)),)
+        wipe = Phase.of("wipe", *[(f"wipe{label.title()}", self._wiper(label)) for label in options.wipe])
+        seq = self._stop_sequence("reset", "resetting", leave)
+        seq = Sequence(seq.name, seq.stage, (*seq.phases[:-1], wipe, seq.phases[-1]))
+        return self._schedule(seq, Action.REBOOT if options.reboot else Action.SHUTDOWN)
+
+    async def _leave_etcd(self) -> None:
+        """Leave the etcd cluster when this node is a member (what EtcdLeaveCluster does)."""
+        from kos.apis.etcd import EtcdClient
+        from kos.controllers.etcd.join import leave_cluster
+        from kos.resources.etcd import ETCD_SPECS
+
+        sup = self.supervisor
+        spec = await self.state.get_or_none(ETCD_SPECS.pointer("etcd"))
+        if spec is None or sup is None or "etcd" not in sup.ids() or not sup.status("etcd").running:
+            log.info("reset: etcd does not run here, nothing to leave")
+            return
+        async with EtcdClient(spec.spec.advertise_client_urls[:1], self._etcd_paths().admin_tls, timeout=10) as c:
+            own = (await c.status()).member_id
+            voters = [m for m in await c.member_list() if not m.is_learner and m.id != own]
+            if not voters:
+                raise RuntimeError("this node is the only etcd voter: leaving would destroy the cluster")
+            await leave_cluster(c, own, timeout=30)
+        await sup.stop("etcd")
+
+    def _etcd_paths(self) -> Any:
+        from kos.controllers.etcd.marker import EtcdPaths
+
+        return EtcdPaths(Path(self._root()))
+
+    def _root(self) -> str:
+        return "/" if self.opts.platform != "process" else str(self.opts.state_dir / "root")
+
+    def _wiper(self, label: str) -> Callable[[], Awaitable[None]]:
+        async def wipe() -> None:
+            if self.opts.platform in ("container", "process"):
+                target = self.opts.state_dir if label == "STATE" else self.opts.ephemeral_dir
+                if target is None:
+                    return
+                await anyio.to_thread.run_sync(_empty_directory, target)
+                return
+            wipe_fn = _optional("kos.controllers.block.wipe", "wipe_volume_by_label")
+            if wipe_fn is None:
+                raise RuntimeError(f"wiping {label} on {self.opts.platform}: kos.controllers.block.wipe has no "
+                                   "wipe_volume_by_label")
+            await wipe_fn(self.state, label)
+
+        return wipe
+
+    async def upgrade(self, image: str, *, preserve: bool, stage: bool, force: bool) -> str:
+        upgrade_sequence = _optional("kos.platform.image.installer", "upgrade_sequence")
+        if upgrade_sequence is None:
+            raise UpgradeUnavailableError(
+                f"upgrade to {image!r}: this node has no installer (kos.platform.image.installer); "
+                f"platform {self.opts.platform!r} nodes are upgraded by recreating them"
+            )
+        phases = upgrade_sequence(image, preserve=preserve, stage=stage, force=force)
+        return self._schedule(Sequence("upgrade", "upgrading", tuple(phases)), Action.REBOOT)
+
+    def request(self, action: Action, why: str) -> None:
+        """A signal's request: shutdown (SIGTERM) or reboot (SIGINT / ctrl-alt-del)."""
+        seq = self._stop_sequence("shutdown", "shuttingDown") if action is Action.SHUTDOWN else \
+            self._stop_sequence("reboot", "rebooting")
+        try:
+            self._schedule(seq, action)
+        except LifecycleRefusedError as exc:
+            log.warning("signal request refused", why=why, error=str(exc))
+
+    # -- run --------------------------------------------------------------------------------
+    async def run(self, *, ready: anyio.Event | None = None, pid1: bool = False) -> Action:
+        from kos.machined import init
+
+        sd = self.opts.state_dir
+        sd.mkdir(parents=True, exist_ok=True)
+        _load_resource_modules()
+        await publish_meta(self.state)
+        self.events.publish("machined", {"action": "started"})
+        async with Supervisor(self.state, cgroup_parent=self.opts.cgroup_parent) as sup, \
+                anyio.create_task_group() as tg:
+            self.supervisor = sup
+            self._tg = tg
+            with anyio.CancelScope() as main:
+                self._main_scope = main
+                tg.start_soon(self.sequencer.readiness_loop)
+                tg.start_soon(init.signal_actions, self.request)
+                if pid1:
+                    tg.start_soon(init.Reaper().run)
+                if ready is not None:
+                    tg.start_soon(_set_when, self.ready, ready)
+                try:
+                    await self.sequencer.run(self.boot_sequence())
+                except SequenceError as exc:
+                    log.error("boot failed: the node keeps serving what it can", error=str(exc))
+                    self.ready.set()
+                await anyio.sleep_forever()
+            with anyio.CancelScope(shield=True):
+                if self._server is not None:
+                    await self._server.close(grace=2.0)
                 await sup.stop_all()
-                log.info("machined stopped")
+                log.info("machined stopped", action=self.action.value if self.action else None)
+            tg.cancel_scope.cancel()
+        return self.action or Action.SHUTDOWN
+
+
+def _optional(module: str, name: str) -> Any:
+    """``module.name`` when that module exists (another part of kos may not have landed yet)."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
+async def _set_when(src: anyio.Event, dst: anyio.Event) -> None:
+    await src.wait()
+    dst.set()
+
+
+def _config_ca(container: Any) -> CertificateAndKey | None:
+    if container is None:
+        return None
+    try:
+        ca = container.config.machine.ca
+    except AttributeError:
+        return None
+    if not ca.crt:
+        return None
+    pair: CertificateAndKey = ca.to_pair() if ca.key else CertificateAndKey(base64.b64decode(ca.crt), b"")
+    return pair
+
+
+def _install_ca(directory: Path, ca: CertificateAndKey) -> None:
+    """Use ``ca`` as the node's OS CA (re-issuing the node certificates when it changed)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    crt = directory / "ca.crt"
+    if crt.exists() and crt.read_bytes() == ca.cert_pem:
+        return
+    for name in ("server.crt", "server.key", "node.crt", "node.key"):
+        (directory / name).unlink(missing_ok=True)
+    ca.to_files(crt, directory / "ca.key")
+
+
+def _empty_directory(path: Path) -> None:
+    if not path.is_dir():
+        return
+    for entry in path.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+async def run_node(opts: NodeOptions, *, ready: anyio.Event | None = None, pid1: bool = False) -> Action:
+    return await MachineNode(opts).run(ready=ready, pid1=pid1)
 
 
 def _write_endpoint(sd: Path, host: str, port: int) -> None:
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
     tmp = sd / "api-endpoint.tmp"
     tmp.write_text(f"{shown}:{port}\n")
-    tmp.replace(sd / "api-endpoint")
-
-
-async def _signals(scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for sig in signals:
-            log.info("signal received, stopping", signal=signal.Signals(sig).name)
-            scope.cancel()
-            return
+    os.replace(tmp, sd / "api-endpoint")

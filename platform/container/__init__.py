@@ -1,0 +1,1 @@
+"""The ``container`` platform: a namespace node started by the provisioner."""

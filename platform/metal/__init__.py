@@ -1,0 +1,1 @@
+"""The ``metal`` platform: bare metal, config URL from the kernel command line."""
