@@ -43,6 +43,10 @@ class ConfigStore:
     ``validate`` (optional) checks the document and returns warnings or raises ValueError
     with a message naming the problem; ``on_applied`` runs after a successful apply."""
 
+    managed = False
+    """True for a store that handles the whole apply (``handle_apply``/``after_reply``), e.g.
+    ``kos.controllers.config.api.ManagedConfigStore`` (modes, try rollback, resources)."""
+
     def __init__(
         self,
         path: Path,
@@ -53,6 +57,12 @@ class ConfigStore:
         self.path = path
         self.validate = validate or basic_validate
         self.on_applied = on_applied
+
+    async def handle_apply(self, req: pb.ApplyConfigurationRequest) -> tuple[pb.ApplyConfigurationResponse, bool]:
+        raise NotImplementedError("this config store does not handle applies itself")
+
+    async def after_reply(self, reboot: bool) -> None:
+        return None
 
     def current(self) -> bytes:
         try:
@@ -228,6 +238,9 @@ class MachineService:
             raise GRPCError(Status.INVALID_ARGUMENT, "try_timeout: mode 'try' needs a positive timeout (seconds)")
         if not req.data.strip():
             raise GRPCError(Status.INVALID_ARGUMENT, "data: the configuration is empty")
+        if self.config.managed:
+            await self._managed_apply(call, req)
+            return
         try:
             warnings = self.config.validate(req.data)
         except ValueError as exc:
@@ -268,6 +281,21 @@ class MachineService:
         resp = pb.ApplyConfigurationResponse(warnings=warnings, mode=req.mode, mode_details=details)
         await call.send(bytes(resp))
         if self.config.on_applied is not None:
+            await self.config.on_applied(req.data, req.mode)
+
+    async def _managed_apply(self, call: Call, req: pb.ApplyConfigurationRequest) -> None:
+        if self.maintenance and not req.dry_run and self._applied_in_maintenance:
+            raise GRPCError(
+                Status.FAILED_PRECONDITION,
+                "configuration was already applied in maintenance mode; use mutual TLS from now on",
+            )
+        resp, reboot = await self.config.handle_apply(req)
+        if not req.dry_run:
+            self._applied_in_maintenance = self.maintenance
+            self.events.publish("config", {"action": "applied", "mode": str(req.mode.name).lower()})
+        await call.send(bytes(resp))
+        await self.config.after_reply(reboot)
+        if not req.dry_run and self.config.on_applied is not None:
             await self.config.on_applied(req.data, req.mode)
 
     # -- services ---------------------------------------------------------------------------
