@@ -126,12 +126,36 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in text.split()]
 
 
+def _is_keeper(pid: int) -> bool:
+    return "kos.platform.provision.keeper" in _cmdline(pid)
+
+
+def _unshare_of(node: NodeState) -> int | None:
+    """The node's ``unshare`` process: the keeper's child, or ``node.pid`` itself."""
+    if not _pid_alive(node.pid):
+        return None
+    if _is_keeper(node.pid):
+        kids = [k for k in _children(node.pid) if "unshare" in " ".join(_cmdline(k))]
+        return kids[0] if kids else None
+    return node.pid if "unshare" in " ".join(_cmdline(node.pid)) else None
+
+
 def node_pid1(node: NodeState) -> int | None:
     """Host PID of the node's PID 1 (the child of its unshare process), if running."""
-    if not _pid_alive(node.pid) or "unshare" not in " ".join(_cmdline(node.pid)):
+    unshare = _unshare_of(node)
+    if unshare is None:
         return None
-    kids = _children(node.pid)
+    kids = _children(unshare)
     return kids[0] if kids else None
+
+
+def node_boot_state(node: NodeState) -> dict[str, object]:
+    """What the keeper recorded: boots, last (running/rebooting/poweroff/exit N)."""
+    try:
+        data: dict[str, object] = json.loads((Path(node.dir) / "keeper.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
 
 
 class NamespaceProvisioner:
@@ -210,6 +234,7 @@ class NamespaceProvisioner:
             "--state", str(ndir / "state"), "--var", str(ndir / "var"),
             *env_args, "--", *req.command,
         ]  # fmt: skip
+        cmd = [sys.executable, "-m", "kos.platform.provision.keeper", "--state", str(ndir / "keeper.json"), "--", *cmd]
         console = open(ndir / "console.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(
@@ -243,29 +268,33 @@ class NamespaceProvisioner:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def stop_node(self, node: NodeState, *, timeout: float = 15.0) -> None:
-        """SIGTERM the node's PID 1 (its whole PID namespace), SIGKILL after ``timeout``."""
+        """SIGTERM the node (its keeper passes it to PID 1), SIGKILL after ``timeout``."""
         pid1 = node_pid1(node)
-        if pid1 is not None:
+        keeper = node.pid if _pid_alive(node.pid) and _is_keeper(node.pid) else None
+        unshare = _unshare_of(node)
+        if keeper is not None:
+            with _suppress_missing():
+                os.kill(keeper, signal.SIGTERM)
+        elif pid1 is not None:
             with _suppress_missing():
                 os.kill(pid1, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while _pid_alive(pid1) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _pid_alive(pid1):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+            p is not None and _pid_alive(p) for p in (pid1, keeper)
+        ):
+            time.sleep(0.05)
+        for pid in (pid1, unshare, keeper):
+            if pid is not None and _pid_alive(pid):
                 with _suppress_missing():
-                    os.kill(pid1, signal.SIGKILL)
-        if _pid_alive(node.pid) and "unshare" in " ".join(_cmdline(node.pid)):
-            deadline = time.monotonic() + 5
-            while _pid_alive(node.pid) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if _pid_alive(node.pid):
-                with _suppress_missing():
-                    os.kill(node.pid, signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
+        for pid in (unshare, keeper):
+            if pid is not None:
+                _wait_gone(pid, 5)
         _reap(node.pid)
 
     def start_node(self, state: ClusterState, node: NodeState, command: list[str], env: dict[str, str]) -> None:
         """(Re)start a stopped node with the same identity and directories."""
-        if node_pid1(node) is not None:
+        if node_pid1(node) is not None or (_pid_alive(node.pid) and _is_keeper(node.pid)):
             raise ProvisionError(f"node {node.name} is already running")
         node.pid = self._start_node(node, NodeRequest(node.name, node.role, command, env, node.api_port))
         state.save()

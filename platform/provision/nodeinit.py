@@ -10,7 +10,7 @@ The root is a tmpfs holding only what a node needs, bound read-only from the hos
 shared libraries (``/usr/lib``), the Python installation and kos itself, and the few
 binaries machined runs (etcd, containerd, runc). No shell is bound: ``/bin/sh``, ``bash``
 and ``busybox`` do not exist inside a node. Writable places are ``/etc`` (generated files),
-``/run``, ``/tmp`` (tmpfs), ``/var`` (the node's EPHEMERAL directory) and ``/system/state``
+``/run``, ``/tmp``, ``/system/secrets`` (tmpfs), ``/var`` (the node's EPHEMERAL directory) and ``/system/state``
 (its STATE directory). ``/proc`` and ``/sys`` show the node's own processes and interfaces;
 the host's cgroup v1 hierarchy is bound so runc works. After the pivot, ``/`` is remounted
 read-only and the command is exec'ed as PID 1.
@@ -112,7 +112,7 @@ def build_root(
             _bind_ro(root, s, d)
 
     # /etc: generated, writable (resolv.conf and hosts are rendered by machined)
-    _mkdir(root, "etc")
+    sc.mount("tmpfs", _mkdir(root, "etc"), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=755,size=16m")
     _write(root, "/etc/hostname", hostname + "\n")
     _write(root, "/etc/hosts", f"127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{hostname}\n")
     _write(root, "/etc/resolv.conf", "")
@@ -155,6 +155,8 @@ def build_root(
     state_dir.mkdir(parents=True, exist_ok=True)
     sc.bind(var_dir, _mkdir(root, "var"))
     sc.bind(state_dir, _mkdir(root, "system/state"))
+    # runtime secrets (certificates written for etcd, kubelet, ...): memory only, like Talos
+    sc.mount("tmpfs", _mkdir(root, "system/secrets"), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=700,size=16m")
 
 
 def enter_root(root: Path) -> None:

@@ -139,3 +139,38 @@ def _zombie_or_gone(pid: int) -> bool:
 
 def _mounts_mentioning(path: str) -> list[str]:
     return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if path in line]
+
+
+# First boot: mark /var and reboot through reboot(2); second boot: answer; SIGTERM: power off.
+REBOOTING_NODE = r"""
+import ctypes, os, signal, socket, sys
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
+signal.signal(signal.SIGTERM, lambda *a: libc.reboot(0x4321FEDC))
+boots = int(open("/var/boots").read()) + 1 if os.path.exists("/var/boots") else 1
+open("/var/boots", "w").write(str(boots))
+if boots == 1:
+    libc.reboot(0x01234567)
+srv = socket.create_server(("0.0.0.0", 50000))
+while True:
+    conn, _ = srv.accept()
+    with conn:
+        conn.recv(1)
+        conn.sendall(("{\"pid\": %d, \"boots\": %d}\n" % (os.getpid(), boots)).encode())
+"""
+
+
+def test_a_node_that_reboots_is_started_again_and_power_off_ends_it(
+    provisioner: tuple[NamespaceProvisioner, str],
+) -> None:
+    from kos.platform.provision.namespaces import node_boot_state
+
+    prov, name = provisioner
+    state = prov.create(name, [NodeRequest("n-1", "worker", [sys.executable, "-c", REBOOTING_NODE])],
+                        cidr="10.7.1.0/24")
+    node = state.node("n-1")
+    facts = ask(node.host_port)
+    assert facts == {"pid": 1, "boots": 2}  # same /var across the reboot, fresh PID namespace
+    assert node_boot_state(node)["boots"] == 2
+    prov.stop_node(node, timeout=10)  # SIGTERM -> the node powers off -> the keeper ends
+    assert node_boot_state(node)["last"] == "poweroff"
+    assert node_pid1(node) is None and _zombie_or_gone(node.pid)
