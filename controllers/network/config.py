@@ -36,16 +36,19 @@ from kos.resources.core.metadata import Pointer
 from kos.resources.core.resource import Resource
 from kos.resources.network import (
     ADDRESS_SPECS,
+    APPLY_ERRORS,
     CONFIG_NAMESPACE,
     HOSTNAME_SPECS,
     LINK_SPECS,
     LINK_STATUSES,
+    NAMESPACE,
     OPERATOR_SPECS,
     PLATFORM_CONFIGS,
     RESOLVER_SPECS,
     ROUTE_SPECS,
     TIMESERVER_SPECS,
     ConfigLayer,
+    NetworkApplyErrorSpec,
     PlatformNetworkConfigSpec,
     config_kind,
     layered_id,
@@ -59,7 +62,7 @@ LAYERED_KINDS = tuple(
 
 
 def layered_outputs() -> list[Output]:
-    return [Output(k.type, OutputKind.SHARED) for k in LAYERED_KINDS]
+    return [*(Output(k.type, OutputKind.SHARED) for k in LAYERED_KINDS), Output(APPLY_ERRORS.type, OutputKind.SHARED)]
 
 
 async def write_layer(rt: ControllerRuntime, layer: ConfigLayer, content: Layer) -> None:
@@ -71,7 +74,7 @@ async def write_layer(rt: ControllerRuntime, layer: ConfigLayer, content: Layer)
             r.spec = spec
 
         await rt.modify(Resource.new(type(spec)(), layered_id(layer, id), namespace=CONFIG_NAMESPACE), fill)
-    await rt.cleanup_outputs(*LAYERED_KINDS)
+    await rt.cleanup_outputs(*LAYERED_KINDS, APPLY_ERRORS)
 
 
 class _LayerController(Controller):
@@ -90,6 +93,12 @@ class _LayerController(Controller):
             except (LayerError, CmdlineError, ValueError) as e:
                 rt.logger.error("network config rejected, keeping the previous layer", layer=str(self.layer),
                                 error=str(e))
+                id = f"layer/{self.layer}"
+
+                def fill(r: Resource[Any], msg: str = str(e), id: str = id) -> None:
+                    r.spec = NetworkApplyErrorSpec(object=id, error=msg)
+
+                await rt.modify(Resource.new(NetworkApplyErrorSpec(), id, namespace=NAMESPACE), fill)
                 continue
             await write_layer(rt, self.layer, content)
 

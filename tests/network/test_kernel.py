@@ -1,0 +1,197 @@
+"""Config -> layers -> merge -> netlink, against the real kernel in a private network
+namespace; the kernel state is checked with an independent read (``ip -j`` via nsenter)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from kos.controllers.network.assembly import network_controllers
+from kos.controllers.runtime import Runtime
+from kos.controllers.runtime.testing import assert_no_resource, assert_resources
+from kos.resources.config import ACTIVE_ID, MachineConfigSpec
+from kos.resources.config import NAMESPACE as CONFIG_NS
+from kos.resources.core.inmem import InMemoryState
+from kos.resources.core.metadata import Pointer
+from kos.resources.core.resource import Resource
+from kos.resources.network import (
+    ADDRESS_STATUSES,
+    APPLY_ERRORS,
+    CONFIG_NAMESPACE,
+    LINK_STATUSES,
+    AddressSpecSpec,
+    ConfigLayer,
+    LinkSpecSpec,
+)
+from tests.network.netns import needs_netns, netns, nsenter
+
+pytestmark = [pytest.mark.anyio, needs_netns]
+
+CONFIG = """\
+version: v1alpha1
+machine:
+  type: worker
+  network:
+    interfaces:
+      - interface: br0
+        mtu: 1400
+        addresses: [{address}]
+        bridge:
+          interfaces: [veth0]
+        routes:
+          - network: 0.0.0.0/0
+            gateway: 10.5.0.1
+{extra_routes}
+"""
+
+EXTRA_ROUTE = """\
+          - network: 192.168.50.0/24
+            gateway: 10.5.0.1
+            metric: 50
+"""
+
+
+def config(address: str = "10.5.0.2/24", extra: bool = True) -> str:
+    return CONFIG.format(address=address, extra_routes=EXTRA_ROUTE if extra else "")
+
+
+def kernel(path: str, what: str) -> list[dict[str, Any]]:
+    out = nsenter(path, "ip", "-j", *what.split()).stdout
+    return json.loads(out) if out.strip() else []
+
+
+def addresses(path: str) -> set[tuple[str, str]]:
+    return {
+        (link["ifname"], f"{a['local']}/{a['prefixlen']}")
+        for link in kernel(path, "addr show")
+        for a in link.get("addr_info", [])
+        if a.get("family") == "inet"
+    }
+
+
+def routes(path: str) -> set[tuple[str, str, str]]:
+    return {(r["dst"], r.get("gateway", ""), r.get("dev", "")) for r in kernel(path, "route show")}
+
+
+def links(path: str) -> dict[str, dict[str, Any]]:
+    return {link["ifname"]: link for link in kernel(path, "link show")}
+
+
+async def eventually(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    """Poll the kernel (an independent view) until ``check`` holds."""
+    deadline = anyio.current_time() + timeout
+    while not check():
+        if anyio.current_time() > deadline:
+            raise AssertionError(f"kernel did not converge within {timeout}s: {what}")
+        await anyio.sleep(0.05)
+
+
+@asynccontextmanager
+async def node(path: str) -> AsyncIterator[InMemoryState]:
+    state = InMemoryState(history_max=4096)
+    runtime = Runtime(state, backoff_initial=0.05, backoff_max=0.5)
+    for c in network_controllers(netns=path):
+        runtime.register(c)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(runtime.run)
+        try:
+            yield state
+        finally:
+            tg.cancel_scope.cancel()
+
+
+def machine_config(text: str) -> Resource[MachineConfigSpec]:
+    return Resource.new(MachineConfigSpec(config=text), ACTIVE_ID, namespace=CONFIG_NS)
+
+
+async def put_config(state: InMemoryState, text: str) -> None:
+    ptr = Pointer(CONFIG_NS, MachineConfigSpec.definition.type, ACTIVE_ID)
+    cur = await state.get_or_none(ptr)
+    if cur is None:
+        await state.create(machine_config(text))
+    else:
+        cur.spec = MachineConfigSpec(config=text)
+        await state.update(cur)
+
+
+async def test_config_applied_changed_and_removed() -> None:
+    with netns("apply") as path:
+        nsenter(path, "ip", "link", "add", "veth0", "type", "veth", "peer", "name", "peer0")
+        async with node(path) as state:
+            await put_config(state, config())
+            await eventually(lambda: ("br0", "10.5.0.2/24") in addresses(path), "address on br0")
+            await eventually(lambda: ("default", "10.5.0.1", "br0") in routes(path), "default route")
+            await eventually(lambda: ("192.168.50.0/24", "10.5.0.1", "br0") in routes(path), "static route")
+            ls = links(path)
+            assert ls["br0"]["mtu"] == 1400 and "UP" in ls["br0"]["flags"]
+            assert ls["veth0"]["master"] == "br0" and "UP" in ls["veth0"]["flags"]
+            assert ("lo", "127.0.0.1/8") in addresses(path) and "UP" in links(path)["lo"]["flags"]
+            # the status controller saw it too (netlink events)
+            await assert_resources(state, ADDRESS_STATUSES, ["br0/10.5.0.2/24"], lambda r: r.spec.link_name == "br0")
+            await assert_resources(state, LINK_STATUSES, ["br0"], lambda r: r.spec.kind == "bridge" and r.spec.mtu == 1400)
+
+            # change: another address, the extra route dropped
+            await put_config(state, config("10.5.0.3/24", extra=False))
+            await eventually(lambda: ("br0", "10.5.0.3/24") in addresses(path) and
+                             ("br0", "10.5.0.2/24") not in addresses(path), "address replaced")
+            await eventually(lambda: ("192.168.50.0/24", "10.5.0.1", "br0") not in routes(path), "route removed")
+            assert ("default", "10.5.0.1", "br0") in routes(path)
+
+            # an outside change to a managed address is reverted
+            nsenter(path, "ip", "addr", "del", "10.5.0.3/24", "dev", "br0")
+            await eventually(lambda: ("br0", "10.5.0.3/24") in addresses(path), "address restored")
+
+            # config removed: logical links deleted, nothing of ours left
+            await state.destroy(Pointer(CONFIG_NS, MachineConfigSpec.definition.type, ACTIVE_ID))
+            await eventually(lambda: "br0" not in links(path), "bridge deleted")
+            assert not any(a for a in addresses(path) if a[1].startswith("10.5."))
+            assert not any(r for r in routes(path) if r[1] == "10.5.0.1")
+            assert "master" not in links(path)["veth0"]
+
+
+async def test_bad_specs_are_reported_and_the_rest_converges() -> None:
+    with netns("bad") as path:
+        async with node(path) as state:
+            layered = [
+                (LinkSpecSpec(name="bond0", kind="bond", logical=True, up=True), "bond0"),
+                (LinkSpecSpec(name="br9", kind="bridge", logical=True, up=True, mtu=70000), "br9"),
+                (LinkSpecSpec(name="br8", kind="bridge", logical=True, up=True), "br8"),
+                (AddressSpecSpec(address="10.8.0.1/24", link_name="nope0"), "nope0/10.8.0.1/24"),
+                (AddressSpecSpec(address="10.8.0.2/24", link_name="br8"), "br8/10.8.0.2/24"),
+            ]
+            for spec, id in layered:
+                spec.layer = ConfigLayer.PLATFORM
+                await state.create(Resource.new(spec, f"platform/{id}", namespace=CONFIG_NAMESPACE))
+            errors = await assert_resources(
+                state, APPLY_ERRORS, ["link/bond0", "link/br9", "address/nope0/10.8.0.1/24"], timeout=15
+            )
+            assert "not available in this kernel" in errors["link/bond0"].spec.error
+            assert "mtu 70000" in errors["link/br9"].spec.error
+            assert "'nope0' does not exist" in errors["address/nope0/10.8.0.1/24"].spec.error
+            await eventually(lambda: ("br8", "10.8.0.2/24") in addresses(path), "good address applied")
+
+            # a machine config that does not validate leaves the layer (and kernel) as it was
+            await put_config(state, config().replace("mtu: 1400", "mtu: 10"))
+            err = await assert_resources(state, APPLY_ERRORS, ["layer/configuration"], timeout=15)
+            assert "mtu" in err["layer/configuration"].spec.error
+            assert "br0" not in links(path)
+            await put_config(state, config())
+            await assert_no_resource(state, Pointer(APPLY_ERRORS.namespace, APPLY_ERRORS.type, "layer/configuration"),
+                                     timeout=15)
+            await eventually(lambda: ("br0", "10.5.0.2/24") in addresses(path), "valid config applied")
+
+
+async def test_outside_change_reaches_address_status_quickly() -> None:
+    with netns("status") as path:
+        async with node(path) as state:
+            await assert_resources(state, LINK_STATUSES, ["lo"], lambda r: r.spec.link_state, timeout=15)
+            nsenter(path, "ip", "addr", "add", "10.77.0.1/32", "dev", "lo")
+            await assert_resources(state, ADDRESS_STATUSES, ["lo/10.77.0.1/32"], timeout=5)
+            nsenter(path, "ip", "addr", "del", "10.77.0.1/32", "dev", "lo")
+            await assert_no_resource(state, Pointer(ADDRESS_STATUSES.namespace, ADDRESS_STATUSES.type,
+                                                    "lo/10.77.0.1/32"))
