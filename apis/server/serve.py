@@ -4,8 +4,12 @@ services behind the dispatcher, over mutual TLS, or server-only TLS in maintenan
 
 from __future__ import annotations
 
+import os
 import ssl
-from dataclasses import dataclass
+import tempfile
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import structlog
@@ -15,17 +19,50 @@ from kos.apis.server.dispatch import Dispatcher, Node
 from kos.apis.server.machine import MachineService
 from kos.apis.server.security import SecurityService
 from kos.apis.server.state import StateService
+from kos.resources.pki import CertificateAndKey
 
 log = structlog.get_logger("kos.apis")
+
+
+class _Server(Server):
+    """grpclib's server, remembering its connections so that ``close`` can drop them: grpclib
+    cancels the running handlers but leaves the HTTP/2 connections open, so clients of a
+    long-running stream would wait forever (and a maintenance-mode connection would outlive
+    the switch to mutual TLS)."""
+
+    def __init__(self, handlers: list[Any]) -> None:
+        super().__init__(handlers)
+        self.protocols: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def _protocol_factory(self) -> Any:
+        proto = super()._protocol_factory()
+        self.protocols.add(proto)
+        return proto
+
+    def drop_connections(self) -> None:
+        for proto in list(self.protocols):
+            conn = getattr(proto, "connection", None)
+            transport = getattr(conn, "_transport", None)
+            if transport is not None:
+                transport.close()
 
 
 @dataclass
 class APIServer:
     """A started gRPC server; ``close()`` stops it (waiting at most ``grace`` seconds)."""
 
-    server: Server
+    server: _Server
     host: str
     port: int
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+
+    def reload_identity(self, identity: CertificateAndKey, client_ca: bytes | None = None) -> None:
+        """Serve ``identity`` from the next TLS handshake on (rotation without a restart);
+        ``client_ca`` adds CA certificates accepted for client certificates. Open
+        connections keep the certificate they were established with."""
+        if self.ssl_context is None:
+            raise RuntimeError("reload_identity: this server was started without a TLS context")
+        reload_context(self.ssl_context, identity, client_ca)
 
     @classmethod
     async def start(
@@ -44,16 +81,29 @@ class APIServer:
         machine.register(d)
         if security is not None:
             security.register(d)
-        server = Server([d])
+        server = _Server([d])
         await server.start(host, port, ssl=ssl_context, reuse_address=True)
         sockets = getattr(server._server, "sockets", None) or []
         bound = sockets[0].getsockname()[1] if sockets else port
         node.port = bound
         node.names = node.names | {f"{host}:{bound}"}
         log.info("api listening", host=host, port=bound, maintenance=node.maintenance)
-        return cls(server, host, bound)
+        return cls(server, host, bound, ssl_context)
 
     async def close(self, grace: float = 5.0) -> None:
+        """Stop listening, cancel running calls, wait up to ``grace`` seconds for them to end,
+        then close every client connection."""
         self.server.close()
         with anyio.move_on_after(grace):
             await self.server.wait_closed()
+        self.server.drop_connections()
+
+
+def reload_context(ctx: ssl.SSLContext, identity: CertificateAndKey, client_ca: bytes | None = None) -> None:
+    """Load a new certificate chain (and optionally more client CAs) into a live context."""
+    with tempfile.TemporaryDirectory(prefix="kos-tls-") as tmp:
+        crt, key = os.path.join(tmp, "crt.pem"), os.path.join(tmp, "key.pem")
+        identity.to_files(crt, key)
+        ctx.load_cert_chain(crt, key)
+    if client_ca:
+        ctx.load_verify_locations(cadata=client_ca.decode())
