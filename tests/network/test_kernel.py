@@ -133,7 +133,8 @@ async def test_config_applied_changed_and_removed() -> None:
             assert ("lo", "127.0.0.1/8") in addresses(path) and "UP" in links(path)["lo"]["flags"]
             # the status controller saw it too (netlink events)
             await assert_resources(state, ADDRESS_STATUSES, ["br0/10.5.0.2/24"], lambda r: r.spec.link_name == "br0")
-            await assert_resources(state, LINK_STATUSES, ["br0"], lambda r: r.spec.kind == "bridge" and r.spec.mtu == 1400)
+            await assert_resources(state, LINK_STATUSES, ["br0"],
+                                   lambda r: r.spec.kind == "bridge" and r.spec.mtu == 1400)
 
             # change: another address, the extra route dropped
             await put_config(state, config("10.5.0.3/24", extra=False))
