@@ -181,6 +181,8 @@ class ManifestSpec(Spec):
 
     objects: str = spec_field(1, default="", sensitive=True)
     count: int = spec_field(2, default=0)
+    url: str = spec_field(3, default="")
+    """Fetched at apply time instead of ``objects`` (extraManifests, custom CNI URLs)."""
 
 
 @resource_type("ManifestStatuses.k8s.kos.dev", namespace=NAMESPACE,

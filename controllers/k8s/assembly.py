@@ -1,0 +1,60 @@
+"""``k8s_controllers(...)``: every Kubernetes controller, from explicit parameters.
+
+machined calls this once (``machined/assembly.py``) with the node's paths and its supervisor::
+
+    k8s_controllers(supervisor=sup, static_pod_dir="/etc/kubernetes/manifests",
+                    secrets_dir="/system/secrets/kubernetes", kubelet_binary="/usr/local/bin/kubelet")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kos.controllers.k8s.applier import ManifestApplyController, ManifestController
+from kos.controllers.k8s.kubelet import KubeletPaths
+from kos.controllers.k8s.node import (
+    KubeletConfigController,
+    KubeletSpecController,
+    NodeIPController,
+    NodenameController,
+)
+from kos.controllers.k8s.service import DEFAULT_KUBELET_BINARY, KubeletServiceController
+from kos.controllers.k8s.staticpods import ControlPlaneConfigController, StaticPodController, StaticPodFileController
+from kos.controllers.runtime import Controller
+from kos.machined.services import Condition, Supervisor
+
+DEFAULT_SECRETS_DIR = "/system/secrets/kubernetes"
+
+
+def k8s_controllers(
+    *,
+    supervisor: Supervisor | None,
+    static_pod_dir: str = KubeletPaths.static_pod_dir,
+    secrets_dir: str = DEFAULT_SECRETS_DIR,
+    kubelet_binary: str = DEFAULT_KUBELET_BINARY,
+    kubelet_paths: KubeletPaths | None = None,
+    kubelet_depends_on: Sequence[Condition] = (),
+    api_url: str | None = None,
+    manifest_retry: float = 15.0,
+) -> list[Controller]:
+    """The k8s controllers; without a supervisor the kubelet service controller is left out
+    (render-only setups such as tests of the control plane)."""
+    paths = kubelet_paths or KubeletPaths(static_pod_dir=static_pod_dir)
+    if paths.static_pod_dir != static_pod_dir:
+        raise ValueError(f"static_pod_dir {static_pod_dir!r} differs from kubelet_paths.static_pod_dir "
+                         f"{paths.static_pod_dir!r}: the kubelet would not see the control plane")
+    out: list[Controller] = [
+        NodenameController(),
+        NodeIPController(),
+        KubeletConfigController(),
+        KubeletSpecController(paths),
+        ControlPlaneConfigController(),
+        StaticPodController(secrets_dir),
+        StaticPodFileController(static_pod_dir, secrets_dir),
+        ManifestController(),
+        ManifestApplyController(api_url=api_url, retry_interval=manifest_retry),
+    ]
+    if supervisor is not None:
+        out.append(KubeletServiceController(supervisor, paths, binary=kubelet_binary,
+                                            depends_on=kubelet_depends_on))
+    return out
