@@ -72,7 +72,7 @@ async def test_state_first_then_platform_then_cmdline(tmp_path: Path) -> None:
 async def test_unreachable_url_stays_in_maintenance(tmp_path: Path) -> None:
     events: list[dict[str, Any]] = []
     async with node(tmp_path, cmdline="kos.config=http://127.0.0.1:1/c.yaml",
-                    events=lambda t, p: events.append(p)) as (state, m):
+                    events=lambda t, p: events.append(p)) as (_state, m):
         assert m.maintenance
         assert not (tmp_path / "config.yaml").exists()
     failed = [e for e in events if e["action"].startswith("config fetch failed")]
