@@ -20,7 +20,11 @@ from kos.controllers.network.config import (
     DefaultLayerController,
     PlatformLayerController,
 )
+from kos.controllers.network.etcfiles import EtcFilesController
+from kos.controllers.network.hostname import HostnameController
 from kos.controllers.network.merge import MergeController, merge_by_id, merge_links, merge_resolvers, merge_single
+from kos.controllers.network.netstatus import NetworkStatusController, time_server_status_controller
+from kos.controllers.network.nodeaddress import NodeAddressController
 from kos.controllers.network.status import NetlinkStatusController
 from kos.controllers.runtime.controller import Controller
 from kos.resources.network import (
@@ -58,12 +62,14 @@ def kernel_controllers(netns: str | None) -> list[Controller]:
 
 def network_controllers(
     *,
-    netns: str | None = None,
-    etc_dir: str = "/etc",
+    netns: str | None,
+    etc_dir: str,
+    manage_hostname: bool,
     cmdline: str = "",
     machine_id: str = "",
-    manage_hostname: bool = True,
 ) -> list[Controller]:
+    """Every network controller (no defaults for what touches the host: the namespace, the
+    /etc directory and the hostname must be chosen by the caller)."""
     out: list[Controller] = [
         DefaultLayerController(machine_id),
         CmdlineLayerController(cmdline),
@@ -71,5 +77,10 @@ def network_controllers(
         ConfigurationLayerController(),
         *merge_controllers(),
         *kernel_controllers(netns),
+        HostnameController(manage=manage_hostname),
+        EtcFilesController(etc_dir),
+        NodeAddressController(),
+        NetworkStatusController(),
+        time_server_status_controller(),
     ]
     return out

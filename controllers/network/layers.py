@@ -2,8 +2,9 @@
 source asks for).
 
 * ``default_layer``: loopback up with 127.0.0.1/8 and ::1/128, DHCPv4 on the first physical
-  link (by name) when no other layer configures an address or operator, and a stable
-  generated hostname ``kos-<6 hex>`` from the machine id (or the first MAC).
+  link (by name) when no other layer configures an address or operator, a stable
+  generated hostname ``kos-<6 hex>`` from the machine id (or the first MAC), name servers
+  1.1.1.1 and 8.8.8.8, time server time.cloudflare.com.
 * ``cmdline_layer``: ``ip=``/``kos.hostname=`` (``kos.controllers.network.cmdline``).
 * ``platform_layer``: the platform's ``PlatformNetworkConfigs`` resource.
 * ``configuration_layer``: the machine config through ``resources.machineconfig.views``.
@@ -49,6 +50,9 @@ from kos.resources.network import (
     address_id,
     route_id,
 )
+
+DEFAULT_NAMESERVERS = ("1.1.1.1", "8.8.8.8")
+DEFAULT_TIME_SERVERS = ("time.cloudflare.com",)
 
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 
@@ -177,6 +181,8 @@ def default_layer(
             AddressSpecSpec(address="::1/128", link_name="lo", family="inet6", scope="host"),
         ],
     )
+    layer.resolvers = ResolverSpecSpec(dns_servers=list(DEFAULT_NAMESERVERS))
+    layer.time_servers = TimeServerSpecSpec(time_servers=list(DEFAULT_TIME_SERVERS))
     ordered = sorted(physical_links)
     if ordered and not others_configure:
         first = ordered[0][0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,10 +24,15 @@ from kos.resources.network import (
     ADDRESS_STATUSES,
     APPLY_ERRORS,
     CONFIG_NAMESPACE,
+    ETC_FILE_STATUSES,
+    HOSTNAME_STATUSES,
     LINK_STATUSES,
+    NETWORK_STATUSES,
+    NODE_ADDRESSES,
     AddressSpecSpec,
     ConfigLayer,
     LinkSpecSpec,
+    NetworkStatusSpec,
 )
 from tests.network.netns import needs_netns, netns, nsenter
 
@@ -92,10 +98,11 @@ async def eventually(check: Callable[[], bool], what: str, timeout: float = 15.0
 
 
 @asynccontextmanager
-async def node(path: str) -> AsyncIterator[InMemoryState]:
+async def node(path: str, etc_dir: str, cmdline: str = "") -> AsyncIterator[InMemoryState]:
     state = InMemoryState(history_max=4096)
     runtime = Runtime(state, backoff_initial=0.05, backoff_max=0.5)
-    for c in network_controllers(netns=path):
+    for c in network_controllers(netns=path, etc_dir=etc_dir, manage_hostname=False, cmdline=cmdline,
+                                 machine_id="test-machine"):
         runtime.register(c)
     async with anyio.create_task_group() as tg:
         tg.start_soon(runtime.run)
@@ -119,10 +126,10 @@ async def put_config(state: InMemoryState, text: str) -> None:
         await state.update(cur)
 
 
-async def test_config_applied_changed_and_removed() -> None:
+async def test_config_applied_changed_and_removed(tmp_path: Path) -> None:
     with netns("apply") as path:
         nsenter(path, "ip", "link", "add", "veth0", "type", "veth", "peer", "name", "peer0")
-        async with node(path) as state:
+        async with node(path, str(tmp_path)) as state:
             await put_config(state, config())
             await eventually(lambda: ("br0", "10.5.0.2/24") in addresses(path), "address on br0")
             await eventually(lambda: ("default", "10.5.0.1", "br0") in routes(path), "default route")
@@ -155,9 +162,9 @@ async def test_config_applied_changed_and_removed() -> None:
             assert "master" not in links(path)["veth0"]
 
 
-async def test_bad_specs_are_reported_and_the_rest_converges() -> None:
+async def test_bad_specs_are_reported_and_the_rest_converges(tmp_path: Path) -> None:
     with netns("bad") as path:
-        async with node(path) as state:
+        async with node(path, str(tmp_path)) as state:
             layered = [
                 (LinkSpecSpec(name="bond0", kind="bond", logical=True, up=True), "bond0"),
                 (LinkSpecSpec(name="br9", kind="bridge", logical=True, up=True, mtu=70000), "br9"),
@@ -187,12 +194,83 @@ async def test_bad_specs_are_reported_and_the_rest_converges() -> None:
             await eventually(lambda: ("br0", "10.5.0.2/24") in addresses(path), "valid config applied")
 
 
-async def test_outside_change_reaches_address_status_quickly() -> None:
+async def test_outside_change_reaches_address_status_quickly(tmp_path: Path) -> None:
     with netns("status") as path:
-        async with node(path) as state:
+        async with node(path, str(tmp_path)) as state:
             await assert_resources(state, LINK_STATUSES, ["lo"], lambda r: r.spec.link_state, timeout=15)
             nsenter(path, "ip", "addr", "add", "10.77.0.1/32", "dev", "lo")
             await assert_resources(state, ADDRESS_STATUSES, ["lo/10.77.0.1/32"], timeout=5)
             nsenter(path, "ip", "addr", "del", "10.77.0.1/32", "dev", "lo")
             await assert_no_resource(state, Pointer(ADDRESS_STATUSES.namespace, ADDRESS_STATUSES.type,
                                                     "lo/10.77.0.1/32"))
+
+
+FILES_CONFIG = """\
+version: v1alpha1
+machine:
+  type: worker
+  network:
+    hostname: n1.example.org
+    nameservers: [10.5.0.53, 9.9.9.9]
+    searchDomains: [example.org]
+    extraHostEntries:
+      - ip: 10.5.0.9
+        aliases: [nine, nine.example.org]
+    interfaces:
+      - interface: veth0
+        addresses: [10.5.0.2/24, 10.5.0.50/32]
+        vip:
+          ip: 10.5.0.50
+        routes:
+          - network: 0.0.0.0/0
+            gateway: 10.5.0.1
+"""
+
+
+async def test_hostname_resolvers_hosts_node_addresses_and_status(tmp_path: Path) -> None:
+    with netns("files") as path:
+        nsenter(path, "ip", "link", "add", "veth0", "type", "veth", "peer", "name", "peer0")
+        nsenter(path, "ip", "link", "set", "peer0", "up")
+        async with node(path, str(tmp_path)) as state:
+            await put_config(state, FILES_CONFIG)
+            await assert_resources(
+                state, NETWORK_STATUSES, ["status"],
+                lambda r: r.spec == NetworkStatusSpec(address_ready=True, connectivity_ready=True, hostname_ready=True,
+                                                      etc_files_ready=True),
+                timeout=15,
+            )
+            want = {"current": ["10.5.0.2/24", "10.5.0.50/32"], "routed": ["10.5.0.2/24"],  # the VIP is not routed
+                    "default": ["10.5.0.2/24"], "accumulative": ["10.5.0.2/24", "10.5.0.50/32"]}
+            await assert_resources(state, NODE_ADDRESSES, list(want),
+                                   lambda r: r.spec.addresses == want[r.metadata.id], timeout=15)
+            await assert_resources(state, HOSTNAME_STATUSES, ["hostname"],
+                                   lambda r: (r.spec.hostname, r.spec.domainname) == ("n1", "example.org"))
+            await assert_resources(state, ETC_FILE_STATUSES, ["resolv.conf", "hosts", "hostname"])
+            resolv = (tmp_path / "resolv.conf").read_text()
+            assert "nameserver 10.5.0.53\nnameserver 9.9.9.9\nsearch example.org\n" in resolv
+            hosts = (tmp_path / "hosts").read_text()
+            assert "10.5.0.2\tn1.example.org n1\n" in hosts and "10.5.0.9\tnine nine.example.org\n" in hosts
+            assert (tmp_path / "hostname").read_text() == "n1\n"
+            # a new address is added to current and accumulative; removed: only accumulative keeps it
+            await put_config(state, FILES_CONFIG.replace("10.5.0.2/24", "10.5.0.3/24"))
+            await assert_resources(state, NODE_ADDRESSES, ["current"],
+                                   lambda r: r.spec.addresses == ["10.5.0.3/24", "10.5.0.50/32"], timeout=15)
+            await assert_resources(state, NODE_ADDRESSES, ["accumulative"],
+                                   lambda r: r.spec.addresses == ["10.5.0.2/24", "10.5.0.3/24", "10.5.0.50/32"])
+            await assert_resources(state, ETC_FILE_STATUSES, ["hosts"], lambda r: "10.5.0.3\tn1" in
+                                   (tmp_path / "hosts").read_text())
+
+
+def test_hostname_is_set_in_the_nodes_uts_namespace() -> None:
+    """HostnameController(manage=True) in a child with its own UTS namespace: the child's
+    kernel hostname changes, ours does not."""
+    import socket
+    import subprocess
+    import sys
+
+    before = socket.gethostname()
+    script = Path(__file__).with_name("hostname_child.py")
+    out = subprocess.run(["unshare", "--uts", sys.executable, str(script)], check=True, capture_output=True,
+                         text=True, timeout=60, cwd=Path(__file__).parents[2])
+    assert out.stdout.strip().splitlines()[-1] == "kos-uts-test"
+    assert socket.gethostname() == before
