@@ -1,0 +1,205 @@
+"""The image's ``/sbin/init``: PID-1 set-up on a booted kos image, then ``exec`` machined.
+
+The initramfs has mounted the rootfs slot read-only, moved /dev and mounted /run. This
+module mounts /proc, /sys, /var and /system/state (tmpfs until machined's block controllers
+mount EPHEMERAL and STATE), writes /run/kos/{hostname,hosts,
+resolv.conf,machine-id} (the read-only /etc links there), configures the network from the
+kernel command line, prints the kos banner on the console, starts the boot confirmer (a
+child that marks the slot good in META once the API answers) and execs machined in
+maintenance mode.
+
+Kernel command line (all optional)::
+
+    kos.ip=10.5.0.2/24   kos.gw=10.5.0.1   kos.hostname=node-1   kos.dns=10.5.0.1
+    kos.listen=0.0.0.0:50000   kos.confirm=60 (seconds the API has to come up)
+
+The network set-up here is the stop-gap until machined's network controllers configure the
+links from the machine config; it only runs when ``kos.ip`` is given.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kos.platform.image import meta
+
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+
+
+class BootError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class BootParams:
+    ip: str = ""  # address/prefix
+    gateway: str = ""
+    hostname: str = ""
+    dns: str = ""
+    listen: str = "0.0.0.0:50000"
+    confirm_timeout: float = 60.0
+
+
+def parse_cmdline(text: str) -> BootParams:
+    """The kos.* parameters of a kernel command line; BootError names a bad one."""
+    vals: dict[str, str] = {}
+    for word in text.split():
+        key, sep, value = word.partition("=")
+        if key.startswith("kos.") and sep:
+            vals[key] = value
+    ip = vals.get("kos.ip", "")
+    if ip:
+        try:
+            iface = ipaddress.ip_interface(ip)
+        except ValueError:
+            raise BootError(f"kos.ip={ip}: expected an address with prefix, like 10.5.0.2/24") from None
+        if iface.network.prefixlen == iface.max_prefixlen:
+            raise BootError(f"kos.ip={ip}: expected an address with prefix, like 10.5.0.2/24")
+    for key in ("kos.gw", "kos.dns"):
+        if vals.get(key):
+            try:
+                ipaddress.ip_address(vals[key])
+            except ValueError:
+                raise BootError(f"{key}={vals[key]}: expected an IP address") from None
+    hostname = vals.get("kos.hostname", "")
+    if hostname and (len(hostname) > 63 or not all(c.isalnum() or c == "-" for c in hostname)):
+        raise BootError(f"kos.hostname={hostname}: expected a DNS label (letters, digits, '-', at most 63)")
+    try:
+        confirm = float(vals.get("kos.confirm", "60"))
+    except ValueError:
+        raise BootError(f"kos.confirm={vals['kos.confirm']}: expected seconds") from None
+    return BootParams(ip, vals.get("kos.gw", ""), hostname, vals.get("kos.dns", ""),
+                      vals.get("kos.listen", "0.0.0.0:50000"), confirm)
+
+
+def read_boot_info(path: Path = Path("/run/kos-boot")) -> dict[str, str]:
+    """KOS_SLOT / KOS_META as the initramfs recorded them."""
+    out: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            k, _, v = line.partition("=")
+            out[k] = v
+    return out
+
+
+def _mounts() -> None:
+    """What machined needs before it starts: /proc and /sys to read the command line and
+    writable /var and /system/state (tmpfs until the block controllers mount EPHEMERAL and
+    STATE over them). machined's own early mounts (/dev/pts, /run, /tmp, cgroups) skip what
+    is mounted already."""
+    from kos.platform.linux import syscalls
+
+    plan = [
+        ("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
+        ("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
+        ("tmpfs", "/var", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
+        ("tmpfs", "/system/state", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700"),
+    ]
+    for source, target, fstype, flags, data in plan:
+        syscalls.mount(source, target, fstype, flags, data)
+
+
+def _etc_files(p: BootParams) -> None:
+    from kos.platform.linux import syscalls
+
+    run = Path("/run/kos")
+    run.mkdir(parents=True, exist_ok=True)
+    hostname = p.hostname or "kos-" + os.urandom(3).hex()
+    syscalls.sethostname(hostname)
+    (run / "hostname").write_text(hostname + "\n")
+    ip = p.ip.split("/")[0] if p.ip else "127.0.1.1"
+    (run / "hosts").write_text(f"127.0.0.1 localhost\n::1 localhost\n{ip} {hostname}\n")
+    (run / "resolv.conf").write_text(f"nameserver {p.dns}\n" if p.dns else "")
+    (run / "machine-id").write_text(os.urandom(16).hex() + "\n")
+
+
+def _network(p: BootParams) -> None:
+    from pyroute2 import IPRoute  # type: ignore[import-untyped]
+
+    with IPRoute() as ipr:
+        lo = ipr.link_lookup(ifname="lo")
+        if lo:
+            ipr.link("set", index=lo[0], state="up")
+        if not p.ip:
+            return
+        links = sorted((link.get_attr("IFLA_IFNAME"), link["index"]) for link in ipr.get_links()
+                       if link.get_attr("IFLA_IFNAME") != "lo")
+        if not links:
+            raise BootError("kos.ip given but the machine has no network link")
+        name, index = links[0]
+        iface = ipaddress.ip_interface(p.ip)
+        ipr.link("set", index=index, state="up")
+        ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        if p.gateway:
+            ipr.route("add", dst="default", gateway=p.gateway)
+        print(f"kos: {name} {p.ip}" + (f" via {p.gateway}" if p.gateway else ""), flush=True)
+
+
+def confirm_boot(meta_dev: str) -> bool:
+    """Mark the running slot good: drop META's fallback. True if it changed anything."""
+    values = meta.read(meta_dev)
+    state = meta.BootState.from_meta(values)
+    if not state.fallback:
+        return False
+    meta.write(meta_dev, meta.confirm(state).to_meta(values))
+    return True
+
+
+def _confirmer(p: BootParams, meta_dev: str) -> None:
+    """Child process: once the API port accepts connections, say so on the console and
+    confirm the boot in META."""
+    host, _, port = p.listen.rpartition(":")
+    host = "127.0.0.1" if host in ("0.0.0.0", "", "[::]") else host
+    deadline = time.monotonic() + p.confirm_timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, int(port)), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        print(f"kos: API not up within {p.confirm_timeout:.0f} s; boot not confirmed", flush=True)
+        os._exit(1)
+    print(f"kos: API up at {uptime():.2f} s uptime", flush=True)
+    try:
+        if meta_dev and confirm_boot(meta_dev):
+            print("kos: boot confirmed, fallback slot dropped", flush=True)
+    except OSError as exc:
+        print(f"kos: cannot confirm the boot in META: {exc}", flush=True)
+    os._exit(0)
+
+
+def uptime() -> float:
+    try:
+        return float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return -1.0
+
+
+def main() -> None:
+    _mounts()
+    info = read_boot_info()
+    version = Path("/usr/lib/kos/version").read_text().strip() if Path("/usr/lib/kos/version").exists() else "?"
+    try:
+        params = parse_cmdline(Path("/proc/cmdline").read_text())
+    except BootError as exc:
+        print(f"kos: bad kernel command line: {exc}; continuing without network set-up", flush=True)
+        params = BootParams()
+    _etc_files(params)
+    try:
+        _network(params)
+    except Exception as exc:
+        print(f"kos: network set-up failed: {exc}", flush=True)
+    print(f"kos {version} booted slot {info.get('KOS_SLOT', '?')}: init at {uptime():.2f} s uptime, "
+          f"exec machined (maintenance, {params.listen})", flush=True)
+    if os.fork() == 0:
+        _confirmer(params, info.get("KOS_META", ""))
+    os.environ["KOS_BOOT_UPTIME"] = f"{uptime():.2f}"
+    os.execv(sys.executable, [sys.executable, "-I", "-m", "kos.machined.main", "--state-dir", "/system/state",
+                              "--listen", params.listen, "--maintenance", "--platform", "qemu"])

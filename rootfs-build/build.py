@@ -1,0 +1,345 @@
+"""rootfs-build/build: the kos image build (kernel, initramfs, rootfs squashfs, disk image).
+
+Steps and their caches (under --cache, default build/kos-image):
+  debs/           apt-get download of packages.txt + kernel-packages.txt (skipped when present)
+  kernel-<ver>/   vmlinux extracted from the Debian bzImage, the modules the initramfs loads
+  base-<hash>/    the Debian packages unpacked (dpkg-deb -x), usr-merged, trimmed, stdlib .pyc
+  pydeps-<hash>/  kos's PyPI dependencies (pip install --target, compiled)
+  kos/            kos itself from a wheel of this checkout (rebuilt every run: seconds)
+Outputs (--out, default <cache>/out): vmlinux, initramfs.xz, rootfs.sqsh, disk.raw.
+Everything is deterministic: sorted entries, fixed times, stable GUIDs (see docs/image.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))  # build from this checkout even when kos is not installed
+
+from kos.platform.image import cpio, layout, rootfs, vmlinux  # noqa: E402
+
+MiB = 1 << 20
+INITRAMFS_MODULES = [
+    "virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "virtio_console",
+    "qemu_fw_cfg", "crc32c_generic", "squashfs", "overlay", "xfs", "loop",
+]
+SITE = "usr/lib/python3/dist-packages"
+TRIM = [
+    "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/lintian", "usr/share/locale",
+    "usr/share/bug", "usr/share/bash-completion", "usr/share/zsh", "usr/share/fish", "usr/share/gdb",
+    "usr/lib/python3.11/test", "usr/lib/python3.11/idlelib", "usr/lib/python3.11/tkinter",
+    "usr/lib/python3.11/turtledemo", "usr/lib/python3.11/ensurepip", "usr/lib/python3.11/lib2to3",
+    "usr/lib/python3.11/pydoc_data", "usr/lib/python3.11/unittest/test", "usr/lib/python3.11/distutils",
+    "usr/lib/python3.11/config-3.11-x86_64-linux-gnu",
+    "etc/init.d", "etc/default", "etc/logrotate.d", "lib/systemd", "usr/lib/systemd",
+    "usr/sbin/update-ca-certificates", "usr/lib/x86_64-linux-gnu/gconv",
+    "usr/bin/containerd-shim", "usr/bin/containerd-shim-runc-v1",  # legacy shims; kos uses runc-v2
+]
+
+
+def log(msg: str) -> None:
+    print(f"build: {msg}", flush=True)
+
+
+def run(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+    if proc.returncode != 0:
+        raise SystemExit(f"build: {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def read_list(path: Path) -> list[str]:
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def digest(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+class Steps:
+    def __init__(self, cache: Path, out: Path) -> None:
+        self.cache = cache
+        self.out = out
+        self.debs = cache / "debs"
+        self.times: dict[str, float] = {}
+
+    def timed(self, name: str, start: float) -> None:
+        self.times[name] = round(time.monotonic() - start, 2)
+
+    # -- fetch -------------------------------------------------------------------------
+    def fetch(self, names: list[str]) -> dict[str, Path]:
+        """name -> .deb path, downloading only what the cache lacks."""
+        t = time.monotonic()
+        self.debs.mkdir(parents=True, exist_ok=True)
+        have = {p.name.split("_")[0]: p for p in self.debs.glob("*.deb")}
+        missing = [n for n in names if n not in have]
+        if missing:
+            log(f"apt-get download {' '.join(missing)}")
+            run("apt-get", "download", *missing, cwd=self.debs)
+            have = {p.name.split("_")[0]: p for p in self.debs.glob("*.deb")}
+        lost = [n for n in names if n not in have]
+        if lost:
+            raise SystemExit(f"build: packages not downloaded: {', '.join(lost)}")
+        self.timed("fetch", t)
+        return {n: have[n] for n in names}
+
+    # -- kernel ------------------------------------------------------------------------
+    def kernel(self) -> tuple[Path, str, list[str]]:
+        """(kernel dir, version, module load order relative to the modules dir)."""
+        t = time.monotonic()
+        meta_pkg = "linux-image-amd64"
+        dep = next((ln.split(":", 1)[1].strip() for ln in run("apt-cache", "depends", meta_pkg).splitlines()
+                    if ln.strip().startswith("Depends:")), None)
+        if dep is None:
+            raise SystemExit(f"build: cannot resolve {meta_pkg}")
+        deb = self.fetch([dep])[dep]
+        version = dep.removeprefix("linux-image-")
+        kdir = self.cache / f"kernel-{deb.stem}"
+        order_file = kdir / "load-order"
+        if not order_file.exists():
+            tmp = kdir.with_name(kdir.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            (tmp / "x").mkdir(parents=True)
+            run("dpkg-deb", "-x", deb, tmp / "x")
+            bz = (tmp / "x" / "boot" / f"vmlinuz-{version}").read_bytes()
+            (tmp / "vmlinux").write_bytes(vmlinux.extract(bz))
+            moddir = tmp / "x" / "lib" / "modules" / version
+            order = rootfs.module_closure(moddir, INITRAMFS_MODULES)
+            mods = tmp / "modules"
+            for rel in order:
+                (mods / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(moddir / rel, mods / rel)
+            (tmp / "load-order").write_text("\n".join(order) + "\n")
+            shutil.rmtree(tmp / "x")
+            shutil.rmtree(kdir, ignore_errors=True)
+            tmp.rename(kdir)
+        self.timed("kernel", t)
+        return kdir, version, order_file.read_text().split()
+
+    # -- initramfs ---------------------------------------------------------------------
+    def initramfs(self, kdir: Path, order: list[str]) -> Path:
+        t = time.monotonic()
+        bb = self.fetch(["busybox-static"])["busybox-static"]
+        bbdir = self.cache / f"busybox-{bb.stem}"
+        if not bbdir.exists():
+            tmp = bbdir.with_name(bbdir.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            run("dpkg-deb", "-x", bb, tmp)
+            tmp.rename(bbdir)
+        init_src = [(HERE / "initramfs" / n).read_bytes() for n in ("init", "bootslot.sh")]
+        cached = self.cache / f"initramfs-{digest(bb.name, kdir.name, *init_src, *order)}.xz"
+        target = self.out / "initramfs.xz"
+        if cached.exists():
+            shutil.copyfile(cached, target)
+            self.timed("initramfs", t)
+            return target
+        entries = [
+            cpio.Entry.file("bin/busybox", (bbdir / "bin" / "busybox").read_bytes(), 0o755),
+            cpio.Entry.file("init", (HERE / "initramfs" / "init").read_bytes(), 0o755),
+            cpio.Entry.file("bootslot.sh", (HERE / "initramfs" / "bootslot.sh").read_bytes(), 0o644),
+            cpio.Entry.file("lib/modules/load-order", ("\n".join(order) + "\n").encode()),
+            cpio.Entry.chardev("dev/console", 5, 1), cpio.Entry.chardev("dev/null", 1, 3, 0o666),
+            cpio.Entry.chardev("dev/urandom", 1, 9, 0o666),
+        ]
+        entries += [e for e in cpio.tree_entries(kdir / "modules", "lib/modules") if e.path.endswith(".ko")]
+        raw = cpio.write(entries)
+        proc = subprocess.run(["xz", "--check=crc32", "-T1", "-6", "-c"], input=raw, capture_output=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"build: xz failed: {proc.stderr.decode()}")
+        for old in self.cache.glob("initramfs-*.xz"):
+            old.unlink()
+        cached.write_bytes(proc.stdout)
+        shutil.copyfile(cached, target)
+        self.timed("initramfs", t)
+        return target
+
+    # -- rootfs layers -----------------------------------------------------------------
+    def base(self, pkgs: list[str]) -> Path:
+        t = time.monotonic()
+        debs = self.fetch(pkgs)
+        key = digest(*(debs[n].name for n in sorted(debs)), *TRIM, rootfs.BASE_LAYOUT_VERSION)
+        bdir = self.cache / f"base-{key}"
+        if not bdir.exists():
+            log(f"unpacking {len(debs)} Debian packages")
+            tmp = bdir.with_name(bdir.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            raw = tmp / "raw"
+            raw.mkdir(parents=True)
+            for n in sorted(debs):
+                run("dpkg-deb", "-x", debs[n], raw)
+            root = tmp / "root"
+            rootfs.usr_merge(raw, root)
+            for rel in TRIM:
+                p = root / rel
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                elif p.exists() or p.is_symlink():
+                    p.unlink()
+            rootfs.finish_base(root)
+            compile_tree(root / "usr/lib/python3.11", "/usr/lib/python3.11")
+            shutil.rmtree(raw)
+            (root).rename(bdir.with_name(bdir.name + ".root"))
+            shutil.rmtree(tmp)
+            bdir.with_name(bdir.name + ".root").rename(bdir)
+        self.timed("base", t)
+        return bdir
+
+    def pydeps(self) -> Path:
+        t = time.monotonic()
+        deps = rootfs.project_dependencies(REPO / "pyproject.toml")
+        key = digest(*deps, sys.version.split()[0])
+        ddir = self.cache / f"pydeps-{key}"
+        if not ddir.exists():
+            log(f"pip install {' '.join(deps)}")
+            tmp = ddir.with_name(ddir.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            site = tmp / SITE
+            run(sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile",
+                "--only-binary", ":all:", "--target", site, *deps)
+            shutil.rmtree(site / "bin", ignore_errors=True)
+            for p in list(site.glob("*.dist-info")):
+                (p / "RECORD").unlink(missing_ok=True)
+            compile_tree(site, "/" + SITE)
+            tmp.rename(ddir)
+        self.timed("pydeps", t)
+        return ddir
+
+    def kos(self) -> Path:
+        t = time.monotonic()
+        kdir = self.cache / "kos"
+        shutil.rmtree(kdir, ignore_errors=True)
+        wheels = self.cache / "wheel"
+        shutil.rmtree(wheels, ignore_errors=True)
+        build_tmp = self.cache / "wheel-build"
+        shutil.rmtree(build_tmp, ignore_errors=True)
+        src = build_tmp / "src"
+        rootfs.copy_source(REPO, src)
+        run(sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
+            "--no-build-isolation", "-w", wheels, src, env={"SOURCE_DATE_EPOCH": "0"})
+        wheel = next(wheels.glob("kos-*.whl"))
+        site = kdir / SITE
+        run(sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile",
+            "--no-deps", "--target", site, wheel)
+        shutil.rmtree(site / "bin", ignore_errors=True)
+        for p in site.glob("kos-*.dist-info"):
+            for name in ("RECORD", "INSTALLER", "direct_url.json", "REQUESTED"):
+                (p / name).unlink(missing_ok=True)
+        compile_tree(site / "kos", "/" + SITE + "/kos")
+        rootfs.write_entrypoints(kdir, rootfs.project_version(REPO / "pyproject.toml"))
+        shutil.rmtree(build_tmp)
+        self.timed("kos", t)
+        return kdir
+
+    def k8s(self, bindir: Path | None) -> Path | None:
+        if bindir is None:
+            return None
+        kdir = self.cache / "k8s"
+        shutil.rmtree(kdir, ignore_errors=True)
+        (kdir / "usr/local/bin").mkdir(parents=True)
+        for f in sorted(bindir.iterdir()):
+            if f.is_file():
+                shutil.copy2(f, kdir / "usr/local/bin" / f.name)
+                os.chmod(kdir / "usr/local/bin" / f.name, 0o755)
+        return kdir
+
+    # -- squashfs and disk -------------------------------------------------------------
+    def squash(self, layers: list[Path]) -> Path:
+        t = time.monotonic()
+        merged = self.cache / "merged"
+        rootfs.merge_layers(layers, merged)
+        problems = rootfs.check_tree(merged)
+        if problems:
+            raise SystemExit("build: the rootfs fails its checks:\n  " + "\n  ".join(problems))
+        self.timed("merge", t)
+        t = time.monotonic()
+        target = self.out / "rootfs.sqsh"
+        rootfs.mksquashfs(merged, target)
+        self.timed("squashfs", t)
+        return target
+
+    def disk(self, sqsh: Path, size_mib: int) -> Path:
+        t = time.monotonic()
+        target = self.out / "disk.raw"
+        layout.write_image(target, sqsh, size_mib * MiB)
+        self.timed("disk", t)
+        return target
+
+
+def compile_tree(path: Path, ddir: str) -> None:
+    """Byte-compile ``path`` with hash-based .pyc (no source mtimes in the output)."""
+    import py_compile
+
+    ok = compileall.compile_dir(str(path), ddir=ddir, quiet=2, workers=1,
+                                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    if not ok:
+        log(f"warning: some files under {path} did not compile (kept as source)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="rootfs-build/build", description="build the kos boot image")
+    p.add_argument("--cache", type=Path, default=Path(os.environ.get("KOS_IMAGE_CACHE", REPO / "build/kos-image")))
+    p.add_argument("--out", type=Path, default=None, help="output directory (default CACHE/out)")
+    p.add_argument("--disk-size", type=int, default=2048, help="disk image size in MiB (default 2048)")
+    p.add_argument("--k8s-bin", type=Path, default=None, help="directory of Kubernetes binaries for /usr/local/bin")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = p.parse_args(argv)
+    if args.k8s_bin is not None and not args.k8s_bin.is_dir():
+        p.error(f"--k8s-bin {args.k8s_bin}: not a directory")
+    if args.disk_size < 1024:
+        p.error(f"--disk-size {args.disk_size}: expected at least 1024 (MiB)")
+    if sys.version_info[:2] != (3, 11):
+        p.error(f"the rootfs runs Debian's Python 3.11; build with a Python 3.11 (this is {sys.version.split()[0]})")
+    cache = args.cache.resolve()
+    out = (args.out or cache / "out").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    s = Steps(cache, out)
+    pkgs = read_list(HERE / "packages.txt")
+    kdir, version, order = s.kernel()
+    shutil.copyfile(kdir / "vmlinux", out / "vmlinux")
+    initrd = s.initramfs(kdir, order)
+    layers = [s.base(pkgs), s.pydeps(), s.kos()]
+    k8s = s.k8s(args.k8s_bin)
+    if k8s is not None:
+        layers.append(k8s)
+    sqsh = s.squash(layers)
+    disk = s.disk(sqsh, args.disk_size)
+    total = round(time.monotonic() - start, 2)
+    summary = {
+        "kernel": version,
+        "seconds": total,
+        "steps": s.times,
+        "sizes": {p.name: p.stat().st_size for p in (out / "vmlinux", initrd, sqsh)}
+        | {"disk.raw (allocated)": disk.stat().st_blocks * 512, "disk.raw": disk.stat().st_size},
+        "sha256": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (initrd, sqsh)},
+        "out": str(out),
+    }
+    (out / "build.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        log(f"kernel {version}, done in {total} s ({', '.join(f'{k} {v}s' for k, v in s.times.items())})")
+        for name, size in summary["sizes"].items():  # type: ignore[attr-defined]
+            log(f"  {name:<22} {size / MiB:8.1f} MiB")
+        log(f"outputs in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
