@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import h2.exceptions
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
@@ -91,10 +92,13 @@ async def recover_upload(conn: Connection, path: Path) -> int:
         async with conn.channel.request(
             auth.MACHINE + "EtcdRecover", Cardinality.STREAM_UNARY, RawMessage, RawMessage, timeout=conn.timeout
         ) as s:
-            async for chunk in _chunks(path):
-                size += len(chunk)
-                await s.send_message(RawMessage(bytes(pb.Data(bytes=chunk))))
-            await s.end()
+            try:
+                async for chunk in _chunks(path):
+                    size += len(chunk)
+                    await s.send_message(RawMessage(bytes(pb.Data(bytes=chunk))))
+                await s.end()
+            except (h2.exceptions.StreamClosedError, StreamTerminatedError):
+                pass  # the server answered (refused) before reading everything: its status follows
             await s.recv_message()
             await s.recv_trailing_metadata()
     except GRPCError as exc:

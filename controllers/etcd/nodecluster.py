@@ -56,9 +56,8 @@ class ApiNode:
     supervisor: Supervisor
     paths: EtcdPaths
     server: APIServer
-    stack: AsyncExitStack
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    stopped: bool = False
+    stop_requested: anyio.Event = field(default_factory=anyio.Event)
+    finished: anyio.Event = field(default_factory=anyio.Event)
 
     @property
     def endpoint(self) -> str:
@@ -90,7 +89,7 @@ class NodeCluster:
         self.stop_timeout = stop_timeout
         self.nodes: list[ApiNode] = []
         self._stack = AsyncExitStack()
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._conns: list[Connection] = []
 
     def ip(self, i: int) -> str:
         return f"{self.subnet}.{i + 1}"
@@ -126,7 +125,10 @@ class NodeCluster:
         ip, name = self.ip(i), f"cp-{i}"
         server = issue_certificate(self.etcd_ca, common_name=name, dns_names=[name, "localhost"],
                                    ip_addresses=[ip, "127.0.0.1"], server=True, client=True)
-        peer = issue_certificate(self.etcd_ca, common_name=name, dns_names=[name], ip_addresses=[ip],
+        # etcd checks a peer's client certificate against its source address; on loopback the
+        # kernel picks 127.0.0.1 as the source, so it is in the SANs (a real node's peer cert
+        # names its own address only)
+        peer = issue_certificate(self.etcd_ca, common_name=name, dns_names=[name], ip_addresses=[ip, "127.0.0.1"],
                                  server=True, client=True)
         admin = issue_certificate(self.etcd_ca, common_name="kos", client=True)
         return EtcdCertsSpec(
@@ -137,73 +139,77 @@ class NodeCluster:
         )
 
     def connect(self, i: int, *, timeout: float = 30.0) -> Connection:
-        """An ``os:admin`` API connection to node ``i``."""
-        return Connection(self.nodes[i].endpoint, ca=self.os_ca.cert_pem, identity=self.admin, timeout=timeout)
+        """An ``os:admin`` API connection to node ``i`` (closed with the cluster)."""
+        conn = Connection(self.nodes[i].endpoint, ca=self.os_ca.cert_pem, identity=self.admin, timeout=timeout)
+        self._conns.append(conn)
+        return conn
 
     def connect_as(self, i: int, roles: list[str]) -> Connection:
         who = issue_certificate(self.os_ca, common_name="someone", organizations=roles, client=True)
-        return Connection(self.nodes[i].endpoint, ca=self.os_ca.cert_pem, identity=who)
+        conn = Connection(self.nodes[i].endpoint, ca=self.os_ca.cert_pem, identity=who)
+        self._conns.append(conn)
+        return conn
 
     # -- nodes ----------------------------------------------------------------------------
-    async def _start_node(self, i: int) -> ApiNode:
-        assert self._tg is not None
+    async def _node(self, i: int, *, task_status: anyio.abc.TaskStatus[ApiNode]) -> None:
+        """One node's life in its own task: its supervisor, runtime and API server."""
         ip, name = self.ip(i), f"cp-{i}"
         root = self.workdir / name
         root.mkdir(parents=True, exist_ok=True)
-        stack = AsyncExitStack()
         state = InMemoryState()
         paths = EtcdPaths(root)
-        sup = await stack.enter_async_context(
-            Supervisor(state, cgroup_parent=f"kos-{self.subnet.replace('.', '-')}-{i}")
-        )
-        sup.add(etcd_service_definition(paths, stop_timeout=self.stop_timeout))
-        for spec, rid in (
-            (MachineConfigSpec.from_container(self.config), ACTIVE_ID),
-            (HostnameStatusSpec(hostname=name), "hostname"),
-            (NodeAddressSpec(addresses=[f"{ip}/32"]), "current"),
-            (self.etcd_certs(i), ETCD_CERTS_ID),
-        ):
-            await state.create(Resource.new(spec, rid))
-        runtime = Runtime(state, backoff_initial=0.05, backoff_max=1.0)
-        for c in etcd_controllers(supervisor=sup, paths=paths, heartbeat_ms=self.heartbeat_ms,
-                                  election_ms=self.election_ms, join_retry=0.25, healthy_timeout=30.0):
-            runtime.register(c)
-        machine = MachineService(config=ConfigStore(root / "config.yaml"), supervisor=sup,
-                                 extensions=[EtcdAPI(state, sup, paths)])
-        server_id = issue_certificate(self.os_ca, common_name=name, ip_addresses=[ip], server=True)
-        server = await APIServer.start(
-            ip, 0, server_context(server_id, self.os_ca.cert_pem), node=Node(names=frozenset({ip}), port=0),
-            state=StateService(state, auth.ResourcePolicy()), machine=machine,
-        )
-        node = ApiNode(i, name, ip, root, state, sup, paths, server, stack)
-
-        async def run_runtime() -> None:
-            with node.scope:
-                await runtime.run()
-
-        self._tg.start_soon(run_runtime)
-        return node
+        group = f"kos-{self.subnet.replace('.', '-')}-{i}"  # each node its own cgroups
+        async with Supervisor(state, cgroup_parent=group) as sup:
+            sup.add(etcd_service_definition(paths, stop_timeout=self.stop_timeout))
+            for spec, rid in (
+                (MachineConfigSpec.from_container(self.config), ACTIVE_ID),
+                (HostnameStatusSpec(hostname=name), "hostname"),
+                (NodeAddressSpec(addresses=[f"{ip}/32"]), "current"),
+                (self.etcd_certs(i), ETCD_CERTS_ID),
+            ):
+                await state.create(Resource.new(spec, rid))
+            runtime = Runtime(state, backoff_initial=0.05, backoff_max=1.0)
+            for c in etcd_controllers(supervisor=sup, paths=paths, heartbeat_ms=self.heartbeat_ms,
+                                      election_ms=self.election_ms, join_retry=0.25, healthy_timeout=30.0):
+                runtime.register(c)
+            machine = MachineService(config=ConfigStore(root / "config.yaml"), supervisor=sup,
+                                     extensions=[EtcdAPI(state, sup, paths)])
+            server_id = issue_certificate(self.os_ca, common_name=name, ip_addresses=[ip], server=True)
+            server = await APIServer.start(
+                ip, 0, server_context(server_id, self.os_ca.cert_pem), node=Node(names=frozenset({ip}), port=0),
+                state=StateService(state, auth.ResourcePolicy()), machine=machine,
+            )
+            node = ApiNode(i, name, ip, root, state, sup, paths, server)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(runtime.run)
+                    task_status.started(node)
+                    await node.stop_requested.wait()
+                    tg.cancel_scope.cancel()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await sup.stop_all()
+                    await server.close(grace=1.0)
+                    node.finished.set()
 
     async def stop_node(self, i: int) -> None:
         """Stop node ``i`` like a shutdown: controllers, then etcd, then the API."""
         node = self.nodes[i]
-        if node.stopped:
-            return
-        node.stopped = True
-        node.scope.cancel()
-        await node.supervisor.stop_all()
-        await node.server.close(grace=1.0)
-        await node.stack.aclose()
+        node.stop_requested.set()
+        await node.finished.wait()
 
     async def __aenter__(self) -> NodeCluster:
         await anyio.to_thread.run_sync(self._prepare)
-        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+        tg = await self._stack.enter_async_context(anyio.create_task_group())
         self._stack.push_async_callback(self._stop_all)
         for i in range(self.size):
-            self.nodes.append(await self._start_node(i))
+            self.nodes.append(await tg.start(self._node, i))
         return self
 
     async def _stop_all(self) -> None:
+        """Stop every node in parallel (a SIGTERM'd etcd takes seconds)."""
+        for conn in self._conns:
+            conn.close()
         with anyio.CancelScope(shield=True):
             async with anyio.create_task_group() as tg:
                 for i in range(len(self.nodes)):
