@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime
 import hmac
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import grpclib.const
@@ -70,10 +70,10 @@ Stream = grpclib.server.Stream[RawMessage, RawMessage]
 
 
 class TrustdService:
-    """Token-authenticated CSR signing. ``ca`` and ``token`` are read per request (the
-    secrets may change under a running server)."""
+    """Token-authenticated CSR signing. ``ca`` and ``token`` (async) are read per request
+    (the secrets may change under a running server)."""
 
-    def __init__(self, ca: Callable[[], CertificateAndKey | None], token: Callable[[], str], *,
+    def __init__(self, ca: Callable[[], Awaitable[CertificateAndKey | None]], token: Callable[[], Awaitable[str]], *,
                  ttl: datetime.timedelta = datetime.timedelta(days=365)) -> None:
         self.ca = ca
         self.token = token
@@ -86,11 +86,11 @@ class TrustdService:
     async def _certificate(self, stream: Stream) -> None:
         msg = await stream.recv_message()
         presented = str(dict(stream.metadata or {}).get(TOKEN_METADATA, ""))
-        expected = self.token()
+        expected = await self.token()
         if not expected or not hmac.compare_digest(presented.encode(), expected.encode()):
             log.warning("certificate request with a wrong machine token", peer=str(stream.peer.addr()))
             raise GRPCError(Status.PERMISSION_DENIED, "token: the machine token is missing or wrong")
-        ca = self.ca()
+        ca = await self.ca()
         if ca is None or not ca.has_key:
             raise GRPCError(Status.UNAVAILABLE, "this node holds no OS CA key: ask a control plane")
         req = parse(pb.CertificateRequest, msg.data if msg is not None else b"")
