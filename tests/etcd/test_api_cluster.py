@@ -1,7 +1,7 @@
 """Three in-process control-plane nodes (state + controllers + supervisor + machine API over
 mTLS each, real etcd): Bootstrap RPC on one, the others join by themselves as learners and are
 promoted; member lists agree through the API; a killed etcd comes back; leadership is
-forfeited; a member is removed; a snapshot taken over the API (as os:etcd:backup) recovers a
+forfeited; a member is removed, another leaves; a snapshot taken over the API (as os:etcd:backup) recovers a
 fresh single node with the data intact."""
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from kos.apis.etcd import format_member_id
 from kos.apis.etcd import machine as etcd_api
 from kos.apis.gen.kos import machine as pb
 from kos.controllers.etcd.nodecluster import NodeCluster
-from kos.controllers.runtime.testing import assert_resources
-from kos.resources.etcd import ETCD_BOOTSTRAPS, ETCD_MEMBERS
+from kos.controllers.runtime.testing import assert_no_resource, assert_resources
+from kos.machined.services import ServiceState
+from kos.resources.etcd import ETCD_BOOTSTRAPS, ETCD_MEMBERS, ETCD_SPECS
 
 pytestmark = [pytest.mark.anyio, pytest.mark.root]
 
@@ -119,10 +120,17 @@ async def test_bootstrap_join_crash_remove_snapshot_recover(tmp_path: Path) -> N
         assert sorted(m.hostname for m in left) == ["cp-0", "cp-1"]
         assert sorted(m.hostname for m in await voters(cl, 1, 2)) == ["cp-0", "cp-1"]
 
+        # node 1 leaves: the cluster shrinks to node 0 and node 1's etcd is stopped for good
+        assert await etcd_api.leave_cluster(cl.connect(1)) == "cp-1"
+        assert [m.hostname for m in await voters(cl, 0, 1)] == ["cp-0"]
+        await assert_no_resource(cl.nodes[1].state, ETCD_SPECS.pointer("etcd"), timeout=20)
+        await cl.nodes[1].supervisor.wait_state("etcd", ServiceState.FINISHED, timeout=30)
+        await expect(Status.UNAVAILABLE, "etcd is not running", etcd_api.member_list(cl.connect(1)))
+
         # a snapshot through the API with the backup role (a reader may not)
         await expect(Status.PERMISSION_DENIED, "requires one of",
                      etcd_api.snapshot(cl.connect_as(0, [auth.READER]), tmp_path / "no.snapshot"))
-        size = await etcd_api.snapshot(cl.connect_as(1, [auth.ETCD_BACKUP]), snap)
+        size = await etcd_api.snapshot(cl.connect_as(0, [auth.ETCD_BACKUP]), snap)
         assert size == snap.stat().st_size > 0
         conn0.close()
 
