@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 import anyio
 import structlog
@@ -47,6 +47,49 @@ def _type(machine_type: str) -> Any:
     return apply
 
 
+class _Writer(Protocol):
+    async def put(self, id: str, text: str) -> None: ...
+
+    async def remove_others(self, keep: set[str]) -> None: ...
+
+
+async def publish_loop(manager: ConfigManager, wait: Callable[[], Awaitable[None]], writer: _Writer) -> None:
+    """Acquire (once), then publish what ``manager`` holds after every change (``wait``
+    returns when one is due) and roll a try-mode config back at its deadline."""
+    m = manager
+    if not m.acquired.is_set():
+        await m.acquire()
+    while True:
+        deadline = m.try_deadline
+        delay = math.inf if deadline is None else max(0.0, deadline - time.time())
+        with anyio.move_on_after(delay):
+            await wait()
+        m.expire_try()
+        generation = m.generation
+        keep: set[str] = set()
+        if m.active is not None:
+            await writer.put(ACTIVE_ID, m.active.text)
+            keep.add(ACTIVE_ID)
+        if m.staged_text:
+            await writer.put(STAGED_ID, m.staged_text)
+            keep.add(STAGED_ID)
+        await writer.remove_others(keep)
+        m.mark_published(generation)
+
+
+class _RuntimeWriter:
+    def __init__(self, rt: ControllerRuntime) -> None:
+        self.rt = rt
+
+    async def put(self, id: str, text: str) -> None:
+        await self.rt.modify(Resource.new(MachineConfigSpec(), id), _text(text))
+
+    async def remove_others(self, keep: set[str]) -> None:
+        for r in await self.rt.list(MACHINE_CONFIGS):
+            if r.id not in keep and r.metadata.owner == self.rt.name:
+                await self.rt.destroy(r.pointer)
+
+
 class MachineConfigController(Controller):
     name = "config.MachineConfigController"
 
@@ -60,25 +103,8 @@ class MachineConfigController(Controller):
         return (Output(MACHINE_CONFIGS.type),)
 
     async def run(self, rt: ControllerRuntime) -> None:
-        m = self.manager
-        m.attach(rt.queue_reconcile)
-        if not m.acquired.is_set():
-            await m.acquire()
-        while True:
-            deadline = m.try_deadline
-            delay = math.inf if deadline is None else max(0.0, deadline - time.time())
-            with anyio.move_on_after(delay):
-                await rt.wait()
-            m.expire_try()
-            generation = m.generation
-            rt.start_tracking_outputs()
-            active = m.active
-            if active is not None:
-                await rt.modify(Resource.new(MachineConfigSpec(), ACTIVE_ID), _text(active.text))
-            if m.staged_text:
-                await rt.modify(Resource.new(MachineConfigSpec(), STAGED_ID), _text(m.staged_text))
-            await rt.cleanup_outputs(MACHINE_CONFIGS)
-            m.mark_published(generation)
+        self.manager.attach(rt.queue_reconcile)
+        await publish_loop(self.manager, rt.wait, _RuntimeWriter(rt))
 
 
 class MachineTypeController(Controller):
