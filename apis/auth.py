@@ -68,6 +68,7 @@ METHOD_RULES: dict[str, frozenset[str]] = {
     MACHINE + "EtcdForfeitLeadership": _OPERATE,
     MACHINE + "EtcdSnapshot": _OPERATE | {ETCD_BACKUP},
     MACHINE + "EtcdRecover": _ADMIN,
+    MACHINE + "EtcdStatus": _READ,
     MACHINE + "Stats": _READ,
     MACHINE + "Memory": _READ,
     MACHINE + "Processes": _READ,

@@ -186,6 +186,7 @@ class MachineService:
             ("EtcdRemoveMember", "etcd is not managed by this node yet"),
             ("EtcdLeaveCluster", "etcd is not managed by this node yet"),
             ("EtcdForfeitLeadership", "etcd is not managed by this node yet"),
+            ("EtcdStatus", "etcd is not managed by this node yet"),
             ("Stats", "container stats need the CRI integration"),
         ):
             d.add(p + name, self._unimplemented(name, what), unary)

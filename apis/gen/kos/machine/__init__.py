@@ -304,6 +304,30 @@ class EtcdActionResponse(betterproto.Message):
 
 
 @dataclass(eq=False, repr=False)
+class EtcdStatusRequest(betterproto.Message):
+    pass
+
+
+@dataclass(eq=False, repr=False)
+class EtcdStatusResponse(betterproto.Message):
+    """
+    The local member's Maintenance.Status (what `kosctl etcd status` prints).
+    """
+
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+    member_id: int = betterproto.uint64_field(2)
+    protocol_version: str = betterproto.string_field(3)
+    db_size: int = betterproto.int64_field(4)
+    db_size_in_use: int = betterproto.int64_field(5)
+    leader: int = betterproto.uint64_field(6)
+    raft_index: int = betterproto.uint64_field(7)
+    raft_term: int = betterproto.uint64_field(8)
+    raft_applied_index: int = betterproto.uint64_field(9)
+    errors: List[str] = betterproto.string_field(10)
+    is_learner: bool = betterproto.bool_field(11)
+
+
+@dataclass(eq=False, repr=False)
 class StatsRequest(betterproto.Message):
     namespace: str = betterproto.string_field(1)
     driver: str = betterproto.string_field(2)
@@ -736,6 +760,23 @@ class MachineServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def etcd_status(
+        self,
+        etcd_status_request: "EtcdStatusRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "EtcdStatusResponse":
+        return await self._unary_unary(
+            "/kos.machine.MachineService/EtcdStatus",
+            etcd_status_request,
+            EtcdStatusResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def stats(
         self,
         stats_request: "StatsRequest",
@@ -895,6 +936,11 @@ class MachineServiceBase(ServiceBase):
     async def etcd_recover(
         self, data_iterator: AsyncIterator[Data]
     ) -> "EtcdActionResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def etcd_status(
+        self, etcd_status_request: "EtcdStatusRequest"
+    ) -> "EtcdStatusResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def stats(self, stats_request: "StatsRequest") -> "StatsResponse":
@@ -1071,6 +1117,13 @@ class MachineServiceBase(ServiceBase):
         response = await self.etcd_recover(request)
         await stream.send_message(response)
 
+    async def __rpc_etcd_status(
+        self, stream: "grpclib.server.Stream[EtcdStatusRequest, EtcdStatusResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.etcd_status(request)
+        await stream.send_message(response)
+
     async def __rpc_stats(
         self, stream: "grpclib.server.Stream[StatsRequest, StatsResponse]"
     ) -> None:
@@ -1221,6 +1274,12 @@ class MachineServiceBase(ServiceBase):
                 grpclib.const.Cardinality.STREAM_UNARY,
                 Data,
                 EtcdActionResponse,
+            ),
+            "/kos.machine.MachineService/EtcdStatus": grpclib.const.Handler(
+                self.__rpc_etcd_status,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                EtcdStatusRequest,
+                EtcdStatusResponse,
             ),
             "/kos.machine.MachineService/Stats": grpclib.const.Handler(
                 self.__rpc_stats,
