@@ -35,6 +35,11 @@ async def member_list(conn: Connection, *, node: str | None = None) -> list[pb.E
     return list(pb.EtcdMemberListResponse().parse(data).members)
 
 
+async def status(conn: Connection, *, node: str | None = None) -> pb.EtcdStatusResponse:
+    data = await conn.unary(auth.MACHINE + "EtcdStatus", bytes(pb.EtcdStatusRequest()), node=node)
+    return pb.EtcdStatusResponse().parse(data)
+
+
 async def _action(conn: Connection, method: str, req: bytes, node: str | None) -> str:
     data = await conn.unary(auth.MACHINE + method, req, node=node)
     return pb.EtcdActionResponse().parse(data).member

@@ -1,4 +1,4 @@
-"""The etcd RPCs of the machine service: Bootstrap, EtcdRecover, EtcdMemberList,
+"""The etcd RPCs of the machine service: Bootstrap, EtcdRecover, EtcdMemberList, EtcdStatus,
 EtcdRemoveMember, EtcdLeaveCluster, EtcdForfeitLeadership and EtcdSnapshot.
 
 ``EtcdAPI(state, supervisor, paths)`` is a HandlerProvider for ``MachineService(extensions=[...])``.
@@ -69,6 +69,7 @@ class EtcdAPI:
         d.add(p + "EtcdRemoveMember", self.remove_member, unary)
         d.add(p + "EtcdLeaveCluster", self.leave_cluster, unary)
         d.add(p + "EtcdForfeitLeadership", self.forfeit_leadership, unary)
+        d.add(p + "EtcdStatus", self.status, unary)
         d.add(p + "EtcdSnapshot", self.snapshot, Cardinality.UNARY_STREAM)
         d.add(p + "EtcdRecover", self.recover, Cardinality.STREAM_UNARY)
 
@@ -266,6 +267,21 @@ class EtcdAPI:
             c.close()
         log.info("etcd leadership forfeited", to=others[0].name)
         await call.send(bytes(pb.EtcdActionResponse(member=spec.name)))
+
+    async def status(self, call: Call) -> None:
+        parse(pb.EtcdStatusRequest, await call.request())
+        spec = await self._spec()
+        async with self._client(spec) as c:
+            try:
+                st = await c.status()
+            except EtcdError as exc:
+                raise GRPCError(_status(exc), f"etcd status: {exc}") from None
+        resp = pb.EtcdStatusResponse(
+            member_id=st.member_id, protocol_version=st.version, db_size=st.db_size, db_size_in_use=st.db_size_in_use,
+            leader=st.leader, raft_index=st.raft_index, raft_term=st.raft_term,
+            raft_applied_index=st.raft_applied_index, errors=list(st.errors), is_learner=st.is_learner,
+        )
+        await call.send(bytes(resp))
 
     async def snapshot(self, call: Call) -> None:
         parse(pb.EtcdSnapshotRequest, await call.request())
