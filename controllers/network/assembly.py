@@ -8,7 +8,8 @@
 ``etc_dir``: where resolv.conf/hosts/hostname are rendered; ``cmdline``: the kernel command
 line text (``ip=``, ``kos.hostname=``); ``machine_id``: basis of the stable default hostname;
 ``manage_hostname``: False when the UTS namespace is not ours (the hostname is then only
-reported, never set); ``leader``: the VIP election hook (see ``operators.vip``).
+reported, never set); ``vip_election``: who announces shared VIPs (``operators.Election``;
+default: every control plane node).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from kos.controllers.network.hostname import HostnameController
 from kos.controllers.network.merge import MergeController, merge_by_id, merge_links, merge_resolvers, merge_single
 from kos.controllers.network.netstatus import NetworkStatusController, time_server_status_controller
 from kos.controllers.network.nodeaddress import NodeAddressController
+from kos.controllers.network.operators import Election, OperatorController
 from kos.controllers.network.status import NetlinkStatusController
 from kos.controllers.runtime.controller import Controller
 from kos.resources.network import (
@@ -67,6 +69,7 @@ def network_controllers(
     manage_hostname: bool,
     cmdline: str = "",
     machine_id: str = "",
+    vip_election: Election | None = None,
 ) -> list[Controller]:
     """Every network controller (no defaults for what touches the host: the namespace, the
     /etc directory and the hostname must be chosen by the caller)."""
@@ -77,6 +80,7 @@ def network_controllers(
         ConfigurationLayerController(),
         *merge_controllers(),
         *kernel_controllers(netns),
+        OperatorController(netns, election=vip_election),
         HostnameController(manage=manage_hostname),
         EtcFilesController(etc_dir),
         NodeAddressController(),
