@@ -1,14 +1,17 @@
 """``k8s_controllers(...)``: every Kubernetes controller, from explicit parameters.
 
-machined calls this once (``machined/assembly.py``) with the node's paths and its supervisor::
+machined calls this once (``machined/assembly.py``) with the node's root and supervisor;
+every default path lives under ``root`` (``/`` on a real node, a directory for process nodes)::
 
-    k8s_controllers(supervisor=sup, static_pod_dir="/etc/kubernetes/manifests",
-                    secrets_dir="/system/secrets/kubernetes", kubelet_binary="/usr/local/bin/kubelet")
+    k8s_controllers(supervisor=sup, root="/")   # /etc/kubernetes/manifests, /system/secrets/kubernetes,
+                                                # /usr/local/bin/kubelet, /var/lib/kubelet ...
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 
 from kos.controllers.k8s.applier import ManifestApplyController, ManifestController
 from kos.controllers.k8s.kubelet import KubeletPaths
@@ -26,12 +29,17 @@ from kos.machined.services import Condition, Supervisor
 DEFAULT_SECRETS_DIR = "/system/secrets/kubernetes"
 
 
+def under(root: str, path: str) -> str:
+    return path if root in ("", "/") else str(Path(root) / path.lstrip("/"))
+
+
 def k8s_controllers(
     *,
     supervisor: Supervisor | None,
-    static_pod_dir: str = KubeletPaths.static_pod_dir,
-    secrets_dir: str = DEFAULT_SECRETS_DIR,
-    kubelet_binary: str = DEFAULT_KUBELET_BINARY,
+    root: str = "/",
+    static_pod_dir: str | None = None,
+    secrets_dir: str | None = None,
+    kubelet_binary: str | None = None,
     kubelet_paths: KubeletPaths | None = None,
     kubelet_depends_on: Sequence[Condition] = (),
     api_url: str | None = None,
@@ -39,7 +47,15 @@ def k8s_controllers(
 ) -> list[Controller]:
     """The k8s controllers; without a supervisor the kubelet service controller is left out
     (render-only setups such as tests of the control plane)."""
-    paths = kubelet_paths or KubeletPaths(static_pod_dir=static_pod_dir)
+    static_pod_dir = static_pod_dir or under(root, KubeletPaths.static_pod_dir)
+    secrets_dir = secrets_dir or under(root, DEFAULT_SECRETS_DIR)
+    kubelet_binary = kubelet_binary or under(root, DEFAULT_KUBELET_BINARY)
+    if kubelet_paths is None:
+        defaults = KubeletPaths()
+        kubelet_paths = KubeletPaths(**{f.name: under(root, getattr(defaults, f.name))
+                                        for f in dataclasses.fields(KubeletPaths)})
+        kubelet_paths = dataclasses.replace(kubelet_paths, static_pod_dir=static_pod_dir)
+    paths = kubelet_paths
     if paths.static_pod_dir != static_pod_dir:
         raise ValueError(f"static_pod_dir {static_pod_dir!r} differs from kubelet_paths.static_pod_dir "
                          f"{paths.static_pod_dir!r}: the kubelet would not see the control plane")
