@@ -90,12 +90,15 @@ async def _chunks(path: Path) -> AsyncIterator[bytes]:
             yield chunk
 
 
-async def recover_upload(conn: Connection, path: Path) -> int:
-    """Upload a snapshot with EtcdRecover (before ``bootstrap(recover=True)``); returns bytes sent."""
+async def recover_upload(conn: Connection, path: Path, *, node: str | None = None) -> int:
+    """Upload a snapshot with EtcdRecover (before ``bootstrap(recover=True)``); returns bytes sent.
+    ``node`` must be the endpoint itself (client streams are not forwarded)."""
     size = 0
+    md = {auth.NODE_METADATA: node} if node else None
     try:
         async with conn.channel.request(
-            auth.MACHINE + "EtcdRecover", Cardinality.STREAM_UNARY, RawMessage, RawMessage, timeout=conn.timeout
+            auth.MACHINE + "EtcdRecover", Cardinality.STREAM_UNARY, RawMessage, RawMessage, timeout=conn.timeout,
+            metadata=md,
         ) as s:
             try:
                 async for chunk in _chunks(path):

@@ -144,6 +144,15 @@ class NodeCluster:
         self._conns.append(conn)
         return conn
 
+    def kosconfig(self, path: Path, i: int = 0) -> Path:
+        """Write a kosctl client config (os:admin) whose endpoint is node ``i``."""
+        from kos.apis.client.config import ClientConfig, Context
+
+        ctx = Context(endpoints=[self.nodes[i].endpoint], ca=self.os_ca.cert_pem, crt=self.admin.cert_pem,
+                      key=self.admin.key_pem)
+        ClientConfig(context="kos", contexts={"kos": ctx}).save(path)
+        return path
+
     def connect_as(self, i: int, roles: list[str]) -> Connection:
         who = issue_certificate(self.os_ca, common_name="someone", organizations=roles, client=True)
         conn = Connection(self.nodes[i].endpoint, ca=self.os_ca.cert_pem, identity=who)
