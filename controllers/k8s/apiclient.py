@@ -98,6 +98,9 @@ class KubeClient:
                 except (anyio.EndOfStream, anyio.BrokenResourceError):
                     pass
         data = b"".join(chunks)
+        if not data:
+            raise APIError(0, f"{self.host}:{self.port} closed the connection without a response "
+                              "(client certificate refused?)")
         header, _, payload = data.partition(b"\r\n\r\n")
         lines = header.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ", 2)

@@ -104,6 +104,7 @@ class ManifestApplyController(Controller):
         self.api_url = api_url
         self.retry_interval = retry_interval
         self.applied: dict[str, str] = {}  # id -> digest of what was applied
+        self._client: tuple[tuple[str, str, str], KubeClient] | None = None  # kept for its discovery cache
 
     def inputs(self) -> Sequence[Input]:
         return [Input(MANIFESTS.namespace, MANIFESTS.type),
@@ -152,7 +153,9 @@ class ManifestApplyController(Controller):
 
     async def _apply_all(self, rt: ControllerRuntime, server: str, ca: str, cert: str, key: str,
                          todo: list[tuple[str, ManifestSpec]]) -> str:
-        client = KubeClient(server, tls_context(ca, cert, key))
+        if self._client is None or self._client[0] != (server, ca, cert):
+            self._client = ((server, ca, cert), KubeClient(server, tls_context(ca, cert, key)))
+        client = self._client[1]
         try:
             await client.get("/version")
         except Exception as exc:  # refused, TLS, timeout, HTTP error: all mean "not yet"
