@@ -70,7 +70,8 @@ def call_with_params(fn: Callable[..., Any], params: dict[str, Any]) -> Any:
     for name, p in sig.parameters.items():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        if name in params and params[name] is not None:
+        if name in params and (params[name] is not None or p.default is inspect.Parameter.empty
+                               or p.default is None):
             kwargs[name] = params[name]
         elif p.default is inspect.Parameter.empty:
             raise TypeError(f"{fn.__module__}.{fn.__qualname__}: machined has no value for parameter {name!r}")

@@ -50,7 +50,7 @@ from kos.apis.server.lifecycle import (
     ResetOptions,
     UpgradeUnavailableError,
 )
-from kos.apis.server.machine import ConfigStore, EventBus, MachineService, Mode
+from kos.apis.server.machine import ConfigStore, EventBus, MachineService
 from kos.apis.server.nodepki import NodePKI, generate_client_configuration
 from kos.apis.server.security import SecurityService
 from kos.apis.server.serve import APIServer
@@ -62,7 +62,6 @@ from kos.machined.sequencer import PREEMPTIVE, Phase, Sequence, SequenceBusyErro
 from kos.machined.services import Supervisor
 from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.meta import publish_meta
-from kos.resources.core.resource import Resource
 from kos.resources.pki import CertificateAndKey, generate_ca, issue_certificate
 
 log = structlog.get_logger("kos.machined")
@@ -109,28 +108,13 @@ def _maintenance_identity(names: list[str]) -> CertificateAndKey:
     ], server=True)
 
 
-def validate_config(mode: str) -> Callable[[bytes], list[str]]:
-    """ConfigStore validation with the real config loader: strict load + validate for ``mode``."""
-
-    def check(data: bytes) -> list[str]:
-        from kos.resources.machineconfig import ConfigContainer
-
-        try:
-            text = data.decode()
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"configuration is not UTF-8 text: {exc}") from None
-        container = ConfigContainer.load(text, strict=True)  # ConfigErrors (ValueError) names the paths
-        return [str(w) for w in container.validate(mode)]
-
-    return check
-
-
 @dataclass
 class APIIdentity:
     server: CertificateAndKey
     ca_pem: bytes  # trusted for clients and for forwarding
     forward: CertificateAndKey  # os:impersonator client certificate for node-to-node calls
     source: str  # "APICerts" | "config CA" | "node CA"
+    version: str | None = None  # of the APICerts resource
     pki: NodePKI | None = None  # when issued here (can issue client configs)
 
 
@@ -144,11 +128,16 @@ class MachineNode:
         self.sequencer = Sequencer(self.state, self.events)
         self.host, self.port = split_endpoint(opts.listen, 50000)
         self.names = [n for n in [self.host, socket.gethostname(), *opts.node_names] if n not in ("0.0.0.0", "::")]
-        mode = "container" if opts.platform == "container" else "metal"
-        self.store = ConfigStore(opts.state_dir / "config.yaml", validate=validate_config(mode),
-                                 on_applied=self._applied)
+        from kos.controllers.config.api import ManagedConfigStore
+        from kos.controllers.config.manager import ConfigManager
+
+        mode = "container" if opts.platform in ("container", "process") else "metal"
+        self.manager = ConfigManager(
+            opts.state_dir, validation_mode=mode, platform_source=self._platform_config,
+            reboot_hook=self._config_reboot, events=lambda t, p: self.events.publish(t, p),
+        )  # fmt: skip
+        self.store: ConfigStore = ManagedConfigStore(self.manager)
         self.policy = auth.ResourcePolicy(writable_namespaces=frozenset(opts.writable_namespaces))
-        self.configured = anyio.Event()
         self.action: Action | None = None
         self.supervisor: Supervisor | None = None
         self._tg: TaskGroup | None = None
@@ -157,28 +146,20 @@ class MachineNode:
         self._missing: dict[str, str] = {}
         self.ready = anyio.Event()
 
-    # -- config -----------------------------------------------------------------------------
+    # -- config ---------------------------------------------------------------------------
+    async def _platform_config(self) -> bytes | None:
+        return self.opts.initial_config
+
+    async def _config_reboot(self) -> None:
+        """An applied config needs a reboot (ApplyConfiguration mode reboot/auto)."""
+        try:
+            await self.reboot(False)
+        except LifecycleRefusedError as exc:
+            log.warning("reboot after config apply refused", error=str(exc))
+
     def _config_text(self) -> str | None:
-        data = self.store.current()
-        return data.decode() if data else None
-
-    async def _publish_config(self, text: str) -> None:
-        from kos.resources.config import ACTIVE_ID, MachineConfigSpec
-
-        def apply(r: Resource[Any]) -> None:
-            r.spec = MachineConfigSpec(config=text)
-
-        await self.state.modify(Resource.new(MachineConfigSpec(), ACTIVE_ID), apply)
-
-    async def _applied(self, data: bytes, mode: Mode) -> None:
-        if mode == Mode.STAGED:
-            return
-        self.configured.set()
-        if self._config_published:
-            await self._publish_config(data.decode())
-            self.events.publish("config", {"action": "active", "version": "v1alpha1"})
-
-    _config_published = False
+        active = self.manager.active
+        return active.text if active is not None else None
 
     # -- the boot sequence ------------------------------------------------------------------
     def boot_sequence(self) -> Sequence:
@@ -194,21 +175,32 @@ class MachineNode:
         )  # fmt: skip
 
     async def _task_load_config(self) -> None:
-        if self.store.current():
-            self.configured.set()
-        elif self.opts.initial_config:
-            warnings = self.store.validate(self.opts.initial_config)
-            await anyio.to_thread.run_sync(self.store.write, self.opts.initial_config)
-            log.info("configuration from the platform stored", warnings=warnings)
-            self.configured.set()
-        elif self.opts.maintenance:
+        from kos.controllers.config.assembly import config_controllers
+        from kos.controllers.runtime import Runtime
+
+        runtime = Runtime(self.state)
+        for c in config_controllers(config_manager=self.manager):
+            runtime.register(c)
+        assert self._tg is not None
+        self._tg.start_soon(runtime.run)
+        await self.manager.acquire()
+        if self.manager.maintenance and self.opts.maintenance:
             await self.sequencer.set_stage("maintenance")
             await self._serve_maintenance()
             await self.sequencer.set_stage("booting")
-        text = self._config_text()
-        if text is not None:
-            await self._publish_config(text)
-            self._config_published = True
+        if self.manager.active is not None:
+            await self._wait_machine_config()
+
+    async def _wait_machine_config(self, timeout: float | None = 30.0) -> None:
+        from kos.resources.config import ACTIVE_ID, NAMESPACE, MachineConfigSpec
+        from kos.resources.core.metadata import Kind
+
+        kind = Kind(NAMESPACE, MachineConfigSpec.definition.type)
+        with anyio.fail_after(timeout):
+            async with self.state.watch(kind.pointer(ACTIVE_ID)) as events:
+                async for ev in events:
+                    if ev.resource is not None and ev.type.name in ("CREATED", "UPDATED"):
+                        return
 
     async def _serve_maintenance(self) -> None:
         identity = await anyio.to_thread.run_sync(_maintenance_identity, self.names)
@@ -222,17 +214,16 @@ class MachineNode:
         _write_endpoint(self.opts.state_dir, self.host, server.port)
         self.ready.set()
         try:
-            await self.configured.wait()
+            await self._wait_machine_config(timeout=None)
             log.info("configuration applied in maintenance mode: switching to mutual TLS")
+            await anyio.sleep(0.5)  # closing cancels running calls: let the apply's answer leave
         finally:
             with anyio.CancelScope(shield=True):
                 await server.close(grace=2.0)
 
     def _container(self) -> Any:
-        from kos.resources.machineconfig import ConfigContainer
-
-        text = self._config_text()
-        return ConfigContainer.load(text, strict=False) if text else None
+        active = self.manager.active
+        return active.container if active is not None else None
 
     async def _task_controllers(self) -> None:
         container = self._container()
@@ -241,7 +232,9 @@ class MachineNode:
         from kos.controllers.runtime import Runtime
 
         control_plane = container.machine_type in ("controlplane", "init")
-        if control_plane and self.supervisor is not None and "etcd" not in self.supervisor.ids():
+        # the etcd service is registered on every node (idle unless an EtcdSpec starts it: the
+        # etcd controllers run everywhere and look the service up)
+        if self.supervisor is not None and "etcd" not in self.supervisor.ids():
             definition = _optional("kos.controllers.etcd.assembly", "etcd_service_definition")
             if definition is not None:
                 self.supervisor.add(definition(self._etcd_paths()))
@@ -249,13 +242,28 @@ class MachineNode:
             root=self._root(),
             container_mode=self.opts.platform in ("container", "process"),
             control_plane=control_plane,
-            domain_params={"etcd": {"paths": self._etcd_paths()}},
+            domain_params={
+                "etcd": {"paths": self._etcd_paths()},
+                "network": {
+                    "netns": None,
+                    "etc_dir": "/etc" if self.opts.platform != "process" else str(self.opts.state_dir / "etc"),
+                    "manage_hostname": self.opts.platform != "process",
+                    "cmdline": _cmdline() if self.opts.platform in ("metal", "qemu", "nocloud") else "",
+                    "machine_id": _machine_id(self.opts.state_dir),
+                },
+            },
             state_dir=self.opts.state_dir,
             supervisor=self.supervisor,
             extra_names=list(self.opts.node_names),
             remote=self._remote_signer(container),
         )
-        controllers, missing = assembly.assemble_controllers(ctx)
+        domains = tuple(d for d in assembly.DOMAINS if d != "config")
+        if self.opts.platform == "process":
+            domains = tuple(d for d in domains if d != "network")
+            self.sequencer.set_condition(
+                "controllers network", "not run in process mode: it would manage the host's own network"
+            )
+        controllers, missing = assembly.assemble_controllers(ctx, domains)
         self._missing = missing
         for domain, reason in missing.items():
             self.sequencer.set_condition(f"controllers {domain}", reason)
@@ -296,7 +304,7 @@ class MachineNode:
         else:
             source = "node CA"
         pki = await anyio.to_thread.run_sync(NodePKI.load_or_create, sd, self.names)
-        return APIIdentity(pki.server, pki.ca.cert_pem, pki.node, source, pki)
+        return APIIdentity(pki.server, pki.ca.cert_pem, pki.node, source, pki=pki)
 
     async def _wait_api_certs(self, timeout: float) -> APIIdentity | None:
         try:
@@ -315,7 +323,7 @@ class MachineNode:
                             else CertificateAndKey(s.server_cert.encode(), s.server_key.encode())
                         return APIIdentity(
                             CertificateAndKey(s.server_cert.encode(), s.server_key.encode()),
-                            s.ca_cert.encode(), fwd, "APICerts",
+                            s.ca_cert.encode(), fwd, "APICerts", version=str(r.metadata.version),
                         )
         log.warning("APICerts did not appear in time: issuing the API certificate locally", timeout=timeout)
         self.sequencer.set_condition("apiCerts", f"APICerts(secrets/api) did not appear within {timeout:g} s")
@@ -349,6 +357,19 @@ class MachineNode:
             await anyio.to_thread.run_sync(cfg.save, self.opts.state_dir / "kosconfig")
         _write_endpoint(self.opts.state_dir, self.host, self._server.port)
         self.events.publish("api", {"action": "listening", "port": self._server.port, "certificates": ident.source})
+        assert self._tg is not None
+        if ident.source == "APICerts":
+            from kos.controllers.secrets.trustd import follow_api_certs
+
+            server = self._server
+            self._tg.start_soon(lambda: follow_api_certs(
+                self.state, lambda pair, ca: server.reload_identity(pair, ca), skip_version=ident.version
+            ))
+            container = self._container()
+            if container is not None and container.machine_type in ("controlplane", "init"):
+                from kos.controllers.secrets.trustd import run_trustd
+
+                await self._tg.start(run_trustd, self.state)
         self.ready.set()
 
     def _extensions(self) -> list[Any]:
@@ -520,6 +541,26 @@ class MachineNode:
                 log.info("machined stopped", action=self.action.value if self.action else None)
             tg.cancel_scope.cancel()
         return self.action or Action.SHUTDOWN
+
+
+def _cmdline() -> str:
+    try:
+        return Path("/proc/cmdline").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _machine_id(state_dir: Path) -> str:
+    """A stable id of this machine, kept on STATE (``machine-id``)."""
+    path = state_dir / "machine-id"
+    try:
+        return path.read_text().strip()
+    except OSError:
+        pass
+    mid = uuid.uuid4().hex
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(mid + "\n")
+    return mid
 
 
 def _optional(module: str, name: str) -> Any:

@@ -223,15 +223,9 @@ class Sequencer:
         if self._stage != "running":
             out.append(UnmetCondition("stage", f"machine is {self._stage}, not running"))
         for svc in await self.state.list(SERVICES):
-            s = svc.spec
-            if s.state == "Skipped":
-                continue
-            if not s.running:
-                out.append(UnmetCondition("service " + svc.id, f"{s.state}: {s.message}".rstrip(": ")))
-            elif not s.healthy and not s.unknown:
-                out.append(UnmetCondition("service " + svc.id, f"unhealthy: {s.message}".rstrip(": ")))
-            elif s.unknown:
-                out.append(UnmetCondition("service " + svc.id, "health unknown"))
+            reason = service_unmet(svc.spec)
+            if reason is not None:
+                out.append(UnmetCondition("service " + svc.id, reason))
         out.extend(UnmetCondition(k, v) for k, v in sorted(self._conditions.items()))
         return out
 
@@ -262,6 +256,21 @@ class Sequencer:
                     last = cur
                 with anyio.move_on_after(interval):
                     await changed.wait()
+
+
+def service_unmet(s: Any) -> str | None:
+    """Why a service keeps the node from being ready, or None. A registered service that was
+    never started (Waiting, no message) or finished is fine; one that is starting, waiting for
+    a dependency or a restart, failed, or running unhealthy is not. Health unknown (no probe
+    yet, or none defined) counts as fine once running."""
+    state = s.state
+    if state in ("Skipped", "Finished") or (state == "Waiting" and not s.message):
+        return None
+    if state == "Running":
+        if s.healthy or s.unknown:
+            return None
+        return "unhealthy" + (f": {s.message}" if s.message else "")
+    return state + (f": {s.message}" if s.message else "")
 
 
 async def machine_status(state: State) -> MachineStatusSpec | None:

@@ -17,6 +17,7 @@ from kos.machined.sequencer import (
     SequenceError,
     Sequencer,
     phases,
+    service_unmet,
 )
 from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.resource import Resource
@@ -110,10 +111,24 @@ async def test_reboot_preempts_boot_and_other_overlaps_are_refused() -> None:
     assert seq.stage == "rebooting"
 
 
+@pytest.mark.parametrize(("spec", "unmet"), [
+    (ServiceSpec(state="Waiting"), None),
+    (ServiceSpec(state="Waiting", message="waiting for etcd"), "Waiting: waiting for etcd"),
+    (ServiceSpec(state="Running", running=True, healthy=True, unknown=False), None),
+    (ServiceSpec(state="Running", running=True, unknown=True), None),
+    (ServiceSpec(state="Running", running=True, unknown=False, message="no leader"), "unhealthy: no leader"),
+    (ServiceSpec(state="Failed", message="exit 1"), "Failed: exit 1"),
+    (ServiceSpec(state="Finished"), None),
+])  # fmt: skip
+async def test_service_readiness_rules(spec: ServiceSpec, unmet: str | None) -> None:
+    assert service_unmet(spec) == unmet
+
+
 async def test_readiness_lists_unmet_conditions_until_met() -> None:
     state = InMemoryState()
     seq = Sequencer(state, EventBus())
     await state.create(Resource.new(ServiceSpec(state="Starting"), "etcd"), owner="supervisor")
+    await state.create(Resource.new(ServiceSpec(state="Waiting"), "idle"), owner="supervisor")  # never started
     async with anyio.create_task_group() as tg:
         tg.start_soon(seq.readiness_loop)
         await seq.run(Sequence("boot", "booting", (), final_stage="running"))

@@ -1,0 +1,279 @@
+"""``kosctl health``: cluster health checks, printed one per line as they pass (talosctl style).
+
+Checks, in order (each retried until it passes or ``--wait-timeout`` runs out):
+
+1. all nodes' API answers (Version through the endpoint, forwarded with ``node`` metadata);
+2. all nodes finished booting (``MachineStatus`` stage ``running``);
+3. etcd is healthy on every control plane (EtcdMemberList answers);
+4. etcd members are consistent across the control planes (same member ids everywhere);
+5. etcd members are exactly the control-plane nodes (one voting member per control plane,
+   each advertising that node's address);
+6. no service failed on any node (ServiceList);
+7. all nodes are ready (``MachineStatus.ready``; otherwise the unmet conditions are shown).
+   A node whose only unmet conditions are services waiting for a binary the host does not
+   have (the kubelet: no Kubernetes binaries are installable on this machine) passes, and
+   the check's note names them, so the gap stays visible.
+
+The first failing check is reported with its last error and the command exits 1. Nodes are
+given with ``--control-plane-nodes`` and ``--worker-nodes`` (addresses as the endpoint
+reaches them), or taken from a local cluster's state with ``--cluster NAME``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kos.apis.kosctl.errors import CLIError
+
+M = "/kos.machine.MachineService/"
+
+
+class CheckFailed(Exception):
+    pass
+
+
+@dataclass
+class ClusterNodes:
+    control_planes: list[str]
+    workers: list[str] = field(default_factory=list)
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.control_planes, *self.workers]
+
+
+Check = Callable[[Any, ClusterNodes], Awaitable[str | None]]
+
+
+async def _version(conn: Any, nodes: ClusterNodes) -> str | None:
+    from kos.apis.client.connection import APIError
+    from kos.apis.gen.kos import machine as pb
+
+    bad = []
+    for n in nodes.all:
+        try:
+            resp = pb.VersionResponse().parse(await conn.unary(M + "Version", b"", node=n, timeout=5))
+        except APIError as exc:
+            bad.append(f"{n}: {exc.status.name}: {exc.message}")
+            continue
+        if resp.maintenance:
+            bad.append(f"{n}: still in maintenance mode")
+    if bad:
+        raise CheckFailed("; ".join(bad))
+    return None
+
+
+async def _machine_status(conn: Any, node: str) -> Any:
+    from kos.apis.client.connection import APIError
+    from kos.apis.client.state import GrpcState
+    from kos.resources.core.errors import NotFoundError
+    from kos.resources.runtime import MACHINE_STATUS_ID, MACHINE_STATUSES
+
+    try:
+        return (await GrpcState(conn, node=node).get(MACHINE_STATUSES.pointer(MACHINE_STATUS_ID))).spec
+    except NotFoundError:
+        raise CheckFailed(f"{node}: no MachineStatus yet") from None
+    except APIError as exc:
+        raise CheckFailed(f"{node}: {exc.status.name}: {exc.message}") from None
+
+
+async def _booted(conn: Any, nodes: ClusterNodes) -> str | None:
+    bad = []
+    for n in nodes.all:
+        st = await _machine_status(conn, n)
+        if st.stage != "running":
+            bad.append(f"{n}: stage {st.stage}" + (f" (phase {st.phase})" if st.phase else ""))
+    if bad:
+        raise CheckFailed("; ".join(bad))
+    return None
+
+
+async def _members(conn: Any, node: str) -> list[Any]:
+    from kos.apis.client.connection import APIError
+    from kos.apis.gen.kos import machine as pb
+
+    try:
+        data = await conn.unary(M + "EtcdMemberList", b"", node=node, timeout=10)
+    except APIError as exc:
+        raise CheckFailed(f"{node}: {exc.status.name}: {exc.message}") from None
+    return list(pb.EtcdMemberListResponse().parse(data).members)
+
+
+async def _etcd_healthy(conn: Any, nodes: ClusterNodes) -> str | None:
+    if not nodes.control_planes:
+        raise CheckFailed("no control-plane nodes given")
+    for n in nodes.control_planes:
+        await _members(conn, n)
+    return None
+
+
+async def _etcd_consistent(conn: Any, nodes: ClusterNodes) -> str | None:
+    seen: dict[str, list[str]] = {}
+    for n in nodes.control_planes:
+        seen[n] = sorted(f"{m.id:x}" for m in await _members(conn, n))
+    first = next(iter(seen.values()))
+    bad = {n: ids for n, ids in seen.items() if ids != first}
+    if bad:
+        raise CheckFailed("member lists differ: " + "; ".join(f"{n}: {ids}" for n, ids in seen.items()))
+    return f"{len(first)} members"
+
+
+def _host(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    return rest.rsplit(":", 1)[0].strip("[]")
+
+
+async def _etcd_members_are_cps(conn: Any, nodes: ClusterNodes) -> str | None:
+    members = await _members(conn, nodes.control_planes[0])
+    learners = [m.hostname or f"{m.id:x}" for m in members if m.is_learner]
+    if learners:
+        raise CheckFailed(f"learners not promoted yet: {learners}")
+    hosts = sorted(h for m in members for h in {_host(u) for u in m.peer_urls})
+    want = sorted(_host(n) for n in nodes.control_planes)
+    if hosts != want:
+        raise CheckFailed(f"etcd members advertise {hosts}, expected the control planes {want}")
+    return None
+
+
+async def _services(conn: Any, nodes: ClusterNodes) -> str | None:
+    from kos.apis.client.connection import APIError
+    from kos.apis.gen.kos import machine as pb
+
+    bad = []
+    for n in nodes.all:
+        try:
+            resp = pb.ServiceListResponse().parse(await conn.unary(M + "ServiceList", b"", node=n, timeout=10))
+        except APIError as exc:
+            raise CheckFailed(f"{n}: {exc.status.name}: {exc.message}") from None
+        bad += [f"{n}: {s.id} {s.state}" for s in resp.services if s.state == "Failed"]
+    if bad:
+        raise CheckFailed("failed services: " + "; ".join(bad))
+    return None
+
+
+MISSING_BINARY = "binary not found"
+
+
+async def _ready(conn: Any, nodes: ClusterNodes) -> str | None:
+    """Ready everywhere; a node whose only unmet conditions are services waiting for a binary
+    this host does not have (kubelet here) passes with that named in the note."""
+    bad, missing = [], []
+    for n in nodes.all:
+        st = await _machine_status(conn, n)
+        if st.ready:
+            continue
+        conds = list(st.unmet_conditions)
+        if conds and all(MISSING_BINARY in c.reason for c in conds):
+            missing += [f"{n}: {c.name}" for c in conds]
+            continue
+        unmet = "; ".join(f"{c.name}: {c.reason}" for c in conds) or "not ready"
+        bad.append(f"{n}: {unmet}")
+    if bad:
+        raise CheckFailed(" | ".join(bad))
+    return f"except services whose binary is not installed here: {', '.join(missing)}" if missing else None
+
+
+CHECKS: list[tuple[str, Check]] = [
+    ("all nodes' API to answer", _version),
+    ("all nodes to finish booting", _booted),
+    ("etcd to be healthy on every control plane", _etcd_healthy),
+    ("etcd members to be consistent across nodes", _etcd_consistent),
+    ("etcd members to be the control-plane nodes", _etcd_members_are_cps),
+    ("no failed services", _services),
+    ("all nodes to be ready", _ready),
+]
+
+
+async def run_checks(
+    conn: Any,
+    nodes: ClusterNodes,
+    *,
+    timeout: float,
+    out: Callable[[str], None] = print,
+    poll: float = 1.0,
+) -> bool:
+    """Run every check until it passes; False (after printing why) on the first that does not."""
+    import anyio
+
+    deadline = time.monotonic() + timeout
+    for title, check in CHECKS:
+        last = ""
+        while True:
+            try:
+                note = await check(conn, nodes)
+            except CheckFailed as exc:
+                if str(exc) != last:
+                    out(f"waiting for {title}: {exc}")
+                    last = str(exc)
+                if time.monotonic() >= deadline:
+                    out(f"waiting for {title}: FAILED (timeout)")
+                    return False
+                await anyio.sleep(poll)
+                continue
+            out(f"waiting for {title}: OK" + (f" ({note})" if note else ""))
+            break
+    return True
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("health", help="check the cluster's health (etcd, services, readiness)")
+    p.add_argument("-e", "--endpoints", default=argparse.SUPPRESS, help="API endpoint to go through")
+    p.add_argument("--cluster", help="a local cluster (kosctl cluster create): take its nodes")
+    p.add_argument("--control-plane-nodes", default="", help="comma-separated control-plane node addresses")
+    p.add_argument("--worker-nodes", default="", help="comma-separated worker node addresses")
+    p.add_argument("--wait-timeout", type=float, default=60.0, help="seconds to wait for every check (default 60)")
+    p.set_defaults(func=run)
+
+
+def _split(value: str) -> list[str]:
+    return [x.strip() for x in value.split(",") if x.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    import anyio
+
+    from kos.apis.client.config import ClientConfig, ConfigError
+    from kos.apis.client.connection import Connection
+
+    if args.wait_timeout <= 0:
+        raise CLIError(f"--wait-timeout {args.wait_timeout}: expected a positive number of seconds")
+    try:
+        cfg = ClientConfig.load(getattr(args, "kosconfig", None), missing_ok=False)
+        name, ctx = cfg.current() if not getattr(args, "context", None) else (args.context, cfg.contexts[args.context])
+    except (ConfigError, KeyError) as exc:
+        raise CLIError(f"client config: {exc}") from None
+    cps, workers = _split(args.control_plane_nodes), _split(args.worker_nodes)
+    if args.cluster:
+        from kos.platform.provision.namespaces import NamespaceProvisioner, ProvisionError
+
+        try:
+            state = NamespaceProvisioner().load(args.cluster)
+        except ProvisionError as exc:
+            raise CLIError(str(exc)) from None
+        cps = [n.ip for n in state.nodes if n.role == "controlplane"]
+        workers = [n.ip for n in state.nodes if n.role == "worker"]
+    if not cps:
+        cps = list(ctx.nodes[:1])
+        if not cps:
+            raise CLIError("no control-plane nodes: give --control-plane-nodes or --cluster")
+    endpoint = getattr(args, "endpoints", None)
+    endpoint = _split(endpoint)[0] if endpoint else None
+
+    async def go() -> bool:
+        async with Connection.from_context(ctx, endpoint=endpoint, timeout=15) as conn:
+            return await run_checks(conn, ClusterNodes(cps, workers), timeout=args.wait_timeout,
+                                    out=lambda s: print(s, flush=True))
+
+    try:
+        ok = anyio.run(go)
+    except ValueError as exc:
+        raise CLIError(f"context {name!r}: {exc}") from None
+    if not ok:
+        print("health: FAILED", file=sys.stderr)
+        return 1
+    return 0
