@@ -86,13 +86,20 @@ def _write_back(dst: Metadata, src: Metadata) -> None:
     dst.finalizers = src.finalizers
 
 
+def _access_denied(msg: str) -> bool:
+    """An API access denial (not an owner conflict), also when forwarded ("node X: access denied: ...")."""
+    if msg.startswith("node "):
+        msg = msg.split(": ", 1)[-1]
+    return msg.startswith(auth.ACCESS_DENIED_PREFIX)
+
+
 def _map_error(exc: APIError, method: str, ptr: Pointer | None) -> Exception:
     msg = exc.message
     st = exc.status
     if st == Status.NOT_FOUND:
         return NotFoundError(ptr, msg)
     if st == Status.PERMISSION_DENIED:
-        if msg.startswith(auth.ACCESS_DENIED_PREFIX):
+        if _access_denied(msg):
             return AccessDeniedError(f"{exc.node}: {msg}")
         return OwnerConflictError(ptr, msg)
     if st == Status.INVALID_ARGUMENT and method == "Update" and "phase" in msg:
