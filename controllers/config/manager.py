@@ -241,6 +241,9 @@ class ConfigManager:
         needs_reboot = reboot_required(cur, new.container) if cur is not None else []
         if dry_run:
             return ApplyOutcome(warnings, "Dry run: nothing applied", diff or "No changes.")
+        if cur is None and mode in ("staged", "try"):
+            raise ApplyError(ErrorCode.FAILED_PRECONDITION,
+                             f"mode {mode}: no config is in effect yet (maintenance mode); apply with mode auto first")
         if mode == "try" and try_timeout <= 0:
             raise ApplyError(ErrorCode.INVALID_ARGUMENT,
                              f"try_timeout: {try_timeout} is invalid, expected a positive number of seconds")

@@ -97,6 +97,12 @@ async def test_apply_modes(tmp_path: Path) -> None:
         rebooted.append(True)
 
     async with node(tmp_path) as (state, m):
+        # maintenance: staged/try need a config in effect first
+        for mode in ("staged", "try"):
+            with pytest.raises(ApplyError, match="maintenance mode") as ei:
+                await m.apply(cp.encode(), mode, try_timeout=1)
+            assert ei.value.code == ErrorCode.FAILED_PRECONDITION
+        assert not (tmp_path / "config.staged.yaml").exists()
         # maintenance: the first apply puts it in effect
         out = await m.apply(cp.encode(), "auto")
         assert out.changed
