@@ -65,7 +65,7 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
 
 
 @asynccontextmanager
-async def start_node(tmp_path: Path) -> AsyncIterator[Node]:
+async def start_node(tmp_path: Path, addresses: list[str] | None = None) -> AsyncIterator[Node]:
     bundle = SecretsBundle.generate()
     gen = generate(GenOptions("kos-test", "https://10.5.0.2:6443"), bundle)
     state = InMemoryState(history_max=4096)
@@ -84,7 +84,8 @@ async def start_node(tmp_path: Path) -> AsyncIterator[Node]:
                                         namespace="config"))
         await state.create(Resource.new(HostnameStatusSpec(hostname="Node-1", domainname="example.org"), "hostname"))
         for id in ("routed", "accumulative", "current", "default"):
-            await state.create(Resource.new(NodeAddressSpec(addresses=["10.5.0.2/24", "fd00::2/64"]), id))
+            addrs = addresses or ["10.5.0.2/24", "fd00::2/64"]
+            await state.create(Resource.new(NodeAddressSpec(addresses=addrs), id))
         yield Node(state, gen.controlplane, bundle, tmp_path)
         tg.cancel_scope.cancel()
 
