@@ -89,6 +89,7 @@ class NodeCluster:
         self.stop_timeout = stop_timeout
         self.nodes: list[ApiNode] = []
         self._stack = AsyncExitStack()
+        self._tg: anyio.abc.TaskGroup | None = None
         self._conns: list[Connection] = []
 
     def ip(self, i: int) -> str:
@@ -207,12 +208,20 @@ class NodeCluster:
         node.stop_requested.set()
         await node.finished.wait()
 
+    async def restart_node(self, i: int) -> ApiNode:
+        """Stop node ``i`` and start it again on the same disk (a new in-memory state, like a
+        machined restart): it must find its etcd member, and its bootstrap marker, on disk."""
+        assert self._tg is not None
+        await self.stop_node(i)
+        self.nodes[i] = await self._tg.start(self._node, i)
+        return self.nodes[i]
+
     async def __aenter__(self) -> NodeCluster:
         await anyio.to_thread.run_sync(self._prepare)
-        tg = await self._stack.enter_async_context(anyio.create_task_group())
+        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         self._stack.push_async_callback(self._stop_all)
         for i in range(self.size):
-            self.nodes.append(await tg.start(self._node, i))
+            self.nodes.append(await self._tg.start(self._node, i))
         return self
 
     async def _stop_all(self) -> None:

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
-import grpclib.const
 
 from kos.apis.etcd import EtcdClient, EtcdError
 from kos.controllers.etcd.join import add_learner, joining_spec, promote_when_ready, restore_snapshot
@@ -167,7 +166,7 @@ class EtcdSpecController(Controller):
         self.join_retry = join_retry
         self.join_timeout = join_timeout
         self.etcdctl = etcdctl
-        self._promote: tuple[list[str], int] | None = None  # (endpoints, learner id) left to promote
+        self._promote: list[str] | None = None  # join endpoints while this member may still be a learner
 
     def inputs(self) -> Sequence[Input]:
         return [
@@ -242,10 +241,13 @@ class EtcdSpecController(Controller):
                     base, initial_cluster=dict(current.spec.initial_cluster),
                     initial_cluster_state=current.spec.initial_cluster_state,
                 ))
-            return await self._promote_pending(rt)
+            return await self._promote_pending(rt, base)
         if await anyio.to_thread.run_sync(has_member, self.paths.data_dir):
             log.info("etcd data dir holds a member: starting it")
             await self._write(rt, base)
+            if not marker.bootstrapped:  # a joined member: finish a promotion a restart interrupted
+                self._promote = [e for e in cfg_r.spec.join_endpoints if e not in base.advertise_client_urls]
+                return await self._promote_pending(rt, base)
             return None
         if marker.bootstrapped:
             if marker.recover_from:
@@ -275,22 +277,27 @@ class EtcdSpecController(Controller):
             return self.join_retry
         rt.logger.info("joining etcd as a learner", member=plan.member.hex_id, cluster=sorted(plan.initial_cluster))
         await self._write(rt, joining_spec(base, plan))
-        self._promote = (endpoints, plan.member.id)
-        return await self._promote_pending(rt)
+        self._promote = endpoints
+        return await self._promote_pending(rt, base)
 
-    async def _promote_pending(self, rt: ControllerRuntime) -> float | None:
-        if self._promote is None:
+    async def _promote_pending(self, rt: ControllerRuntime, base: EtcdSpecSpec) -> float | None:
+        """Promote this member if it is still a learner (found by its peer URLs)."""
+        if not self._promote:
             return None
-        endpoints, member_id = self._promote
+        endpoints = self._promote
         try:
             async with EtcdClient(endpoints, self.paths.admin_tls, timeout=3.0) as c:
-                await promote_when_ready(c, member_id, timeout=self.join_timeout, interval=0.2)
+                me = next((m for m in await c.member_list() if set(m.peer_urls) == set(base.advertise_peer_urls)),
+                          None)
+                if me is None:
+                    rt.logger.warning("this node is not an etcd member (removed?): nothing to promote")
+                    self._promote = None
+                    return None
+                if me.is_learner:
+                    await promote_when_ready(c, me.id, timeout=self.join_timeout, interval=0.2)
+                    rt.logger.info("etcd learner promoted to voter", member=me.hex_id)
         except (EtcdError, TimeoutError, OSError) as exc:
-            if isinstance(exc, EtcdError) and exc.status == grpclib.const.Status.NOT_FOUND:
-                self._promote = None
-                return None
-            rt.logger.warning("etcd learner not promoted yet", member=f"{member_id:x}", reason=str(exc))
+            rt.logger.warning("etcd learner not promoted yet", reason=str(exc))
             return self.join_retry
-        rt.logger.info("etcd learner promoted to voter", member=f"{member_id:x}")
         self._promote = None
         return None

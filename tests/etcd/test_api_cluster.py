@@ -1,8 +1,8 @@
 """Three in-process control-plane nodes (state + controllers + supervisor + machine API over
 mTLS each, real etcd): Bootstrap RPC on one, the others join by themselves as learners and are
-promoted; member lists agree through the API; a killed etcd comes back; leadership is
-forfeited; a member is removed, another leaves; a snapshot taken over the API (as os:etcd:backup) recovers a
-fresh single node with the data intact."""
+promoted; member lists agree through the API; a killed etcd comes back; a restarted node finds
+its member on disk; leadership is forfeited; a member is removed, another leaves; a snapshot
+taken over the API (as os:etcd:backup) recovers a fresh single node with the data intact."""
 
 from __future__ import annotations
 
@@ -97,6 +97,14 @@ async def test_bootstrap_join_crash_remove_snapshot_recover(tmp_path: Path) -> N
         await sup1.wait_for("etcd", lambda s: s.pid not in (0, pid) and s.healthy, timeout=30)
         print(f"crash -> healthy in {time.monotonic() - t1:.2f}s")
         await voters(cl, 1, 3)
+
+        # machined restarts on node 0 (state lost, disk kept): its member comes back by itself,
+        # and the persisted marker still refuses a second Bootstrap
+        n0 = await cl.restart_node(0)
+        await assert_resources(n0.state, ETCD_MEMBERS, ["local"], timeout=30)
+        await expect(Status.FAILED_PRECONDITION, "etcd is already bootstrapped", etcd_api.bootstrap(cl.connect(0)))
+        await voters(cl, 0, 3)
+        conn0 = cl.connect(0)
 
         # forfeit leadership on the leader: someone else leads afterwards
         async with cl.etcd_client() as c:
