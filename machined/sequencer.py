@@ -263,14 +263,15 @@ def service_unmet(s: Any) -> str | None:
     never started (Waiting, no message) or finished is fine; one that is starting, waiting for
     a dependency or a restart, failed, or running unhealthy is not. Health unknown (no probe
     yet, or none defined) counts as fine once running."""
-    state = s.state
-    if state in ("Skipped", "Finished") or (state == "Waiting" and not s.message):
+    state: str = s.state
+    msg: str = s.message
+    if state in ("Skipped", "Finished") or (state == "Waiting" and not msg):
         return None
     if state == "Running":
         if s.healthy or s.unknown:
             return None
-        return "unhealthy" + (f": {s.message}" if s.message else "")
-    return state + (f": {s.message}" if s.message else "")
+        return "unhealthy" + (f": {msg}" if msg else "")
+    return state + (f": {msg}" if msg else "")
 
 
 async def machine_status(state: State) -> MachineStatusSpec | None:
