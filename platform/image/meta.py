@@ -40,13 +40,14 @@ class MetaError(ValueError):
 
 def encode(values: dict[str, str]) -> bytes:
     lines = [HEADER]
-    for k in sorted(values):
-        v = values[k]
+    body = []
+    for k, v in values.items():
         if not KEY_RE.match(k):
             raise MetaError(f"META key {k!r}: expected 1-32 characters of [a-z0-9_-]")
         if not VALUE_RE.match(v):
             raise MetaError(f"META value for {k!r}: {v!r}: expected at most 200 printable ASCII characters, no '='")
-        lines.append(f"{k}={v}")
+        body.append(f"{k}={v}")
+    lines += sorted(body)  # sorted as lines (byte order), like `sort` in the initramfs
     lines.append("end")
     raw = ("\n".join(lines) + "\n").encode()
     if len(raw) > BLOCK:

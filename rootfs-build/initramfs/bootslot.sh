@@ -53,8 +53,8 @@ kos_next_boot() {
   fi
   kv="${rest}active=$active$nl"
   [ -n "$fallback" ] && kv="${kv}fallback=$fallback${nl}tries=$tries$nl"
-  text="KOSMETA1$nl$(printf '%s' "$kv" | sort)${nl}end$nl"
-  { printf '%s' "$text"; head -c $((4096 - ${#text})) /dev/zero; } | dd of="$dev" bs=4096 count=1 conv=notrunc 2>/dev/null
+  text="KOSMETA1$nl$(printf '%s' "$kv" | LC_ALL=C sort)${nl}end$nl"
+  { printf '%s' "$text"; head -c $((4096 - ${#text})) /dev/zero; } | dd of="$dev" bs=4096 conv=notrunc 2>/dev/null  # no count: a pipe gives short reads
   sync
   echo "$active"
 }
