@@ -135,3 +135,32 @@ async def test_trustd_reloads_its_certificate_on_rotation() -> None:
         verify_chain(second, ca_pem)
         assert load_certificate(second).serial_number != load_certificate(first).serial_number
         tg.cancel_scope.cancel()
+
+
+async def test_api_server_follows_api_certs_without_restart() -> None:
+    from kos.apis.server.loopback import serve_state
+    from kos.controllers.secrets.trustd import follow_api_certs
+
+    cp, _ = configs()
+    ca_pem = cp.config.machine.ca.to_pair().cert_pem
+    state, rt = await _node(cp.to_yaml(), "127.0.0.1/8", "cp-1", ttl=datetime.timedelta(seconds=8))
+    async with anyio.create_task_group() as tg, serve_state(state) as api:
+        trust = ca_pem + api.pki.ca.cert_pem
+        loopback_cert = await _served_cert(api.server.port, trust)
+        tg.start_soon(rt.run)
+        tg.start_soon(follow_api_certs, state, lambda pair, ca: api.server.reload_identity(pair, ca))
+
+        async def served_becomes(expected: bytes) -> None:
+            for _ in range(200):
+                if await _served_cert(api.server.port, trust) == expected:
+                    return
+                await anyio.sleep(0.05)
+            raise AssertionError("the API server did not switch to the expected certificate")
+
+        first = (await assert_resources(state, s.API_CERTS, [s.API_CERTS_ID], timeout=20))[s.API_CERTS_ID].spec
+        await served_becomes(first.server_cert.encode())  # the same server, now with the node's certificate
+        assert first.server_cert.encode() != loopback_cert
+        renewed = await assert_resources(state, s.API_CERTS, [s.API_CERTS_ID],
+                                         lambda r: r.spec.server_cert != first.server_cert, timeout=20)
+        await served_becomes(renewed[s.API_CERTS_ID].spec.server_cert.encode())
+        tg.cancel_scope.cancel()
