@@ -214,7 +214,8 @@ class AddressApplyController(_ApplyController):
         link = self.link(spec.link_name, what)
         if (link.index, cidr) in self.present:
             return
-        await nl.address_add(link.index, cidr, valid=spec.valid_lifetime, preferred=spec.preferred_lifetime)
+        await nl.address_add(link.index, cidr, scope=spec.scope, valid=spec.valid_lifetime,
+                             preferred=spec.preferred_lifetime)
 
     async def remove(self, nl: Netlink, spec: AddressSpecSpec) -> None:
         link = self.links.get(spec.link_name)

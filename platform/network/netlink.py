@@ -279,9 +279,11 @@ class Netlink:
         await self._call(f"delete link {index}", lambda ipr: ipr.link("del", index=index))
 
     # -- addresses -----------------------------------------------------------------------------
-    async def address_add(self, index: int, cidr: str, *, valid: int = 0, preferred: int = 0) -> None:
+    async def address_add(self, index: int, cidr: str, *, scope: str = "", valid: int = 0, preferred: int = 0) -> None:
+        """Add (or refresh) an address. ``scope`` "" = host for loopback addresses, else global."""
         iface = ipaddress.ip_interface(cidr)
         kw: dict[str, Any] = {"index": index, "address": str(iface.ip), "prefixlen": iface.network.prefixlen}
+        kw["scope"] = SCOPE_IDS.get(scope or ("host" if iface.ip.is_loopback else "global"), 0)
         if iface.version == 4 and iface.network.prefixlen < 31:
             kw["broadcast"] = str(iface.network.broadcast_address)
         if valid:

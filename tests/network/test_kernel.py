@@ -134,10 +134,13 @@ async def test_config_applied_changed_and_removed(tmp_path: Path) -> None:
             await eventually(lambda: ("br0", "10.5.0.2/24") in addresses(path), "address on br0")
             await eventually(lambda: ("default", "10.5.0.1", "br0") in routes(path), "default route")
             await eventually(lambda: ("192.168.50.0/24", "10.5.0.1", "br0") in routes(path), "static route")
-            ls = links(path)
-            assert ls["br0"]["mtu"] == 1400 and "UP" in ls["br0"]["flags"]
-            assert ls["veth0"]["master"] == "br0" and "UP" in ls["veth0"]["flags"]
+            await eventually(lambda: links(path)["br0"]["mtu"] == 1400 and "UP" in links(path)["br0"]["flags"], "br0")
+            await eventually(lambda: links(path)["veth0"].get("master") == "br0" and
+                             "UP" in links(path)["veth0"]["flags"], "veth0 enslaved and up")
             assert ("lo", "127.0.0.1/8") in addresses(path) and "UP" in links(path)["lo"]["flags"]
+            # loopback keeps host scope (a global 127.0.0.1 would become the source of DHCP broadcasts)
+            lo = next(link for link in kernel(path, "addr show") if link["ifname"] == "lo")
+            assert {a["scope"] for a in lo["addr_info"]} == {"host"}
             # the status controller saw it too (netlink events)
             await assert_resources(state, ADDRESS_STATUSES, ["br0/10.5.0.2/24"], lambda r: r.spec.link_name == "br0")
             await assert_resources(state, LINK_STATUSES, ["br0"],
@@ -248,8 +251,8 @@ async def test_hostname_resolvers_hosts_node_addresses_and_status(tmp_path: Path
             await assert_resources(state, ETC_FILE_STATUSES, ["resolv.conf", "hosts", "hostname"])
             resolv = (tmp_path / "resolv.conf").read_text()
             assert "nameserver 10.5.0.53\nnameserver 9.9.9.9\nsearch example.org\n" in resolv
-            hosts = (tmp_path / "hosts").read_text()
-            assert "10.5.0.2\tn1.example.org n1\n" in hosts and "10.5.0.9\tnine nine.example.org\n" in hosts
+            await eventually(lambda: "10.5.0.2\tn1.example.org n1\n" in (tmp_path / "hosts").read_text(), "hosts")
+            assert "10.5.0.9\tnine nine.example.org\n" in (tmp_path / "hosts").read_text()
             assert (tmp_path / "hostname").read_text() == "n1\n"
             # a new address is added to current and accumulative; removed: only accumulative keeps it
             await put_config(state, FILES_CONFIG.replace("10.5.0.2/24", "10.5.0.3/24"))
