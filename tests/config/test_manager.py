@@ -187,6 +187,13 @@ async def test_staged_takes_effect_on_next_start(tmp_path: Path) -> None:
         assert "next start" in out.details
         await assert_resources(state, MC, [STAGED_ID], has(staged))
         assert (await state.get(mc_ptr())).spec.config == cp
+        # an explicit apply discards the staged one (file and resource)
+        await m.apply(staged.encode(), "staged")
+        live = patched(cp, lambda c: setattr(c.machine, "sysctls", {"vm.swappiness": "3"}))
+        await m.apply(live.encode(), "no-reboot")
+        await assert_no_resource(state, mc_ptr(STAGED_ID))
+        assert not (tmp_path / "config.staged.yaml").exists()
+        await m.apply(staged.encode(), "staged")
     async with node(tmp_path) as (state, m):
         await assert_resources(state, MC, [ACTIVE_ID], has(staged))
         await assert_no_resource(state, mc_ptr(STAGED_ID))
