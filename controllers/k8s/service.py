@@ -5,10 +5,11 @@ and the cluster CA to the paths of ``KubeletPaths``, registers the ``kubelet`` s
 the supervisor once (a ``ProcessRunner`` running ``<binary> <spec.args>``), starts it, and
 restarts it when the spec changes; when the spec goes away the service is stopped.
 
-The service depends on ``KubeletBinaryCondition`` first: while no executable exists at the
-configured path the service sits in ``Waiting`` with the message
-``waiting for kubelet binary not found at PATH`` (the kos image may be built without Kubernetes
-binaries; see docs/kubernetes.md). It starts by itself once the binary appears.
+The service depends on ``KubeletBinaryCondition`` first, then (when the supervisor runs one)
+on the ``containerd`` service being healthy, then on ``depends_on``. While no executable
+exists at the configured path the service sits in ``Waiting`` with the message
+``waiting for kubelet binary not found at PATH`` (the kos image may be built without
+Kubernetes binaries; see docs/kubernetes.md). It starts by itself once the binary appears.
 
 The kubelet runs in the host mount namespace, so ``machine.kubelet.extraMounts`` (which Talos
 bind-mounts into its kubelet container) need no mount here; they are validated and carried in
@@ -26,11 +27,19 @@ import anyio
 from kos.controllers.k8s.kubelet import KubeletPaths
 from kos.controllers.k8s.staticpods import _write_atomic
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output
-from kos.machined.services import Condition, PredicateCondition, ProcessRunner, ServiceDefinition, Supervisor
+from kos.machined.services import (
+    Condition,
+    PredicateCondition,
+    ProcessRunner,
+    ServiceDefinition,
+    Supervisor,
+    service_healthy,
+)
 from kos.resources.core.metadata import Phase
 from kos.resources.k8s import KUBELET_ID, KUBELET_SPECS, KubeletSpecSpec
 
 SERVICE_ID = "kubelet"
+CRI_SERVICE = "containerd"
 DEFAULT_KUBELET_BINARY = "/usr/local/bin/kubelet"
 
 
@@ -80,9 +89,11 @@ class KubeletServiceController(Controller):
     def _runner(self) -> ProcessRunner:
         sup = self.supervisor
         if SERVICE_ID not in sup.ids():
-            sup.add(ServiceDefinition(
-                SERVICE_ID, ProcessRunner([self.binary], stop_timeout=30.0),
-                depends_on=(KubeletBinaryCondition(self.binary, interval=self.binary_poll), *self.depends_on)))
+            deps: list[Condition] = [KubeletBinaryCondition(self.binary, interval=self.binary_poll)]
+            if CRI_SERVICE in sup.ids() and sup.state is not None:
+                deps.append(service_healthy(sup.state, CRI_SERVICE))  # the kubelet needs its container runtime
+            sup.add(ServiceDefinition(SERVICE_ID, ProcessRunner([self.binary], stop_timeout=30.0),
+                                      depends_on=(*deps, *self.depends_on)))
         runner = sup.definition(SERVICE_ID).runner
         if not isinstance(runner, ProcessRunner):
             raise TypeError(f"service {SERVICE_ID!r} does not run a process (runner {type(runner).__name__})")

@@ -30,6 +30,7 @@ from kos.controllers.k8s.base import (
     machine_config,
     running_spec,
 )
+from kos.controllers.k8s.flags import TARGET_VERSION, unknown_flags
 from kos.controllers.k8s.node import _set
 from kos.controllers.runtime import ControllerRuntime, Input
 from kos.resources.config import ACTIVE_ID
@@ -112,6 +113,11 @@ class StaticPodController(K8sController):
             rendered[SCHEDULER_ID] = cp.render_scheduler(sched, m, secrets_dir=self.secrets_dir,
                                                          apiserver_port=api.port)
         for cid, r in rendered.items():
+            args = list(r.pod["spec"]["containers"][0]["args"])
+            unknown = unknown_flags(cid, args)
+            if unknown:  # a newer Kubernetes may know them: warn, do not refuse
+                rt.logger.warning(f"flags unknown to {cid} {TARGET_VERSION}", component=cid,
+                                  flags=[f"--{f}" for f in unknown])
             await rt.modify(Resource.new(ControlPlaneFilesSpec(), cid), _set(ControlPlaneFilesSpec(files=r.files)))
             await rt.modify(Resource.new(StaticPodSpec(), cid), _set(StaticPodSpec(component=cid, pod=r.pod_yaml())))
 

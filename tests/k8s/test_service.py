@@ -19,7 +19,7 @@ from kos.controllers.k8s.kubelet import KubeletPaths
 from kos.controllers.k8s.service import KubeletServiceController
 from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_resources
-from kos.machined.services import ServiceState, Supervisor
+from kos.machined.services import ServiceDefinition, ServiceState, Supervisor, TaskRunner
 from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.resource import Resource
 from kos.resources.k8s import KubeletSpecSpec
@@ -97,4 +97,22 @@ async def test_service_wiring_runs_the_configured_path_with_the_rendered_flags(t
 
             await state.destroy(Resource.new(SPEC, "kubelet").pointer)
             await sup.wait_state("kubelet", ServiceState.FINISHED, timeout=20)
+            tg.cancel_scope.cancel()
+
+
+async def test_kubelet_waits_for_a_healthy_containerd_when_the_node_runs_one(tmp_path: Path) -> None:
+    state = InMemoryState()
+    binary = tmp_path / "kubelet"
+    binary.write_text("#!/bin/sh\nexec sleep 60\n")
+    binary.chmod(0o755)
+    async with Supervisor(state, cgroup_parent=f"kos-k8s-{uuid.uuid4().hex[:8]}") as sup:
+        sup.add(ServiceDefinition("containerd", TaskRunner(lambda log: anyio.sleep_forever())))  # registered, never started
+        rt = Runtime(state, backoff_initial=0.01, backoff_max=0.2)
+        rt.register(KubeletServiceController(sup, paths(tmp_path), binary=str(binary), binary_poll=0.05))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(rt.run)
+            await state.create(Resource.new(SPEC.copy(), "kubelet"))
+            await assert_resources(state, SERVICES, ["kubelet"],
+                                   lambda r: r.spec.message == "waiting for service 'containerd' healthy", timeout=10)
+            assert not sup.status("kubelet").running
             tg.cancel_scope.cancel()
