@@ -106,7 +106,8 @@ async def test_kubelet_waits_for_a_healthy_containerd_when_the_node_runs_one(tmp
     binary.write_text("#!/bin/sh\nexec sleep 60\n")
     binary.chmod(0o755)
     async with Supervisor(state, cgroup_parent=f"kos-k8s-{uuid.uuid4().hex[:8]}") as sup:
-        sup.add(ServiceDefinition("containerd", TaskRunner(lambda log: anyio.sleep_forever())))  # registered, never started
+        # registered, never started
+        sup.add(ServiceDefinition("containerd", TaskRunner(lambda log: anyio.sleep_forever())))
         rt = Runtime(state, backoff_initial=0.01, backoff_max=0.2)
         rt.register(KubeletServiceController(sup, paths(tmp_path), binary=str(binary), binary_poll=0.05))
         async with anyio.create_task_group() as tg:
