@@ -15,6 +15,7 @@ from kos.controllers.secrets import sans
 from kos.resources import secrets as s
 from kos.resources.core.metadata import Pointer
 from kos.resources.core.resource import Resource
+from kos.resources.core.spec import DynamicSpec
 
 NETWORK_NS = "network"
 NODE_ADDRESSES_TYPE = "NodeAddresses.net.kos.dev"
@@ -35,8 +36,9 @@ def _field(r: Resource[Any] | None, name: str) -> Any:
     if r is None:
         return None
     spec = r.spec
-    if isinstance(getattr(spec, "value", None), dict):  # a generic spec (type not imported here)
-        return spec.value.get(name)
+    if isinstance(spec, DynamicSpec):  # the network types are not imported in this process
+        data = spec.to_yaml()
+        return data.get(name) if isinstance(data, dict) else None
     return getattr(spec, name, None)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -44,3 +45,48 @@ def test_split_is_sorted_unique_and_partitions(entries: list[str]) -> None:
         ipaddress.ip_address(ip)
     assert list(got.dns_names) == sorted(got.dns_names)
     assert sans.split_sans(got.all) == got  # idempotent
+
+
+async def _dynamic_identity() -> tuple[list[str], str, str]:
+    from kos.controllers.runtime import Controller, Runtime
+    from kos.controllers.secrets.certsans import network_inputs, node_identity
+    from kos.resources.core.inmem import InMemoryState
+    from kos.resources.core.metadata import Metadata
+    from kos.resources.core.resource import Resource
+    from kos.resources.core.spec import DynamicSpec
+
+    state = InMemoryState()
+    for type_, id_, text in (("NodeAddresses.net.kos.dev", "accumulative", "addresses: [10.9.0.1/24]\n"),
+                             ("HostnameStatuses.net.kos.dev", "hostname", "hostname: n9\ndomainname: lab\n")):
+        await state.create(Resource(Metadata("network", type_, id_), DynamicSpec(yaml=text)))
+    got: list[tuple[list[str], str, str]] = []
+
+    class Probe(Controller):
+        name = "probe"
+
+        def inputs(self):  # type: ignore[no-untyped-def]
+            return network_inputs()
+
+        def outputs(self):  # type: ignore[no-untyped-def]
+            return ()
+
+        async def run(self, rt):  # type: ignore[no-untyped-def]
+            await rt.wait()
+            got.append(await node_identity(rt))
+
+    import anyio
+
+    rt = Runtime(state)
+    rt.register(Probe())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rt.run)
+        with anyio.fail_after(5):
+            while not got:  # noqa: ASYNC110 - a one-shot probe
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    return got[0]
+
+
+@pytest.mark.anyio
+async def test_node_identity_reads_dynamic_specs() -> None:
+    assert await _dynamic_identity() == (["10.9.0.1/24"], "n9", "lab")
