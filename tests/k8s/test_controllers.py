@@ -30,6 +30,7 @@ from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.resource import Resource
 from kos.resources.machineconfig import ConfigContainer, GenOptions, SecretsBundle, generate
 from kos.resources.network import HostnameStatusSpec, NodeAddressSpec
+from kos.resources.pki import certificate_sans, verify_chain
 from kos.resources.secrets import K8S_ROOT
 
 pytestmark = pytest.mark.anyio
@@ -116,6 +117,14 @@ async def test_config_to_static_pod_files_and_kubelet_spec(node: Node) -> None:
         check_files_on_disk(node, cid)
     ca = read(node.secrets_dir / "kube-apiserver" / "ca.crt")
     check_kubeconfig(read(node.secrets_dir / "kube-scheduler" / "kubeconfig"), ca, expect_cn="system:kube-scheduler")
+    check_kubeconfig(read(node.secrets_dir / "kube-controller-manager" / "kubeconfig"), ca,
+                     expect_cn="system:kube-controller-manager")
+    # the serving certificate the secrets controllers issued answers every name clients use
+    serving = read(node.secrets_dir / "kube-apiserver" / "apiserver.crt").encode()
+    verify_chain(serving, ca.encode())
+    sans = certificate_sans(serving)
+    for name in ("kubernetes.default.svc", "localhost", "10.96.0.1", "10.5.0.2", "127.0.0.1"):
+        assert name in sans, name
 
     nn = await assert_resources(node.state, k8s.NODENAMES, ["nodename"], timeout=10)
     assert nn["nodename"].spec.nodename == "node-1"
