@@ -290,10 +290,9 @@ class MachineService:
                 Status.FAILED_PRECONDITION,
                 "configuration was already applied in maintenance mode; use mutual TLS from now on",
             )
-        resp, reboot = await self.config.handle_apply(req)
+        resp, reboot = await self.config.handle_apply(req)  # the managed store publishes its own events
         if not req.dry_run:
             self._applied_in_maintenance = self.maintenance
-            self.events.publish("config", {"action": "applied", "mode": str(req.mode.name).lower()})
         await call.send(bytes(resp))
         await self.config.after_reply(reboot)
         if not req.dry_run and self.config.on_applied is not None:
