@@ -31,8 +31,8 @@ from kos.controllers.k8s.base import (
     is_control_plane,
     machine_config,
     running_spec,
+    set_spec,
 )
-from kos.controllers.k8s.node import _set
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, OutputKind
 from kos.resources.config import ACTIVE_ID
 from kos.resources.core.resource import Resource
@@ -85,7 +85,7 @@ class ManifestController(K8sController):
         if cfg is None or root is None or not await is_control_plane(rt):
             return
         for mid, spec in mf.render_manifests(manifest_inputs(cfg, root)).items():
-            await rt.modify(Resource.new(ManifestSpec(), mid), _set(spec))
+            await rt.modify(Resource.new(ManifestSpec(), mid), set_spec(spec))
 
 
 def _fetch(url: str) -> str:
@@ -148,7 +148,7 @@ class ManifestApplyController(Controller):
             applied=sorted(gid for gid, s in groups if self.applied.get(gid) == _digest(s)),
             pending=sorted(gid for gid, s in groups if self.applied.get(gid) != _digest(s)),
             api_server=server, last_error=error)
-        await rt.modify(Resource.new(ManifestStatusSpec(), MANIFEST_STATUS_ID), _set(status))
+        await rt.modify(Resource.new(ManifestStatusSpec(), MANIFEST_STATUS_ID), set_spec(status))
         return bool(status.pending)
 
     async def _apply_all(self, rt: ControllerRuntime, server: str, ca: str, cert: str, key: str,

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from typing import Any
 
 from kos.controllers.k8s import kubelet as render
-from kos.controllers.k8s.base import MACHINE_CONFIGS, K8sController, machine_config, running_spec
+from kos.controllers.k8s.base import MACHINE_CONFIGS, K8sController, machine_config, running_spec, set_spec
 from kos.controllers.runtime import ControllerRuntime, Input
 from kos.resources.config import ACTIVE_ID
 from kos.resources.core.resource import Resource
@@ -38,13 +37,6 @@ from kos.resources.network import HOSTNAME_STATUSES, NODE_ADDRESSES, filter_addr
 from kos.resources.secrets import K8S_ROOT, K8S_ROOT_ID, KubernetesRootSpec
 
 NODE_ADDRESS_ID = "routed"
-
-
-def _set(spec: Any) -> Any:
-    def apply(r: Resource[Any]) -> None:
-        r.spec = spec
-
-    return apply
 
 
 def nodename_for(hostname: str, domainname: str, *, fqdn: bool) -> str:
@@ -79,7 +71,7 @@ class NodenameController(K8sController):
         k = cfg.machine.kubelet
         spec = NodenameSpec(nodename=nodename_for(hs.hostname, hs.domainname, fqdn=bool(k.register_with_fqdn)),
                             hostname=hs.hostname, skip_node_registration=bool(k.skip_node_registration))
-        await rt.modify(Resource.new(NodenameSpec(), NODENAME_ID), _set(spec))
+        await rt.modify(Resource.new(NodenameSpec(), NODENAME_ID), set_spec(spec))
 
 
 class NodeIPController(K8sController):
@@ -104,7 +96,7 @@ class NodeIPController(K8sController):
             rt.logger.warning("no node address matches machine.kubelet.nodeIP.validSubnets",
                               addresses=list(addrs.addresses), valid_subnets=valid)
             return
-        await rt.modify(Resource.new(NodeIPSpec(), NODEIP_ID), _set(NodeIPSpec(addresses=ips)))
+        await rt.modify(Resource.new(NodeIPSpec(), NODEIP_ID), set_spec(NodeIPSpec(addresses=ips)))
 
 
 class KubeletConfigController(K8sController):
@@ -119,7 +111,7 @@ class KubeletConfigController(K8sController):
         if cfg is None:
             return
         spec = render.kubelet_config_from_machine(cfg)
-        await rt.modify(Resource.new(KubeletConfigSpec(), KUBELET_ID), _set(spec))
+        await rt.modify(Resource.new(KubeletConfigSpec(), KUBELET_ID), set_spec(spec))
 
 
 class KubeletSpecController(K8sController):
@@ -145,4 +137,4 @@ class KubeletSpecController(K8sController):
         spec: KubeletSpecSpec = render.render_kubelet_spec(
             cfg, nodename=nn.nodename, node_ips=list(ips.addresses), endpoint=root.endpoint,
             ca_pem=root.ca_cert, bootstrap_token=root.bootstrap_token, paths=self.paths)
-        await rt.modify(Resource.new(KubeletSpecSpec(), KUBELET_ID), _set(spec))
+        await rt.modify(Resource.new(KubeletSpecSpec(), KUBELET_ID), set_spec(spec))

@@ -29,9 +29,9 @@ from kos.controllers.k8s.base import (
     is_control_plane,
     machine_config,
     running_spec,
+    set_spec,
 )
 from kos.controllers.k8s.flags import TARGET_VERSION, unknown_flags
-from kos.controllers.k8s.node import _set
 from kos.controllers.runtime import ControllerRuntime, Input
 from kos.resources.config import ACTIVE_ID
 from kos.resources.core.resource import Resource
@@ -74,9 +74,9 @@ class ControlPlaneConfigController(K8sController):
         ips = await running_spec(rt, NODEIPS, NODEIP_ID)
         advertised = ips.addresses[0] if ips is not None and ips.addresses else ""
         api, cm, sched = cp.configs_from_machine(cfg, advertised_address=advertised)
-        await rt.modify(Resource.new(APIServerConfigSpec(), APISERVER_ID), _set(api))
-        await rt.modify(Resource.new(ControllerManagerConfigSpec(), CONTROLLER_MANAGER_ID), _set(cm))
-        await rt.modify(Resource.new(SchedulerConfigSpec(), SCHEDULER_ID), _set(sched))
+        await rt.modify(Resource.new(APIServerConfigSpec(), APISERVER_ID), set_spec(api))
+        await rt.modify(Resource.new(ControllerManagerConfigSpec(), CONTROLLER_MANAGER_ID), set_spec(cm))
+        await rt.modify(Resource.new(SchedulerConfigSpec(), SCHEDULER_ID), set_spec(sched))
 
 
 class StaticPodController(K8sController):
@@ -118,8 +118,9 @@ class StaticPodController(K8sController):
             if unknown:  # a newer Kubernetes may know them: warn, do not refuse
                 rt.logger.warning(f"flags unknown to {cid} {TARGET_VERSION}", component=cid,
                                   flags=[f"--{f}" for f in unknown])
-            await rt.modify(Resource.new(ControlPlaneFilesSpec(), cid), _set(ControlPlaneFilesSpec(files=r.files)))
-            await rt.modify(Resource.new(StaticPodSpec(), cid), _set(StaticPodSpec(component=cid, pod=r.pod_yaml())))
+            await rt.modify(Resource.new(ControlPlaneFilesSpec(), cid), set_spec(ControlPlaneFilesSpec(files=r.files)))
+            pod = StaticPodSpec(component=cid, pod=r.pod_yaml())
+            await rt.modify(Resource.new(StaticPodSpec(), cid), set_spec(pod))
 
 
 def _write_atomic(path: Path, content: str, mode: int) -> None:
@@ -189,7 +190,7 @@ class StaticPodFileController(K8sController):
             present.add(cid)
             status = StaticPodStatusSpec(path=str(self.static_pod_dir / f"{cid}.yaml"), sha256=digest,
                                          secret_files=sorted(files.files))
-            await rt.modify(Resource.new(StaticPodStatusSpec(), cid), _set(status))
+            await rt.modify(Resource.new(StaticPodStatusSpec(), cid), set_spec(status))
         for cid in CONTROL_PLANE_IDS:
             if cid not in present:
                 await anyio.to_thread.run_sync(remove_component, self.static_pod_dir, self.secrets_dir, cid)
