@@ -90,7 +90,7 @@ async def test_apply_over_the_api(tmp_path: Path) -> None:
 
         # try: in effect at once, rolled back after the timeout
         tried = patched(live, lambda c: setattr(c.machine, "sysctls", {"vm.swappiness": "5"}))
-        resp = await apply(conn, tried, Mode.TRY, try_timeout=0.5)
+        resp = await apply(conn, tried, Mode.TRY, try_timeout=2.0)
         assert "try mode" in resp.mode_details
         assert (await state.get(mc_ptr())).spec.config == tried
         await assert_resources(state, MC, [ACTIVE_ID], has(live), timeout=10)

@@ -79,7 +79,7 @@ async def test_apply_modes_against_machined(tmp_path: Path) -> None:
             assert ei.value.status == Status.FAILED_PRECONDITION and "machine.install.disk" in ei.value.message
 
             tried = patched(cp, lambda c: setattr(c.machine, "sysctls", {"vm.swappiness": "7"}))
-            await _apply(conn, tried, Mode.TRY, try_timeout=1.0)
+            await _apply(conn, tried, Mode.TRY, try_timeout=3.0)
             assert (await node.state.get(mc_ptr())).spec.config == tried
             await assert_resources(node.state, MC, [ACTIVE_ID], has(cp), timeout=15)  # rolled back
 

@@ -164,7 +164,7 @@ async def test_try_rolls_back_unless_confirmed(tmp_path: Path) -> None:
         await m.apply(cp.encode(), "auto")
         with pytest.raises(ApplyError, match="try_timeout"):
             await m.apply(tried.encode(), "try", try_timeout=0)
-        await m.apply(tried.encode(), "try", try_timeout=0.5)
+        await m.apply(tried.encode(), "try", try_timeout=1.5)
         assert (await state.get(mc_ptr())).spec.config == tried
         assert (tmp_path / "config.yaml").read_text() == cp  # never stored
         await assert_resources(state, MC, [ACTIVE_ID], has(cp), timeout=10)  # rolled back
