@@ -31,7 +31,7 @@ BLOCK = 4096
 SLOTS = ("A", "B")
 KEY_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
 VALUE_RE = re.compile(r"^[\x20-\x3c\x3e-\x7e]{0,200}$")  # printable, no '='
-DEFAULT_TRIES = 2
+DEFAULT_TRIES = 1  # the new slot gets one boot to confirm itself
 
 
 class MetaError(ValueError):
