@@ -5,8 +5,9 @@ Runtime (``etcd_controllers``), service Supervisor (the ``etcd`` service, own cg
 machine API on ``127.a.b.N`` over mutual TLS with ``EtcdAPI`` plugged in. The inputs other
 parts of kos produce are written like they would be: the machine config (a generated
 control-plane config whose ``controlPlane.endpoint`` is node 0, subnet filters selecting the
-node's own address), ``HostnameStatuses``, ``NodeAddresses(current)`` and ``EtcdCerts``
-issued from the config's etcd CA. Used by tests/etcd and bench/etcd_api.py.
+node's own address), the machine type, ``HostnameStatuses`` and ``NodeAddresses``; the real
+secrets controllers issue ``EtcdCerts`` from the config's etcd CA. Used by tests/etcd and
+bench/etcd_api.py.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from kos.apis.tls import server_context
 from kos.controllers.etcd.assembly import etcd_controllers, etcd_service_definition
 from kos.controllers.etcd.marker import EtcdPaths
 from kos.controllers.runtime import Runtime
+from kos.controllers.secrets.assembly import secrets_controllers
 from kos.machined.services.supervisor import Supervisor
-from kos.resources.config import ACTIVE_ID, MachineConfigSpec
+from kos.resources.config import ACTIVE_ID, MACHINE_TYPE_ID, MachineConfigSpec, MachineTypeSpec
 from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.resource import Resource
 from kos.resources.machineconfig import ConfigContainer
@@ -43,7 +45,6 @@ from kos.resources.machineconfig.generate import GenOptions, generate
 from kos.resources.machineconfig.secrets import SecretsBundle
 from kos.resources.network import HostnameStatusSpec, NodeAddressSpec
 from kos.resources.pki import CertificateAndKey, generate_ca, issue_certificate
-from kos.resources.secrets import ETCD_CERTS_ID, EtcdCertsSpec
 
 
 @dataclass
@@ -122,23 +123,6 @@ class NodeCluster:
         idx = nodes or tuple(range(len(self.nodes)))
         return EtcdClient([self.nodes[i].client_url for i in idx], tls, timeout=3.0)
 
-    def etcd_certs(self, i: int) -> EtcdCertsSpec:
-        ip, name = self.ip(i), f"cp-{i}"
-        server = issue_certificate(self.etcd_ca, common_name=name, dns_names=[name, "localhost"],
-                                   ip_addresses=[ip, "127.0.0.1"], server=True, client=True)
-        # etcd checks a peer's client certificate against its source address; on loopback the
-        # kernel picks 127.0.0.1 as the source, so it is in the SANs (a real node's peer cert
-        # names its own address only)
-        peer = issue_certificate(self.etcd_ca, common_name=name, dns_names=[name], ip_addresses=[ip, "127.0.0.1"],
-                                 server=True, client=True)
-        admin = issue_certificate(self.etcd_ca, common_name="kos", client=True)
-        return EtcdCertsSpec(
-            ca_cert=self.etcd_ca.cert_pem.decode(),
-            server_cert=server.cert_pem.decode(), server_key=server.key_pem.decode(),
-            peer_cert=peer.cert_pem.decode(), peer_key=peer.key_pem.decode(),
-            admin_cert=admin.cert_pem.decode(), admin_key=admin.key_pem.decode(),
-        )
-
     def connect(self, i: int, *, timeout: float = 30.0) -> Connection:
         """An ``os:admin`` API connection to node ``i`` (closed with the cluster)."""
         conn = Connection(self.nodes[i].endpoint, ca=self.os_ca.cert_pem, identity=self.admin, timeout=timeout)
@@ -173,12 +157,15 @@ class NodeCluster:
             sup.add(etcd_service_definition(paths, stop_timeout=self.stop_timeout))
             for spec, rid in (
                 (MachineConfigSpec.from_container(self.config), ACTIVE_ID),
+                (MachineTypeSpec(machine_type="controlplane"), MACHINE_TYPE_ID),
                 (HostnameStatusSpec(hostname=name), "hostname"),
                 (NodeAddressSpec(addresses=[f"{ip}/32"]), "current"),
-                (self.etcd_certs(i), ETCD_CERTS_ID),
+                (NodeAddressSpec(addresses=[f"{ip}/32"]), "accumulative"),
             ):
                 await state.create(Resource.new(spec, rid))
             runtime = Runtime(state, backoff_initial=0.05, backoff_max=1.0)
+            for c in secrets_controllers():  # EtcdCerts from the config's etcd CA and the node's names
+                runtime.register(c)
             for c in etcd_controllers(supervisor=sup, paths=paths, heartbeat_ms=self.heartbeat_ms,
                                       election_ms=self.election_ms, join_retry=0.25, healthy_timeout=30.0):
                 runtime.register(c)

@@ -24,6 +24,7 @@ from kos.controllers.etcd.nodecluster import NodeCluster
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
 from kos.machined.services import ServiceState
 from kos.resources.etcd import ETCD_BOOTSTRAPS, ETCD_MEMBERS, ETCD_SPECS
+from kos.resources.secrets import ETCD_CERTS, ETCD_CERTS_ID
 
 pytestmark = [pytest.mark.anyio, pytest.mark.root]
 
@@ -81,7 +82,10 @@ async def test_bootstrap_join_crash_remove_snapshot_recover(tmp_path: Path) -> N
         for n in cl.nodes:
             r = await assert_resources(n.state, ETCD_MEMBERS, ["local"], timeout=20)
             assert r["local"].spec.member_id == format_member_id(ids[n.name])
-            # certificates went to files readable only by root
+            # the secrets controllers issued the certificates; they went to files only root reads
+            certs = await n.state.get(ETCD_CERTS.pointer(ETCD_CERTS_ID))
+            assert certs.metadata.owner == "secrets.EtcdCertsController"
+            assert (n.paths.pki_dir / "server.crt").read_text() == certs.spec.server_cert
             assert all((f.stat().st_mode & 0o777) == 0o600 for f in n.paths.pki_dir.iterdir())
         # a joined node refuses Bootstrap too
         await expect(Status.FAILED_PRECONDITION, "etcd is already bootstrapped", etcd_api.bootstrap(cl.connect(1)))
