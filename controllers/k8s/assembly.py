@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kos.controllers.k8s.applier import ManifestApplyController, ManifestController
+from kos.controllers.k8s.csr import CSRApproverController
 from kos.controllers.k8s.kubelet import KubeletPaths
 from kos.controllers.k8s.node import (
     KubeletConfigController,
@@ -44,6 +45,7 @@ def k8s_controllers(
     kubelet_depends_on: Sequence[Condition] = (),
     api_url: str | None = None,
     manifest_retry: float = 15.0,
+    csr_interval: float = 10.0,
 ) -> list[Controller]:
     """The k8s controllers; without a supervisor the kubelet service controller is left out
     (render-only setups such as tests of the control plane)."""
@@ -69,6 +71,7 @@ def k8s_controllers(
         StaticPodFileController(static_pod_dir, secrets_dir),
         ManifestController(),
         ManifestApplyController(api_url=api_url, retry_interval=manifest_retry),
+        CSRApproverController(api_url=api_url, interval=csr_interval),
     ]
     if supervisor is not None:
         out.append(KubeletServiceController(supervisor, paths, binary=kubelet_binary,

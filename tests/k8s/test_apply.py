@@ -32,6 +32,7 @@ from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.resource import Resource
 from kos.resources.pki import certificate_common_name, issue_certificate
 from kos.resources.secrets import KubernetesCertsSpec
+from tests.controllers.runtime.harness import wait_until
 from tests.k8s.material import ENDPOINT, TOKEN, material
 
 pytestmark = pytest.mark.anyio
@@ -50,6 +51,8 @@ class FakeAPI:
     port: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     reject_kind: str = ""
+    csrs: list[dict[str, Any]] = field(default_factory=list)
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = (await reader.readuntil(b"\r\n\r\n")).decode()
@@ -69,6 +72,16 @@ class FakeAPI:
             doc = {"major": "1", "minor": "30", "gitVersion": "v1.30.0"}
         elif method == "GET" and path in DISCOVERY:
             doc = {"resources": [{"kind": k, "name": n, "namespaced": ns} for k, n, ns in DISCOVERY[path]]}
+        elif method == "GET" and path == "/apis/certificates.k8s.io/v1/certificatesigningrequests":
+            doc = {"kind": "CertificateSigningRequestList", "items": self.csrs}
+        elif method == "GET" and path.startswith("/api/v1/nodes/"):
+            node = self.nodes.get(path.rsplit("/", 1)[1])
+            status, doc = (200, node) if node else (404, {"message": "node not found"})
+        elif method == "PUT" and path.endswith("/approval"):
+            doc = json.loads(body)
+            for c in self.csrs:
+                if c["metadata"]["name"] == doc["metadata"]["name"]:
+                    c["status"] = doc["status"]
         elif method == "PATCH":
             obj = yaml.safe_load(body)
             if obj["kind"] == self.reject_kind:
@@ -175,3 +188,70 @@ async def test_client_verifies_the_server_and_presents_its_certificate() -> None
             await KubeClient(url, tls_context(c.ca_cert, stranger.cert_pem.decode(),
                                               stranger.key_pem.decode())).get("/version")
         assert len(api.requests) == 1
+
+
+def node_csr(name: str, node: str, *, ips: list[str], dns: list[str], org: str = "system:nodes",
+             usages: tuple[str, ...] = ("digital signature", "server auth")) -> dict[str, Any]:
+    import base64
+
+    from kos.resources.pki import create_csr, generate_private_key, private_key_pem
+
+    pem = create_csr(private_key_pem(generate_private_key("ecdsa")), common_name=f"system:node:{node}",
+                     organizations=[org], dns_names=dns, ip_addresses=ips)
+    return {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"name": name},
+            "spec": {"signerName": "kubernetes.io/kubelet-serving", "username": f"system:node:{node}",
+                     "groups": ["system:nodes", "system:authenticated"], "usages": list(usages),
+                     "request": base64.b64encode(pem).decode()},
+            "status": {}}
+
+
+NODE = {"metadata": {"name": "node-1"},
+        "status": {"addresses": [{"type": "InternalIP", "address": "10.5.0.2"},
+                                 {"type": "Hostname", "address": "node-1"}]}}
+
+
+def test_review_of_kubelet_serving_csrs() -> None:
+    from kos.controllers.k8s.csr import review_csr
+
+    good = node_csr("good", "node-1", ips=["10.5.0.2"], dns=["node-1"])
+    assert review_csr(good, NODE) is None
+    from kos.controllers.k8s.validate import check_object
+
+    check_object(good)  # what the fake API serves is a well-formed v1 CertificateSigningRequest
+    assert "not addresses of node 'node-1'" in str(review_csr(node_csr("x", "node-1", ips=["10.9.9.9"], dns=[]), NODE))
+    assert "subject CN" in str(review_csr(node_csr("x", "node-1", ips=["10.5.0.2"], dns=[], org="evil"), NODE))
+    assert "not serving usages" in str(review_csr(node_csr("x", "node-1", ips=["10.5.0.2"], dns=[],
+                                                           usages=("client auth",)), NODE))
+    assert "does not exist" in str(review_csr(good, None))
+    impostor = node_csr("x", "node-1", ips=["10.5.0.2"], dns=[])
+    impostor["spec"]["username"] = "system:serviceaccount:default:x"
+    assert "is not a node" in str(review_csr(impostor, NODE))
+
+
+async def test_approver_approves_only_matching_csrs_over_mutual_tls() -> None:
+    from kos.controllers.k8s.csr import CSRApproverController
+
+    async with fake_api() as api:
+        api.nodes["node-1"] = NODE
+        api.csrs = [node_csr("csr-good", "node-1", ips=["10.5.0.2"], dns=["node-1"]),
+                    node_csr("csr-foreign-ip", "node-1", ips=["10.7.7.7"], dns=[]),
+                    node_csr("csr-unknown-node", "node-9", ips=["10.5.0.9"], dns=[])]
+        state = InMemoryState()
+        rt = Runtime(state, backoff_initial=0.01, backoff_max=0.2)
+        rt.register(CSRApproverController(api_url=f"https://127.0.0.1:{api.port}", interval=0.1))
+        from kos.resources.k8s import APIServerConfigSpec
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(rt.run)
+            await state.create(Resource.new(admin_certs(), "k8s-certs"))
+            await state.create(Resource.new(APIServerConfigSpec(), "kube-apiserver"))
+            await wait_until(lambda: any(r["method"] == "PUT" for r in api.requests), timeout=10,
+                             what="an approval")
+            await anyio.sleep(0.3)  # more rounds: nothing else gets approved
+            tg.cancel_scope.cancel()
+    puts = [r["target"] for r in api.requests if r["method"] == "PUT"]
+    assert puts == ["/apis/certificates.k8s.io/v1/certificatesigningrequests/csr-good/approval"]
+    good = api.csrs[0]
+    assert good["status"]["conditions"][0]["type"] == "Approved"
+    assert all(not c["status"] for c in api.csrs[1:])
