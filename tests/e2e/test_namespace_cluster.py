@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kos.platform.provision.namespaces import ClusterState, NodeState, node_pid1
 from kos.platform.provision.network import NETNS_DIR
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -101,6 +103,26 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             c.kosctl("cluster", "destroy", "--name", c.name, "--state-root", str(c.root), check=False)
 
 
+def _process_in_node(node: NodeState, comm: str) -> int:
+    pid1 = node_pid1(node)
+    assert pid1 is not None
+    todo, seen = [pid1], []
+    while todo:
+        p = todo.pop()
+        seen.append(p)
+        try:
+            todo += [int(x) for x in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            pass
+    for p in seen:
+        try:
+            if Path(f"/proc/{p}/comm").read_text().strip() == comm:
+                return p
+        except OSError:
+            continue
+    raise AssertionError(f"no {comm} process in node {node.name}")
+
+
 def _follow(proc: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -131,6 +153,13 @@ def test_cluster_create_watch_apply_reboot_destroy(cluster: Cluster) -> None:
     assert "cp-1" in members and "https://10.5.0.2:2380" in members, members
     health = c.ctl("health", "--control-plane-nodes", cp, "--worker-nodes", w, "--wait-timeout", "30")
     assert "all nodes to be ready: OK" in health.stdout
+
+    # kill the control plane's etcd: the supervisor restarts it and the cluster is healthy again
+    state = ClusterState.load(c.dir)
+    etcd = _process_in_node(state.node("cp-1"), "etcd")
+    os.kill(etcd, signal.SIGKILL)
+    c.ctl("health", "--control-plane-nodes", cp, "--worker-nodes", w, "--wait-timeout", "60")
+    assert _process_in_node(state.node("cp-1"), "etcd") != etcd
 
     # a live change: kosctl get -w sees the hostname applied by kosctl apply-config
     watch = subprocess.Popen(
