@@ -101,6 +101,7 @@ async def recover_upload(conn: Connection, path: Path, *, node: str | None = Non
             metadata=md,
         ) as s:
             try:
+                await s.send_request()
                 async for chunk in _chunks(path):
                     size += len(chunk)
                     await s.send_message(RawMessage(bytes(pb.Data(bytes=chunk))))
