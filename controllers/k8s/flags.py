@@ -123,6 +123,19 @@ KUBELET = _LOGGING | {
     "node-status-max-images", "register-schedulable",
 }
 
+KUBE_PROXY = _LOGGING | {
+    "bind-address", "bind-address-hard-fail", "cleanup", "cluster-cidr", "config", "config-sync-period",
+    "conntrack-max-per-core", "conntrack-min", "conntrack-tcp-be-liberal", "conntrack-tcp-timeout-close-wait",
+    "conntrack-tcp-timeout-established", "conntrack-udp-timeout", "conntrack-udp-timeout-stream",
+    "detect-local-mode", "feature-gates", "healthz-bind-address", "hostname-override", "init-only",
+    "iptables-localhost-nodeports", "iptables-masquerade-bit", "iptables-min-sync-period", "iptables-sync-period",
+    "ipvs-exclude-cidrs", "ipvs-min-sync-period", "ipvs-scheduler", "ipvs-strict-arp", "ipvs-sync-period",
+    "ipvs-tcp-timeout", "ipvs-tcpfin-timeout", "ipvs-udp-timeout", "kube-api-burst", "kube-api-content-type",
+    "kube-api-qps", "kubeconfig", "masquerade-all", "master", "metrics-bind-address", "nodeport-addresses",
+    "oom-score-adj", "pod-bridge-interface", "pod-interface-name-prefix", "profiling", "proxy-mode",
+    "proxy-port-range", "show-hidden-metrics-for-version", "write-config-to",
+}
+
 # KubeletConfiguration (kubelet.config.k8s.io/v1beta1) top-level fields.
 KUBELET_CONFIGURATION_FIELDS = {
     "apiVersion", "kind", "enableServer", "staticPodPath", "podLogsDir", "syncFrequency", "fileCheckFrequency",
@@ -157,6 +170,7 @@ KNOWN_FLAGS = {
     "kube-controller-manager": KUBE_CONTROLLER_MANAGER,
     "kube-scheduler": KUBE_SCHEDULER,
     "kubelet": KUBELET,
+    "kube-proxy": KUBE_PROXY,
 }
 
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from kos.controllers.k8s import kubelet as render
 from kos.controllers.k8s.base import MACHINE_CONFIGS, K8sController, machine_config, running_spec, set_spec
+from kos.controllers.k8s.flags import TARGET_VERSION, unknown_flags
 from kos.controllers.runtime import ControllerRuntime, Input
 from kos.resources.config import ACTIVE_ID
 from kos.resources.core.resource import Resource
@@ -137,4 +138,7 @@ class KubeletSpecController(K8sController):
         spec: KubeletSpecSpec = render.render_kubelet_spec(
             cfg, nodename=nn.nodename, node_ips=list(ips.addresses), endpoint=root.endpoint,
             ca_pem=root.ca_cert, bootstrap_token=root.bootstrap_token, paths=self.paths)
+        unknown = unknown_flags("kubelet", list(spec.args))
+        if unknown:  # a newer kubelet may know them: warn, do not refuse
+            rt.logger.warning(f"flags unknown to kubelet {TARGET_VERSION}", flags=[f"--{f}" for f in unknown])
         await rt.modify(Resource.new(KubeletSpecSpec(), KUBELET_ID), set_spec(spec))

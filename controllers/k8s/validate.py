@@ -148,6 +148,18 @@ def check_pod(pod: Mapping[str, Any], component: str, *, files: Mapping[str, str
         raise ValidationError(f"static pod {component}: volumes without a mount: {', '.join(unused)}")
 
 
+def check_args(component: str, args: list[str]) -> None:
+    """Flags of a command line (kubelet, kube-proxy...) against the known list; no duplicates."""
+    bad = unknown_flags(component, args)
+    if bad:
+        raise ValidationError(f"{component}: unknown flags for Kubernetes {component}: "
+                              f"{', '.join('--' + b for b in bad)}")
+    names = [a.split("=", 1)[0] for a in args if a.startswith("--")]
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise ValidationError(f"{component}: flags given twice: {', '.join(dups)}")
+
+
 def check_kubelet_configuration(doc: Mapping[str, Any]) -> None:
     if doc.get("apiVersion") != "kubelet.config.k8s.io/v1beta1" or doc.get("kind") != "KubeletConfiguration":
         raise ValidationError("KubeletConfiguration: expected apiVersion kubelet.config.k8s.io/v1beta1, "

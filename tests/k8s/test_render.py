@@ -14,7 +14,13 @@ from kos.controllers.k8s import controlplane as cp
 from kos.controllers.k8s import kubelet as kl
 from kos.controllers.k8s import manifests as mf
 from kos.controllers.k8s.kubeconfig import check_kubeconfig
-from kos.controllers.k8s.validate import ValidationError, check_kubelet_configuration, check_object, check_pod
+from kos.controllers.k8s.validate import (
+    ValidationError,
+    check_args,
+    check_kubelet_configuration,
+    check_object,
+    check_pod,
+)
 from kos.resources.machineconfig.v1alpha1 import Config
 from kos.resources.pki import (
     certificate_common_name,
@@ -222,6 +228,9 @@ def test_kubelet_args_extra_args_and_dual_stack_dns() -> None:
     args = spec.args  # type: ignore[attr-defined]
     assert "--v=4" in args and "--register-node=false" in args and "--node-ip=10.5.0.2,fd00::2" in args
     assert "--node-labels=zone=a" in args and "--hostname-override=node-1" in args
+    check_args("kubelet", args)
+    with pytest.raises(ValidationError, match="unknown flags for Kubernetes kubelet: --registr-node"):
+        check_args("kubelet", [*args, "--registr-node=false"])
     conf = yaml.safe_load(spec.config)  # type: ignore[attr-defined]
     assert conf["clusterDNS"] == ["10.96.0.10", "fd00:10:96::a"] and conf["clusterDomain"] == "k.test"
     assert conf["maxPods"] == 50 and conf["authentication"]["webhook"] == {"enabled": True, "cacheTTL": "1m0s"}
@@ -265,6 +274,8 @@ def test_bootstrap_manifests_are_valid_objects() -> None:
     assert secret["type"] == "bootstrap.kubernetes.io/token"
     svc = next(o for o in objects(specs)["11-coredns"] if o["kind"] == "Service")
     assert svc["spec"]["clusterIP"] == "10.96.0.10"  # type: ignore[index]
+    proxy = next(o for o in objects(specs)["10-kube-proxy"] if o["kind"] == "DaemonSet")
+    check_args("kube-proxy", proxy["spec"]["template"]["spec"]["containers"][0]["command"][1:])  # type: ignore[index]
     cm = next(o for o in objects(specs)["12-flannel"] if o["kind"] == "ConfigMap")
     assert '"Network": "10.244.0.0/16"' in cm["data"]["net-conf.json"]  # type: ignore[index]
 
