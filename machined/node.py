@@ -237,7 +237,7 @@ class MachineNode:
         if self.supervisor is not None and "etcd" not in self.supervisor.ids():
             definition = _optional("kos.controllers.etcd.assembly", "etcd_service_definition")
             if definition is not None:
-                self.supervisor.add(definition(self._etcd_paths()))
+                self.supervisor.add(_relaxed_health(definition(self._etcd_paths())))
         ctx = assembly.AssemblyContext(
             root=self._root(),
             container_mode=self.opts.platform in ("container", "process"),
@@ -387,7 +387,7 @@ class MachineNode:
         ctx = assembly.AssemblyContext(root="/")
         for definition in assembly.node_services(ctx):
             if definition.id not in self.supervisor.ids():
-                self.supervisor.add(definition)
+                self.supervisor.add(_relaxed_health(definition))
             await self.supervisor.start(definition.id)
 
     # -- lifecycle (LifecycleController) -----------------------------------------------------
@@ -541,6 +541,20 @@ class MachineNode:
                 log.info("machined stopped", action=self.action.value if self.action else None)
             tg.cancel_scope.cancel()
         return self.action or Action.SHUTDOWN
+
+
+HEALTHY_PROBE_INTERVAL = 5.0
+"""How often a node probes a healthy service (a crash is seen at once by its exit; this is
+about hangs). Until healthy the definition's own, faster interval applies."""
+
+
+def _relaxed_health(definition: Any) -> Any:
+    import dataclasses
+
+    if definition.health is None or definition.health.healthy_interval is not None:
+        return definition
+    health = dataclasses.replace(definition.health, healthy_interval=HEALTHY_PROBE_INTERVAL)
+    return dataclasses.replace(definition, health=health)
 
 
 def _cmdline() -> str:

@@ -26,10 +26,14 @@ class HealthCheck:
     interval: float = 1.0
     timeout: float = 2.0
     initial_delay: float = 0.0
+    healthy_interval: float | None = None
+    """Probe interval while healthy (None: ``interval``): fast until healthy, cheap after."""
 
     def __post_init__(self) -> None:
         if self.interval <= 0:
             raise ValueError(f"health check interval must be positive, got {self.interval}")
+        if self.healthy_interval is not None and self.healthy_interval <= 0:
+            raise ValueError(f"health check healthy_interval must be positive, got {self.healthy_interval}")
         if self.timeout <= 0:
             raise ValueError(f"health check timeout must be positive, got {self.timeout}")
 

@@ -261,7 +261,7 @@ class _Service:
                     st.events.append(ServiceEvent(st.state, msg, time.time()))
                     self.log.info("service health", healthy=ok, message=msg)
                 self.notify()
-            await anyio.sleep(hc.interval)
+            await anyio.sleep(hc.healthy_interval if ok and hc.healthy_interval else hc.interval)
 
 
 class Supervisor:
