@@ -192,8 +192,11 @@ class QemuProvisioner:
         ndir = Path(node.dir)
         cmd = ["nsenter", f"--net=/run/netns/kos-{state.name}",
                *qemu_command(self.spec, node, tap, state.gateway, state.name, config)]
-        (ndir / "qemu.json").write_text(json.dumps({"tap": tap, "command": cmd}, indent=2))
-        (ndir / "console.log").unlink(missing_ok=True)
+        (ndir / "qemu.json").write_text(json.dumps({"tap": tap, "config": str(config) if config else "",
+                                                    "command": cmd}, indent=2))
+        if (ndir / "console.log").exists():  # QEMU truncates it: keep the previous run's
+            (ndir / "console.log").replace(ndir / "console.log.1")
+        (ndir / "qemu.pid").unlink(missing_ok=True)
         log = open(ndir / "qemu.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -207,6 +210,16 @@ class QemuProvisioner:
                 raise ProvisionError(f"QEMU for {node.name} did not start: {tail.strip()}")
             time.sleep(0.02)
         return proc.pid  # nsenter execs qemu: the same process
+
+    def start_vm(self, state: ClusterState, node: NodeState) -> None:
+        """Start a stopped VM again with the same disk, tap and config (the previous
+        console is kept as console.log.1)."""
+        if _pid_alive(node.pid) and _is_qemu(node.pid):
+            raise ProvisionError(f"VM {node.name} is already running (pid {node.pid})")
+        recorded = json.loads((Path(node.dir) / "qemu.json").read_text())
+        config = Path(recorded["config"]) if recorded.get("config") else None
+        node.pid = self._start_vm(state, node, recorded["tap"], config)
+        state.save()
 
     def _start_forwarder(self, state: ClusterState) -> None:
         from kos.platform.provision.namespaces import NamespaceProvisioner
