@@ -23,7 +23,7 @@ from typing import Any
 
 from kos.controllers.runtime.adapter import ControllerRuntime
 from kos.controllers.runtime.controller import Controller, Input, InputKind, Output, OutputKind
-from kos.platform.network.netlink import LinkCreate, LinkInfo, Netlink, NetlinkError, RouteInfo
+from kos.platform.network.netlink import LinkCreate, LinkInfo, Netlink, NetlinkError, Op, RouteInfo
 from kos.resources.core.metadata import Kind, Phase
 from kos.resources.core.resource import Resource
 from kos.resources.network import (
@@ -77,23 +77,41 @@ class _ApplyController(Controller):
     async def cycle(self, rt: ControllerRuntime, nl: Netlink) -> None:
         await self.refresh(nl)
         errors: dict[str, str] = {}
-        specs = await rt.list(self.spec_kind)
-        for r in sorted(specs, key=self.order):
-            name = self.name
+        ops: list[tuple[str, Op]] = []  # (error id, op): run together in one worker-thread call
+        released: list[Resource[Any]] = []
+        name = self.name
+        for r in sorted(await rt.list(self.spec_kind), key=self.order):
+            error_id = f"{self.prefix}/{r.metadata.id}"
             if r.metadata.phase == Phase.TEARING_DOWN:
                 if r.metadata.has_finalizer(name):
                     try:
-                        await self.remove(nl, r.spec)
+                        op = await self.remove(nl, r.spec)
                     except (ApplyError, NetlinkError) as e:
                         rt.logger.warning("could not remove from the kernel", id=r.metadata.id, error=str(e))
-                    await rt.remove_finalizer(r.pointer, name)
+                        op = None
+                    if op is not None:
+                        ops.append(("", op))
+                    released.append(r)
                 continue
             if not r.metadata.has_finalizer(name):
                 await rt.add_finalizer(r.pointer, name)
             try:
-                await self.apply(nl, r.spec)
+                op = await self.apply(nl, r.spec)
             except (ApplyError, NetlinkError) as e:
-                errors[f"{self.prefix}/{r.metadata.id}"] = str(e)
+                errors[error_id] = str(e)
+                continue
+            if op is not None:
+                ops.append((error_id, op))
+        results = await nl.run_ops([op for _, op in ops])
+        for (error_id, _), err in zip(ops, results, strict=True):
+            if err is None:
+                continue
+            if error_id:
+                errors[error_id] = str(err)
+            elif err.errno not in (errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENODEV):
+                rt.logger.warning("could not remove from the kernel", error=str(err))
+        for r in released:
+            await rt.remove_finalizer(r.pointer, name)
         rt.start_tracking_outputs()
         for id, message in errors.items():
 
@@ -116,10 +134,12 @@ class _ApplyController(Controller):
             raise ApplyError(f"{what}: link {name!r} does not exist")
         return link
 
-    async def apply(self, nl: Netlink, spec: Any) -> None:
+    async def apply(self, nl: Netlink, spec: Any) -> Op | None:
+        """Bring the kernel in line with ``spec``: directly, or by returning an operation
+        for the cycle's batch."""
         raise NotImplementedError
 
-    async def remove(self, nl: Netlink, spec: Any) -> None:
+    async def remove(self, nl: Netlink, spec: Any) -> Op | None:
         raise NotImplementedError
 
 
@@ -146,7 +166,7 @@ class LinkApplyController(_ApplyController):
         # masters and parents before their ports/children
         return (0 if s.kind in ("bridge", "bond") else 1 if not (s.master or s.parent) else 2, r.metadata.id)
 
-    async def apply(self, nl: Netlink, spec: LinkSpecSpec) -> None:
+    async def apply(self, nl: Netlink, spec: LinkSpecSpec) -> Op | None:
         what = f"link {spec.name!r}"
         if spec.kind not in LINK_KINDS:
             raise ApplyError(f"{what}: kind {spec.kind!r} is invalid, expected one of {', '.join(LINK_KINDS[1:])}")
@@ -179,11 +199,12 @@ class LinkApplyController(_ApplyController):
             await nl.link_set(link.index, mtu=mtu, master=want_master, hardware_address=hw)
         if spec.up != link.up:
             await nl.link_set(link.index, up=spec.up)
+        return None
 
-    async def remove(self, nl: Netlink, spec: LinkSpecSpec) -> None:
+    async def remove(self, nl: Netlink, spec: LinkSpecSpec) -> Op | None:
         link = self.links.get(spec.name)
         if link is None:
-            return
+            return None
         if spec.logical or spec.kind:
             await nl.link_delete(link.index)
         else:
@@ -191,6 +212,7 @@ class LinkApplyController(_ApplyController):
                 await nl.link_set(link.index, master=0)
             if link.up and spec.name != "lo":
                 await nl.link_set(link.index, up=False)
+        return None
 
 
 class AddressApplyController(_ApplyController):
@@ -205,7 +227,7 @@ class AddressApplyController(_ApplyController):
         await super().refresh(nl)
         self.present = {(a.index, str(ipaddress.ip_interface(a.address))) for a in await nl.addresses()}
 
-    async def apply(self, nl: Netlink, spec: AddressSpecSpec) -> None:
+    async def apply(self, nl: Netlink, spec: AddressSpecSpec) -> Op | None:
         what = f"address {spec.address!r}"
         try:
             cidr = str(ipaddress.ip_interface(spec.address))
@@ -213,17 +235,18 @@ class AddressApplyController(_ApplyController):
             raise ApplyError(f"{what}: does not parse, expected CIDR such as 10.5.0.2/24") from None
         link = self.link(spec.link_name, what)
         if (link.index, cidr) in self.present:
-            return
-        await nl.address_add(link.index, cidr, scope=spec.scope, valid=spec.valid_lifetime,
-                             preferred=spec.preferred_lifetime)
+            return None
+        return nl.address_add_op(link.index, cidr, scope=spec.scope, valid=spec.valid_lifetime,
+                                 preferred=spec.preferred_lifetime)
 
-    async def remove(self, nl: Netlink, spec: AddressSpecSpec) -> None:
+    async def remove(self, nl: Netlink, spec: AddressSpecSpec) -> Op | None:
         link = self.links.get(spec.link_name)
         if link is None:
-            return
+            return None
         cidr = str(ipaddress.ip_interface(spec.address))
         if (link.index, cidr) in self.present:
-            await nl.address_delete(link.index, cidr)
+            return nl.address_delete_op(link.index, cidr)
+        return None
 
 
 def route_info(spec: RouteSpecSpec, oif: int) -> RouteInfo:
@@ -265,16 +288,17 @@ class RouteApplyController(_ApplyController):
         oif = self.link(spec.out_link_name, what).index if spec.out_link_name else 0
         return route_info(spec, oif)
 
-    async def apply(self, nl: Netlink, spec: RouteSpecSpec) -> None:
+    async def apply(self, nl: Netlink, spec: RouteSpecSpec) -> Op | None:
         info = self._info(spec)
         if self._present(info):
-            return
-        await nl.route_replace(info)
+            return None
+        return nl.route_replace_op(info)
 
-    async def remove(self, nl: Netlink, spec: RouteSpecSpec) -> None:
+    async def remove(self, nl: Netlink, spec: RouteSpecSpec) -> Op | None:
         try:
             info = self._info(spec)
         except ApplyError:
-            return
+            return None
         if self._present(info):
-            await nl.route_delete(info)
+            return nl.route_delete_op(info)
+        return None

@@ -2,10 +2,11 @@
 and ``RouteStatuses`` in ``network``.
 
 It subscribes to the RTNLGRP link/address/route multicast groups of the node's network
-namespace (``Netlink.changes``); every burst of notifications queues one reconcile (coalesced
-by the controller runtime), which re-reads links, addresses and routes and writes only what
-changed. No polling. The subscription is opened before the first dump, so no change between
-the two is missed.
+namespace (``Netlink.changes``) before one full dump, then keeps a ``KernelView`` current from
+the parsed notifications; every burst queues one reconcile (coalesced by the controller
+runtime) that writes only the resources that differ from what it published last. No polling.
+Link changes (and kernel notification overruns) trigger a full re-read, because the kernel
+flushes the IPv4 routes of a downed or deleted link without notifications.
 
 Ids: links by name; addresses ``<link>/<cidr>``; routes
 ``<table>/<family>/<gateway>/<destination>/<metric>/<link>`` (the local table included).
@@ -20,7 +21,9 @@ import anyio
 
 from kos.controllers.runtime.adapter import ControllerRuntime
 from kos.controllers.runtime.controller import Controller, Input, Output, OutputKind
-from kos.platform.network.netlink import AddressInfo, LinkInfo, Netlink, RouteInfo
+from kos.platform.network.netlink import AddressInfo, Change, LinkInfo, Netlink, RouteInfo
+from kos.resources.core.errors import NotFoundError
+from kos.resources.core.metadata import Kind, Pointer
 from kos.resources.core.resource import Resource
 from kos.resources.network import (
     ADDRESS_STATUSES,
@@ -61,6 +64,64 @@ def route_status_id(r: RouteStatusSpec) -> str:
     return f"{r.table}/{r.family}/{r.gateway}/{r.destination or 'default'}/{r.priority}/{r.out_link_name}"
 
 
+def _route_key(r: RouteInfo) -> tuple[Any, ...]:
+    return (r.family, r.table, r.destination, r.priority, r.oif, r.gateway, r.type)
+
+
+class KernelView:
+    """What the kernel has, kept current from a dump plus the change notifications."""
+
+    def __init__(self) -> None:
+        self.links: dict[int, LinkInfo] = {}
+        self.addresses: dict[tuple[int, str], AddressInfo] = {}
+        self.routes: dict[tuple[Any, ...], RouteInfo] = {}
+
+    async def load(self, nl: Netlink) -> None:
+        self.links = {link.index: link for link in await nl.links()}
+        self.addresses = {(a.index, a.address): a for a in await nl.addresses()}
+        self.routes = {_route_key(r): r for r in await nl.routes()}
+
+    def apply(self, changes: list[Change]) -> bool:
+        """Apply notifications; False when a full reload is needed (a link changed: the kernel
+        flushes IPv4 routes of a downed/deleted link without telling)."""
+        reload = False
+        for c in changes:
+            if isinstance(c.info, LinkInfo):
+                if c.deleted:
+                    self.links.pop(c.info.index, None)
+                else:
+                    old = self.links.get(c.info.index)
+                    reload = reload or old is None or old.up != c.info.up or old.flags != c.info.flags
+                    self.links[c.info.index] = c.info
+                reload = reload or c.deleted
+            elif isinstance(c.info, AddressInfo):
+                key = (c.info.index, c.info.address)
+                if c.deleted:
+                    self.addresses.pop(key, None)
+                else:
+                    self.addresses[key] = c.info
+            else:
+                rkey = _route_key(c.info)
+                if c.deleted:
+                    self.routes.pop(rkey, None)
+                else:
+                    self.routes[rkey] = c.info
+        return not reload
+
+    def resources(self) -> dict[tuple[Kind, str], Any]:
+        names = {link.index: link.name for link in self.links.values()}
+        out: dict[tuple[Kind, str], Any] = {}
+        for link in self.links.values():
+            out[(LINK_STATUSES, link.name)] = link_status(link, names)
+        for a in self.addresses.values():
+            s = address_status(a, names)
+            out[(ADDRESS_STATUSES, address_id(s.link_name, s.address))] = s
+        for r in self.routes.values():
+            rs = route_status(r, names)
+            out[(ROUTE_STATUSES, route_status_id(rs))] = rs
+        return out
+
+
 class NetlinkStatusController(Controller):
     name = "NetlinkStatusController"
 
@@ -74,31 +135,51 @@ class NetlinkStatusController(Controller):
         return [Output(k.type, OutputKind.EXCLUSIVE) for k in (LINK_STATUSES, ADDRESS_STATUSES, ROUTE_STATUSES)]
 
     async def run(self, rt: ControllerRuntime) -> None:
+        view = KernelView()
+        pending: list[Change] = []
+        reload = True
         async with Netlink(self.netns) as nl, nl.changes() as changes, anyio.create_task_group() as tg:
 
             async def follow() -> None:
-                async for _ in changes:
+                nonlocal reload
+                async for batch in changes:
+                    if batch is None:
+                        reload = True
+                    else:
+                        pending.extend(batch)
                     rt.queue_reconcile()
 
             tg.start_soon(follow)
+            published = await self.existing(rt)
             async for _ in rt.events():
-                await self.sync(rt, nl)
+                batch = pending[:]
+                pending.clear()
+                if reload or not view.apply(batch):
+                    reload = False
+                    await view.load(nl)
+                published = await self.publish(rt, published, view.resources())
 
-    async def sync(self, rt: ControllerRuntime, nl: Netlink) -> None:
-        links = await nl.links()
-        addresses = await nl.addresses()
-        routes = await nl.routes()
-        names = {link.index: link.name for link in links}
-        rt.start_tracking_outputs()
-        for link in links:
-            await _put(rt, link.name, link_status(link, names))
-        for a in addresses:
-            s = address_status(a, names)
-            await _put(rt, address_id(s.link_name, s.address), s)
-        for r in routes:
-            rs = route_status(r, names)
-            await _put(rt, route_status_id(rs), rs)
-        await rt.cleanup_outputs(LINK_STATUSES, ADDRESS_STATUSES, ROUTE_STATUSES)
+    async def existing(self, rt: ControllerRuntime) -> dict[tuple[Kind, str], Any]:
+        out: dict[tuple[Kind, str], Any] = {}
+        for kind in (LINK_STATUSES, ADDRESS_STATUSES, ROUTE_STATUSES):
+            for r in await rt.list(kind):
+                if r.metadata.owner == self.name:
+                    out[(kind, r.metadata.id)] = r.spec
+        return out
+
+    async def publish(self, rt: ControllerRuntime, published: dict[tuple[Kind, str], Any],
+                      want: dict[tuple[Kind, str], Any]) -> dict[tuple[Kind, str], Any]:
+        """Write only what differs from what was published; destroy what disappeared."""
+        for key, spec in want.items():
+            if published.get(key) != spec:
+                await _put(rt, key[1], spec)
+        for kind, id in published.keys() - want.keys():
+            try:
+                await rt.destroy(Pointer(kind.namespace, kind.type, id))
+            except NotFoundError:
+                pass
+        rt.reset_restart_backoff()
+        return want
 
 
 async def _put(rt: ControllerRuntime, id: str, spec: Any) -> None:

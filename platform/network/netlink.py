@@ -8,10 +8,10 @@ are small frozen dataclasses (``LinkInfo``, ``AddressInfo``, ``RouteInfo``) so c
 never see pyroute2 messages. Kernel refusals raise ``NetlinkError`` with the errno and a
 message naming the operation.
 
-``changes()`` is an async context manager yielding an async iterator that produces one item
-per burst of RTNLGRP link/address/route notifications (a raw ``NETLINK_ROUTE`` socket bound
-to the multicast groups, read when readable; no polling). Consumers re-read the state with
-``links()``/``addresses()``/``routes()`` after each item.
+``changes()`` is an async context manager yielding an async iterator that produces the parsed
+RTNLGRP link/address/route notifications (``Change``) per wake-up (a raw ``NETLINK_ROUTE``
+socket bound to the multicast groups, read when readable; no polling), or ``None`` when the
+kernel dropped some (then re-read everything with ``links()``/``addresses()``/``routes()``).
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ from typing import Any, TypeVar
 import anyio
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError as _PyNetlinkError  # type: ignore[import-untyped]
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl  # type: ignore[import-untyped]
 
 from kos.platform.network.netns import socket_in
 
 T = TypeVar("T")
+Op = tuple[str, Callable[[Any], object]]  # (what, fn(ipr)): one kernel operation for run_ops
 
 SCOPES = {0: "global", 200: "site", 253: "link", 254: "host", 255: "nowhere"}
 SCOPE_IDS = {v: k for k, v in SCOPES.items()}
@@ -278,8 +280,31 @@ class Netlink:
     async def link_delete(self, index: int) -> None:
         await self._call(f"delete link {index}", lambda ipr: ipr.link("del", index=index))
 
+    # -- batches -------------------------------------------------------------------------------
+    async def run_ops(self, ops: list[Op]) -> list[NetlinkError | None]:
+        """Run many operations in one worker-thread call (no event-loop round trip per
+        operation); returns, per operation, None or the kernel's refusal."""
+        if not ops:
+            return []
+        await self.open()
+        ipr = self._ipr
+
+        def run() -> list[NetlinkError | None]:
+            out: list[NetlinkError | None] = []
+            for what, fn in ops:
+                try:
+                    fn(ipr)
+                    out.append(None)
+                except _PyNetlinkError as e:
+                    code = int(e.code)
+                    out.append(NetlinkError(code, f"{what}: {_errno.errorcode.get(code, code)} ({e})"))
+            return out
+
+        return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+
     # -- addresses -----------------------------------------------------------------------------
-    async def address_add(self, index: int, cidr: str, *, scope: str = "", valid: int = 0, preferred: int = 0) -> None:
+    @staticmethod
+    def address_add_op(index: int, cidr: str, *, scope: str = "", valid: int = 0, preferred: int = 0) -> Op:
         """Add (or refresh) an address. ``scope`` "" = host for loopback addresses, else global."""
         iface = ipaddress.ip_interface(cidr)
         kw: dict[str, Any] = {"index": index, "address": str(iface.ip), "prefixlen": iface.network.prefixlen}
@@ -288,14 +313,21 @@ class Netlink:
             kw["broadcast"] = str(iface.network.broadcast_address)
         if valid:
             kw["IFA_CACHEINFO"] = {"ifa_valid": valid, "ifa_preferred": preferred or valid, "cstamp": 0, "tstamp": 0}
-        await self._call(f"add address {cidr} to link {index}", lambda ipr: ipr.addr("replace", **kw))
+        return (f"add address {cidr} to link {index}", lambda ipr: ipr.addr("replace", **kw))
 
-    async def address_delete(self, index: int, cidr: str) -> None:
+    @staticmethod
+    def address_delete_op(index: int, cidr: str) -> Op:
         iface = ipaddress.ip_interface(cidr)
-        await self._call(
+        return (
             f"delete address {cidr} from link {index}",
             lambda ipr: ipr.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen),
         )
+
+    async def address_add(self, index: int, cidr: str, *, scope: str = "", valid: int = 0, preferred: int = 0) -> None:
+        await self._call(*self.address_add_op(index, cidr, scope=scope, valid=valid, preferred=preferred))
+
+    async def address_delete(self, index: int, cidr: str) -> None:
+        await self._call(*self.address_delete_op(index, cidr))
 
     # -- routes --------------------------------------------------------------------------------
     @staticmethod
@@ -317,55 +349,96 @@ class Netlink:
         kw["type"] = ROUTE_TYPE_IDS.get(r.type, 1)
         return kw
 
+    @classmethod
+    def route_replace_op(cls, r: RouteInfo) -> Op:
+        kw = cls._route_kw(r)
+        return (f"replace route {r.destination or 'default'} via {r.gateway or '-'}",
+                lambda ipr: ipr.route("replace", **kw))
+
+    @classmethod
+    def route_delete_op(cls, r: RouteInfo) -> Op:
+        kw = cls._route_kw(r)
+        kw.pop("proto", None)
+        return (f"delete route {r.destination or 'default'} via {r.gateway or '-'}",
+                lambda ipr: ipr.route("del", **kw))
+
     async def route_replace(self, r: RouteInfo) -> None:
-        kw = self._route_kw(r)
-        await self._call(f"replace route {r.destination or 'default'} via {r.gateway or '-'}",
-                         lambda ipr: ipr.route("replace", **kw))
+        await self._call(*self.route_replace_op(r))
 
     async def route_delete(self, r: RouteInfo) -> None:
-        kw = self._route_kw(r)
-        kw.pop("proto", None)
-        await self._call(f"delete route {r.destination or 'default'} via {r.gateway or '-'}",
-                         lambda ipr: ipr.route("del", **kw))
+        await self._call(*self.route_delete_op(r))
 
     # -- events --------------------------------------------------------------------------------
     @asynccontextmanager
-    async def changes(self, groups: int = GROUPS) -> AsyncIterator[AsyncIterator[int]]:
-        """Subscribe to link/address/route notifications; yields an iterator producing the
-        number of messages read per wake-up. Subscribed before this returns, so nothing
-        between subscribing and the caller's first dump is lost."""
+    async def changes(self, groups: int = GROUPS) -> AsyncIterator[AsyncIterator[list[Change] | None]]:
+        """Subscribe to link/address/route notifications. Yields an iterator producing, per
+        wake-up, the parsed changes in kernel order, or ``None`` when the kernel dropped
+        notifications (socket buffer overrun: re-read everything). Subscribed before this
+        returns, so nothing between subscribing and the caller's first dump is lost."""
         netns = self.netns
 
         def make() -> socket.socket:
             s = socket_in(netns, socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
             s.bind((0, groups))
             s.setblocking(False)
             return s
 
         sock = await anyio.to_thread.run_sync(make)
+        marshal = MarshalRtnl()
 
-        async def iterate() -> AsyncIterator[int]:
+        async def iterate() -> AsyncIterator[list[Change] | None]:
             while True:
                 await anyio.wait_readable(sock)
-                n = 0
+                out: list[Change] = []
+                overrun = False
                 while True:
                     try:
-                        data = sock.recv(1 << 16)
+                        data = sock.recv(1 << 20)
                     except BlockingIOError:
                         break
                     except OSError as e:
-                        if e.errno == _errno.ENOBUFS:  # overrun: the caller re-dumps anyway
-                            n += 1
+                        if e.errno == _errno.ENOBUFS:
+                            overrun = True
                             continue
                         raise
                     if not data:
                         break
-                    n += 1
-                if n:
-                    yield n
+                    out.extend(c for c in map(_change, marshal.parse(data)) if c is not None)
+                if overrun:
+                    yield None
+                elif out:
+                    yield out
 
         try:
             yield iterate()
         finally:
             sock.close()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One notification: ``what`` is link/address/route, ``deleted`` for RTM_DEL*."""
+
+    what: str
+    deleted: bool
+    info: LinkInfo | AddressInfo | RouteInfo
+
+
+_RTM = {16: ("link", False), 17: ("link", True), 20: ("address", False), 21: ("address", True),
+        24: ("route", False), 25: ("route", True)}
+
+
+def _change(msg: Any) -> Change | None:
+    kind = _RTM.get(int(msg["header"]["type"]))
+    if kind is None:
+        return None
+    what, deleted = kind
+    info: LinkInfo | AddressInfo | RouteInfo
+    if what == "link":
+        info = _link_info(msg)
+    elif what == "address":
+        info = _addr_info(msg)
+    else:
+        info = _route_info(msg)
+    return Change(what, deleted, info)
