@@ -53,6 +53,10 @@ machine:
 """
 
 
+def sh(*args: str, check: bool = True) -> None:
+    subprocess.run(args, check=check, capture_output=True)
+
+
 def kernel_counts(ipr: IPRoute, index: int) -> tuple[int, int]:
     a = sum(1 for m in ipr.get_addr(index=index) if m.get_attr("IFA_ADDRESS", "").startswith("10."))
     r = sum(1 for m in ipr.route("dump") if m.get_attr("RTA_GATEWAY") == "10.20.0.254")
@@ -61,11 +65,10 @@ def kernel_counts(ipr: IPRoute, index: int) -> tuple[int, int]:
 
 async def one_round(name: str) -> tuple[float, float]:
     path = f"/run/netns/{name}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
+    sh("ip", "netns", "add", name)
     try:
-        subprocess.run(["ip", "-n", name, "link", "add", "bench0", "type", "veth", "peer", "name", "benchp"],
-                       check=True)
-        subprocess.run(["ip", "-n", name, "link", "set", "benchp", "up"], check=True)
+        sh("ip", "-n", name, "link", "add", "bench0", "type", "veth", "peer", "name", "benchp")
+        sh("ip", "-n", name, "link", "set", "benchp", "up")
         # an independent netlink socket (its own pyroute2 loop, so used from a worker thread)
         ipr = await anyio.to_thread.run_sync(lambda: IPRoute(netns=path))
         index = await anyio.to_thread.run_sync(lambda: ipr.link_lookup(ifname="bench0")[0])
@@ -77,13 +80,15 @@ async def one_round(name: str) -> tuple[float, float]:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(runtime.run)
                 # wait until the node is idle (loopback configured, statuses published)
-                while await state.get_or_none(Pointer(LINK_STATUSES.namespace, LINK_STATUSES.type, "bench0")) is None:
+                ptr = Pointer(LINK_STATUSES.namespace, LINK_STATUSES.type, "bench0")
+                while await state.get_or_none(ptr) is None:  # noqa: ASYNC110 (setup only)
                     await anyio.sleep(0.01)
                 await anyio.sleep(0.3)
                 t0 = time.perf_counter()
                 await state.create(Resource.new(MachineConfigSpec(config=config_text()), ACTIVE_ID,
                                                 namespace=CONFIG_NS))
-                while await anyio.to_thread.run_sync(kernel_counts, ipr, index) != (N, N):
+                # the kernel is polled through an independent socket on purpose (2 ms resolution)
+                while await anyio.to_thread.run_sync(kernel_counts, ipr, index) != (N, N):  # noqa: ASYNC110
                     await anyio.sleep(0.002)
                 converge = time.perf_counter() - t0
                 await anyio.sleep(0.3)
@@ -104,7 +109,7 @@ async def one_round(name: str) -> tuple[float, float]:
         await anyio.to_thread.run_sync(ipr.close)
         return converge, latency
     finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
+        sh("ip", "netns", "del", name, check=False)
 
 
 async def main(rounds: int) -> None:
