@@ -1,6 +1,6 @@
 """The etcd v3 client: one grpclib channel per endpoint, mutual TLS, failover across endpoints.
 
-Cluster-wide calls (member list/add/remove/promote, KV) go to the first endpoint that answers,
+Cluster-wide calls (member list/add/remove/update/promote, KV) go to the first endpoint that answers,
 starting with the last one that did; per-member calls (``status``, ``snapshot``) name their
 endpoint. Errors are ``EtcdError`` carrying etcd's own message (e.g. "etcdserver: can only
 promote a learner member which is in sync with leader") and the gRPC status.
@@ -196,6 +196,15 @@ class EtcdClient:
     async def member_remove(self, member_id: int) -> list[MemberInfo]:
         async def call(ch: grpclib.client.Channel) -> pb.MemberRemoveResponse:
             return await pb.ClusterStub(ch).member_remove(pb.MemberRemoveRequest(id=member_id), timeout=self.timeout)
+
+        return [MemberInfo.of(m) for m in (await self._any(call)).members]
+
+    async def member_update(self, member_id: int, peer_urls: Sequence[str]) -> list[MemberInfo]:
+        """Change a member's peer URLs (after its address changed)."""
+
+        async def call(ch: grpclib.client.Channel) -> pb.MemberUpdateResponse:
+            req = pb.MemberUpdateRequest(id=member_id, peer_ur_ls=list(peer_urls))
+            return await pb.ClusterStub(ch).member_update(req, timeout=self.timeout)
 
         return [MemberInfo.of(m) for m in (await self._any(call)).members]
 

@@ -14,7 +14,8 @@ what ``EtcdServiceController`` runs, so it only appears once etcd may start:
   cluster answers, retry every ``join_retry`` seconds (the first node waits for Bootstrap).
 
 Once a spec runs, later changes keep its initial cluster (etcd ignores it with a data dir), so
-only a real change (addresses, certificates, extra args) restarts etcd. A marker saying the
+only a real change (addresses, certificates, extra args) restarts etcd; a changed peer URL is
+first written into the cluster's membership (MemberUpdate). A marker saying the
 member left the cluster (EtcdLeaveCluster) removes the spec, which stops etcd.
 """
 
@@ -237,6 +238,10 @@ class EtcdSpecController(Controller):
         if current is not None:
             if not same_member(current.spec, base):
                 log.info("etcd configuration changed")
+                if current.spec.advertise_peer_urls != base.advertise_peer_urls:
+                    retry = await self._update_peer_urls(rt, cfg_r.spec, current.spec, base)
+                    if retry is not None:
+                        return retry
                 await self._write(rt, dataclasses.replace(
                     base, initial_cluster=dict(current.spec.initial_cluster),
                     initial_cluster_state=current.spec.initial_cluster_state,
@@ -261,6 +266,25 @@ class EtcdSpecController(Controller):
             await self._write(rt, base)
             return None
         return await self._join(rt, cfg_r.spec, base)
+
+    async def _update_peer_urls(
+        self, rt: ControllerRuntime, cfg: EtcdConfigSpec, old: EtcdSpecSpec, new: EtcdSpecSpec
+    ) -> float | None:
+        """The node's address changed: tell the cluster the member's new peer URLs before etcd
+        restarts with them (etcd reaches members at the URLs in the membership, not at the
+        ones a member advertises)."""
+        endpoints = list(dict.fromkeys([*old.advertise_client_urls, *cfg.join_endpoints]))
+        try:
+            async with EtcdClient(endpoints, self.paths.admin_tls, timeout=3.0) as c:
+                me = next((m for m in await c.member_list() if set(m.peer_urls) == set(old.advertise_peer_urls)),
+                          None)
+                if me is not None:
+                    await c.member_update(me.id, new.advertise_peer_urls)
+                    rt.logger.info("etcd member peer URLs updated", member=me.hex_id, peer_urls=new.advertise_peer_urls)
+        except EtcdError as exc:
+            rt.logger.warning("etcd member peer URLs not updated yet", reason=str(exc))
+            return self.join_retry
+        return None
 
     async def _join(self, rt: ControllerRuntime, cfg: EtcdConfigSpec, base: EtcdSpecSpec) -> float | None:
         endpoints = [e for e in cfg.join_endpoints if e not in base.advertise_client_urls]

@@ -1,8 +1,9 @@
 """Three in-process control-plane nodes (state + controllers + supervisor + machine API over
 mTLS each, real etcd): Bootstrap RPC on one, the others join by themselves as learners and are
 promoted; member lists agree through the API; a killed etcd comes back; a restarted node finds
-its member on disk; leadership is forfeited; a member is removed, another leaves; a snapshot
-taken over the API (as os:etcd:backup) recovers a fresh single node with the data intact."""
+its member on disk; a changed address reaches the membership; leadership is forfeited; a member
+is removed, another leaves; a snapshot taken over the API (as os:etcd:backup) recovers a fresh
+single node with the data intact."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from kos.controllers.etcd.nodecluster import NodeCluster
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
 from kos.machined.services import ServiceState
 from kos.resources.etcd import ETCD_BOOTSTRAPS, ETCD_MEMBERS, ETCD_SPECS
+from kos.resources.network import NODE_ADDRESSES, NodeAddressSpec
+from kos.resources.pki import certificate_sans
 from kos.resources.secrets import ETCD_CERTS, ETCD_CERTS_ID
 
 pytestmark = [pytest.mark.anyio, pytest.mark.root]
@@ -109,6 +112,23 @@ async def test_bootstrap_join_crash_remove_snapshot_recover(tmp_path: Path) -> N
         await expect(Status.FAILED_PRECONDITION, "etcd is already bootstrapped", etcd_api.bootstrap(cl.connect(0)))
         await voters(cl, 0, 3)
         conn0 = cl.connect(0)
+
+        # node 1's address changes: new certificates, the membership learns the new peer URL
+        # (MemberUpdate) before etcd restarts on it, and the cluster keeps three voters
+        moved = f"{cl.subnet}.12"
+        for aid in ("current", "accumulative"):
+            await cl.nodes[1].state.update_with_conflicts(
+                NODE_ADDRESSES.pointer(aid), lambda r: setattr(r, "spec", NodeAddressSpec(addresses=[f"{moved}/32"])))
+        with anyio.fail_after(40):
+            while True:
+                got = {m.hostname: m for m in await voters(cl, 0, 3)}
+                if got["cp-1"].peer_urls == [f"https://{moved}:2380"] and \
+                        got["cp-1"].client_urls == [f"https://{moved}:2379"]:
+                    break
+                await anyio.sleep(0.1)
+        assert moved in certificate_sans((cl.nodes[1].paths.pki_dir / "server.crt").read_bytes())
+        await cl.nodes[1].supervisor.wait_healthy("etcd", timeout=30)
+        await voters(cl, 1, 3)
 
         # forfeit leadership on the leader: someone else leads afterwards
         async with cl.etcd_client() as c:

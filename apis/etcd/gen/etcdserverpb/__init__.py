@@ -155,6 +155,18 @@ class MemberRemoveResponse(betterproto.Message):
 
 
 @dataclass(eq=False, repr=False)
+class MemberUpdateRequest(betterproto.Message):
+    id: int = betterproto.uint64_field(1)
+    peer_ur_ls: List[str] = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class MemberUpdateResponse(betterproto.Message):
+    header: "ResponseHeader" = betterproto.message_field(1)
+    members: List["Member"] = betterproto.message_field(2)
+
+
+@dataclass(eq=False, repr=False)
 class MemberListRequest(betterproto.Message):
     linearizable: bool = betterproto.bool_field(1)
 
@@ -319,6 +331,23 @@ class ClusterStub(betterproto.ServiceStub):
             "/etcdserverpb.Cluster/MemberRemove",
             member_remove_request,
             MemberRemoveResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def member_update(
+        self,
+        member_update_request: "MemberUpdateRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "MemberUpdateResponse":
+        return await self._unary_unary(
+            "/etcdserverpb.Cluster/MemberUpdate",
+            member_update_request,
+            MemberUpdateResponse,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,
@@ -499,6 +528,11 @@ class ClusterBase(ServiceBase):
     ) -> "MemberRemoveResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def member_update(
+        self, member_update_request: "MemberUpdateRequest"
+    ) -> "MemberUpdateResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def member_list(
         self, member_list_request: "MemberListRequest"
     ) -> "MemberListResponse":
@@ -521,6 +555,13 @@ class ClusterBase(ServiceBase):
     ) -> None:
         request = await stream.recv_message()
         response = await self.member_remove(request)
+        await stream.send_message(response)
+
+    async def __rpc_member_update(
+        self, stream: "grpclib.server.Stream[MemberUpdateRequest, MemberUpdateResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.member_update(request)
         await stream.send_message(response)
 
     async def __rpc_member_list(
@@ -551,6 +592,12 @@ class ClusterBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 MemberRemoveRequest,
                 MemberRemoveResponse,
+            ),
+            "/etcdserverpb.Cluster/MemberUpdate": grpclib.const.Handler(
+                self.__rpc_member_update,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                MemberUpdateRequest,
+                MemberUpdateResponse,
             ),
             "/etcdserverpb.Cluster/MemberList": grpclib.const.Handler(
                 self.__rpc_member_list,
