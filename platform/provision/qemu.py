@@ -106,6 +106,11 @@ def qemu_command(spec: VMSpec, node: NodeState, tap: str, gateway: str, cluster:
     return cmd
 
 
+def vm_pid(node: NodeState) -> int | None:
+    """The QEMU process of a node, when it runs."""
+    return node.pid if _pid_alive(node.pid) and _is_qemu(node.pid) else None
+
+
 def _is_qemu(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip().startswith("qemu-system")

@@ -53,14 +53,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--wait-timeout", type=float, default=180.0, help="seconds to wait for health (default 180)")
     c.add_argument("--skip-bootstrap", action="store_true", help="do not bootstrap etcd (do it with kosctl bootstrap)")
     c.add_argument("--state-root", type=Path, help=argparse.SUPPRESS)
+    _provisioner_args(c, vm=True)
     c.set_defaults(func=run_create)
     d = csub.add_parser("destroy", help="destroy a local cluster: processes, namespaces, mounts, files")
     d.add_argument("--name", default=DEFAULT_NAME, help=f"cluster name (default {DEFAULT_NAME})")
     d.add_argument("--state-root", type=Path, help=argparse.SUPPRESS)
+    _provisioner_args(d, vm=False)
     d.set_defaults(func=run_destroy)
     s = csub.add_parser("show", help="list a local cluster's nodes and their state")
     s.add_argument("--name", default=DEFAULT_NAME, help=f"cluster name (default {DEFAULT_NAME})")
     s.add_argument("--state-root", type=Path, help=argparse.SUPPRESS)
+    _provisioner_args(s, vm=False)
     s.set_defaults(func=run_show)
     p.set_defaults(func=lambda args: _usage(p))
 
@@ -74,7 +77,35 @@ def _step(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
+def _provisioner_args(p: argparse.ArgumentParser, *, vm: bool) -> None:
+    p.add_argument("--provisioner", choices=("namespace", "qemu"), default="namespace",
+                   help="nodes are Linux namespaces (default) or QEMU VMs booting the kos image")
+    if vm:
+        p.add_argument("--cpus", type=int, default=1, help="qemu: vCPUs per VM (default 1)")
+        p.add_argument("--memory", type=int, default=1024, help="qemu: MiB of memory per VM (default 1024)")
+        p.add_argument("--disk", type=int, default=2048, help="qemu: MiB of system disk per VM (default 2048)")
+        p.add_argument("--image-dir", type=Path, default=None,
+                       help="qemu: rootfs-build output (vmlinux, initramfs.xz, rootfs.sqsh); default "
+                            "$KOS_IMAGE_DIR or build/kos-image/out")
+
+
 def _provisioner(args: argparse.Namespace) -> Any:
+    if getattr(args, "provisioner", "namespace") == "qemu":
+        import os
+
+        from kos.platform.provision.namespaces import ProvisionError
+        from kos.platform.provision.qemu import QemuProvisioner, VMSpec
+
+        image_dir = getattr(args, "image_dir", None) or Path(
+            os.environ.get("KOS_IMAGE_DIR", Path(__file__).resolve().parents[3] / "build" / "kos-image" / "out"))
+        spec = VMSpec(image_dir, cpus=getattr(args, "cpus", 1), memory=getattr(args, "memory", 1024),
+                      disk=getattr(args, "disk", 2048))
+        if getattr(args, "cluster_command", "") == "create":
+            try:
+                spec.validate()
+            except ProvisionError as exc:
+                raise CLIError(str(exc)) from None
+        return QemuProvisioner(spec, args.state_root)
     from kos.platform.provision.namespaces import NamespaceProvisioner
 
     return NamespaceProvisioner(args.state_root)
@@ -331,6 +362,10 @@ def _print_nodes(state: Any) -> None:
     print(f"{'NAME':<8} {'ROLE':<13} {'ADDRESS':<16} {'ENDPOINT':<18} {'STATE':<10} {'BOOTS':<6} PID")
     for n in state.nodes:
         pid1 = node_pid1(n)
+        if pid1 is None and (Path(n.dir) / "qemu.json").exists():  # a QEMU VM: its QEMU process
+            from kos.platform.provision.qemu import vm_pid
+
+            pid1 = vm_pid(n)
         boot = node_boot_state(n)
         st = "running" if pid1 else str(boot.get("last", "stopped"))
         print(f"{n.name:<8} {n.role:<13} {n.address:<16} {'127.0.0.1:' + str(n.host_port):<18} {st:<10} "
