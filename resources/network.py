@@ -106,6 +106,7 @@ class LinkSpecSpec(Spec):
 @resource_type(
     "LinkStatuses.net.kos.dev",
     namespace=NAMESPACE,
+    aliases=["link", "links"],
     print_columns=[
         ("Type", "{.type}"),
         ("Kind", "{.kind}"),
@@ -152,6 +153,7 @@ class AddressSpecSpec(Spec):
 @resource_type(
     "AddressStatuses.net.kos.dev",
     namespace=NAMESPACE,
+    aliases=["address", "addresses"],
     print_columns=[("Address", "{.address}"), ("Link", "{.linkName}")],
 )
 @dataclass
@@ -200,6 +202,7 @@ class RouteSpecSpec(Spec):
 @resource_type(
     "RouteStatuses.net.kos.dev",
     namespace=NAMESPACE,
+    aliases=["route", "routes"],
     print_columns=[
         ("Destination", "{.destination}"),
         ("Gateway", "{.gateway}"),
