@@ -229,7 +229,7 @@ class EtcdAPI:
     async def leave_cluster(self, call: Call) -> None:
         parse(pb.EtcdLeaveClusterRequest, await call.request())
         async with self._lock:
-            _, c, own = await self._local()
+            spec, c, own = await self._local()
             try:
                 members = await c.member_list()
                 voters = [m for m in members if not m.is_learner and m.id != own]
@@ -239,7 +239,11 @@ class EtcdAPI:
                         "this node is the only etcd voter: leaving would destroy the cluster",
                     )
                 name = next((m.name for m in members if m.id == own), format_member_id(own))
-                await leave_cluster(c, own, timeout=self.timeout * 3)
+                # remove through the other members: the local one stops once it is removed
+                others = [u for m in voters for u in m.client_urls]
+                async with EtcdClient(others or spec.advertise_client_urls[:1], self.paths.admin_tls,
+                                      timeout=self.timeout) as rest:
+                    await leave_cluster(rest, own, timeout=self.timeout * 3)
             except EtcdError as exc:
                 raise GRPCError(_status(exc), f"etcd leave: {exc}") from None
             finally:

@@ -152,7 +152,11 @@ async def test_bootstrap_join_crash_remove_snapshot_recover(tmp_path: Path) -> N
         assert sorted(m.hostname for m in left) == ["cp-0", "cp-1"]
         assert sorted(m.hostname for m in await voters(cl, 1, 2)) == ["cp-0", "cp-1"]
 
-        # node 1 leaves: the cluster shrinks to node 0 and node 1's etcd is stopped for good
+        # node 1 leaves while it leads: leadership moves, the cluster shrinks to node 0 and node
+        # 1's etcd is stopped for good
+        await etcd_api.forfeit_leadership(conn0)  # node 0 hands over if it leads
+        async with cl.etcd_client(0) as c:
+            assert (await c.status()).leader == ids["cp-1"]
         assert await etcd_api.leave_cluster(cl.connect(1)) == "cp-1"
         assert [m.hostname for m in await voters(cl, 0, 1)] == ["cp-0"]
         await assert_no_resource(cl.nodes[1].state, ETCD_SPECS.pointer("etcd"), timeout=20)
