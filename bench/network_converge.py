@@ -75,7 +75,7 @@ async def one_round(name: str) -> tuple[float, float]:
         state = InMemoryState(history_max=8192)
         runtime = Runtime(state, backoff_initial=0.05, backoff_max=0.5)
         with tempfile.TemporaryDirectory() as etc:
-            for c in network_controllers(netns=path, etc_dir=etc, manage_hostname=False):
+            for c in network_controllers(netns=path, etc_dir=etc, manage_hostname=False, container_mode=True):
                 runtime.register(c)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(runtime.run)

@@ -15,7 +15,7 @@ Types owned here (all ``*.net.kos.dev``):
 * ``RouteSpecs`` / ``RouteStatuses`` (id: ``<table>/<family>/<gateway>/<destination>/<metric>``)
 * ``HostnameSpecs`` / ``HostnameStatuses`` (id ``hostname``)
 * ``ResolverSpecs`` / ``ResolverStatuses`` (id ``resolvers``)
-* ``TimeServerSpecs`` / ``TimeServerStatuses`` (id ``timeservers``)
+* ``TimeServerSpecs`` / ``TimeServerStatuses`` (id ``timeservers``), ``TimeStatuses`` (id ``node``)
 * ``OperatorSpecs`` (id ``<operator>/<link>``, operators ``dhcp4`` and ``vip``)
 * ``NodeAddresses`` (ids ``default``, ``current``, ``routed``, ``accumulative``)
 * ``NetworkStatuses`` (id ``status``)
@@ -322,6 +322,27 @@ class OperatorSpecSpec(Spec):
     layer: ConfigLayer = spec_field(6, default=ConfigLayer.DEFAULT)
 
 
+@resource_type(
+    "TimeStatuses.net.kos.dev",
+    namespace=NAMESPACE,
+    print_columns=[("Synced", "{.synced}"), ("Offset", "{.offset}"), ("Server", "{.server}")],
+)
+@dataclass
+class TimeStatusSpec(Spec):
+    """Time sync state (id ``node``): ``synced`` once a server answered; ``offset`` of the
+    local clock in seconds (after any step); ``adjusted``: whether kos may set the clock
+    (never in container mode, where it only measures)."""
+
+    synced: bool = spec_field(1, default=False)
+    offset: float = spec_field(2, default=0.0)
+    delay: float = spec_field(3, default=0.0)
+    server: str = spec_field(4, default="")
+    stratum: int = spec_field(5, default=0)
+    adjusted: bool = spec_field(6, default=False)
+    steps: int = spec_field(7, default=0)
+    error: str = spec_field(8, default="")
+
+
 NODE_ADDRESS_IDS = ("default", "current", "routed", "accumulative")
 
 
@@ -403,6 +424,7 @@ RESOLVER_SPECS = Kind(NAMESPACE, ResolverSpecSpec.definition.type)
 RESOLVER_STATUSES = Kind(NAMESPACE, ResolverStatusSpec.definition.type)
 TIMESERVER_SPECS = Kind(NAMESPACE, TimeServerSpecSpec.definition.type)
 TIMESERVER_STATUSES = Kind(NAMESPACE, TimeServerStatusSpec.definition.type)
+TIME_STATUSES = Kind(NAMESPACE, TimeStatusSpec.definition.type)
 OPERATOR_SPECS = Kind(NAMESPACE, OperatorSpecSpec.definition.type)
 NODE_ADDRESSES = Kind(NAMESPACE, NodeAddressSpec.definition.type)
 NETWORK_STATUSES = Kind(NAMESPACE, NetworkStatusSpec.definition.type)

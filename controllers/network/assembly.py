@@ -9,7 +9,8 @@
 line text (``ip=``, ``kos.hostname=``); ``machine_id``: basis of the stable default hostname;
 ``manage_hostname``: False when the UTS namespace is not ours (the hostname is then only
 reported, never set); ``vip_election``: who announces shared VIPs (``operators.Election``;
-default: every control plane node).
+default: every control plane node); ``container_mode``: the clock is the host's, time sync
+only measures; ``time_interval``: SNTP poll interval in seconds.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from kos.controllers.network.netstatus import NetworkStatusController, time_serv
 from kos.controllers.network.nodeaddress import NodeAddressController
 from kos.controllers.network.operators import Election, OperatorController
 from kos.controllers.network.status import NetlinkStatusController
+from kos.controllers.network.timesync import TimeSyncController
 from kos.controllers.runtime.controller import Controller
 from kos.resources.network import (
     AddressSpecSpec,
@@ -67,12 +69,14 @@ def network_controllers(
     netns: str | None,
     etc_dir: str,
     manage_hostname: bool,
+    container_mode: bool,
     cmdline: str = "",
     machine_id: str = "",
     vip_election: Election | None = None,
+    time_interval: float = 64.0,
 ) -> list[Controller]:
     """Every network controller (no defaults for what touches the host: the namespace, the
-    /etc directory and the hostname must be chosen by the caller)."""
+    /etc directory, the hostname and the clock must be chosen by the caller)."""
     out: list[Controller] = [
         DefaultLayerController(machine_id),
         CmdlineLayerController(cmdline),
@@ -86,5 +90,6 @@ def network_controllers(
         NodeAddressController(),
         NetworkStatusController(),
         time_server_status_controller(),
+        TimeSyncController(netns, adjust=not container_mode, interval=time_interval),
     ]
     return out

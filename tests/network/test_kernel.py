@@ -101,8 +101,8 @@ async def eventually(check: Callable[[], bool], what: str, timeout: float = 15.0
 async def node(path: str, etc_dir: str, cmdline: str = "") -> AsyncIterator[InMemoryState]:
     state = InMemoryState(history_max=4096)
     runtime = Runtime(state, backoff_initial=0.05, backoff_max=0.5)
-    for c in network_controllers(netns=path, etc_dir=etc_dir, manage_hostname=False, cmdline=cmdline,
-                                 machine_id="test-machine"):
+    for c in network_controllers(netns=path, etc_dir=etc_dir, manage_hostname=False, container_mode=True,
+                                 cmdline=cmdline, machine_id="test-machine"):
         runtime.register(c)
     async with anyio.create_task_group() as tg:
         tg.start_soon(runtime.run)

@@ -66,7 +66,8 @@ def dnsmasq(server_ns: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
 def _runtime(path: str, etc: Path, election: StaticElection | None = None) -> tuple[InMemoryState, Runtime]:
     state = InMemoryState(history_max=4096)
     runtime = Runtime(state, backoff_initial=0.05, backoff_max=0.5)
-    for c in network_controllers(netns=path, etc_dir=str(etc), manage_hostname=False, vip_election=election):
+    for c in network_controllers(netns=path, etc_dir=str(etc), manage_hostname=False, container_mode=True,
+                                 vip_election=election):
         runtime.register(c)
     return state, runtime
 
