@@ -370,6 +370,9 @@ class MachineNode:
                 from kos.controllers.secrets.trustd import run_trustd
 
                 await self._tg.start(run_trustd, self.state)
+                registry = _optional("kos.controllers.cluster.discovery", "run_registry")
+                if registry is not None:
+                    await self._tg.start(registry, self.state)
         self.ready.set()
 
     def _extensions(self) -> list[Any]:

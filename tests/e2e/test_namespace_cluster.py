@@ -151,6 +151,19 @@ def test_cluster_create_watch_apply_reboot_destroy(cluster: Cluster) -> None:
     assert {r[0] for r in rows} == {cp, w} and all("running" in r for r in rows), out
     members = c.ctl("etcd", "members").stdout
     assert "cp-1" in members and "https://10.5.0.2:2380" in members, members
+    # cluster membership (discovery through the control plane's registry), seen from both nodes
+    for node in (cp, w):
+        deadline = time.monotonic() + 30
+        while True:
+            out = c.ctl("-n", node, "get", "members").stdout
+            rows = {ln.split()[3]: ln for ln in out.splitlines()[1:]}
+            complete = set(rows) == {"cp-1", "w-1"} and "[]" not in out
+            if complete or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert set(rows) == {"cp-1", "w-1"}, out
+        assert '["10.5.0.2"]' in rows["cp-1"] and "controlplane" in rows["cp-1"]
+        assert '["10.5.0.3"]' in rows["w-1"] and "worker" in rows["w-1"]
     health = c.ctl("health", "--control-plane-nodes", cp, "--worker-nodes", w, "--wait-timeout", "30")
     assert "all nodes to be ready: OK" in health.stdout
 

@@ -1,0 +1,26 @@
+"""The cluster controllers a node registers::
+
+    for c in cluster_controllers(state_dir=Path("/system/state")):
+        runtime.register(c)
+
+and on control planes ``kos.controllers.cluster.discovery.run_registry(state)`` in a task.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kos.controllers.cluster.discovery import REGISTRY_PORT, DiscoveryController
+from kos.controllers.cluster.local import IdentityController, LocalAffiliateController
+from kos.controllers.cluster.members import member_controller
+from kos.controllers.runtime.controller import Controller
+
+
+def cluster_controllers(*, state_dir: Path, discovery_interval: float = 5.0,
+                        registry_port: int = REGISTRY_PORT) -> list[Controller]:
+    return [
+        IdentityController(state_dir),
+        LocalAffiliateController(),
+        DiscoveryController(interval=discovery_interval, port=registry_port),
+        member_controller(),
+    ]

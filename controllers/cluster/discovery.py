@@ -1,0 +1,233 @@
+"""Cluster discovery: control planes run a small registry; every node says hello to it with
+its own ``Affiliate`` and gets everyone's back.
+
+The registry (``run_registry``) listens on ``REGISTRY_PORT`` (50002) of each control plane,
+server-only TLS with the node's API certificate (``APICerts``, reloaded on rotation), and
+answers the gRPC method ``/kos.discovery.Registry/Hello`` (request: a ``cosi.resource.Resource``
+holding the caller's Affiliate; reply stream: one ``Resource`` per known affiliate). Callers
+present the machine token in the ``token`` metadata (the same token workers use with trustd;
+checked against ``OSRootSecrets``): a wrong token is PERMISSION_DENIED. Entries expire
+``ttl`` seconds after their last hello, so a node that is gone (reset, destroyed) drops out.
+
+``DiscoveryController`` (every node) says hello every ``interval`` seconds (and when its own
+affiliate changes) to the control-plane endpoint's host (``cluster.controlPlane.endpoint``),
+verifying the server against the OS CA of its config, and mirrors the answer into its
+``Affiliates``: the others' affiliates are created/updated, and those no longer listed are
+destroyed. While the registry is unreachable the last answer stays.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import grpclib.const
+import grpclib.server
+import structlog
+from anyio.abc import TaskStatus
+from grpclib.client import Channel
+from grpclib.const import Cardinality, Status
+from grpclib.exceptions import GRPCError, StreamTerminatedError
+
+from kos.apis import wire
+from kos.apis.tls import client_context, server_context
+from kos.apis.wire import RawMessage
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, InputKind, Output, OutputKind
+from kos.resources.cluster import AFFILIATES, IDENTITIES, LOCAL_IDENTITY_ID, AffiliateSpec
+from kos.resources.config import ACTIVE_ID, MachineConfigSpec
+from kos.resources.config import NAMESPACE as CONFIG_NS
+from kos.resources.core.metadata import Pointer
+from kos.resources.core.resource import Resource
+from kos.resources.core.state import State
+from kos.resources.pki import CertificateAndKey
+
+log = structlog.get_logger("kos.controllers.cluster.discovery")
+
+REGISTRY_PORT = 50002
+HELLO = "/kos.discovery.Registry/Hello"
+TOKEN_METADATA = "token"
+DEFAULT_TTL = 30.0
+
+
+@dataclass
+class Registry:
+    """Affiliates by node id with their expiry (monotonic seconds)."""
+
+    ttl: float = DEFAULT_TTL
+    entries: dict[str, tuple[Resource[Any], float]] = field(default_factory=dict)
+
+    def hello(self, affiliate: Resource[Any], now: float | None = None) -> list[Resource[Any]]:
+        now = time.monotonic() if now is None else now
+        if not isinstance(affiliate.spec, AffiliateSpec) or not affiliate.spec.node_id:
+            raise ValueError("request: expected an Affiliates.cluster.kos.dev resource with a nodeId")
+        self.entries[affiliate.spec.node_id] = (affiliate, now + self.ttl)
+        for node_id in [k for k, (_, exp) in self.entries.items() if exp <= now]:
+            del self.entries[node_id]
+        return [r for _, (r, _) in sorted(self.entries.items())]
+
+
+Stream = grpclib.server.Stream[RawMessage, RawMessage]
+
+
+class RegistryService:
+    def __init__(self, registry: Registry, token: Callable[[], Awaitable[str]]) -> None:
+        self.registry = registry
+        self.token = token
+
+    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+        return {HELLO: grpclib.const.Handler(self._hello, Cardinality.UNARY_STREAM, RawMessage, RawMessage)}
+
+    async def _hello(self, stream: Stream) -> None:
+        msg = await stream.recv_message()
+        presented = str(dict(stream.metadata or {}).get(TOKEN_METADATA, ""))
+        expected = await self.token()
+        if not expected or not hmac.compare_digest(presented.encode(), expected.encode()):
+            raise GRPCError(Status.PERMISSION_DENIED, "token: the machine token is missing or wrong")
+        try:
+            affiliate = wire.decode_resource(msg.data if msg is not None else b"")
+            known = self.registry.hello(affiliate)
+        except (wire.WireError, ValueError) as exc:
+            raise GRPCError(Status.INVALID_ARGUMENT, str(exc)) from None
+        for r in known:
+            await stream.send_message(RawMessage(wire.encode_resource(r)))
+
+
+async def run_registry(state: State, host: str = "0.0.0.0", port: int = REGISTRY_PORT, *,
+                       ttl: float = DEFAULT_TTL, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+    """Serve the registry with the node's API certificate until cancelled."""
+    from kos.apis.server.serve import reload_context
+    from kos.controllers.secrets.trustd import API_CERTS_PTR, OS_ROOT_PTR, follow_api_certs
+
+    api = await _wait_for(state, API_CERTS_PTR)
+
+    async def token() -> str:
+        r = await state.get_or_none(OS_ROOT_PTR)
+        return str(r.spec.token) if r is not None else ""
+
+    ctx = server_context(CertificateAndKey(api.spec.server_cert.encode(), api.spec.server_key.encode()), None)
+    server = grpclib.server.Server([RegistryService(Registry(ttl), token)])
+    await server.start(host, port, ssl=ctx, reuse_address=True)
+    sockets = getattr(server._server, "sockets", None) or []
+    bound = int(sockets[0].getsockname()[1]) if sockets else port
+    log.info("discovery registry listening", host=host, port=bound)
+    task_status.started(bound)
+    try:
+        await follow_api_certs(state, lambda pair, _ca: reload_context(ctx, pair),
+                               skip_version=str(api.metadata.version))
+    finally:
+        server.close()
+        with anyio.move_on_after(2, shield=True):
+            await server.wait_closed()
+
+
+async def _wait_for(state: State, ptr: Pointer) -> Resource[Any]:
+    async with state.watch(ptr) as events:
+        async for ev in events:
+            if ev.resource is not None and ev.type.name in ("CREATED", "UPDATED"):
+                return ev.resource
+    raise RuntimeError(f"watch of {ptr} ended")
+
+
+async def hello(endpoint: str, port: int, token: str, ca_pem: bytes, affiliate: Resource[Any], *,
+                timeout: float = 10.0) -> list[Resource[Any]]:
+    """One exchange with a registry; raises OSError/GRPCError/TimeoutError on failure."""
+    ctx: ssl.SSLContext = client_context(ca_pem, None)
+    channel = Channel(endpoint, port, ssl=ctx)
+    out: list[Resource[Any]] = []
+    try:
+        with anyio.fail_after(timeout):
+            async with channel.request(HELLO, Cardinality.UNARY_STREAM, RawMessage, RawMessage,
+                                       metadata={TOKEN_METADATA: token}) as s:
+                await s.send_message(RawMessage(wire.encode_resource(affiliate)), end=True)
+                while (msg := await s.recv_message()) is not None:
+                    out.append(wire.decode_resource(msg.data))
+                await s.recv_trailing_metadata()
+    finally:
+        channel.close()
+    return out
+
+
+def _endpoint_host(endpoint: str) -> str:
+    from kos.controllers.secrets.sans import endpoint_host
+
+    return str(endpoint_host(endpoint))
+
+
+class DiscoveryController(Controller):
+    name = "cluster.DiscoveryController"
+
+    def __init__(self, *, interval: float = 5.0, port: int = REGISTRY_PORT) -> None:
+        self.interval = interval
+        self.port = port
+
+    def inputs(self) -> Sequence[Input]:
+        return [
+            Input(CONFIG_NS, MachineConfigSpec.definition.type, ACTIVE_ID, InputKind.WEAK),
+            Input(IDENTITIES.namespace, IDENTITIES.type, LOCAL_IDENTITY_ID, InputKind.WEAK),
+            Input(AFFILIATES.namespace, AFFILIATES.type, kind=InputKind.WEAK),
+        ]
+
+    def outputs(self) -> Sequence[Output]:
+        return [Output(AFFILIATES.type, OutputKind.SHARED)]
+
+    async def run(self, rt: ControllerRuntime) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._ticker, rt)
+            async for _ in rt.events():
+                await self.reconcile(rt)
+
+    async def _ticker(self, rt: ControllerRuntime) -> None:
+        while True:
+            await anyio.sleep(self.interval)
+            rt.queue_reconcile()
+
+    async def reconcile(self, rt: ControllerRuntime) -> None:
+        cfg_res = await rt.get_or_none(Pointer(CONFIG_NS, MachineConfigSpec.definition.type, ACTIVE_ID))
+        ident = await rt.get_or_none(IDENTITIES.pointer(LOCAL_IDENTITY_ID))
+        if cfg_res is None or ident is None:
+            return
+        own_id = ident.spec.node_id
+        local = await rt.get_or_none(AFFILIATES.pointer(own_id))
+        if local is None:
+            return
+        try:
+            cfg = cfg_res.spec.container(strict=False).config
+            host = _endpoint_host(cfg.cluster.control_plane.endpoint)
+            token = cfg.machine.token
+            ca = cfg.machine.ca.to_pair().cert_pem if cfg.machine.ca.key else _b64(cfg.machine.ca.crt)
+        except (ValueError, AttributeError) as exc:
+            log.warning("discovery: config has no usable endpoint/token/CA", error=str(exc))
+            return
+        if not host or not token or not ca:
+            return
+        try:
+            known = await hello(host, self.port, token, ca, local)
+        except (OSError, TimeoutError, GRPCError, StreamTerminatedError, wire.WireError) as exc:
+            log.info("discovery registry not reachable; keeping the last members", endpoint=host, error=str(exc))
+            return
+        seen = set()
+        for r in known:
+            spec = r.spec
+            if not isinstance(spec, AffiliateSpec) or not spec.node_id or spec.node_id == own_id:
+                continue
+            seen.add(spec.node_id)
+
+            def fill(out: Resource[Any], spec: AffiliateSpec = spec) -> None:
+                out.spec = spec.copy()
+
+            await rt.modify(Resource.new(AffiliateSpec(), spec.node_id), fill)
+        for r in await rt.list(AFFILIATES):
+            if r.metadata.owner == self.name and r.id not in seen:
+                await rt.destroy(r.metadata.pointer)
+        rt.reset_restart_backoff()
+
+
+def _b64(text: str) -> bytes:
+    import base64
+
+    return base64.b64decode(text) if text else b""
