@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,12 +32,26 @@ import anyio
 
 from kos.apis.etcd import EtcdClient, EtcdError
 from kos.controllers.etcd.join import add_learner, joining_spec, promote_when_ready, restore_snapshot
-from kos.controllers.etcd.marker import EtcdPaths, has_member, read_marker, write_marker, write_private
+from kos.controllers.etcd.marker import (
+    EtcdPaths,
+    MarkerError,
+    has_member,
+    read_marker,
+    write_marker,
+    write_private,
+)
 from kos.controllers.etcd.render import EtcdSpecError, render_args
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, OutputKind
 from kos.resources.core.metadata import Phase
 from kos.resources.core.resource import Resource
-from kos.resources.etcd import ETCD_BOOTSTRAPS, ETCD_CONFIGS, ETCD_SPECS, EtcdConfigSpec, EtcdSpecSpec
+from kos.resources.etcd import (
+    ETCD_BOOTSTRAPS,
+    ETCD_CONFIGS,
+    ETCD_SPECS,
+    EtcdBootstrapSpec,
+    EtcdConfigSpec,
+    EtcdSpecSpec,
+)
 from kos.resources.network import HOSTNAME_STATUSES, NODE_ADDRESSES, filter_addresses
 from kos.resources.secrets import ETCD_CERTS, ETCD_CERTS_ID, EtcdCertsSpec
 
@@ -140,12 +155,18 @@ def write_pki(paths: EtcdPaths, certs: EtcdCertsSpec) -> list[str]:
     return [name for name, attr in PKI_FILES if write_private(paths.pki_dir / name, getattr(certs, attr).encode())]
 
 
-def _prepare_restore(data_dir: str) -> None:
-    """etcdctl restores only into a missing data dir: remove an empty one (blocking)."""
+def _remove_tree(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _move_into_place(scratch: str, data_dir: str) -> None:
+    """Replace an empty (or missing) data dir with the restored one, 0700 (blocking)."""
     try:
         os.rmdir(data_dir)
     except FileNotFoundError:
         pass
+    os.rename(scratch, data_dir)
+    os.chmod(data_dir, 0o700)
 
 
 class EtcdSpecController(Controller):
@@ -220,7 +241,11 @@ class EtcdSpecController(Controller):
             log.info("etcd waits for its inputs", missing=missing)
             return None
         await rt.get_or_none(ETCD_BOOTSTRAPS.pointer("bootstrap"))  # a trigger; the file is the truth
-        marker = await anyio.to_thread.run_sync(read_marker, self.paths.marker)
+        try:
+            marker = await anyio.to_thread.run_sync(read_marker, self.paths.marker)
+        except MarkerError as exc:
+            log.error("etcd bootstrap state unknown", error=str(exc))
+            return None
         if marker.left:
             self._promote = None
             await self._drop(rt)
@@ -256,16 +281,35 @@ class EtcdSpecController(Controller):
             return None
         if marker.bootstrapped:
             if marker.recover_from:
-                log.info("recovering etcd from a snapshot", snapshot=marker.recover_from)
-                await anyio.to_thread.run_sync(_prepare_restore, base.data_dir)
-                base = await restore_snapshot(marker.recover_from, base, etcdctl=self.etcdctl,
-                                              skip_hash_check=marker.skip_hash_check)
-                done = dataclasses.replace(marker, recover_from="", skip_hash_check=False)
-                await anyio.to_thread.run_sync(write_marker, self.paths.marker, done)
+                restored = await self._recover(rt, base, marker)
+                if restored is None:
+                    return None
+                base = restored
             log.info("bootstrapping a new etcd cluster", name=base.name)
             await self._write(rt, base)
             return None
         return await self._join(rt, cfg_r.spec, base)
+
+    async def _recover(
+        self, rt: ControllerRuntime, base: EtcdSpecSpec, marker: EtcdBootstrapSpec
+    ) -> EtcdSpecSpec | None:
+        """Restore the uploaded snapshot into the data dir (through a scratch dir, so a failed
+        restore leaves no half member behind); None when it failed (logged, not retried)."""
+        rt.logger.info("recovering etcd from a snapshot", snapshot=marker.recover_from)
+        scratch = base.data_dir + ".restore"
+        await anyio.to_thread.run_sync(_remove_tree, scratch)
+        try:
+            restored = await restore_snapshot(marker.recover_from, dataclasses.replace(base, data_dir=scratch),
+                                              etcdctl=self.etcdctl, skip_hash_check=marker.skip_hash_check)
+        except (RuntimeError, OSError) as exc:
+            await anyio.to_thread.run_sync(_remove_tree, scratch)
+            rt.logger.error("etcd recovery failed: the snapshot cannot be restored", snapshot=marker.recover_from,
+                            error=str(exc))
+            return None
+        await anyio.to_thread.run_sync(_move_into_place, scratch, base.data_dir)
+        done = dataclasses.replace(marker, recover_from="", skip_hash_check=False)
+        await anyio.to_thread.run_sync(write_marker, self.paths.marker, done)
+        return dataclasses.replace(restored, data_dir=base.data_dir)
 
     async def _update_peer_urls(
         self, rt: ControllerRuntime, cfg: EtcdConfigSpec, old: EtcdSpecSpec, new: EtcdSpecSpec

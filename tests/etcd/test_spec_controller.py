@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from kos.controllers.etcd.marker import EtcdPaths, write_marker
+from kos.controllers.etcd.marker import EtcdPaths, read_marker, write_marker
 from kos.controllers.etcd.spec import EtcdSpecController
 from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
@@ -111,3 +111,17 @@ async def test_bad_config_writes_no_spec(node: tuple[InMemoryState, EtcdPaths]) 
     # the node stops being a control plane: no etcd
     await state.destroy(ETCD_CONFIGS.pointer("etcd"))
     await assert_no_resource(state, ETCD_SPECS.pointer("etcd"))
+
+
+@pytest.mark.root
+async def test_failed_recovery_leaves_no_half_member(node: tuple[InMemoryState, EtcdPaths], tmp_path: Path) -> None:
+    state, paths = node
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a bolt database" * 100)
+    await inputs(state)
+    marker = EtcdBootstrapSpec(bootstrapped=True, recover_from=str(junk))
+    await touch(state, paths, marker)
+    await no_spec_for_a_while(state)
+    assert not await anyio.Path(paths.data_dir, "member").exists()
+    assert not await anyio.Path(f"{paths.data_dir}.restore").exists()
+    assert read_marker(paths.marker) == marker  # the recovery is still pending, nothing was half done
