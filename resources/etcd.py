@@ -86,12 +86,14 @@ class EtcdConfigSpec(Spec):
 )
 @dataclass
 class EtcdBootstrapSpec(Spec):
-    """The bootstrap marker: this node started the cluster (once), optionally from a snapshot."""
+    """The bootstrap marker: this node started the cluster (once), optionally from a snapshot;
+    ``attempt`` counts Bootstrap calls (a recovery retried with another snapshot is a change)."""
 
     bootstrapped: bool = spec_field(1, default=False)
     recover_from: str = spec_field(2, yaml="recoverFrom", default="")
     skip_hash_check: bool = spec_field(3, yaml="skipHashCheck", default=False)
     left: bool = spec_field(4, default=False)
+    attempt: int = spec_field(5, default=0)
 
 
 ETCD_SPECS = Kind(NAMESPACE, EtcdSpecSpec.definition.type)

@@ -7,7 +7,8 @@ writes from ``EtcdCerts``. Status codes:
 
 * UNAVAILABLE: etcd does not run here (no EtcdSpec, service not running, member unreachable);
 * FAILED_PRECONDITION: not a control plane, already bootstrapped, recovery without an uploaded
-  snapshot, removing the local member (use leave), the last member leaving;
+  snapshot, removing the local member (use leave), the last member leaving; a recovery that has
+  not produced a member yet (e.g. a bad snapshot) may be retried with EtcdRecover + Bootstrap;
 * NOT_FOUND: an unknown member name/id; INVALID_ARGUMENT: a request naming no member.
 
 Bootstrap persists the marker (``EtcdPaths.marker``) before answering and mirrors it into
@@ -88,9 +89,13 @@ class EtcdAPI:
 
         await self.state.modify(Resource.new(EtcdBootstrapSpec(), "bootstrap"), apply, owner=OWNER)
 
-    async def _bootstrapped(self) -> bool:
+    async def _bootstrap_state(self) -> tuple[EtcdBootstrapSpec, bool, bool]:
+        """(marker, done, recovery pending): done = a member exists or a plain bootstrap was
+        asked for; a recovery that has not produced a member yet may be retried."""
         marker = await self._marker()
-        return marker.bootstrapped or await anyio.to_thread.run_sync(has_member, self.paths.data_dir)
+        member = await anyio.to_thread.run_sync(has_member, self.paths.data_dir)
+        pending = marker.bootstrapped and bool(marker.recover_from) and not member
+        return marker, member or (marker.bootstrapped and not pending), pending
 
     async def _control_plane(self) -> None:
         if await self.state.get_or_none(ETCD_CONFIGS.pointer("etcd")) is None:
@@ -130,9 +135,13 @@ class EtcdAPI:
         req = parse(pb.BootstrapRequest, await call.request())
         async with self._lock:
             await self._control_plane()
-            if await self._bootstrapped():
-                raise GRPCError(Status.FAILED_PRECONDITION, f"{ALREADY_BOOTSTRAPPED}: bootstrap only once per cluster")
-            if await self.state.get_or_none(ETCD_SPECS.pointer("etcd")) is not None:
+            old, done, pending = await self._bootstrap_state()
+            if done or (pending and not req.recover_etcd):
+                more = " (a recovery from a snapshot is pending: upload another snapshot with EtcdRecover " \
+                    "and bootstrap with recover_etcd)" if pending else ""
+                raise GRPCError(Status.FAILED_PRECONDITION,
+                                f"{ALREADY_BOOTSTRAPPED}: bootstrap only once per cluster{more}")
+            if not pending and await self.state.get_or_none(ETCD_SPECS.pointer("etcd")) is not None:
                 raise GRPCError(Status.FAILED_PRECONDITION, "etcd already runs here (joined an existing cluster)")
             recover = ""
             if req.recover_etcd:
@@ -144,7 +153,8 @@ class EtcdAPI:
                     )
                 recover = str(snap)
             marker = EtcdBootstrapSpec(
-                bootstrapped=True, recover_from=recover, skip_hash_check=req.recover_skip_hash_check
+                bootstrapped=True, recover_from=recover, skip_hash_check=req.recover_skip_hash_check,
+                attempt=old.attempt + 1,
             )
             await self._set_marker(marker)
         log.info("etcd bootstrap requested", recover=bool(recover))
@@ -152,7 +162,7 @@ class EtcdAPI:
 
     async def recover(self, call: Call) -> None:
         await self._control_plane()
-        if await self._bootstrapped():
+        if (await self._bootstrap_state())[1]:
             raise GRPCError(
                 Status.FAILED_PRECONDITION, f"{ALREADY_BOOTSTRAPPED}: a snapshot can only seed a new cluster"
             )

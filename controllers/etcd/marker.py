@@ -61,12 +61,16 @@ def read_marker(path: Path) -> EtcdBootstrapSpec:
         raise MarkerError(f"etcd bootstrap marker {path}: unreadable: {exc}") from None
     if not isinstance(data, dict):
         raise MarkerError(f"etcd bootstrap marker {path}: expected a JSON object")
-    return EtcdBootstrapSpec(
-        bootstrapped=bool(data.get("bootstrapped", False)),
-        recover_from=str(data.get("recoverFrom", "")),
-        skip_hash_check=bool(data.get("skipHashCheck", False)),
-        left=bool(data.get("left", False)),
-    )
+    try:
+        return EtcdBootstrapSpec(
+            bootstrapped=bool(data.get("bootstrapped", False)),
+            recover_from=str(data.get("recoverFrom", "")),
+            skip_hash_check=bool(data.get("skipHashCheck", False)),
+            left=bool(data.get("left", False)),
+            attempt=int(data.get("attempt", 0)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise MarkerError(f"etcd bootstrap marker {path}: bad value: {exc}") from None
 
 
 def write_marker(path: Path, spec: EtcdBootstrapSpec) -> None:
@@ -77,6 +81,7 @@ def write_marker(path: Path, spec: EtcdBootstrapSpec) -> None:
         "recoverFrom": spec.recover_from,
         "skipHashCheck": spec.skip_hash_check,
         "left": spec.left,
+        "attempt": spec.attempt,
     }
     write_private(path, json.dumps(data).encode())
 

@@ -81,11 +81,21 @@ async def test_control_plane_refusals_before_and_after_bootstrap(
         assert paths.recover_snapshot.read_bytes() == snap.read_bytes()
         assert (paths.recover_snapshot.stat().st_mode & 0o777) == 0o600
         await etcd_api.bootstrap(conn, recover=True, skip_hash_check=True)
-        want = EtcdBootstrapSpec(bootstrapped=True, recover_from=str(paths.recover_snapshot), skip_hash_check=True)
+        want = EtcdBootstrapSpec(bootstrapped=True, recover_from=str(paths.recover_snapshot), skip_hash_check=True,
+                                 attempt=1)
         assert read_marker(paths.marker) == want
         assert (await state.get(ETCD_BOOTSTRAPS.pointer("bootstrap"))).spec == want
-        # once only, and no second upload
-        await expect(Status.FAILED_PRECONDITION, "etcd is already bootstrapped", etcd_api.bootstrap(conn))
+        # while the recovery has produced no member (no controller runs here), it may be retried
+        # with another snapshot, but a plain bootstrap is refused
+        await expect(Status.FAILED_PRECONDITION, "a recovery from a snapshot is pending", etcd_api.bootstrap(conn))
+        assert await etcd_api.recover_upload(conn, snap) == 300_000
+        await etcd_api.bootstrap(conn, recover=True)
+        want = EtcdBootstrapSpec(bootstrapped=True, recover_from=str(paths.recover_snapshot), attempt=2)
+        assert read_marker(paths.marker) == want
+        assert (await state.get(ETCD_BOOTSTRAPS.pointer("bootstrap"))).spec == want
+        # once a member exists: once only, and no second upload
+        (paths.data_dir / "member").mkdir(parents=True)
+        await expect(Status.FAILED_PRECONDITION, "etcd is already bootstrapped", etcd_api.bootstrap(conn, recover=True))
         await expect(Status.FAILED_PRECONDITION, "etcd is already bootstrapped", etcd_api.recover_upload(conn, snap))
         assert read_marker(paths.marker) == want
 
@@ -99,4 +109,7 @@ async def test_unreadable_marker_is_reported(node: tuple[InMemoryState, EtcdPath
     async with api.connect() as conn:
         await expect(Status.FAILED_PRECONDITION, f"etcd bootstrap marker {paths.marker}: unreadable",
                      etcd_api.bootstrap(conn))
-    assert paths.marker.read_text() == "{broken"
+        paths.marker.write_text('{"attempt": "many"}')
+        await expect(Status.FAILED_PRECONDITION, f"etcd bootstrap marker {paths.marker}: bad value",
+                     etcd_api.bootstrap(conn))
+    assert paths.marker.read_text() == '{"attempt": "many"}'
