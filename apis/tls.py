@@ -11,17 +11,36 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
+from typing import NamedTuple, Protocol
 
-from kos.resources.pki import CertificateAndKey
+
+class Identity(Protocol):
+    """A PEM certificate (chain) and its PEM key, e.g. ``kos.resources.pki.CertificateAndKey``."""
+
+    @property
+    def cert_pem(self) -> bytes: ...
+
+    @property
+    def key_pem(self) -> bytes: ...
+
+
+class PEMPair(NamedTuple):
+    """The lightest ``Identity`` (the client builds one without importing ``cryptography``)."""
+
+    cert_pem: bytes
+    key_pem: bytes
 
 ALPN = ["h2"]
 
 
-def _load_chain(ctx: ssl.SSLContext, pair: CertificateAndKey) -> None:
+def _load_chain(ctx: ssl.SSLContext, pair: Identity) -> None:
     with tempfile.TemporaryDirectory(prefix="kos-tls-") as tmp:
         crt = os.path.join(tmp, "crt.pem")
         key = os.path.join(tmp, "key.pem")
-        pair.to_files(crt, key)
+        for path, data in ((crt, pair.cert_pem), (key, pair.key_pem)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
         ctx.load_cert_chain(crt, key)
 
 
@@ -32,7 +51,7 @@ def _base(purpose: ssl.Purpose) -> ssl.SSLContext:
     return ctx
 
 
-def server_context(identity: CertificateAndKey, client_ca: bytes | None) -> ssl.SSLContext:
+def server_context(identity: Identity, client_ca: bytes | None) -> ssl.SSLContext:
     """The API server's context: requires a client certificate signed by ``client_ca``
     (mutual TLS) unless ``client_ca`` is None (maintenance mode: anyone may connect)."""
     ctx = _base(ssl.Purpose.CLIENT_AUTH)
@@ -46,7 +65,7 @@ def server_context(identity: CertificateAndKey, client_ca: bytes | None) -> ssl.
 
 
 def client_context(
-    ca: bytes | None, identity: CertificateAndKey | None, *, insecure: bool = False
+    ca: bytes | None, identity: Identity | None, *, insecure: bool = False
 ) -> ssl.SSLContext:
     """A client context verifying the server against ``ca`` (hostname not checked: nodes are
     addressed by IP and their certificates name them by IP and hostname), presenting

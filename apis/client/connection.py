@@ -17,10 +17,9 @@ from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from kos.apis.client.config import DEFAULT_PORT, Context
-from kos.apis.server.dispatch import split_endpoint
-from kos.apis.tls import client_context
+from kos.apis.endpoint import split_endpoint
+from kos.apis.tls import Identity, PEMPair, client_context
 from kos.apis.wire import RawMessage
-from kos.resources.pki import CertificateAndKey
 
 
 class APIError(Exception):
@@ -37,7 +36,7 @@ class Connection:
         endpoint: str,
         *,
         ca: bytes | None = None,
-        identity: CertificateAndKey | None = None,
+        identity: Identity | None = None,
         insecure: bool = False,
         ssl_context: ssl.SSLContext | None = None,
         timeout: float | None = 30.0,
@@ -56,7 +55,7 @@ class Connection:
             if not ctx.endpoints:
                 raise ValueError("context has no endpoints (kosctl config endpoint ADDR...)")
             endpoint = ctx.endpoints[0]
-        identity = None if insecure or not ctx.crt else CertificateAndKey(ctx.crt, ctx.key)
+        identity = None if insecure or not ctx.crt else PEMPair(ctx.crt, ctx.key)
         return cls(endpoint, ca=ctx.ca or None, identity=identity, insecure=insecure, timeout=timeout)
 
     @property

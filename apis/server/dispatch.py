@@ -22,6 +22,7 @@ from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 
 from kos.apis import auth
+from kos.apis.endpoint import split_endpoint as split_endpoint
 from kos.apis.wire import RawMessage, _ld
 
 log = structlog.get_logger("kos.apis")
@@ -145,21 +146,3 @@ async def _replies(s: Any) -> Any:
 def _node_tag(node: str) -> bytes:
     """``NodeMetadata metadata = 1 {hostname = node}``; appended, it merges into the message."""
     return _ld(b"\x0a", _ld(b"\x0a", node.encode()))
-
-
-def split_endpoint(endpoint: str, default_port: int) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address -> (host, port)."""
-    if endpoint.startswith("["):
-        host, _, rest = endpoint[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif endpoint.count(":") == 1:
-        host, port = endpoint.split(":")
-    else:
-        host, port = endpoint, ""
-    if not host:
-        raise ValueError(f"endpoint {endpoint!r}: missing host")
-    if not port:
-        return host, default_port
-    if not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"endpoint {endpoint!r}: port must be a number in 0..65535")
-    return host, int(port)

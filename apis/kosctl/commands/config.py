@@ -104,7 +104,7 @@ def run_context(args: argparse.Namespace) -> int:
 
 
 def _set_list(args: argparse.Namespace, key: str) -> int:
-    from kos.apis.server.dispatch import split_endpoint
+    from kos.apis.endpoint import split_endpoint
 
     for v in args.values:
         try:
