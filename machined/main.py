@@ -97,6 +97,13 @@ def _run(args: argparse.Namespace, platform: str, *, pid1: bool) -> int:
     except ValueError as exc:
         print(f"machined: platform {platform}: {exc}", file=sys.stderr)
         initial = None
+    network = None
+    get_network = getattr(plat, "network", None)
+    if get_network is not None:
+        try:
+            network = get_network()
+        except ValueError as exc:
+            print(f"machined: platform {platform}: {exc}", file=sys.stderr)
     ephemeral = args.ephemeral_dir or (Path("/var") if platform == "container" else None)
     opts = NodeOptions(
         state_dir=args.state_dir,
@@ -110,6 +117,7 @@ def _run(args: argparse.Namespace, platform: str, *, pid1: bool) -> int:
         ephemeral_dir=ephemeral,
         cgroup_parent=args.cgroup_parent,
         initial_config=initial,
+        platform_network=network,
     )
     try:
         action = anyio.run(lambda: run_node(opts, pid1=pid1))

@@ -46,6 +46,7 @@ from kos.apis import auth
 from kos.apis.server.dispatch import Node, split_endpoint
 from kos.apis.server.lifecycle import (
     LifecycleRefusedError,
+    LifecycleRequestError,
     LifecycleService,
     ResetOptions,
     UpgradeUnavailableError,
@@ -62,6 +63,7 @@ from kos.machined.sequencer import PREEMPTIVE, Phase, Sequence, SequenceBusyErro
 from kos.machined.services import Supervisor
 from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.meta import publish_meta
+from kos.resources.core.resource import Resource
 from kos.resources.pki import CertificateAndKey, generate_ca, issue_certificate
 
 log = structlog.get_logger("kos.machined")
@@ -83,6 +85,7 @@ class NodeOptions:
     cgroup_parent: str = "kos"
     api_certs_timeout: float = 20.0
     initial_config: bytes | None = None  # from the platform (env, cmdline, cidata)
+    platform_network: Any = None  # PlatformNetworkConfigSpec from the platform, or None
 
 
 def _load_resource_modules() -> None:
@@ -174,13 +177,43 @@ class MachineNode:
             final_stage="running",
         )  # fmt: skip
 
+    EARLY_DOMAINS = ("network",)
+    """Domains that run from boot, before any config (the maintenance API needs the network)."""
+
+    def _network_params(self) -> dict[str, Any]:
+        return {
+            "netns": None,
+            "etc_dir": "/etc" if self.opts.platform != "process" else str(self.opts.state_dir / "etc"),
+            "manage_hostname": self.opts.platform != "process",
+            "cmdline": _cmdline() if self.opts.platform in ("metal", "qemu", "nocloud") else "",
+            "machine_id": _machine_id(self.opts.state_dir),
+        }
+
     async def _task_load_config(self) -> None:
         from kos.controllers.config.assembly import config_controllers
         from kos.controllers.runtime import Runtime
 
+        if self.opts.platform_network is not None:
+            from kos.resources.network import PlatformNetworkConfigSpec
+
+            spec = self.opts.platform_network
+
+            def fill(r: Resource[Any]) -> None:
+                r.spec = spec
+
+            await self.state.modify(Resource.new(PlatformNetworkConfigSpec(), "platform"), fill)
         runtime = Runtime(self.state)
         for c in config_controllers(config_manager=self.manager):
             runtime.register(c)
+        if self.opts.controllers and self.opts.platform != "process":
+            ctx = assembly.AssemblyContext(root=self._root(), state_dir=self.opts.state_dir,
+                                           domain_params={"network": self._network_params()})
+            early, missing = assembly.assemble_controllers(ctx, self.EARLY_DOMAINS)
+            self._missing.update(missing)
+            for domain, reason in missing.items():
+                self.sequencer.set_condition(f"controllers {domain}", reason)
+            for c in early:
+                runtime.register(c)
         assert self._tg is not None
         self._tg.start_soon(runtime.run)
         await self.manager.acquire()
@@ -242,29 +275,19 @@ class MachineNode:
             root=self._root(),
             container_mode=self.opts.platform in ("container", "process"),
             control_plane=control_plane,
-            domain_params={
-                "etcd": {"paths": self._etcd_paths()},
-                "network": {
-                    "netns": None,
-                    "etc_dir": "/etc" if self.opts.platform != "process" else str(self.opts.state_dir / "etc"),
-                    "manage_hostname": self.opts.platform != "process",
-                    "cmdline": _cmdline() if self.opts.platform in ("metal", "qemu", "nocloud") else "",
-                    "machine_id": _machine_id(self.opts.state_dir),
-                },
-            },
+            domain_params={"etcd": {"paths": self._etcd_paths()}},
             state_dir=self.opts.state_dir,
             supervisor=self.supervisor,
             extra_names=list(self.opts.node_names),
             remote=self._remote_signer(container),
         )
-        domains = tuple(d for d in assembly.DOMAINS if d != "config")
+        domains = tuple(d for d in assembly.DOMAINS if d != "config" and d not in self.EARLY_DOMAINS)
         if self.opts.platform == "process":
-            domains = tuple(d for d in domains if d != "network")
             self.sequencer.set_condition(
                 "controllers network", "not run in process mode: it would manage the host's own network"
             )
         controllers, missing = assembly.assemble_controllers(ctx, domains)
-        self._missing = missing
+        self._missing.update(missing)
         for domain, reason in missing.items():
             self.sequencer.set_condition(f"controllers {domain}", reason)
         runtime = Runtime(self.state)
@@ -492,13 +515,20 @@ class MachineNode:
         return wipe
 
     async def upgrade(self, image: str, *, preserve: bool, stage: bool, force: bool) -> str:
+        if self.opts.platform in ("container", "process"):
+            raise UpgradeUnavailableError(
+                f"upgrade to {image!r}: {self.opts.platform} nodes have no boot slots to install into; "
+                "recreate the node (kosctl cluster destroy/create) to change its version"
+            )
         upgrade_sequence = _optional("kos.platform.image.installer", "upgrade_sequence")
         if upgrade_sequence is None:
             raise UpgradeUnavailableError(
-                f"upgrade to {image!r}: this node has no installer (kos.platform.image.installer); "
-                f"platform {self.opts.platform!r} nodes are upgraded by recreating them"
+                f"upgrade to {image!r}: this node has no installer (kos.platform.image.installer)"
             )
-        phases = upgrade_sequence(image, preserve=preserve, stage=stage, force=force)
+        try:
+            phases = upgrade_sequence(image, preserve=preserve, stage=stage, force=force)
+        except ValueError as exc:
+            raise LifecycleRequestError(str(exc)) from None
         return self._schedule(Sequence("upgrade", "upgrading", tuple(phases)), Action.REBOOT)
 
     def request(self, action: Action, why: str) -> None:

@@ -34,6 +34,10 @@ class UpgradeUnavailableError(RuntimeError):
     """This node has no installer -> UNIMPLEMENTED."""
 
 
+class LifecycleRequestError(ValueError):
+    """A request value the node cannot use (e.g. a bad image reference) -> INVALID_ARGUMENT."""
+
+
 @dataclass(frozen=True)
 class ResetOptions:
     graceful: bool = True  # leave etcd first when a member
@@ -89,6 +93,8 @@ class LifecycleService:
             raise GRPCError(Status.FAILED_PRECONDITION, str(exc)) from None
         except UpgradeUnavailableError as exc:
             raise GRPCError(Status.UNIMPLEMENTED, str(exc)) from None
+        except LifecycleRequestError as exc:
+            raise GRPCError(Status.INVALID_ARGUMENT, str(exc)) from None
 
     async def reboot(self, call: Call) -> None:
         req = parse(pb.RebootRequest, await call.request())

@@ -43,6 +43,7 @@ class NodeRequest:
     command: list[str]
     env: dict[str, str] = field(default_factory=dict)
     api_port: int = 50000
+    configure_address: bool = True  # False: the node configures eth0 itself (KOS_ADDRESS, KOS_GATEWAY)
 
 
 @dataclass
@@ -205,7 +206,9 @@ class NamespaceProvisioner:
         try:
             network.create()
             for i, req in enumerate(nodes):
-                address = network.add_node(req.name, i)
+                address = network.add_node(req.name, i, configure_address=req.configure_address)
+                req.env = {"KOS_HOSTNAME": req.name, "KOS_ADDRESS": address, "KOS_GATEWAY": str(network.gateway),
+                           "KOS_LINK": "eth0", **req.env}
                 ndir = cdir / req.name
                 ndir.mkdir(parents=True, exist_ok=True)
                 node = NodeState(

@@ -42,7 +42,8 @@ async def test_probe_slows_down_once_healthy_and_speeds_up_on_failure() -> None:
     fast_before = gaps[: healthy_after - 1]
     slow_while_healthy = gaps[healthy_after - 1 : fail_from - 1]
     fast_after_failure = gaps[fail_from - 1 : fail_from + 1]
-    assert max(fast_before) < 0.8 and min(slow_while_healthy) >= 0.95 and max(fast_after_failure) < 0.8, gaps
+    assert min(slow_while_healthy) >= 0.95, gaps  # never probed faster than healthy_interval when healthy
+    assert max(fast_before + fast_after_failure) < min(slow_while_healthy), gaps
 
 
 def test_healthy_interval_must_be_positive() -> None:

@@ -149,7 +149,8 @@ def run_create(args: argparse.Namespace) -> int:
     _step(f"starting {len(names)} nodes ({args.controlplanes} control plane, {args.workers} worker) "
           f"on {args.cidr} in network namespace kos-{args.name}")
     requests = [
-        NodeRequest(n, role, node_command(n, ip), env={"KOS_CGROUP_PARENT": f"kos-{args.name}-{n}"})
+        NodeRequest(n, role, node_command(n, ip), env={"KOS_CGROUP_PARENT": f"kos-{args.name}-{n}"},
+                    configure_address=False)
         for (n, role), ip in zip(names, ips, strict=True)
     ]
     try:

@@ -99,3 +99,15 @@ def test_load_platform_by_name() -> None:
     assert load_platform("container").name == "container"
     assert load_platform("qemu").name == "qemu"
     assert load_platform("process").config() is None
+
+
+def test_container_network_feeds_the_platform_layer() -> None:
+    net = ContainerPlatform({"KOS_ADDRESS": "10.5.0.3/24", "KOS_GATEWAY": "10.5.0.1", "KOS_HOSTNAME": "w-1"}).network()
+    assert [(a.address, a.link_name) for a in net.addresses] == [("10.5.0.3/24", "eth0")]
+    assert [(r.gateway, r.out_link_name) for r in net.routes] == [("10.5.0.1", "eth0")]
+    assert [(link.name, link.up) for link in net.links] == [("eth0", True)] and net.hostname == "w-1"
+    assert ContainerPlatform({}).network() is None
+    with pytest.raises(ValueError, match=r"KOS_ADDRESS='10.5.0.3': expected an address with prefix"):
+        ContainerPlatform({"KOS_ADDRESS": "10.5.0.3"}).network()
+    with pytest.raises(ValueError, match=r"KOS_GATEWAY='gw': expected an IP address"):
+        ContainerPlatform({"KOS_ADDRESS": "10.5.0.3/24", "KOS_GATEWAY": "gw"}).network()
