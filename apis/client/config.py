@@ -12,6 +12,11 @@ Default path ``~/.kos/config``, overridden by ``$KOSCONFIG`` or ``--kosconfig``.
             key: <base64 PEM>
 
 Bad files raise ``ConfigError`` naming the file, the key and what was expected.
+
+This is the one implementation of the format: ``kos.resources.machineconfig`` (``kosctl gen
+config``) re-exports these classes, and kosctl, machined, the cluster tools and the tests all
+read and write kosconfig files through them. In memory the CA, certificate and key are PEM
+bytes; in the file they are base64 text.
 """
 
 from __future__ import annotations
@@ -89,10 +94,14 @@ class Context:
 class ClientConfig:
     context: str = ""
     contexts: dict[str, Context] = field(default_factory=dict)
-    path: Path | None = None
+    path: Path | None = field(default=None, compare=False)
+
+    default_path = staticmethod(default_path)
 
     @classmethod
     def load(cls, path: Path | str | None = None, *, missing_ok: bool = True) -> ClientConfig:
+        """Read a kosconfig file (default ``$KOSCONFIG`` or ``~/.kos/config``); a missing file is
+        an empty config unless ``missing_ok`` is false. ``parse`` reads YAML text."""
         p = Path(path) if path is not None else default_path()
         try:
             text = p.read_text()
@@ -120,6 +129,14 @@ class ClientConfig:
         if cfg.context and cfg.context not in cfg.contexts:
             raise ConfigError(f"{where}: context {cfg.context!r} is not among contexts {sorted(cfg.contexts)}")
         return cfg
+
+    @classmethod
+    def load_file(cls, path: Path | str | None = None) -> ClientConfig:
+        """``load`` of a file that must exist."""
+        return cls.load(Path(path) if path is not None else None, missing_ok=False)
+
+    def to_yaml(self) -> str:
+        return self.dump()
 
     def dump(self) -> str:
         data = {"context": self.context, "contexts": {n: c.to_yaml() for n, c in self.contexts.items()}}

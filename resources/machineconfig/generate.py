@@ -4,7 +4,6 @@ carry CA certificates only, never CA or service-account private keys."""
 
 from __future__ import annotations
 
-import base64
 import datetime
 import ipaddress
 from dataclasses import dataclass, field
@@ -139,9 +138,7 @@ def client_config(context: str, endpoints: list[str], bundle: SecretsBundle, *,
     """A client config with one context whose certificate carries the ``os:admin`` role."""
     os_ca = bundle.certs.os.to_pair()
     admin = issue_certificate(os_ca, common_name="admin", organizations=[ADMIN_ROLE], client=True, ttl=ttl)
-    b64 = base64.b64encode
-    ctx = Context(endpoints=list(endpoints), nodes=[], ca=b64(os_ca.cert_pem).decode(),
-                  crt=b64(admin.cert_pem).decode(), key=b64(admin.key_pem).decode())
+    ctx = Context(endpoints=list(endpoints), nodes=[], ca=os_ca.cert_pem, crt=admin.cert_pem, key=admin.key_pem)
     return ClientConfig(context=context, contexts={context: ctx})
 
 

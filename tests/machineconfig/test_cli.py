@@ -3,7 +3,6 @@ that loads and validates, certificates that chain, and one-line errors with exit
 
 from __future__ import annotations
 
-import base64
 import os
 import stat
 import subprocess
@@ -47,9 +46,9 @@ def test_gen_config_files(gen_dir: Path) -> None:
     assert not wk.config.machine.ca.key and not wk.config.cluster.ca.key
     bundle = mc.SecretsBundle.load((out / "secrets.yaml").read_text())
     assert cp.config.machine.ca == bundle.certs.os
-    client = mc.ClientConfig.load((out / "kosconfig").read_text())
-    ctx = client.current()
-    crt = base64.b64decode(ctx.crt)
+    client = mc.ClientConfig.load_file(out / "kosconfig")
+    _, ctx = client.current()
+    crt = ctx.crt
     pki.verify_chain(crt, bundle.certs.os.to_pair().cert_pem)
     assert pki.certificate_organizations(crt) == ("os:admin",)
 

@@ -67,11 +67,11 @@ def test_cas_are_real_and_keys_match(bundle: mc.SecretsBundle) -> None:
 
 
 def test_admin_client_certificate(generated: mc.Generated, bundle: mc.SecretsBundle) -> None:
-    client = mc.ClientConfig.load(generated.client.to_yaml())
+    client = mc.ClientConfig.parse(generated.client.to_yaml())
     assert client.context == "demo"
-    ctx = client.current()
+    _, ctx = client.current()
     assert ctx.endpoints == ["10.5.0.2"]
-    crt, key, ca = (base64.b64decode(x) for x in (ctx.crt, ctx.key, ctx.ca))
+    crt, key, ca = ctx.crt, ctx.key, ctx.ca
     assert ca == bundle.certs.os.to_pair().cert_pem
     pki.verify_chain(crt, ca)
     pki.CertificateAndKey(crt, key).check()
