@@ -5,8 +5,8 @@ It subscribes to the RTNLGRP link/address/route multicast groups of the node's n
 namespace (``Netlink.changes``) before one full dump, then keeps a ``KernelView`` current from
 the parsed notifications; every burst queues one reconcile (coalesced by the controller
 runtime) that writes only the resources that differ from what it published last. No polling.
-Link changes (and kernel notification overruns) trigger a full re-read, because the kernel
-flushes the IPv4 routes of a downed or deleted link without notifications.
+Link changes, removed IPv4 addresses and notification overruns trigger a full re-read, because
+the kernel flushes the IPv4 routes that depended on them without notifications.
 
 Ids: links by name; addresses ``<link>/<cidr>``; routes
 ``<table>/<family>/<gateway>/<destination>/<metric>/<link>`` (the local table included).
@@ -82,8 +82,8 @@ class KernelView:
         self.routes = {_route_key(r): r for r in await nl.routes()}
 
     def apply(self, changes: list[Change]) -> bool:
-        """Apply notifications; False when a full reload is needed (a link changed: the kernel
-        flushes IPv4 routes of a downed/deleted link without telling)."""
+        """Apply notifications; False when a full reload is needed (a link changed or an IPv4
+        address went away: the kernel flushes the IPv4 routes depending on them without telling)."""
         reload = False
         for c in changes:
             if isinstance(c.info, LinkInfo):
@@ -98,6 +98,8 @@ class KernelView:
                 key = (c.info.index, c.info.address)
                 if c.deleted:
                     self.addresses.pop(key, None)
+                    # the kernel flushes IPv4 routes through a removed address without telling
+                    reload = reload or c.info.family == "inet4"
                 else:
                     self.addresses[key] = c.info
             else:

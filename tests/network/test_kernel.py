@@ -27,12 +27,16 @@ from kos.resources.network import (
     ETC_FILE_STATUSES,
     HOSTNAME_STATUSES,
     LINK_STATUSES,
+    NAMESPACE,
     NETWORK_STATUSES,
     NODE_ADDRESSES,
+    PLATFORM_CONFIGS,
     AddressSpecSpec,
     ConfigLayer,
     LinkSpecSpec,
     NetworkStatusSpec,
+    PlatformNetworkConfigSpec,
+    RouteSpecSpec,
 )
 from tests.network.netns import needs_netns, netns, nsenter
 
@@ -151,7 +155,8 @@ async def test_config_applied_changed_and_removed(tmp_path: Path) -> None:
             await eventually(lambda: ("br0", "10.5.0.3/24") in addresses(path) and
                              ("br0", "10.5.0.2/24") not in addresses(path), "address replaced")
             await eventually(lambda: ("192.168.50.0/24", "10.5.0.1", "br0") not in routes(path), "route removed")
-            assert ("default", "10.5.0.1", "br0") in routes(path)
+            # (removing the old primary address also flushed the routes through it: put back)
+            await eventually(lambda: ("default", "10.5.0.1", "br0") in routes(path), "default route kept")
 
             # an outside change to a managed address is reverted
             nsenter(path, "ip", "addr", "del", "10.5.0.3/24", "dev", "br0")
@@ -277,3 +282,59 @@ def test_hostname_is_set_in_the_nodes_uts_namespace() -> None:
                          text=True, timeout=60, cwd=Path(__file__).parents[2])
     assert out.stdout.strip().splitlines()[-1] == "kos-uts-test"
     assert socket.gethostname() == before
+
+
+async def test_logical_links_lifetimes_tables_and_reverts(tmp_path: Path) -> None:
+    """Platform-layer specs: veth, bridge, vxlan and macvlan created; an address with a
+    lifetime; a route in table 100; outside link-down and MTU changes put back; a route via an
+    unknown link reported."""
+    with netns("kinds") as path:
+        async with node(path, str(tmp_path)) as state:
+            platform = PlatformNetworkConfigSpec(
+                links=[
+                    LinkSpecSpec(name="ve0", kind="veth", logical=True, up=True, veth_peer="ve1", mtu=1450),
+                    LinkSpecSpec(name="ve1", up=True),
+                    LinkSpecSpec(name="br5", kind="bridge", logical=True, up=True),
+                    LinkSpecSpec(name="vx5", kind="vxlan", logical=True, up=True, vxlan_id=42, parent="ve0",
+                                 vxlan_remote="10.30.0.9", master="br5"),
+                    LinkSpecSpec(name="mv5", kind="macvlan", logical=True, up=True, parent="ve1",
+                                 macvlan_mode="bridge"),
+                ],
+                addresses=[
+                    AddressSpecSpec(address="10.30.0.1/24", link_name="ve0"),
+                    AddressSpecSpec(address="10.31.0.1/24", link_name="br5", valid_lifetime=3600,
+                                    preferred_lifetime=1800),
+                ],
+                routes=[
+                    RouteSpecSpec(destination="172.20.0.0/16", gateway="10.30.0.254", out_link_name="ve0",
+                                  table=100, priority=10),
+                    RouteSpecSpec(destination="172.21.0.0/16", gateway="10.30.0.254", out_link_name="nope0"),
+                ],
+            )
+            await state.create(Resource.new(platform, "platform", namespace=NAMESPACE))
+            await eventually(lambda: {"ve0", "ve1", "br5", "vx5", "mv5"} <= set(links(path)), "logical links")
+            await eventually(lambda: links(path)["vx5"].get("master") == "br5" and links(path)["ve0"]["mtu"] == 1450,
+                             "vxlan enslaved, veth MTU")
+            detail = {link["ifname"]: link for link in kernel(path, "-d link show")}
+            assert detail["ve0"]["linkinfo"]["info_kind"] == "veth" and detail["ve0"]["mtu"] == 1450
+            assert detail["vx5"]["linkinfo"]["info_kind"] == "vxlan"
+            assert detail["vx5"]["linkinfo"]["info_data"]["id"] == 42
+            assert detail["mv5"]["linkinfo"]["info_kind"] == "macvlan"
+            await eventually(lambda: ("br5", "10.31.0.1/24") in addresses(path), "address with lifetime")
+            br5 = next(link for link in kernel(path, "addr show dev br5"))
+            (a,) = [a for a in br5["addr_info"] if a["family"] == "inet"]
+            assert 0 < a["valid_life_time"] <= 3600 and 0 < a["preferred_life_time"] <= 1800
+            await eventually(lambda: any(r["dst"] == "172.20.0.0/16" and r.get("metric") == 10
+                                         for r in kernel(path, "route show table 100")), "route in table 100")
+            err = await assert_resources(state, APPLY_ERRORS, ["route/254/inet4/10.30.0.254/172.21.0.0/16/1024"])
+            assert "'nope0' does not exist" in err["route/254/inet4/10.30.0.254/172.21.0.0/16/1024"].spec.error
+
+            # outside changes to managed links are put back
+            nsenter(path, "ip", "link", "set", "br5", "down")
+            nsenter(path, "ip", "link", "set", "ve0", "mtu", "1300")
+            await eventually(lambda: "UP" in links(path)["br5"]["flags"] and links(path)["ve0"]["mtu"] == 1450,
+                             "link state and MTU restored")
+
+            # platform config gone: logical links deleted
+            await state.destroy(Pointer(NAMESPACE, PLATFORM_CONFIGS.type, "platform"))
+            await eventually(lambda: not {"ve0", "br5", "vx5", "mv5"} & set(links(path)), "logical links deleted")
