@@ -2,7 +2,9 @@
 ``network-config`` (ids ``<layer>/<id>``); the merge controllers combine the layers.
 
 * ``DefaultLayerController``: the ``default`` layer from the kernel's physical links
-  (``LinkStatuses``) and whether any other layer configures addresses/operators.
+  (``LinkStatuses``) and whether the cmdline, platform or configuration layer configures
+  addresses/operators (operator results do not count: a DHCP lease must not switch off the
+  DHCP that produced it).
 * ``CmdlineLayerController``: the ``cmdline`` layer from a kernel command line string.
 * ``PlatformLayerController``: the ``platform`` layer from ``PlatformNetworkConfigs/platform``.
 * ``ConfigurationLayerController``: the ``configuration`` layer from the active
@@ -126,7 +128,8 @@ class DefaultLayerController(_LayerController):
         for kind in (config_kind(ADDRESS_SPECS), config_kind(OPERATOR_SPECS)):
             for r in await rt.list(kind):
                 layer, _ = split_layered_id(r.metadata.id)
-                if layer != str(ConfigLayer.DEFAULT) and r.spec.link_name != "lo":
+                # operator results (a DHCP lease) do not count: they exist because of this layer
+                if layer not in (str(ConfigLayer.DEFAULT), str(ConfigLayer.OPERATOR)) and r.spec.link_name != "lo":
                     others = True
         return default_layer(await physical_links(rt), machine_id=self.machine_id, others_configure=others)
 

@@ -28,6 +28,7 @@ from kos.resources.core.resource import Resource
 from kos.resources.network import (
     ADDRESS_SPECS,
     APPLY_ERRORS,
+    CONFIG_NAMESPACE,
     HOSTNAME_SPECS,
     NAMESPACE,
     OPERATOR_SPECS,
@@ -100,6 +101,12 @@ async def test_default_dhcp_only_when_nothing_else_configures() -> None:
                                lambda r: r.spec.hostname == stable_hostname("m-1"))
         await assert_resources(state, RESOLVER_SPECS, ["resolvers"], lambda r: r.spec.dns_servers == ["1.1.1.1",
                                                                                                        "8.8.8.8"])
+        # the lease the default DHCP produces (operator layer) does not switch it off
+        lease = AddressSpecSpec(address="10.6.0.50/24", link_name="eth0", layer=ConfigLayer.OPERATOR)
+        await state.create(Resource.new(lease, "operator/eth0/10.6.0.50/24", namespace=CONFIG_NAMESPACE))
+        await assert_resources(state, ADDRESS_SPECS, ["eth0/10.6.0.50/24"])
+        await anyio.sleep(0.2)
+        await assert_resources(state, OPERATOR_SPECS, ["dhcp4/eth0"], timeout=0.1)
         await set_config(state, CONFIG)
         await assert_resources(state, ADDRESS_SPECS, ["eth0/192.168.1.5/24"])
         await assert_no_resource(state, ptr(OPERATOR_SPECS, "dhcp4/eth0"))
