@@ -304,11 +304,14 @@ async def test_logical_links_lifetimes_tables_and_reverts(tmp_path: Path) -> Non
                     AddressSpecSpec(address="10.30.0.1/24", link_name="ve0"),
                     AddressSpecSpec(address="10.31.0.1/24", link_name="br5", valid_lifetime=3600,
                                     preferred_lifetime=1800),
+                    AddressSpecSpec(address="fd00:30::1/64", link_name="ve0", family="inet6"),
                 ],
                 routes=[
                     RouteSpecSpec(destination="172.20.0.0/16", gateway="10.30.0.254", out_link_name="ve0",
                                   table=100, priority=10),
                     RouteSpecSpec(destination="172.21.0.0/16", gateway="10.30.0.254", out_link_name="nope0"),
+                    RouteSpecSpec(family="inet6", destination="fd00:99::/64", gateway="fd00:30::fe",
+                                  out_link_name="ve0"),
                 ],
             )
             await state.create(Resource.new(platform, "platform", namespace=NAMESPACE))
@@ -326,6 +329,8 @@ async def test_logical_links_lifetimes_tables_and_reverts(tmp_path: Path) -> Non
             assert 0 < a["valid_life_time"] <= 3600 and 0 < a["preferred_life_time"] <= 1800
             await eventually(lambda: any(r["dst"] == "172.20.0.0/16" and r.get("metric") == 10
                                          for r in kernel(path, "route show table 100")), "route in table 100")
+            await eventually(lambda: any(r["dst"] == "fd00:99::/64" and r.get("gateway") == "fd00:30::fe"
+                                         for r in kernel(path, "-6 route show")), "IPv6 route (after DAD)")
             err = await assert_resources(state, APPLY_ERRORS, ["route/254/inet4/10.30.0.254/172.21.0.0/16/1024"])
             assert "'nope0' does not exist" in err["route/254/inet4/10.30.0.254/172.21.0.0/16/1024"].spec.error
 
