@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from kos.apis import auth
 from kos.apis.client import GrpcState
@@ -77,7 +78,7 @@ async def _serve(pipe: Pipe) -> None:
                 r = Resource.new(BenchSpec(value=counter, name="x"), f"e{counter}", namespace="bench")
                 await st.create(r)
                 if i % 256 == 0:
-                    await anyio.sleep(0)  # let the server send while producing
+                    await anyio.lowlevel.checkpoint()  # let the server send while producing
             pipe.send("done")
 
 
