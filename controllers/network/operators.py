@@ -206,37 +206,52 @@ class OperatorController(Controller):
     async def _dhcp4(self, rt: ControllerRuntime, id: str, spec: OperatorSpecSpec, mac: str) -> None:
         link, metric = spec.link_name, spec.dhcp4.route_metric
         log = rt.logger.bind(operator=id)
+        holder: list[Lease] = []
         async with Client(self.netns, link, mac, attempt_timeout=self.dhcp_attempt_timeout) as client:
+            try:
+                await self._dhcp4_loop(rt, id, client, link, metric, holder)
+            finally:
+                if holder:
+                    client.release(holder[-1])  # the operator stops: give the address back
+                    log.info("dhcp4: lease released", address=holder[-1].address)
+
+    async def _dhcp4_loop(self, rt: ControllerRuntime, id: str, client: Client, link: str, metric: int,
+                          holder: list[Lease]) -> None:
+        """Acquire, renew at T1, rebind at T2, start over on expiry; ``holder`` keeps the
+        lease in force (for the release on stop)."""
+        log = rt.logger.bind(operator=id)
+        while True:
+            try:
+                lease = await client.acquire()
+            except (DHCPError, OSError) as e:
+                log.warning("dhcp4: no lease yet", error=str(e))
+                await anyio.sleep(self.retry_delay)
+                continue
+            log.info("dhcp4: lease acquired", address=lease.address, server=lease.server, lease_time=lease.lease_time)
+            holder[:] = [lease]
+            self._publish(rt, id, dhcp_layer(lease, link, metric))
+            start = anyio.current_time()
             while True:
-                try:
-                    lease = await client.acquire()
-                except (DHCPError, OSError) as e:
-                    log.warning("dhcp4: no lease yet", error=str(e))
-                    await anyio.sleep(self.retry_delay)
-                    continue
-                log.info("dhcp4: lease acquired", address=lease.address, server=lease.server,
-                         lease_time=lease.lease_time)
+                expiry = start + lease.lease_time
+                await anyio.sleep_until(start + lease.renewal_time)
+                renewed: Lease | None = None
+                while renewed is None and anyio.current_time() < expiry:
+                    late = anyio.current_time() >= start + lease.rebinding_time
+                    try:
+                        renewed = await (client.rebind(lease) if late else client.renew(lease))
+                    except (DHCPError, OSError) as e:
+                        log.warning("dhcp4: lease not extended yet", error=str(e), rebinding=late)
+                        remaining = expiry - anyio.current_time()
+                        await anyio.sleep(max(0.5, min(remaining / 2, 60.0)))
+                if renewed is None:
+                    log.warning("dhcp4: lease expired", address=lease.address)
+                    holder.clear()
+                    self._publish(rt, id, None)
+                    break
+                start, lease = anyio.current_time(), renewed
+                holder[:] = [lease]
+                log.info("dhcp4: lease renewed", address=lease.address)
                 self._publish(rt, id, dhcp_layer(lease, link, metric))
-                start = anyio.current_time()
-                while True:
-                    expiry = start + lease.lease_time
-                    await anyio.sleep_until(start + lease.renewal_time)
-                    renewed: Lease | None = None
-                    while renewed is None and anyio.current_time() < expiry:
-                        late = anyio.current_time() >= start + lease.rebinding_time
-                        try:
-                            renewed = await (client.rebind(lease) if late else client.renew(lease))
-                        except (DHCPError, OSError) as e:
-                            log.warning("dhcp4: lease not extended yet", error=str(e), rebinding=late)
-                            remaining = expiry - anyio.current_time()
-                            await anyio.sleep(max(0.5, min(remaining / 2, 60.0)))
-                    if renewed is None:
-                        log.warning("dhcp4: lease expired", address=lease.address)
-                        self._publish(rt, id, None)
-                        break
-                    start, lease = anyio.current_time(), renewed
-                    log.info("dhcp4: lease renewed", address=lease.address)
-                    self._publish(rt, id, dhcp_layer(lease, link, metric))
 
     async def _vip(self, rt: ControllerRuntime, id: str, spec: OperatorSpecSpec, mac: str) -> None:
         ip = str(ipaddress.ip_address(spec.vip.ip))

@@ -306,8 +306,11 @@ class Client:
     async def rebind(self, lease: Lease) -> Lease:
         return await self._extend(lease, "255.255.255.255")
 
-    async def release(self, lease: Lease) -> None:
-        assert self._sock is not None
+    def release(self, lease: Lease) -> None:
+        """Give the lease back (DHCPRELEASE, unicast, best effort; does not wait, so it can be
+        called while being cancelled)."""
+        if self._sock is None:
+            return
         msg = self._message(RELEASE, int.from_bytes(os.urandom(4), "big"), o54=socket.inet_aton(lease.server))
         msg.ciaddr = lease.address.split("/")[0]
         msg.flags = 0

@@ -97,6 +97,8 @@ async def test_dhcp4_lease_from_dnsmasq_applied_and_renewed(tmp_path: Path) -> N
                 await eventually(lambda: not any(a.startswith("10.6.0.") for _, a in addresses(client)),
                                  "lease withdrawn", timeout=15)
                 assert ("default", "10.6.0.1", "c0") not in routes(client)
+                # and the lease was given back to the server
+                await eventually(lambda: "DHCPRELEASE" in log.read_text(), "lease released")
                 tg.cancel_scope.cancel()
 
 
