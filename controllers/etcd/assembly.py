@@ -38,5 +38,6 @@ def etcd_controllers(
         EtcdConfigController(),
         EtcdSpecController(paths, heartbeat_ms=heartbeat_ms, election_ms=election_ms, join_retry=join_retry,
                            etcdctl=etcdctl),
-        EtcdServiceController(supervisor, paths.admin_tls, healthy_timeout=healthy_timeout),
+        EtcdServiceController(supervisor, paths.admin_tls, healthy_timeout=healthy_timeout,
+                              definition=lambda: etcd_service_definition(paths)),
     ]

@@ -1,7 +1,8 @@
 """EtcdServiceController: applies the ``EtcdSpecs(etcd/etcd)`` resource to the supervised etcd.
 
 Input: the EtcdSpec (weak, id ``etcd``). Output: ``EtcdMembers(etcd/local)``. On every change
-the controller gives the etcd service's runner the new spec and (re)starts the service when
+the controller gives the etcd service's runner the new spec (adding the service from
+``definition`` when the supervisor has none yet) and (re)starts the service when
 the spec differs from what runs (or the service is not running); once the member is healthy
 it publishes the local member id. When the spec is destroyed the service is stopped and the
 EtcdMember destroyed. The join/bootstrap decision is made upstream: the spec it gets already
@@ -10,13 +11,13 @@ says ``new`` or ``existing`` with the right initial cluster.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kos.apis.etcd import EtcdClient, TLSFiles, format_member_id
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, OutputKind
 from kos.machined.services.etcd import EtcdRunner
-from kos.machined.services.supervisor import Supervisor
+from kos.machined.services.supervisor import ServiceDefinition, Supervisor
 from kos.resources.core.metadata import Phase
 from kos.resources.core.resource import Resource
 from kos.resources.etcd import ETCD_MEMBERS, ETCD_SPECS, EtcdMemberSpec, EtcdSpecSpec
@@ -28,10 +29,18 @@ SERVICE_ID = "etcd"
 class EtcdServiceController(Controller):
     name = "EtcdServiceController"
 
-    def __init__(self, supervisor: Supervisor, client_tls: TLSFiles | None, *, healthy_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        client_tls: TLSFiles | None,
+        *,
+        healthy_timeout: float = 60.0,
+        definition: Callable[[], ServiceDefinition] | None = None,
+    ) -> None:
         self.supervisor = supervisor
         self.client_tls = client_tls
         self.healthy_timeout = healthy_timeout
+        self.definition = definition
 
     def inputs(self) -> Sequence[Input]:
         return [Input(ETCD_SPECS.namespace, ETCD_SPECS.type, SPEC_ID)]
@@ -40,6 +49,10 @@ class EtcdServiceController(Controller):
         return [Output(ETCD_MEMBERS.type, OutputKind.EXCLUSIVE)]
 
     def _runner(self) -> EtcdRunner:
+        if SERVICE_ID not in self.supervisor.ids():
+            if self.definition is None:
+                raise RuntimeError(f"the supervisor has no {SERVICE_ID!r} service to run the EtcdSpec")
+            self.supervisor.add(self.definition())  # e.g. a worker whose config made it a control plane
         runner = self.supervisor.definition(SERVICE_ID).runner
         if not isinstance(runner, EtcdRunner):
             raise TypeError(f"service {SERVICE_ID!r} does not run etcd (runner {type(runner).__name__})")
@@ -55,7 +68,7 @@ class EtcdServiceController(Controller):
         res = await rt.get_or_none(ETCD_SPECS.pointer(SPEC_ID))
         member_ptr = ETCD_MEMBERS.pointer("local")
         if res is None or res.metadata.phase != Phase.RUNNING:
-            if sup.is_active(SERVICE_ID):
+            if SERVICE_ID in sup.ids() and sup.is_active(SERVICE_ID):
                 rt.logger.info("etcd spec gone: stopping etcd")
                 await sup.stop(SERVICE_ID)
             if await rt.get_or_none(member_ptr) is not None:

@@ -15,7 +15,8 @@ from kos.controllers.etcd.localcluster import LocalCluster
 from kos.controllers.etcd.service import EtcdServiceController
 from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
-from kos.machined.services import ServiceState
+from kos.machined.services import ServiceState, Supervisor
+from kos.machined.services.etcd import etcd_service
 from kos.resources.core.resource import Resource
 from kos.resources.etcd import ETCD_MEMBERS
 
@@ -57,4 +58,22 @@ async def test_spec_drives_the_etcd_service(tmp_path: Path) -> None:
             # the data dir now holds a cluster: a second bootstrap is refused
             with pytest.raises(AlreadyBootstrappedError, match="etcd is already bootstrapped: data dir"):
                 await cl.bootstrap()
+            tg.cancel_scope.cancel()
+
+
+async def test_service_is_added_when_the_supervisor_has_none(tmp_path: Path) -> None:
+    """A node that became a control plane after boot has no etcd service yet: the controller
+    adds it from its definition factory and runs the spec."""
+    async with LocalCluster(tmp_path, 1) as cl, Supervisor(None, cgroup_parent="kos-test-etcd-late") as sup:
+        state = cl.members[0].state
+        tls = cl.member_tls(0)
+        runtime = Runtime(state, backoff_initial=0.01, backoff_max=0.2)
+        runtime.register(EtcdServiceController(sup, tls, healthy_timeout=20,
+                                               definition=lambda: etcd_service(None, tls, stop_timeout=2.0)))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runtime.run)
+            assert "etcd" not in sup.ids()
+            await state.create(Resource.new(cl.spec(0), "etcd"))
+            await assert_resources(state, ETCD_MEMBERS, ["local"], timeout=20)
+            assert sup.status("etcd").healthy
             tg.cancel_scope.cancel()
