@@ -45,6 +45,10 @@ TRIM = [
     "etc/init.d", "etc/default", "etc/logrotate.d", "lib/systemd", "usr/lib/systemd",
     "usr/sbin/update-ca-certificates", "usr/lib/x86_64-linux-gnu/gconv",
     "usr/bin/containerd-shim", "usr/bin/containerd-shim-runc-v1",  # legacy shims; kos uses runc-v2
+    # libc-bin: only ldconfig stays (ldd is a bash script; the rest are tools for a shell)
+    "usr/bin/ldd", "usr/bin/catchsegv", "usr/bin/getconf", "usr/bin/getent", "usr/bin/iconv", "usr/bin/locale",
+    "usr/bin/localedef", "usr/bin/pldd", "usr/bin/tzselect", "usr/bin/zdump", "usr/sbin/iconvconfig",
+    "usr/sbin/zic", "usr/lib/locale",
 ]
 
 

@@ -1,8 +1,8 @@
 """The image's ``/sbin/init``: PID-1 set-up on a booted kos image, then ``exec`` machined.
 
 The initramfs has mounted the rootfs slot read-only, moved /dev and mounted /run. This
-module mounts /proc, /sys, /var and /system/state (tmpfs until machined's block controllers
-mount EPHEMERAL and STATE), writes /run/kos/{hostname,hosts,
+module mounts /proc, /sys, an overlay making /etc writable (in RAM), /system and /var
+(tmpfs until machined's block controllers mount STATE and EPHEMERAL), writes /run/kos/{hostname,hosts,
 resolv.conf,machine-id} (the read-only /etc links there), configures the network from the
 kernel command line, prints the kos banner on the console, starts the boot confirmer (a
 child that marks the slot good in META once the API answers) and execs machined in
@@ -89,20 +89,24 @@ def read_boot_info(path: Path = Path("/run/kos-boot")) -> dict[str, str]:
 
 
 def _mounts() -> None:
-    """What machined needs before it starts: /proc and /sys to read the command line and
-    writable /var and /system/state (tmpfs until the block controllers mount EPHEMERAL and
-    STATE over them). machined's own early mounts (/dev/pts, /run, /tmp, cgroups) skip what
-    is mounted already."""
+    """What machined needs before it starts: /proc and /sys to read the command line; a
+    writable /etc (overlayfs: the image's /etc below, a tmpfs layer in /run above, so
+    controllers can write resolv.conf, hosts and /etc/kubernetes); tmpfs on /system (with
+    /system/state, /system/secrets) and /var until the block controllers mount STATE and
+    EPHEMERAL over them. machined's own early mounts (/dev/pts, /run, /tmp, cgroups) skip
+    what is mounted already."""
     from kos.platform.linux import syscalls
 
-    plan = [
-        ("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
-        ("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
-        ("tmpfs", "/var", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
-        ("tmpfs", "/system/state", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700"),
-    ]
-    for source, target, fstype, flags, data in plan:
-        syscalls.mount(source, target, fstype, flags, data)
+    syscalls.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    syscalls.mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for d in ("/run/kos/etc/upper", "/run/kos/etc/work"):
+        os.makedirs(d, exist_ok=True)
+    syscalls.mount("overlay", "/etc", "overlay", MS_NOSUID | MS_NODEV,
+                   "lowerdir=/etc,upperdir=/run/kos/etc/upper,workdir=/run/kos/etc/work")
+    syscalls.mount("tmpfs", "/system", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+    for d in ("/system/state", "/system/secrets", "/system/run", "/system/etc"):
+        os.makedirs(d, mode=0o700, exist_ok=True)
+    syscalls.mount("tmpfs", "/var", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
 
 
 def _etc_files(p: BootParams) -> None:

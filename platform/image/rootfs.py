@@ -13,13 +13,14 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-BASE_LAYOUT_VERSION = "1"  # bump when finish_base changes, to invalidate cached base layers
+BASE_LAYOUT_VERSION = "2"  # bump when finish_base changes, to invalidate cached base layers
 USR_MERGED = ("bin", "sbin", "lib", "lib64")
-MOUNT_POINTS = ("proc", "sys", "dev", "run", "tmp", "var", "system/state", "mnt", "etc/kubernetes", "opt")
+MOUNT_POINTS = ("proc", "sys", "dev", "run", "tmp", "var", "system", "mnt", "etc/kubernetes", "opt")
 SHELLS = ("sh", "bash", "dash", "ash", "zsh", "busybox", "toybox", "mksh", "ksh", "csh", "tcsh")
 REQUIRED = (
     "sbin/init", "usr/bin/python3", "usr/bin/python3.11", "usr/bin/etcd", "usr/bin/containerd",
     "usr/bin/containerd-shim-runc-v2", "usr/sbin/runc", "etc/ssl/certs/ca-certificates.crt", "usr/lib/kos/version",
+    "etc/ld.so.cache",
 )
 SOURCE_PACKAGES = ("machined", "controllers", "resources", "apis", "platform")
 SQUASHFS_FLAGS = (
@@ -149,6 +150,9 @@ def finish_base(root: Path) -> None:
         os.symlink(target, p)
     for m in MOUNT_POINTS:
         (root / m).mkdir(parents=True, exist_ok=True)
+    ldconfig = root / "usr/sbin/ldconfig"
+    if ldconfig.exists():  # the static ldconfig of the image writes the image's cache
+        subprocess.run([str(ldconfig), "-r", str(root), "-X"], check=True, capture_output=True)
 
 
 def project_dependencies(pyproject: Path) -> list[str]:
