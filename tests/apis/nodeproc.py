@@ -22,7 +22,8 @@ def machined(state_dir: Path, *args: str, wait_for: str = "kosconfig", timeout: 
     )
     try:
         deadline = time.monotonic() + timeout
-        while not (state_dir / wait_for).exists():
+        # machined writes kosconfig just before api-endpoint: wait for both
+        while not ((state_dir / wait_for).exists() and (state_dir / "api-endpoint").exists()):
             if proc.poll() is not None or time.monotonic() > deadline:
                 err = proc.stderr.read().decode() if proc.poll() is not None and proc.stderr else ""
                 raise RuntimeError(f"machined did not start: {err}")

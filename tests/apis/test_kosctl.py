@@ -139,7 +139,8 @@ def test_get_label_selectors(cluster: Cluster) -> None:
 def test_get_errors_are_one_line(cluster: Cluster) -> None:
     r = k(cluster, "get", "bogus")
     assert r.returncode == 1 and r.stdout == ""
-    assert r.stderr == f"error: {cluster.ep1}: resource type 'bogus' not found (list them with 'kosctl get rd')\n"
+    assert r.stderr == (f"error: {cluster.ep1}: NOT_FOUND: resource type 'bogus' not found "
+                        "(list them with 'kosctl get rd')\n")
     r = k(cluster, "get", "ns", "missing")
     assert r.returncode == 1 and r.stderr.startswith(f"error: {cluster.ep1}: NOT_FOUND: ")
     r = k(cluster, "get", "osrootsecrets", config=cluster.reader)

@@ -6,6 +6,7 @@ UNIMPLEMENTED with a message for subsystems that are not built."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from cryptography.x509.oid import NameOID
 from grpclib.const import Status
 
 from kos.apis import auth
-from kos.apis.client.config import ClientConfig
+from kos.apis.client.config import ClientConfig, Context
 from kos.apis.client.connection import APIError, Connection
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.loopback import LoopbackAPI, serve_state
@@ -145,6 +146,39 @@ async def test_services_list_actions_and_logs(node: tuple[LoopbackAPI, Superviso
         with pytest.raises(APIError) as info:
             await _collect(conn, M + "Logs", bytes(pb.LogsRequest(id="nope")))
         assert info.value.status == Status.NOT_FOUND
+
+
+async def test_kosctl_services_and_logs(
+    node: tuple[LoopbackAPI, Supervisor, MachineService], tmp_path: Path,
+) -> None:
+    """kosctl as a subprocess against this node (the server keeps serving on the test's loop)."""
+    api, sup, _ = node
+    client = api.pki.client((auth.ADMIN,))
+    cfg = tmp_path / "kosconfig"
+    ClientConfig(context="t", contexts={"t": Context(endpoints=[api.endpoint], ca=api.pki.ca.cert_pem,
+                                                     crt=client.cert_pem, key=client.key_pem)}).save(cfg)
+    env = dict(os.environ, KOSCONFIG=str(cfg))
+
+    async def kosctl(*args: str) -> tuple[int, str, str]:
+        p = await anyio.run_process([sys.executable, "-m", "kos.apis.kosctl.main", *args], env=env, check=False)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    async with api.connect() as conn:
+        await _collect(conn, M + "Logs", bytes(pb.LogsRequest(id="greeter", follow=True)), until=b"line3")
+    rc, out, err = await kosctl("services")
+    assert rc == 0, err
+    rows = [line.split() for line in out.splitlines()]
+    assert rows[0][:4] == ["NODE", "SERVICE", "STATE", "HEALTH"]
+    assert rows[1][:4] == [api.endpoint, "greeter", "Running", "?"]
+    rc, out, _ = await kosctl("logs", "greeter", "--tail", "2")
+    assert rc == 0 and out == "line2\nline3\n"
+    rc, out, _ = await kosctl("service", "greeter")
+    assert rc == 0 and "STATE" in out and "Running" in out and "[Running]: started (pid" in out
+    rc, out, err = await kosctl("service", "greeter", "restart")
+    assert rc == 0 and out.startswith(f"{api.endpoint}: Service 'greeter' restart requested"), err
+    await sup.wait_state("greeter", ServiceState.RUNNING, timeout=20)
+    rc, _, err = await kosctl("service", "nope", "stop")
+    assert rc == 1 and err.startswith(f"error: {api.endpoint}: NOT_FOUND: service 'nope' not found")
 
 
 async def test_events_tail_and_follow(node: tuple[LoopbackAPI, Supervisor, MachineService]) -> None:

@@ -53,7 +53,7 @@ def parse_output(text: str) -> tuple[str, str]:
 
 
 _SET = re.compile(r"^\s*([^\s!=<>,()]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
-_CMP = re.compile(r"^\s*([^\s!=<>,()]+)\s*(==|=|!=|<=|>=|<|>)\s*([^\s,()]*)\s*$")
+_CMP = re.compile(r"^\s*([^\s!=<>,()]+)\s*(==|=|!=|<=|>=|<|>)\s*([^\s,()=!<>]*)\s*$")
 _KEY = re.compile(r"^\s*(!?)\s*([^\s!=<>,()]+)\s*$")
 
 
@@ -132,7 +132,12 @@ async def resolve(conn: Connection, node: str | None, name: str) -> dict[str, An
         for rd in rds:
             if candidate in [str(a).lower() for a in rd.get("allAliases") or []]:
                 return rd
-    raise CLIError(f"{node or conn.endpoint}: resource type {name!r} not found (list them with 'kosctl get rd')")
+    from grpclib.const import Status
+
+    from kos.apis.client.connection import APIError
+
+    raise APIError(node or conn.endpoint, Status.NOT_FOUND,
+                   f"resource type {name!r} not found (list them with 'kosctl get rd')")
 
 
 def run(args: argparse.Namespace) -> int:
