@@ -45,6 +45,7 @@ class Connection:
         self.host, self.port = split_endpoint(endpoint, DEFAULT_PORT)
         self.ssl = ssl_context or client_context(ca, identity, insecure=insecure)
         self.timeout = timeout
+        self.has_identity = identity is not None or ssl_context is not None
         self._channel: Channel | None = None
 
     @classmethod
@@ -82,7 +83,13 @@ class Connection:
         if isinstance(exc, GRPCError):
             return APIError(who, exc.status, exc.message or "")
         if isinstance(exc, StreamTerminatedError):
-            return APIError(who, Status.UNAVAILABLE, f"stream terminated: {exc}")
+            hint = ""
+            if "Connection lost" in str(exc):  # TLS 1.3 reports a refused client certificate this way
+                hint = (" (the node closed the connection: it requires a client certificate, so it is not in "
+                        "maintenance mode; use a kosconfig context instead of --insecure)" if not self.has_identity
+                        else " (the node closed the connection: is the client certificate valid and issued by "
+                        "the node's CA?)")
+            return APIError(who, Status.UNAVAILABLE, f"stream terminated: {exc}{hint}")
         if isinstance(exc, ssl.SSLError):
             return APIError(who, Status.UNAVAILABLE, f"TLS handshake failed: {exc.reason or exc}")
         if isinstance(exc, OSError | ConnectionError):

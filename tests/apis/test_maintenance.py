@@ -46,6 +46,8 @@ async def test_maintenance_serves_reduced_api_then_applies_once(tmp_path: Path) 
                                                                        bytes(dry)))
             assert "+version: v1alpha1" in r.diff and not (sd / "config.yaml").exists()
         assert not (sd / "kosconfig").exists()
+        got = kosctl("get", "rd", "namespaces.meta.cosi.dev", "--insecure", "-e", endpoint, kosconfig=tmp_path / "none")
+        assert got.returncode == 0 and "namespaces.meta.cosi.dev" in got.stdout, got.stderr
 
         out = kosctl("apply-config", "--insecure", "-e", endpoint, "-f", str(cfg), kosconfig=tmp_path / "none")
         assert out.returncode == 0, out.stderr
