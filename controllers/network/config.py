@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from kos.controllers.network.cmdline import CmdlineError, parse_cmdline
+from kos.controllers.network.interfaces import configured_links
 from kos.controllers.network.layers import (
-    ConfiguredLink,
     Layer,
     LayerError,
     cmdline_layer,
@@ -161,26 +161,14 @@ class PlatformLayerController(_LayerController):
         return platform_layer(r.spec if r is not None else PlatformNetworkConfigSpec())
 
 
-def configured_links(container: Any) -> list[ConfiguredLink]:
-    from kos.resources.machineconfig import views
-
-    out: list[ConfiguredLink] = []
-    for v in views.links(container):
-        out.append(ConfiguredLink(
-            name=v.name, source=v.source, up=v.up, mtu=v.mtu, addresses=tuple(v.addresses),
-            routes=tuple((r.destination, r.gateway, r.source, r.metric, r.mtu) for r in v.routes),
-            dhcp=v.dhcp, vip=v.vip, bridge_ports=tuple(v.bridge_ports),
-        ))
-    return out
-
-
-def layer_from_machine_config(spec: MachineConfigSpec) -> Layer:
+def layer_from_machine_config(spec: MachineConfigSpec, links: Sequence[tuple[str, str, bool]] = ()) -> Layer:
+    """``links``: (name, MAC, physical) of the kernel's links, for ``deviceSelector``."""
     from kos.resources.machineconfig import views
 
     c = spec.container()
     h = views.hostname(c)
     return configuration_layer(
-        configured_links(c),
+        configured_links(c, links),
         hostname=h.hostname,
         hostname_source=h.source,
         nameservers=views.nameservers(c),
@@ -194,14 +182,18 @@ class ConfigurationLayerController(_LayerController):
     layer = ConfigLayer.CONFIGURATION
 
     def inputs(self) -> Sequence[Input]:
-        return (Input(CONFIG_NS, MachineConfigSpec.definition.type, ACTIVE_ID, InputKind.WEAK),)
+        return (
+            Input(CONFIG_NS, MachineConfigSpec.definition.type, ACTIVE_ID, InputKind.WEAK),
+            Input(LINK_STATUSES.namespace, LINK_STATUSES.type),  # deviceSelector
+        )
 
     async def compute(self, rt: ControllerRuntime) -> Layer:
         r = await rt.get_or_none(Pointer(CONFIG_NS, MachineConfigSpec.definition.type, ACTIVE_ID))
         if r is None:
             return Layer()
+        links = [(s.metadata.id, s.spec.hardware_address, s.spec.physical) for s in await rt.list(LINK_STATUSES)]
         try:
-            return layer_from_machine_config(r.spec)
+            return layer_from_machine_config(r.spec, links)
         except LayerError:
             raise
         except Exception as e:  # ConfigErrors from the loader: already named by path

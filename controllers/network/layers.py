@@ -249,6 +249,11 @@ class ConfiguredLink:
     dhcp: bool = False
     vip: str = ""
     bridge_ports: tuple[str, ...] = ()
+    bond_ports: tuple[str, ...] = ()
+    bond_mode: str = ""
+    parent: str = ""  # vlan parent
+    vlan_id: int = 0
+    dhcp_metric: int = 0
 
 
 def configuration_layer(
@@ -265,11 +270,14 @@ def configuration_layer(
         where = link.source
         if link.kind not in LINK_KINDS:
             raise LayerError(f"{where}.kind", link.kind, f"one of {', '.join(k for k in LINK_KINDS if k)}")
-        kind = "bridge" if link.bridge_ports else link.kind
+        kind = "bridge" if link.bridge_ports else "bond" if link.bond_ports else link.kind
+        if kind == "vlan" and not 1 <= link.vlan_id <= 4094:
+            raise LayerError(f"{where}.vlanId", link.vlan_id, "a VLAN id between 1 and 4094")
         layer.links.append(LinkSpecSpec(
             name=link.name, up=link.up, mtu=_mtu(f"{where}.mtu", link.mtu), kind=kind, logical=bool(kind),
+            bond_mode=link.bond_mode, parent=link.parent, vlan_id=link.vlan_id,
         ))
-        for port in link.bridge_ports:
+        for port in (*link.bridge_ports, *link.bond_ports):
             layer.links.append(LinkSpecSpec(name=port, up=True, master=link.name))
         for i, a in enumerate(link.addresses):
             layer.addresses.append(address_spec(f"{where}.addresses[{i}]", link.name, a))
@@ -277,7 +285,10 @@ def configuration_layer(
             layer.routes.append(route_spec(f"{where}.routes[{i}]", link.name, dst, gw, source=src, metric=metric,
                                            mtu=mtu))
         if link.dhcp:
-            layer.operators.append(OperatorSpecSpec(operator="dhcp4", link_name=link.name))
+            layer.operators.append(OperatorSpecSpec(
+                operator="dhcp4", link_name=link.name,
+                dhcp4=DHCP4OperatorSpec(route_metric=link.dhcp_metric or DHCP4OperatorSpec().route_metric),
+            ))
         if link.vip:
             layer.operators.append(OperatorSpecSpec(
                 operator="vip", link_name=link.name, vip=VIPOperatorSpec(ip=_ip(f"{where}.vip.ip", link.vip)),

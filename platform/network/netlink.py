@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno as _errno
 import ipaddress
 import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multi
 ROUTE_TYPE_IDS = {v: k for k, v in ROUTE_TYPES.items()}
 ARPHRD = {1: "ether", 772: "loopback", 65534: "none", 768: "ipip", 776: "sit", 778: "gre"}
 FAMILIES: dict[int, str] = {int(socket.AF_INET): "inet4", int(socket.AF_INET6): "inet6"}
+BOND_MODES = {"balance-rr": 0, "active-backup": 1, "balance-xor": 2, "broadcast": 3, "802.3ad": 4,
+              "balance-tlb": 5, "balance-alb": 6}
 IFF_UP = 0x1
 _IFF_NAMES = {0x1: "UP", 0x2: "BROADCAST", 0x8: "LOOPBACK", 0x10: "POINTOPOINT", 0x40: "RUNNING",
               0x100: "PROMISC", 0x1000: "MULTICAST", 0x10000: "LOWER_UP"}
@@ -226,6 +229,8 @@ class Netlink:
             except _PyNetlinkError as e:
                 code = int(e.code)
                 raise NetlinkError(code, f"{what}: {_errno.errorcode.get(code, code)} ({e})") from None
+            except (struct.error, TypeError, ValueError) as e:  # pyroute2 could not encode the request
+                raise NetlinkError(_errno.EINVAL, f"{what}: invalid parameters ({e})") from None
 
         return await anyio.to_thread.run_sync(run, limiter=self._limiter)
 
@@ -256,7 +261,10 @@ class Netlink:
                 kw["vxlan_group"] = req.vxlan_remote
             kw["vxlan_port"] = req.vxlan_port or 4789
         elif req.kind == "bond" and req.bond_mode:
-            kw["bond_mode"] = req.bond_mode
+            if req.bond_mode not in BOND_MODES:
+                raise NetlinkError(_errno.EINVAL, f"create bond {req.name!r}: mode {req.bond_mode!r} is invalid, "
+                                                  f"expected one of {', '.join(BOND_MODES)}")
+            kw["bond_mode"] = BOND_MODES[req.bond_mode]
         kw.update(req.extra)
         await self._call(f"create {req.kind or 'link'} {req.name!r}", lambda ipr: ipr.link("add", **kw))
 
@@ -298,6 +306,8 @@ class Netlink:
                 except _PyNetlinkError as e:
                     code = int(e.code)
                     out.append(NetlinkError(code, f"{what}: {_errno.errorcode.get(code, code)} ({e})"))
+                except (struct.error, TypeError, ValueError) as e:
+                    out.append(NetlinkError(_errno.EINVAL, f"{what}: invalid parameters ({e})"))
             return out
 
         return await anyio.to_thread.run_sync(run, limiter=self._limiter)

@@ -66,7 +66,10 @@ def decode_reply(data: bytes, transmit: int, t4: float, server: str) -> Sample:
 
 
 async def query(netns: str | None, server: str, *, port: int = 123, timeout: float = 2.0) -> Sample:
-    infos = await anyio.getaddrinfo(server, port, type=socket.SOCK_DGRAM)
+    try:
+        infos = await anyio.getaddrinfo(server, port, type=socket.SOCK_DGRAM)
+    except OSError as e:
+        raise SNTPError(f"{server}: does not resolve ({e})") from None
     if not infos:
         raise SNTPError(f"{server}: does not resolve")
     family, _, _, _, addr = infos[0]

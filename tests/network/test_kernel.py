@@ -343,3 +343,42 @@ async def test_logical_links_lifetimes_tables_and_reverts(tmp_path: Path) -> Non
             # platform config gone: logical links deleted
             await state.destroy(Pointer(NAMESPACE, PLATFORM_CONFIGS.type, "platform"))
             await eventually(lambda: not {"ve0", "br5", "vx5", "mv5"} & set(links(path)), "logical links deleted")
+
+
+async def test_device_selector_and_kernel_unavailable_kinds(tmp_path: Path) -> None:
+    """deviceSelector picks the link by MAC; vlan/bond/dummy from the config are accepted and
+    reported as unavailable in this kernel, while everything else converges."""
+    with netns("sel") as path:
+        nsenter(path, "ip", "link", "add", "veth0", "address", "02:00:00:00:40:02", "type", "veth", "peer", "name",
+                "peer0")
+        text = """\
+version: v1alpha1
+machine:
+  type: worker
+  network:
+    interfaces:
+      - deviceSelector:
+          hardwareAddr: "02:00:00:00:40:*"
+        addresses: [10.40.0.2/24]
+        vlans:
+          - vlanId: 100
+            addresses: [10.41.0.2/24]
+      - interface: bond0
+        bond:
+          interfaces: [peer0]
+          mode: active-backup
+      - interface: dummy0
+        dummy: true
+"""
+        async with node(path, str(tmp_path)) as state:
+            await put_config(state, text)
+            await eventually(lambda: ("veth0", "10.40.0.2/24") in addresses(path), "address via deviceSelector")
+            errors = await assert_resources(state, APPLY_ERRORS, ["link/veth0.100", "link/bond0", "link/dummy0"],
+                                            timeout=15)
+            for id in ("link/veth0.100", "link/bond0", "link/dummy0"):
+                assert "not available in this kernel" in errors[id].spec.error, errors[id].spec
+            await assert_resources(state, APPLY_ERRORS, ["address/veth0.100/10.41.0.2/24"],
+                                   lambda r: "'veth0.100' does not exist" in r.spec.error)
+            # the port of the bond that cannot exist is reported, not crashed on
+            await assert_resources(state, APPLY_ERRORS, ["link/peer0"], lambda r: "'bond0' does not exist" in
+                                   r.spec.error)

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kos.controllers.network.cmdline import CmdlineError, CmdlineNetwork, parse_cmdline, parse_ip
+from kos.controllers.network.interfaces import select_link
 from kos.controllers.network.layers import (
     ConfiguredLink,
     LayerError,
@@ -120,3 +121,16 @@ def test_filter_addresses() -> None:
     assert filter_addresses(addrs, [], ["10.0.0.0/8", "fd00::/8"]) == ["192.168.1.2/24"]
     with pytest.raises(ValueError, match=r"'10\.0\.0/33'"):
         filter_addresses(addrs, ["10.0.0/33"], [])
+
+
+def test_device_selector() -> None:
+    links = [("eth1", "02:00:00:00:00:02", True), ("eth0", "02:00:00:00:00:01", True), ("veth9", "02:aa:00:00:00:01",
+                                                                                          False)]
+    assert select_link("s", {"hardwareAddr": "02:00:00:*"}, links) == "eth0"
+    assert select_link("s", {"physical": False}, links) == "veth9"
+    assert select_link("s", {"hardwareAddr": "ff:*"}, links) is None
+    with pytest.raises(LayerError) as e:
+        select_link("machine.network.interfaces[0]", {"busPath": "0000:00:03.0"}, links)
+    assert e.value.where == "machine.network.interfaces[0].deviceSelector.busPath"
+    with pytest.raises(LayerError):
+        configuration_layer([ConfiguredLink(name="e.0", source="v", kind="vlan", parent="e", vlan_id=5000)])
