@@ -3,7 +3,7 @@ mTLS each, real etcd): Bootstrap RPC on one, the others join by themselves as le
 promoted; member lists agree through the API; a killed etcd comes back; a restarted node finds
 its member on disk; a changed address reaches the membership; leadership is forfeited; a member
 is removed, another leaves; a snapshot taken over the API (as os:etcd:backup) recovers a fresh
-single node with the data intact."""
+node with the data intact, and another control plane joins the recovered cluster."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from kos.apis.client.connection import APIError
 from kos.apis.etcd import EtcdError, format_member_id
 from kos.apis.etcd import machine as etcd_api
 from kos.apis.gen.kos import machine as pb
+from kos.controllers.etcd.marker import read_marker
 from kos.controllers.etcd.nodecluster import NodeCluster
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
 from kos.machined.services import ServiceState
@@ -182,16 +183,19 @@ async def test_bootstrap_join_crash_remove_snapshot_recover(tmp_path: Path) -> N
         assert size == snap.stat().st_size > 0
         conn0.close()
 
-    # recover into a fresh single node
-    async with NodeCluster(tmp_path / "fresh", 1) as fresh:
+    # disaster recovery: a fresh node starts from the snapshot, another control plane joins it
+    async with NodeCluster(tmp_path / "fresh", 2) as fresh:
         conn = fresh.connect(0)
         await expect(Status.UNAVAILABLE, "etcd is not running", etcd_api.snapshot(conn, tmp_path / "x"))
         assert await etcd_api.recover_upload(conn, snap) == size
         await etcd_api.bootstrap(conn, recover=True)
-        only = await voters(fresh, 0, 1)
-        assert only[0].hostname == "cp-0" and only[0].peer_urls == [f"https://{fresh.ip(0)}:2380"]
-        async with fresh.etcd_client() as c:
+        both = {m.hostname: m for m in await voters(fresh, 1, 2)}
+        assert both["cp-0"].peer_urls == [f"https://{fresh.ip(0)}:2380"]
+        async with fresh.etcd_client(1) as c:
             assert await c.get(b"/kos/answer") == b"42"
+        assert not read_marker(fresh.nodes[0].paths.marker).recover_from  # done, not repeated
         await expect(Status.FAILED_PRECONDITION, "etcd is already bootstrapped", etcd_api.recover_upload(conn, snap))
+        assert await etcd_api.leave_cluster(fresh.connect(1)) == "cp-1"
+        await voters(fresh, 0, 1)
         await expect(Status.FAILED_PRECONDITION, "only etcd voter", etcd_api.leave_cluster(conn))
         conn.close()
