@@ -119,16 +119,22 @@ def _run(args: argparse.Namespace, platform: str, *, pid1: bool) -> int:
         initial_config=initial,
         platform_network=network,
     )
+    async def node_then_power_off() -> object:
+        action = await run_node(opts, pid1=pid1)
+        if pid1:
+            # from inside the loop: closing it would wait for executor threads (a DNS lookup
+            # can hang for many seconds), and everything that matters has stopped already
+            init.power_off(action, unmount=platform != "container")
+        return action
+
     try:
-        action = anyio.run(lambda: run_node(opts, pid1=pid1))
+        anyio.run(node_then_power_off)
     except ValueError as exc:
         print(f"machined: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"machined: {exc}", file=sys.stderr)
         return 1
-    if pid1:
-        init.power_off(action, unmount=platform != "container")
     return 0
 
 

@@ -180,6 +180,10 @@ class MachineNode:
     EARLY_DOMAINS = ("network",)
     """Domains that run from boot, before any config (the maintenance API needs the network)."""
 
+    def _container_mode(self) -> bool:
+        """Namespace nodes and processes share the host's kernel: no disks, no clock of their own."""
+        return self.opts.platform in ("container", "process")
+
     def _network_params(self) -> dict[str, Any]:
         return {
             "netns": None,
@@ -207,6 +211,7 @@ class MachineNode:
             runtime.register(c)
         if self.opts.controllers and self.opts.platform != "process":
             ctx = assembly.AssemblyContext(root=self._root(), state_dir=self.opts.state_dir,
+                                           container_mode=self._container_mode(),
                                            domain_params={"network": self._network_params()})
             early, missing = assembly.assemble_controllers(ctx, self.EARLY_DOMAINS)
             self._missing.update(missing)
@@ -273,7 +278,7 @@ class MachineNode:
                 self.supervisor.add(_relaxed_health(definition(self._etcd_paths())))
         ctx = assembly.AssemblyContext(
             root=self._root(),
-            container_mode=self.opts.platform in ("container", "process"),
+            container_mode=self._container_mode(),
             control_plane=control_plane,
             domain_params={"etcd": {"paths": self._etcd_paths()}},
             state_dir=self.opts.state_dir,
