@@ -101,6 +101,7 @@ class MachineEventRecord:
     payload: str
     ts: float
     actor_id: str = ""
+    seq: int = 0
 
 
 @dataclass
@@ -115,28 +116,43 @@ class EventBus:
     def publish(self, type: str, payload: dict[str, Any] | str, *, actor_id: str = "") -> None:
         self._seq += 1
         text = payload if isinstance(payload, str) else yaml.safe_dump(payload, sort_keys=False)
-        self.history.append(MachineEventRecord(type, f"{time.time_ns():x}-{self._seq}", text, time.time(), actor_id))
+        self.history.append(
+            MachineEventRecord(type, f"{time.time_ns():x}-{self._seq}", text, time.time(), actor_id, self._seq)
+        )
         while len(self.history) > self.capacity:
             self.history.popleft()
         self._changed.set()
         self._changed = anyio.Event()
 
-    async def follow(self, tail: int) -> AsyncIterator[MachineEventRecord]:
+    def backlog(self, tail: int, *, tail_id: str = "", tail_seconds: float = 0) -> list[MachineEventRecord]:
+        """The past events a new follower gets first: those after ``tail_id`` (LookupError when
+        it left the history), else those of the last ``tail_seconds``, else the last ``tail``
+        (-1: all, 0: none)."""
         items = list(self.history)
-        sent = items[-tail:] if tail > 0 else ([] if tail == 0 else items)
-        last = items[-1].id if items else None
-        for r in sent:
+        if tail_id:
+            idx = next((i for i, r in enumerate(items) if r.id == tail_id), None)
+            if idx is None:
+                raise LookupError(f"tail_id: event {tail_id!r} is not in the history (the last {len(items)} events)")
+            return items[idx + 1 :]
+        if tail_seconds > 0:
+            since = time.time() - tail_seconds
+            return [r for r in items if r.ts >= since]
+        return items[-tail:] if tail > 0 else ([] if tail == 0 else items)
+
+    async def follow(self, backlog: list[MachineEventRecord]) -> AsyncIterator[MachineEventRecord]:
+        """``backlog``, then every event published from now on (none lost, none repeated)."""
+        last = self._seq
+        for r in backlog:
             yield r
         while True:
             changed = self._changed
-            items = list(self.history)
-            idx = next((i for i, r in enumerate(items) if r.id == last), -1) if last is not None else -1
-            new = items[idx + 1 :]
+            new = [r for r in list(self.history) if r.seq > last]
             for r in new:
                 yield r
             if new:
-                last = new[-1].id
-            await changed.wait()
+                last = new[-1].seq
+            if self._seq == last:
+                await changed.wait()
 
 
 def _ts(t: float) -> datetime.datetime:
@@ -369,7 +385,13 @@ class MachineService:
 
     async def events_stream(self, call: Call) -> None:
         req = parse(pb.EventsRequest, await call.request())
-        async for r in self.events.follow(req.tail_events):
+        if req.tail_events < -1 or req.tail_seconds < 0:
+            raise GRPCError(Status.INVALID_ARGUMENT, "tail_events must be >= -1 and tail_seconds >= 0")
+        try:
+            backlog = self.events.backlog(req.tail_events, tail_id=req.tail_id, tail_seconds=req.tail_seconds)
+        except LookupError as exc:
+            raise GRPCError(Status.NOT_FOUND, str(exc)) from None
+        async for r in self.events.follow(backlog):
             msg = pb.MachineEvent(type=r.type, id=r.id, actor_id=r.actor_id, payload=r.payload, ts=_ts(r.ts))
             await call.send(bytes(msg))
 

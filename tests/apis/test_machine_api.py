@@ -193,6 +193,15 @@ async def test_events_tail_and_follow(node: tuple[LoopbackAPI, Supervisor, Machi
             msgs = await _collect(conn, M + "Events", bytes(pb.EventsRequest()), n=1)
         ev = pb.MachineEvent().parse(msgs[0])
         assert ev.type == "test" and yaml.safe_load(ev.payload) == {"n": "new"} and ev.ts.year >= 2024
+        # resume after an event id; a recent period; an id that left the history
+        first = machine.events.history[0].id
+        msgs = await _collect(conn, M + "Events", bytes(pb.EventsRequest(tail_id=first)), n=3)
+        assert [yaml.safe_load(pb.MachineEvent().parse(m).payload) for m in msgs] == [{"n": 1}, {"n": 2}, {"n": "new"}]
+        msgs = await _collect(conn, M + "Events", bytes(pb.EventsRequest(tail_seconds=60)), n=4)
+        assert len(msgs) == 4
+        with pytest.raises(APIError) as info:
+            await _collect(conn, M + "Events", bytes(pb.EventsRequest(tail_id="gone")), n=1)
+        assert info.value.status == Status.NOT_FOUND and "tail_id" in info.value.message
 
 
 async def _later(fn: object) -> None:

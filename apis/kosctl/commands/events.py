@@ -12,6 +12,8 @@ from kos.apis.kosctl.errors import CLIError
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("events", help="stream machine events")
     p.add_argument("--tail", type=int, default=0, help="past events to show first (-1: all; default 0)")
+    p.add_argument("--since", help="past events of this period first (e.g. 10m; instead of --tail)")
+    p.add_argument("--tail-id", default="", help="past events after this event id first (instead of --tail)")
     p.add_argument("--duration", help="stop after this long (e.g. 30s, 5m; default: until interrupted)")
     common.add_target_args(p)
     p.set_defaults(func=run)
@@ -21,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     if args.tail < -1:
         raise CLIError(f"--tail {args.tail}: expected a number of events >= 0 (or -1 for all)")
     duration = common.parse_duration(args.duration, "--duration") if args.duration else None
+    since = common.parse_duration(args.since, "--since") if args.since else 0
     t = common.target(args)
     widths = [16, 24, 10, 8]
     header = ["NODE", "ID", "TYPE", "ACTOR", "PAYLOAD"]
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         from kos.apis import auth
         from kos.apis.gen.kos import machine as pb
 
-        req = bytes(pb.EventsRequest(tail_events=args.tail))
+        req = bytes(pb.EventsRequest(tail_events=args.tail, tail_id=args.tail_id, tail_seconds=int(since)))
         async with conn.stream(auth.MACHINE + "Events", req, node=node) as replies:
             async for data in replies:
                 ev = pb.MachineEvent().parse(data)
