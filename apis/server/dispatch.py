@@ -92,6 +92,7 @@ class Dispatcher:
             try:
                 auth.check_method(method, roles)
             except auth.AccessDenied as exc:
+                log.info("access denied", method=method, roles=sorted(roles), peer=_peer(stream))
                 raise GRPCError(Status.PERMISSION_DENIED, str(exc)) from None
             call = Call(stream, method, roles)
             target = dict(stream.metadata or {}).get(auth.NODE_METADATA)
@@ -103,6 +104,7 @@ class Dispatcher:
             except (GRPCError, GeneratorExit):
                 raise
             except auth.AccessDenied as exc:
+                log.info("access denied", method=method, roles=sorted(roles), peer=_peer(stream), reason=str(exc))
                 raise GRPCError(Status.PERMISSION_DENIED, str(exc)) from None
             except NotImplementedError as exc:
                 raise GRPCError(Status.UNIMPLEMENTED, str(exc) or f"{method} is not implemented") from None
@@ -133,6 +135,14 @@ class Dispatcher:
             raise GRPCError(Status.UNAVAILABLE, f"node {target}: {exc}") from None
         finally:
             channel.close()
+
+
+def _peer(stream: Stream) -> str:
+    try:
+        addr = stream.peer.addr()
+    except Exception:
+        return "?"
+    return f"{addr[0]}:{addr[1]}" if addr else "?"
 
 
 async def _replies(s: Any) -> Any:

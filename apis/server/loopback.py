@@ -21,6 +21,7 @@ from kos.apis import auth
 from kos.apis.client.connection import Connection
 from kos.apis.server.dispatch import Node
 from kos.apis.server.machine import ConfigStore, MachineService
+from kos.apis.server.security import SecurityService
 from kos.apis.server.serve import APIServer
 from kos.apis.server.state import StateService
 from kos.apis.tls import server_context
@@ -67,8 +68,9 @@ class LoopbackAPI:
 async def serve_state(
     state: State, *, writable: Iterable[str] = (), machine: MachineService | None = None
 ) -> AsyncIterator[LoopbackAPI]:
-    """Serve ``state`` (admin may write the ``writable`` namespaces) and ``machine`` (default:
-    a machine service with a throwaway config store and no supervisor) until the block exits."""
+    """Serve ``state`` (admin may write the ``writable`` namespaces), ``machine`` (default: a
+    machine service with a throwaway config store and no supervisor) and certificate signing
+    with the loopback CA until the block exits."""
     pki = loopback_pki()
     policy = auth.ResourcePolicy(writable_namespaces=frozenset(writable))
     with tempfile.TemporaryDirectory(prefix="kos-loopback-") as tmp:
@@ -76,6 +78,7 @@ async def serve_state(
         server = await APIServer.start(
             "127.0.0.1", 0, server_context(pki.server, pki.ca.cert_pem),
             node=Node(names=frozenset({"loopback"}), port=0), state=StateService(state, policy), machine=machine,
+            security=SecurityService(pki.ca),
         )
         try:
             yield LoopbackAPI(server, pki)

@@ -62,8 +62,8 @@ async def _status(conn: Connection, method: str) -> Status | None:
 
 @pytest.mark.parametrize("role", ROLES)
 async def test_every_method_allowed_or_denied_per_rule_table(api: LoopbackAPI, role: str) -> None:
-    methods = [m for m in auth.METHOD_RULES if not m.startswith(auth.SECURITY)]
-    assert len(methods) >= 30
+    methods = list(auth.METHOD_RULES)
+    assert len(methods) >= 31
     async with api.connect([role]) as conn:
         for method in methods:
             status = await _status(conn, method)
@@ -112,6 +112,25 @@ async def test_writes_need_admin_and_a_writable_namespace(api: LoopbackAPI) -> N
         await st.create(r)
         await st.destroy(r.pointer)
         assert await st.list(Kind("user", NS_TYPE)) == []
+
+
+async def test_certificate_signing_keeps_roles_only_for_admins(api: LoopbackAPI) -> None:
+    from kos.apis.gen.kos import security as spb
+    from kos.resources.pki import certificate_organizations, create_csr, generate_private_key, private_key_pem
+
+    key = private_key_pem(generate_private_key())
+    csr = create_csr(key, common_name="n1", organizations=[auth.ADMIN], ip_addresses=["10.5.0.7"])
+    method = auth.SECURITY + "Certificate"
+    req = bytes(spb.CertificateRequest(csr=csr))
+    async with api.connect([auth.ADMIN]) as conn:
+        resp = spb.CertificateResponse().parse(await conn.unary(method, req))
+        assert resp.ca == api.pki.ca.cert_pem and certificate_organizations(resp.crt) == (auth.ADMIN,)
+        with pytest.raises(APIError) as info:
+            await conn.unary(method, bytes(spb.CertificateRequest(csr=b"-----BEGIN CERTIFICATE REQUEST-----x")))
+        assert info.value.status == Status.INVALID_ARGUMENT and "csr" in info.value.message
+    async with api.connect([auth.IMPERSONATOR]) as conn:  # a node: never gets roles
+        resp = spb.CertificateResponse().parse(await conn.unary(method, req))
+        assert certificate_organizations(resp.crt) == ()
 
 
 async def test_impersonator_acts_with_forwarded_roles(api: LoopbackAPI) -> None:
