@@ -9,7 +9,9 @@ Checks, in order (each retried until it passes or ``--wait-timeout`` runs out):
 5. etcd members are exactly the control-plane nodes (one voting member per control plane,
    each advertising that node's address);
 6. no service failed on any node (ServiceList);
-7. all nodes are ready (``MachineStatus.ready``; otherwise the unmet conditions are shown).
+7. every node is a cluster member (the first control plane's ``Members`` hold every node's
+   address: discovery works);
+8. all nodes are ready (``MachineStatus.ready``; otherwise the unmet conditions are shown).
    A node whose only unmet conditions are services waiting for a binary the host does not
    have (the kubelet: no Kubernetes binaries are installable on this machine) passes, and
    the check's note names them, so the gap stays visible.
@@ -156,6 +158,23 @@ async def _services(conn: Any, nodes: ClusterNodes) -> str | None:
     return None
 
 
+async def _members_complete(conn: Any, nodes: ClusterNodes) -> str | None:
+    """Cluster discovery: the first control plane's Members list every node, with its address."""
+    from kos.apis.client.connection import APIError
+    from kos.apis.client.state import GrpcState
+    from kos.resources.cluster import MEMBERS
+
+    try:
+        members = await GrpcState(conn, node=nodes.control_planes[0]).list(MEMBERS)
+    except APIError as exc:
+        raise CheckFailed(f"{nodes.control_planes[0]}: {exc.status.name}: {exc.message}") from None
+    seen = {a for m in members for a in m.spec.addresses}
+    missing = [n for n in nodes.all if _host(n) not in seen]
+    if missing:
+        raise CheckFailed(f"not members yet: {', '.join(missing)}")
+    return f"{len(members)} members"
+
+
 MISSING_BINARY = "binary not found"
 
 
@@ -185,6 +204,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("etcd members to be consistent across nodes", _etcd_consistent),
     ("etcd members to be the control-plane nodes", _etcd_members_are_cps),
     ("no failed services", _services),
+    ("every node to be a cluster member", _members_complete),
     ("all nodes to be ready", _ready),
 ]
 
