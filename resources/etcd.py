@@ -12,6 +12,9 @@
 * ``EtcdBootstraps`` (id ``bootstrap``): the persisted bootstrap marker as the Bootstrap RPC
   left it (bootstrapped, a pending snapshot recovery, left the cluster); written by the etcd
   API, read by the EtcdSpec controller (which also reads the marker file itself after a reboot).
+* ``EtcdErrors`` (id ``etcd``): why the EtcdSpec controller cannot run etcd (a config field
+  matching no address, a managed flag in extraArgs, an unreadable marker, a snapshot that did
+  not restore); absent when there is nothing wrong.
 """
 
 from __future__ import annotations
@@ -96,7 +99,16 @@ class EtcdBootstrapSpec(Spec):
     attempt: int = spec_field(5, default=0)
 
 
+@resource_type("EtcdErrors.etcd.kos.dev", namespace=NAMESPACE, print_columns=[("Error", "{.message}")])
+@dataclass
+class EtcdErrorSpec(Spec):
+    """What keeps etcd from running here, naming the field and the value."""
+
+    message: str = spec_field(1, default="")
+
+
 ETCD_SPECS = Kind(NAMESPACE, EtcdSpecSpec.definition.type)
 ETCD_MEMBERS = Kind(NAMESPACE, EtcdMemberSpec.definition.type)
 ETCD_CONFIGS = Kind(NAMESPACE, EtcdConfigSpec.definition.type)
 ETCD_BOOTSTRAPS = Kind(NAMESPACE, EtcdBootstrapSpec.definition.type)
+ETCD_ERRORS = Kind(NAMESPACE, EtcdErrorSpec.definition.type)

@@ -16,7 +16,9 @@ what ``EtcdServiceController`` runs, so it only appears once etcd may start:
 Once a spec runs, later changes keep its initial cluster (etcd ignores it with a data dir), so
 only a real change (addresses, certificates, extra args) restarts etcd; a changed peer URL is
 first written into the cluster's membership (MemberUpdate). A marker saying the
-member left the cluster (EtcdLeaveCluster) removes the spec, which stops etcd.
+member left the cluster (EtcdLeaveCluster) removes the spec, which stops etcd. Why etcd cannot
+run (bad config for this node, unreadable marker, failed recovery) is published as
+``EtcdErrors(etcd/etcd)`` and logged.
 """
 
 from __future__ import annotations
@@ -47,9 +49,11 @@ from kos.resources.core.resource import Resource
 from kos.resources.etcd import (
     ETCD_BOOTSTRAPS,
     ETCD_CONFIGS,
+    ETCD_ERRORS,
     ETCD_SPECS,
     EtcdBootstrapSpec,
     EtcdConfigSpec,
+    EtcdErrorSpec,
     EtcdSpecSpec,
 )
 from kos.resources.network import HOSTNAME_STATUSES, NODE_ADDRESSES, filter_addresses
@@ -200,7 +204,7 @@ class EtcdSpecController(Controller):
         ]
 
     def outputs(self) -> Sequence[Output]:
-        return [Output(ETCD_SPECS.type, OutputKind.EXCLUSIVE)]
+        return [Output(ETCD_SPECS.type, OutputKind.EXCLUSIVE), Output(ETCD_ERRORS.type, OutputKind.EXCLUSIVE)]
 
     async def run(self, rt: ControllerRuntime) -> None:
         retry: float | None = None
@@ -219,6 +223,20 @@ class EtcdSpecController(Controller):
 
         await rt.modify(Resource.new(EtcdSpecSpec(), SPEC_ID), apply)
 
+    async def _error(self, rt: ControllerRuntime, message: str | None) -> None:
+        """Publish (or clear, with None) why etcd cannot run here."""
+        ptr = ETCD_ERRORS.pointer(SPEC_ID)
+        if message is None:
+            if await rt.get_or_none(ptr) is not None:
+                await rt.destroy(ptr)
+            return
+        rt.logger.error("etcd cannot run", error=message)
+
+        def apply(r: Resource[Any]) -> None:
+            r.spec = EtcdErrorSpec(message=message)
+
+        await rt.modify(Resource.new(EtcdErrorSpec(), SPEC_ID), apply)
+
     async def _drop(self, rt: ControllerRuntime) -> None:
         ptr = ETCD_SPECS.pointer(SPEC_ID)
         if await rt.get_or_none(ptr) is not None:
@@ -231,6 +249,7 @@ class EtcdSpecController(Controller):
         if cfg_r is None or cfg_r.metadata.phase != Phase.RUNNING:
             self._promote = None
             await self._drop(rt)
+            await self._error(rt, None)
             return None
         host_r = await rt.get_or_none(HOSTNAME_STATUSES.pointer("hostname"))
         addr_r = await rt.get_or_none(NODE_ADDRESSES.pointer("current"))
@@ -244,7 +263,7 @@ class EtcdSpecController(Controller):
         try:
             marker = await anyio.to_thread.run_sync(read_marker, self.paths.marker)
         except MarkerError as exc:
-            log.error("etcd bootstrap state unknown", error=str(exc))
+            await self._error(rt, str(exc))
             return None
         if marker.left:
             self._promote = None
@@ -255,8 +274,9 @@ class EtcdSpecController(Controller):
             base = build_spec(cfg_r.spec, host_r.spec.hostname, addr_r.spec.addresses, self.paths,
                               heartbeat_ms=self.heartbeat_ms, election_ms=self.election_ms)
         except EtcdConfigError as exc:
-            log.error("etcd cannot be configured", error=str(exc))
+            await self._error(rt, str(exc))
             return None
+        await self._error(rt, None)
         if changed:
             log.info("etcd certificates written", files=changed)
         current = await rt.get_or_none(ETCD_SPECS.pointer(SPEC_ID))
@@ -303,8 +323,7 @@ class EtcdSpecController(Controller):
                                               etcdctl=self.etcdctl, skip_hash_check=marker.skip_hash_check)
         except (RuntimeError, OSError) as exc:
             await anyio.to_thread.run_sync(_remove_tree, scratch)
-            rt.logger.error("etcd recovery failed: the snapshot cannot be restored", snapshot=marker.recover_from,
-                            error=str(exc))
+            await self._error(rt, f"etcd recovery failed: snapshot {marker.recover_from} cannot be restored: {exc}")
             return None
         await anyio.to_thread.run_sync(_move_into_place, scratch, base.data_dir)
         done = dataclasses.replace(marker, recover_from="", skip_hash_check=False)

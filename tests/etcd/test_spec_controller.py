@@ -19,7 +19,7 @@ from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
 from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.resource import Resource
-from kos.resources.etcd import ETCD_CONFIGS, ETCD_SPECS, EtcdBootstrapSpec, EtcdConfigSpec
+from kos.resources.etcd import ETCD_CONFIGS, ETCD_ERRORS, ETCD_SPECS, EtcdBootstrapSpec, EtcdConfigSpec
 from kos.resources.network import HostnameStatusSpec, NodeAddressSpec
 from kos.resources.secrets import ETCD_CERTS_ID, EtcdCertsSpec
 
@@ -102,12 +102,15 @@ async def test_bad_config_writes_no_spec(node: tuple[InMemoryState, EtcdPaths]) 
     await inputs(state, EtcdConfigSpec(advertised_subnets=["192.168.0.0/16"]))
     await touch(state, paths, EtcdBootstrapSpec(bootstrapped=True))
     await no_spec_for_a_while(state)
+    want = "cluster.etcd.advertisedSubnets: ['192.168.0.0/16'] match none of the node's addresses ['10.5.0.3/24']"
+    await assert_resources(state, ETCD_ERRORS, ["etcd"], lambda r: None if r.spec.message == want else r.spec.message)
 
     def fix(r: Resource[Any]) -> None:
         r.spec = EtcdConfigSpec(advertised_subnets=["10.5.0.0/16"])
 
     await state.update_with_conflicts(ETCD_CONFIGS.pointer("etcd"), fix)
     await assert_resources(state, ETCD_SPECS, ["etcd"])
+    await assert_no_resource(state, ETCD_ERRORS.pointer("etcd"))
     # the node stops being a control plane: no etcd
     await state.destroy(ETCD_CONFIGS.pointer("etcd"))
     await assert_no_resource(state, ETCD_SPECS.pointer("etcd"))
@@ -125,3 +128,5 @@ async def test_failed_recovery_leaves_no_half_member(node: tuple[InMemoryState, 
     assert not await anyio.Path(paths.data_dir, "member").exists()
     assert not await anyio.Path(f"{paths.data_dir}.restore").exists()
     assert read_marker(paths.marker) == marker  # the recovery is still pending, nothing was half done
+    got = await assert_resources(state, ETCD_ERRORS, ["etcd"])
+    assert got["etcd"].spec.message.startswith(f"etcd recovery failed: snapshot {junk} cannot be restored: ")
