@@ -5,6 +5,8 @@ nocloud SMBIOS serial, qemu fw_cfg) and clear errors naming the source."""
 from __future__ import annotations
 
 import http.server
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,3 +113,32 @@ def test_container_network_feeds_the_platform_layer() -> None:
         ContainerPlatform({"KOS_ADDRESS": "10.5.0.3"}).network()
     with pytest.raises(ValueError, match=r"KOS_GATEWAY='gw': expected an IP address"):
         ContainerPlatform({"KOS_ADDRESS": "10.5.0.3/24", "KOS_GATEWAY": "gw"}).network()
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop device, mount)")
+def test_nocloud_reads_a_cidata_volume(tmp_path: Path) -> None:
+    """A real filesystem labelled cidata on a loop device, with user-data and meta-data."""
+    from kos.platform.nocloud.platform import NoCloudPlatform, read_cidata
+
+    img = tmp_path / "cidata.img"
+    with open(img, "wb") as f:
+        f.truncate(8 * 2**20)
+    subprocess.run(["mkfs.ext4", "-q", "-L", "cidata", str(img)], check=True)
+    dev = subprocess.run(["losetup", "--find", "--show", str(img)], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    try:
+        mnt = tmp_path / "mnt"
+        mnt.mkdir()
+        subprocess.run(["mount", dev, str(mnt)], check=True)
+        (mnt / "user-data").write_text("version: v1alpha1\n")
+        (mnt / "meta-data").write_text("instance-id: i-1\nlocal-hostname: node-9\n")
+        subprocess.run(["umount", str(mnt)], check=True)
+        user, meta = read_cidata(dev)
+        assert user == b"version: v1alpha1\n" and meta["local-hostname"] == "node-9"
+        assert not [ln for ln in Path("/proc/self/mountinfo").read_text().splitlines() if "kos-cidata-" in ln]
+        # no SMBIOS serial here: the platform finds the volume by its label
+        p = NoCloudPlatform(serial_path=tmp_path / "no-serial")
+        assert p.config() == b"version: v1alpha1\n" and p.hostname() == "node-9"
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
