@@ -243,7 +243,8 @@ class MachineNode:
     async def _serve_maintenance(self) -> None:
         identity = await anyio.to_thread.run_sync(_maintenance_identity, self.names)
         node = Node(names=frozenset(self.opts.node_names), port=self.port, maintenance=True)
-        machine = MachineService(config=self.store, maintenance=True, supervisor=self.supervisor, events=self.events)
+        machine = MachineService(config=self.store, maintenance=True, supervisor=self.supervisor, events=self.events,
+                                 platform_name=self.opts.platform)
         server = await APIServer.start(
             self.host, self.port, server_context(identity, None), node=node,
             state=StateService(self.state, self.policy), machine=machine,
@@ -372,7 +373,7 @@ class MachineNode:
                 return generate_client_configuration(pki, "kos", [f"{shown}:{node.port}"], roles, ttl)
         machine = MachineService(
             config=self.store, supervisor=self.supervisor, events=self.events, client_config=client_config,
-            extensions=self._extensions(),
+            extensions=self._extensions(), platform_name=self.opts.platform,
         )
         ca_for_signing = pki.ca if pki is not None and pki.ca.has_key else None
         self._server = await APIServer.start(

@@ -177,8 +177,10 @@ class MachineService:
         client_config: Callable[[list[str], int], pb.GenerateClientConfigurationResponse] | None = None,
         kmsg_path: str = "/dev/kmsg",
         extensions: Sequence[HandlerProvider] = (),
+        platform_name: str = "process",
     ) -> None:
         self.extensions = list(extensions)
+        self.platform_name = platform_name
         self.config = config
         self.maintenance = maintenance
         self.supervisor = supervisor
@@ -242,7 +244,9 @@ class MachineService:
                 os=sys.platform,
                 arch=platform.machine(),
             ),
-            platform=pb.PlatformInfo(name="process", mode="maintenance" if self.maintenance else "process"),
+            platform=pb.PlatformInfo(
+                name=self.platform_name, mode="maintenance" if self.maintenance else self.platform_name
+            ),
             maintenance=self.maintenance,
         )
         await call.send(bytes(resp))
