@@ -92,11 +92,10 @@ def _server_main(pipe: Pipe) -> None:
 async def _watch_rate(port: int, pipe: Pipe, *, aggregated: bool, decode: bool = True) -> float:
     api_conn = _connect(port)
     try:
-        st = GrpcState(api_conn, registry=None if not decode else GrpcState(api_conn).registry)
-        got = 0
-        t0 = 0.0
-        if aggregated and not decode:
+        if not decode:
             return await _raw_rate(api_conn, pipe)
+        st = GrpcState(api_conn)  # specs decoded into the registered classes
+        got = 0
         stream = (st.watch_kind_aggregated(KIND, bootstrap_bookmark=True) if aggregated
                   else st.watch_kind(KIND, bootstrap_bookmark=True))
         async with stream as events:
