@@ -3,7 +3,8 @@
 ``python bench/image_build.py [--boots N] [--skip-full]`` (root; needs the .ci/setup
 packages) prints:
 
-* full build time: every layer rebuilt (the .deb downloads are reused from the main cache, so
+* full build time: every layer rebuilt, twice in separate caches, and whether both gave the
+  same initramfs and rootfs bytes (the .deb downloads are reused from the main cache, so
   this is the build work, not the network);
 * cached rebuild time after a Python-only change (a comment appended to a copy of one kos
   module is the change), and the no-change rebuild time;
@@ -77,8 +78,14 @@ def main() -> int:
             (cache / "debs").mkdir(parents=True)
             for deb in (main_cache / "debs").glob("*.deb"):
                 shutil.copy2(deb, cache / "debs" / deb.name)
-            secs, _ = build(cache, t / "full-out")
+            secs, first = build(cache, t / "full-out")
             print(f"full build (layers from scratch, .debs cached): {secs:6.1f} s")
+            cache2 = t / "cache2"
+            shutil.copytree(cache / "debs", cache2 / "debs")
+            _, second = build(cache2, t / "full-out2")
+            same = first["sha256"] == second["sha256"]
+            print(f"second build from scratch gives the same bytes:  {'yes' if same else 'NO'} {second['sha256']}")
+            shutil.rmtree(cache2)
         secs, summary = build(main_cache, main_cache / "out")
         print(f"rebuild, nothing changed:                     {secs:6.1f} s")
         # a Python-only change: build from a copy of the checkout with one module touched

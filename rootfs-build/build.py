@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import fcntl
 import hashlib
 import json
 import os
@@ -312,6 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache.resolve()
     out = (args.out or cache / "out").resolve()
     out.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    lock = open(cache / ".lock", "w")  # noqa: SIM115 - held until the process exits
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log(f"waiting for another build using {cache}")
+        fcntl.flock(lock, fcntl.LOCK_EX)
     start = time.monotonic()
     s = Steps(cache, out)
     pkgs = read_list(HERE / "packages.txt")
