@@ -4,6 +4,8 @@ Checks, in order (each retried until it passes or ``--wait-timeout`` runs out):
 
 1. all nodes' API answers (Version through the endpoint, forwarded with ``node`` metadata);
 2. all nodes finished booting (``MachineStatus`` stage ``running``);
+   then time in sync (``TimeStatuses(node)`` synced, offset under 1 s; a node whose clock is
+   not its own to set, a namespace node on the host's clock, passes and is named);
 3. etcd is healthy on every control plane (EtcdMemberList answers);
 4. etcd members are consistent across the control planes (same member ids everywhere);
 5. etcd members are exactly the control-plane nodes (one voting member per control plane,
@@ -93,6 +95,34 @@ async def _booted(conn: Any, nodes: ClusterNodes) -> str | None:
     if bad:
         raise CheckFailed("; ".join(bad))
     return None
+
+
+async def _time(conn: Any, nodes: ClusterNodes) -> str | None:
+    """Time in sync: every node's ``TimeStatuses(node)`` synced with an offset under a second,
+    or (namespace nodes) a clock that is not the node's to set: the host's, shared by all."""
+    from kos.apis.client.connection import APIError
+    from kos.apis.client.state import GrpcState
+    from kos.resources.core.errors import NotFoundError
+    from kos.resources.network import TIME_STATUSES
+
+    bad, shared = [], []
+    for n in nodes.all:
+        try:
+            st = (await GrpcState(conn, node=n).get(TIME_STATUSES.pointer("node"))).spec
+        except NotFoundError:
+            bad.append(f"{n}: no TimeStatus yet")
+            continue
+        except APIError as exc:
+            raise CheckFailed(f"{n}: {exc.status.name}: {exc.message}") from None
+        if st.synced and abs(st.offset) < 1.0:
+            continue
+        if not st.adjusted:
+            shared.append(n)
+            continue
+        bad.append(f"{n}: " + (f"offset {st.offset:+.3f} s" if st.synced else st.error or "not synced"))
+    if bad:
+        raise CheckFailed("; ".join(bad))
+    return f"host clock shared by {', '.join(shared)}" if shared else None
 
 
 async def _members(conn: Any, node: str) -> list[Any]:
@@ -200,6 +230,7 @@ async def _ready(conn: Any, nodes: ClusterNodes) -> str | None:
 CHECKS: list[tuple[str, Check]] = [
     ("all nodes' API to answer", _version),
     ("all nodes to finish booting", _booted),
+    ("time to be in sync", _time),
     ("etcd to be healthy on every control plane", _etcd_healthy),
     ("etcd members to be consistent across nodes", _etcd_consistent),
     ("etcd members to be the control-plane nodes", _etcd_members_are_cps),
