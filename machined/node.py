@@ -134,7 +134,7 @@ class MachineNode:
         from kos.controllers.config.api import ManagedConfigStore
         from kos.controllers.config.manager import ConfigManager
 
-        mode = "container" if opts.platform in ("container", "process") else "metal"
+        mode = {"container": "container", "process": "container", "nocloud": "cloud"}.get(opts.platform, "metal")
         self.manager = ConfigManager(
             opts.state_dir, validation_mode=mode, platform_source=self._platform_config,
             reboot_hook=self._config_reboot, events=lambda t, p: self.events.publish(t, p),
