@@ -5,7 +5,10 @@ torn down (no layer asks for it any more) is removed from the kernel first (logi
 deleted, physical links set down, addresses and routes deleted), then the finalizer is
 released so the merge controller can destroy it: nothing is left behind.
 
-Each reconcile compares the specs with a fresh netlink dump and changes only what differs.
+Each reconcile compares the specs with what the kernel has (links from a netlink dump,
+addresses and routes from the status resources, which the status controller keeps current from
+netlink notifications) and changes only what differs; one reconcile's address/route operations
+run as one batch.
 The controllers also watch the status resources, so a change made outside kos to something
 kos manages (an address deleted, an MTU changed, a route removed) is put back.
 
@@ -75,7 +78,7 @@ class _ApplyController(Controller):
                 await self.cycle(rt, nl)
 
     async def cycle(self, rt: ControllerRuntime, nl: Netlink) -> None:
-        await self.refresh(nl)
+        await self.refresh(nl, rt)
         errors: dict[str, str] = {}
         ops: list[tuple[str, Op]] = []  # (error id, op): run together in one worker-thread call
         released: list[Resource[Any]] = []
@@ -125,7 +128,10 @@ class _ApplyController(Controller):
     def order(self, r: Resource[Any]) -> Any:
         return r.metadata.id
 
-    async def refresh(self, nl: Netlink) -> None:
+    async def refresh(self, nl: Netlink, rt: ControllerRuntime) -> None:
+        """What the kernel has now: links from a netlink dump (small, and must be exact for
+        creation); subclasses add addresses/routes from the status resources (the kernel view
+        the status controller keeps from notifications, cheaper than dumping every cycle)."""
         self.links: dict[str, LinkInfo] = {link.name: link for link in await nl.links()}
 
     def link(self, name: str, what: str) -> LinkInfo:
@@ -187,7 +193,7 @@ class LinkApplyController(_ApplyController):
                 if e.unsupported:
                     raise _unsupported(spec.kind, e) from None
                 raise
-            await self.refresh(nl)
+            self.links = {link.name: link for link in await nl.links()}
             link = self.link(spec.name, what)
         master = 0
         if spec.master:
@@ -223,9 +229,11 @@ class AddressApplyController(_ApplyController):
     def extra_inputs(self) -> Sequence[Input]:
         return (_weak(ADDRESS_STATUSES), _weak(LINK_STATUSES))
 
-    async def refresh(self, nl: Netlink) -> None:
-        await super().refresh(nl)
-        self.present = {(a.index, str(ipaddress.ip_interface(a.address))) for a in await nl.addresses()}
+    async def refresh(self, nl: Netlink, rt: ControllerRuntime) -> None:
+        await super().refresh(nl, rt)
+        self.present = {
+            (a.spec.link_index, str(ipaddress.ip_interface(a.spec.address))) for a in await rt.list(ADDRESS_STATUSES)
+        }
 
     async def apply(self, nl: Netlink, spec: AddressSpecSpec) -> Op | None:
         what = f"address {spec.address!r}"
@@ -264,9 +272,13 @@ class RouteApplyController(_ApplyController):
     def extra_inputs(self) -> Sequence[Input]:
         return (_weak(ROUTE_STATUSES), _weak(LINK_STATUSES), _weak(ADDRESS_STATUSES))
 
-    async def refresh(self, nl: Netlink) -> None:
-        await super().refresh(nl)
-        self.routes = await nl.routes()
+    async def refresh(self, nl: Netlink, rt: ControllerRuntime) -> None:
+        await super().refresh(nl, rt)
+        self.routes = [
+            RouteInfo(family=r.spec.family, destination=r.spec.destination, gateway=r.spec.gateway,
+                      oif=r.spec.out_link_index, table=r.spec.table, priority=r.spec.priority)
+            for r in await rt.list(ROUTE_STATUSES)
+        ]
 
     def _present(self, want: RouteInfo) -> bool:
         for r in self.routes:

@@ -67,10 +67,18 @@ def layered_outputs() -> list[Output]:
     return [*(Output(k.type, OutputKind.SHARED) for k in LAYERED_KINDS), Output(APPLY_ERRORS.type, OutputKind.SHARED)]
 
 
-async def write_layer(rt: ControllerRuntime, layer: ConfigLayer, content: Layer) -> None:
-    """Make ``network-config`` hold exactly ``content`` for ``layer`` (of what this controller owns)."""
+async def write_layer(rt: ControllerRuntime, layer: ConfigLayer, content: Layer,
+                      last: list[Any] | None = None) -> None:
+    """Make ``network-config`` hold exactly ``content`` for ``layer`` (of what this controller
+    owns). With ``last`` (the controller's memory of its previous write), an unchanged layer
+    is not written again."""
+    items = content.items(layer)
+    if last is not None:
+        if last and last[0] == items:
+            return
+        last[:] = [items]
     rt.start_tracking_outputs()
-    for _kind, id, spec in content.items(layer):
+    for _kind, id, spec in items:
 
         def fill(r: Resource[Any], spec: Any = spec) -> None:
             r.spec = spec
@@ -81,6 +89,7 @@ async def write_layer(rt: ControllerRuntime, layer: ConfigLayer, content: Layer)
 
 class _LayerController(Controller):
     layer: ConfigLayer
+    _last: list[Any]
 
     def outputs(self) -> Sequence[Output]:
         return layered_outputs()
@@ -89,6 +98,7 @@ class _LayerController(Controller):
         raise NotImplementedError
 
     async def run(self, rt: ControllerRuntime) -> None:
+        self._last = []
         async for _ in rt.events():
             try:
                 content = await self.compute(rt)
@@ -101,8 +111,9 @@ class _LayerController(Controller):
                     r.spec = NetworkApplyErrorSpec(object=id, error=msg)
 
                 await rt.modify(Resource.new(NetworkApplyErrorSpec(), id, namespace=NAMESPACE), fill)
+                self._last.clear()  # the next good layer is written in full (and clears this error)
                 continue
-            await write_layer(rt, self.layer, content)
+            await write_layer(rt, self.layer, content, self._last)
 
 
 async def physical_links(rt: ControllerRuntime) -> list[tuple[str, str]]:
