@@ -103,7 +103,17 @@ def _parse_endpoint(endpoint: str) -> tuple[str, int, bool]:
 class EtcdClient:
     """Async etcd v3 client; use as ``async with EtcdClient([...], tls) as c:``."""
 
-    def __init__(self, endpoints: Sequence[str], tls: TLSFiles | None = None, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        tls: TLSFiles | None = None,
+        *,
+        timeout: float = 5.0,
+        check_hostname: bool = True,
+    ) -> None:
+        """``check_hostname=False`` accepts any server certificate the CA signed, whatever names
+        it carries (a join endpoint such as a load-balancer name that member certificates do
+        not list; the private etcd CA is the trust anchor)."""
         if not endpoints:
             raise ValueError("etcd client: expected at least one endpoint")
         self.endpoints = list(endpoints)
@@ -114,6 +124,8 @@ class EtcdClient:
         self.tls = tls
         self.timeout = timeout
         self._ctx = tls.context() if tls is not None else None
+        if self._ctx is not None and not check_hostname:
+            self._ctx.check_hostname = False
         self._channels: dict[str, grpclib.client.Channel] = {}
         self._preferred = 0
 
