@@ -141,6 +141,8 @@ class Printer:
     display: str = ""
     jsonpath: list[str | list[str | int]] = field(default_factory=list)
     out: TextIO = sys.stdout
+    order: list[str] = field(default_factory=list)  # node labels in the order the user named them
+    _pending: list[tuple[str, Any]] = field(default_factory=list)
     _docs: int = 0
     _rows: list[list[str]] = field(default_factory=list)
     _widths: list[int] = field(default_factory=list)
@@ -150,8 +152,14 @@ class Printer:
         return (["*", *h]) if self.watch else h
 
     def add(self, node: str, r: Any, event: str | None = None) -> None:
-        """Print (or, for a non-watch table, collect) one resource; ``event`` is
-        ``created``/``updated``/``destroyed`` when watching."""
+        """One resource: printed at once when watching (``event`` is ``created``/``updated``/
+        ``destroyed``), else collected until ``flush`` prints everything in node order."""
+        if self.watch:
+            self._emit(node, r, event)
+        else:
+            self._pending.append((node, r))
+
+    def _emit(self, node: str, r: Any, event: str | None) -> None:
         from kos.resources.core.metadata import version_string
         from kos.resources.core.yamlfmt import metadata_yaml, resource_yaml, spec_yaml
 
@@ -208,7 +216,13 @@ class Printer:
         self.out.flush()
 
     def flush(self, *, failed: bool = False) -> None:
-        """Print a collected table (nothing at all when every node failed)."""
+        """Print what was collected, node by node in the order given (nothing at all when every
+        node failed)."""
+        rank = {n: i for i, n in enumerate(self.order)}
+        pending = sorted(self._pending, key=lambda p: rank.get(p[0], len(rank)))  # stable: ids stay sorted
+        self._pending = []
+        for node, r in pending:
+            self._emit(node, r, None)
         if failed and not self._rows:
             return
         if self.format == "table" and not self.watch:

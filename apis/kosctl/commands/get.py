@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
                 for c in rd.get("printColumns") or []]
         printer = output.Printer(
             fmt, cols if fmt == "table" else [], watch=args.watch, display=str(rd.get("displayType") or ""),
-            jsonpath=output.parse_jsonpath(expr) if expr else [],
+            jsonpath=output.parse_jsonpath(expr) if expr else [], order=[t.label(n) for n in t.labels()],
         )
         namespace = args.namespace or str(rd.get("defaultNamespace") or "")
         rtype = str(rd.get("type"))
