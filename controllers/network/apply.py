@@ -251,10 +251,9 @@ class AddressApplyController(_ApplyController):
         link = self.links.get(spec.link_name)
         if link is None:
             return None
-        cidr = str(ipaddress.ip_interface(spec.address))
-        if (link.index, cidr) in self.present:
-            return nl.address_delete_op(link.index, cidr)
-        return None
+        # always try (the status view may not show an address added a moment ago); "not
+        # there" answers are ignored by the cycle
+        return nl.address_delete_op(link.index, str(ipaddress.ip_interface(spec.address)))
 
 
 def route_info(spec: RouteSpecSpec, oif: int) -> RouteInfo:
@@ -311,6 +310,4 @@ class RouteApplyController(_ApplyController):
             info = self._info(spec)
         except ApplyError:
             return None
-        if self._present(info):
-            return nl.route_delete_op(info)
-        return None
+        return nl.route_delete_op(info)  # always try, as for addresses
