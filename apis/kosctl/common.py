@@ -48,7 +48,8 @@ def load_config(args: argparse.Namespace, *, missing_ok: bool = True) -> ClientC
 
 @dataclass
 class Target:
-    """Where a command goes: the context (certificates), one endpoint, and the nodes."""
+    """Where a command goes: the context (certificates), the endpoint (the first reachable one
+    of those given), and the nodes."""
 
     context: Context
     endpoint: str
@@ -104,7 +105,30 @@ def target(args: argparse.Namespace, *, insecure: bool = False) -> Target:
     endpoints = endpoints or list(ctx.endpoints)
     if not endpoints:
         raise CLIError("no endpoint: use -e/--endpoints or 'kosctl config endpoint ADDR'")
-    return Target(ctx, endpoints[0], nodes or list(ctx.nodes))
+    return Target(ctx, reachable(endpoints), nodes or list(ctx.nodes))
+
+
+def reachable(endpoints: list[str], timeout: float = 3.0) -> str:
+    """The first endpoint that accepts a TCP connection (failover like talosctl's); the first
+    one when none does (its error is then reported), without probing when there is one."""
+    if len(endpoints) == 1:
+        return endpoints[0]
+    import socket
+
+    from kos.apis.client.config import DEFAULT_PORT
+    from kos.apis.endpoint import split_endpoint
+
+    for e in endpoints:
+        try:
+            host, port = split_endpoint(e, DEFAULT_PORT)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            return e
+        except OSError:
+            continue
+    return endpoints[0]
 
 
 def run(main: Callable[[], Awaitable[T]]) -> T:

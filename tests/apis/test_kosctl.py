@@ -153,6 +153,8 @@ def test_get_errors_are_one_line(cluster: Cluster) -> None:
     assert r.returncode == 1 and "no current context" in r.stderr
     r = k(cluster, "-e", "127.0.0.1:1", "get", "ns")
     assert r.returncode == 1 and "UNAVAILABLE" in r.stderr
+    r = k(cluster, "-e", f"127.0.0.1:1,{cluster.ep1}", "get", "ns", "meta")  # failover to the next endpoint
+    assert r.returncode == 0 and r.stdout.splitlines()[1].split()[0] == cluster.ep1, r.stderr
 
 
 # -- watch --------------------------------------------------------------------------------------
