@@ -18,7 +18,6 @@ from ``kos.apis.auth.METHOD_RULES`` (``os:etcd:backup`` may take snapshots).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -33,15 +32,14 @@ from kos.apis.etcd import EtcdClient, EtcdError, MemberInfo, format_member_id
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.dispatch import Call, Dispatcher
 from kos.apis.server.state import parse
-from kos.controllers.etcd.join import leave_cluster, remove_member
-from kos.controllers.etcd.marker import EtcdPaths, MarkerError, has_member, read_marker, write_marker
-from kos.resources.core.resource import Resource
+from kos.controllers.etcd.join import remove_member
+from kos.controllers.etcd.leave import NotRunningError, OnlyVoterError, leave_local_member
+from kos.controllers.etcd.marker import EtcdPaths, MarkerError, has_member, publish_marker, read_marker
 from kos.resources.core.state import State
 from kos.resources.etcd import ETCD_CONFIGS, ETCD_SPECS, EtcdBootstrapSpec, EtcdSpecSpec
 
 log = structlog.get_logger("kos.apis.etcd")
 
-OWNER = "etcd-api"
 SERVICE_ID = "etcd"
 ALREADY_BOOTSTRAPPED = "etcd is already bootstrapped"
 
@@ -82,12 +80,7 @@ class EtcdAPI:
             raise GRPCError(Status.FAILED_PRECONDITION, str(exc)) from None
 
     async def _set_marker(self, marker: EtcdBootstrapSpec) -> None:
-        await anyio.to_thread.run_sync(write_marker, self.paths.marker, marker)
-
-        def apply(r: Resource[Any]) -> None:
-            r.spec = marker.copy()
-
-        await self.state.modify(Resource.new(EtcdBootstrapSpec(), "bootstrap"), apply, owner=OWNER)
+        await publish_marker(self.state, self.paths.marker, marker)
 
     async def _bootstrap_state(self) -> tuple[EtcdBootstrapSpec, bool, bool]:
         """(marker, done, recovery pending): done = a member exists or a plain bootstrap was
@@ -239,27 +232,15 @@ class EtcdAPI:
     async def leave_cluster(self, call: Call) -> None:
         parse(pb.EtcdLeaveClusterRequest, await call.request())
         async with self._lock:
-            spec, c, own = await self._local()
+            await self._spec()
             try:
-                members = await c.member_list()
-                voters = [m for m in members if not m.is_learner and m.id != own]
-                if not voters:
-                    raise GRPCError(
-                        Status.FAILED_PRECONDITION,
-                        "this node is the only etcd voter: leaving would destroy the cluster",
-                    )
-                name = next((m.name for m in members if m.id == own), format_member_id(own))
-                # remove through the other members: the local one stops once it is removed
-                others = [u for m in voters for u in m.client_urls]
-                async with EtcdClient(others or spec.advertise_client_urls[:1], self.paths.admin_tls,
-                                      timeout=self.timeout) as rest:
-                    await leave_cluster(rest, own, timeout=self.timeout * 3)
+                name = await leave_local_member(self.state, self.paths, timeout=self.timeout)
+            except NotRunningError as exc:
+                raise GRPCError(Status.UNAVAILABLE, str(exc)) from None
+            except (OnlyVoterError, MarkerError) as exc:
+                raise GRPCError(Status.FAILED_PRECONDITION, str(exc)) from None
             except EtcdError as exc:
                 raise GRPCError(_status(exc), f"etcd leave: {exc}") from None
-            finally:
-                c.close()
-            marker = dataclasses.replace(await self._marker(), left=True)
-            await self._set_marker(marker)
         log.info("left the etcd cluster", member=name)
         await call.send(bytes(pb.EtcdActionResponse(member=name)))
 

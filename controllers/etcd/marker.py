@@ -13,9 +13,17 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import anyio
 
 from kos.apis.etcd import TLSFiles
+from kos.resources.core.resource import Resource
+from kos.resources.core.state import State
 from kos.resources.etcd import EtcdBootstrapSpec
+
+MARKER_OWNER = "etcd-api"
+"""Owner of ``EtcdBootstraps(etcd/bootstrap)``: written by the API (and reset), not a controller."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,17 @@ def write_marker(path: Path, spec: EtcdBootstrapSpec) -> None:
         "attempt": spec.attempt,
     }
     write_private(path, json.dumps(data).encode())
+
+
+async def publish_marker(state: State, path: Path, marker: EtcdBootstrapSpec) -> None:
+    """Persist the marker, then mirror it into ``EtcdBootstraps(bootstrap)`` (which triggers the
+    EtcdSpec controller)."""
+    await anyio.to_thread.run_sync(write_marker, path, marker)
+
+    def apply(r: Resource[Any]) -> None:
+        r.spec = marker.copy()
+
+    await state.modify(Resource.new(EtcdBootstrapSpec(), "bootstrap"), apply, owner=MARKER_OWNER)
 
 
 def write_private(path: Path, data: bytes) -> bool:
