@@ -478,9 +478,9 @@ class MachineNode:
         return self._schedule(seq, Action.REBOOT if options.reboot else Action.SHUTDOWN)
 
     async def _leave_etcd(self) -> None:
-        """Leave the etcd cluster when this node is a member (what EtcdLeaveCluster does)."""
-        from kos.apis.etcd import EtcdClient
-        from kos.controllers.etcd.join import leave_cluster
+        """Leave the etcd cluster when this node is a member (what EtcdLeaveCluster does; the
+        marker records it, so the etcd controllers do not start etcd again)."""
+        from kos.controllers.etcd.leave import leave_local_member
         from kos.resources.etcd import ETCD_SPECS
 
         sup = self.supervisor
@@ -488,12 +488,7 @@ class MachineNode:
         if spec is None or sup is None or "etcd" not in sup.ids() or not sup.status("etcd").running:
             log.info("reset: etcd does not run here, nothing to leave")
             return
-        async with EtcdClient(spec.spec.advertise_client_urls[:1], self._etcd_paths().admin_tls, timeout=10) as c:
-            own = (await c.status()).member_id
-            voters = [m for m in await c.member_list() if not m.is_learner and m.id != own]
-            if not voters:
-                raise RuntimeError("this node is the only etcd voter: leaving would destroy the cluster")
-            await leave_cluster(c, own, timeout=30)
+        await leave_local_member(self.state, self._etcd_paths(), timeout=10)
         await sup.stop("etcd")
 
     def _etcd_paths(self) -> Any:
