@@ -195,12 +195,16 @@ class Printer:
             self.out.write(render(self.jsonpath, doc) + "\n")
         self.out.flush()
 
-    def _stream_row(self, row: list[str]) -> None:
-        if not self._widths:
+    def start(self) -> None:
+        """Before a watch: the table header at once (the resources may take a while)."""
+        if self.format == "table" and self.watch and not self._widths:
             h = self.header()
             minimum = {"*": 1, "NODE": 15, "TYPE": 12, "ID": 20}
             self._widths = [max(len(c), minimum.get(c, 0)) for c in h]
             self._write(h)
+
+    def _stream_row(self, row: list[str]) -> None:
+        self.start()
         self._write(row)
 
     def _write(self, row: list[str]) -> None:

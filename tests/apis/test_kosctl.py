@@ -196,6 +196,11 @@ def _watch(c: Cluster, *args: str) -> subprocess.Popen[str]:
 def test_watch_table_and_yaml_stream_changes(cluster: Cluster) -> None:
     import anyio
 
+    async def seed() -> None:  # so that the YAML watch prints something once established
+        async with cluster.conn() as conn:
+            await GrpcState(conn).modify(_ns("seed"), lambda r: None)
+
+    anyio.run(seed)
     table = _watch(cluster, "ns", "--namespace", "user", "-w")
     yml = _watch(cluster, "ns", "--namespace", "user", "-o", "yaml", "-w")
     try:
@@ -213,7 +218,7 @@ def test_watch_table_and_yaml_stream_changes(cluster: Cluster) -> None:
                 else:
                     await st.destroy(_ns("w1").pointer)
 
-        y.until(lambda s: s.startswith("node: "))  # the watch is established (bootstrap printed or empty)
+        y.until(lambda s: s.startswith("node: "))  # the bootstrap (seed) printed: the watch is established
         anyio.run(change, "create")
         line = t.until(lambda s: " w1 " in s)
         assert line.split()[0] == "+" and line.split()[1:] == [cluster.ep1, "user", "Namespace", "w1", "1"]

@@ -164,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         namespace = args.namespace or str(rd.get("defaultNamespace") or "")
         rtype = str(rd.get("type"))
         if args.watch:
+            printer.start()
             rc = await common.fan_out(t, lambda c, n: _watch(c, n, t, printer, namespace, rtype, args.id, queries),
                                       timeout=None)
         else:
