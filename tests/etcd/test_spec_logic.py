@@ -11,7 +11,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kos.controllers.etcd.config import EtcdConfigController, etcd_config_from, join_endpoints
@@ -84,6 +84,7 @@ subnets = st.lists(st.sampled_from(["10.0.0.0/8", "10.1.0.0/16", "!10.2.0.0/16",
                                     "!fd00:2::/32"]), max_size=3)
 
 
+@settings(deadline=None)  # the machine is shared: no per-example time limit
 @given(st.lists(st.one_of(v4, v6), min_size=1, max_size=5, unique=True), subnets)
 def test_advertised_urls_are_exactly_the_filtered_addresses(addresses: list[str], adv: list[str]) -> None:
     addresses = sorted(addresses)
