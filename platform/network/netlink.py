@@ -395,7 +395,7 @@ class Netlink:
             return s
 
         sock = await anyio.to_thread.run_sync(make)
-        marshal = MarshalRtnl()
+        from kos.platform.network.rtnl import parse  # (imports this module)
 
         async def iterate() -> AsyncIterator[list[Change] | None]:
             while True:
@@ -414,7 +414,7 @@ class Netlink:
                         raise
                     if not data:
                         break
-                    out.extend(c for c in map(_change, marshal.parse(data)) if c is not None)
+                    out.extend(parse(data))
                 if overrun:
                     yield None
                 elif out:
@@ -437,6 +437,12 @@ class Change:
 
 _RTM = {16: ("link", False), 17: ("link", True), 20: ("address", False), 21: ("address", True),
         24: ("route", False), 25: ("route", True)}
+
+
+def pyroute2_changes(data: bytes) -> list[Change]:
+    """The same decoding as ``rtnl.parse`` through pyroute2's marshal (slower; used by the
+    tests as the reference)."""
+    return [c for c in map(_change, MarshalRtnl().parse(data)) if c is not None]
 
 
 def _change(msg: Any) -> Change | None:
