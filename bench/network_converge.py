@@ -29,6 +29,7 @@ from kos.resources.core.events import EventType
 from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.metadata import Pointer
 from kos.resources.core.resource import Resource
+from kos.resources.machineconfig import views  # noqa: F401 (imported before timing, as in machined)
 from kos.resources.network import ADDRESS_STATUSES, LINK_STATUSES
 
 N = 100

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -21,35 +22,47 @@ from kos.controllers.runtime.controller import Controller, Input, Output, Output
 from kos.resources.core.resource import Resource
 from kos.resources.network import ADDRESS_STATUSES, NAMESPACE, NODE_ADDRESSES, OPERATOR_SPECS, NodeAddressSpec
 
+_Key = tuple[int, int, int]
 
-def _sort_key(cidr: str) -> tuple[int, int, int]:
-    iface = ipaddress.ip_interface(cidr)
-    return (iface.version, int(iface.ip), iface.network.prefixlen)
+
+@functools.lru_cache(maxsize=4096)
+def _parse(cidr: str) -> tuple[str, _Key, bool] | None:
+    """(normalised CIDR, sort key, usable as a node address) or None if it does not parse."""
+    try:
+        iface = ipaddress.ip_interface(cidr)
+    except ValueError:
+        return None
+    usable = not (iface.ip.is_loopback or iface.ip.is_link_local)
+    return str(iface), (iface.version, int(iface.ip), iface.network.prefixlen), usable
 
 
 def node_addresses(
     statuses: Iterable[tuple[str, str, str]], vips: Iterable[str], previous_accumulative: Iterable[str] = ()
 ) -> dict[str, list[str]]:
     """``statuses``: (cidr, scope, link name). Returns addresses by NodeAddress id."""
+    keys: dict[str, _Key] = {}
     current: set[str] = set()
     for cidr, scope, link in statuses:
-        try:
-            iface = ipaddress.ip_interface(cidr)
-        except ValueError:
+        parsed = _parse(cidr)
+        if parsed is None or scope != "global" or link == "lo" or not parsed[2]:
             continue
-        if scope != "global" or link == "lo" or iface.ip.is_loopback or iface.ip.is_link_local:
-            continue
-        current.add(str(iface))
+        current.add(parsed[0])
+        keys[parsed[0]] = parsed[1]
     vip_ips = {str(ipaddress.ip_address(v)) for v in vips if v}
-    routed = {c for c in current if str(ipaddress.ip_interface(c).ip) not in vip_ips}
-    ordered_current = sorted(current, key=_sort_key)
-    ordered_routed = sorted(routed, key=_sort_key)
-    first = (ordered_routed or ordered_current)[:1]
+    routed = {c for c in current if c.split("/", 1)[0] not in vip_ips}
+    accumulative = set(current)
+    for c in previous_accumulative:
+        parsed = _parse(c)
+        if parsed is not None:
+            accumulative.add(parsed[0])
+            keys[parsed[0]] = parsed[1]
+    ordered_current = sorted(current, key=keys.__getitem__)
+    ordered_routed = sorted(routed, key=keys.__getitem__)
     return {
         "current": ordered_current,
         "routed": ordered_routed,
-        "default": first,
-        "accumulative": sorted(set(previous_accumulative) | current, key=_sort_key),
+        "default": (ordered_routed or ordered_current)[:1],
+        "accumulative": sorted(accumulative, key=keys.__getitem__),
     }
 
 
