@@ -148,6 +148,8 @@ class MachineNode:
         self._server: APIServer | None = None
         self._missing: dict[str, str] = {}
         self.ready = anyio.Event()
+        wakeup = _optional("kos.controllers.cluster.discovery", "Wakeup")
+        self._discovery_wakeup = wakeup() if wakeup is not None else None
 
     # -- config ---------------------------------------------------------------------------
     async def _platform_config(self) -> bytes | None:
@@ -281,7 +283,11 @@ class MachineNode:
             root=self._root(),
             container_mode=self._container_mode(),
             control_plane=control_plane,
-            domain_params={"etcd": {"paths": self._etcd_paths()}},
+            domain_params={
+                "etcd": {"paths": self._etcd_paths()},
+                "secrets": {"retry_interval": 1.0},  # a worker asks trustd again soon
+                "cluster": {"discovery_wakeup": self._discovery_wakeup},
+            },
             state_dir=self.opts.state_dir,
             supervisor=self.supervisor,
             extra_names=list(self.opts.node_names),
@@ -401,7 +407,8 @@ class MachineNode:
                 await self._tg.start(run_trustd, self.state)
                 registry = _optional("kos.controllers.cluster.discovery", "run_registry")
                 if registry is not None:
-                    await self._tg.start(registry, self.state)
+                    await self._tg.start(lambda task_status: registry(
+                        self.state, wakeup=self._discovery_wakeup, task_status=task_status))
         self.ready.set()
 
     def _extensions(self) -> list[Any]:

@@ -10,7 +10,8 @@ checked against ``OSRootSecrets``): a wrong token is PERMISSION_DENIED. Entries 
 ``ttl`` seconds after their last hello, so a node that is gone (reset, destroyed) drops out.
 
 ``DiscoveryController`` (every node) says hello every ``interval`` seconds (and when its own
-affiliate changes) to the control-plane endpoint's host (``cluster.controlPlane.endpoint``),
+affiliate changes, or at once when the registry on its own node saw a new or changed node:
+the shared ``Wakeup``) to the control-plane endpoint's host (``cluster.controlPlane.endpoint``),
 verifying the server against the OS CA of its config, and mirrors the answer into its
 ``Affiliates``: the others' affiliates are created/updated, and those no longer listed are
 destroyed. While the registry is unreachable the last answer stays.
@@ -54,17 +55,39 @@ TOKEN_METADATA = "token"
 DEFAULT_TTL = 30.0
 
 
+class Wakeup:
+    """Wakes the local DiscoveryController early: the registry on this node saw a change, so
+    the node's own view can follow at once instead of at its next periodic hello."""
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> None:
+        with anyio.move_on_after(timeout):
+            await self._event.wait()
+        if self._event.is_set():
+            self._event = anyio.Event()
+
+
 @dataclass
 class Registry:
-    """Affiliates by node id with their expiry (monotonic seconds)."""
+    """Affiliates by node id with their expiry (monotonic seconds); ``on_change`` runs when a
+    node appears or its affiliate changes."""
 
     ttl: float = DEFAULT_TTL
     entries: dict[str, tuple[Resource[Any], float]] = field(default_factory=dict)
+    on_change: Callable[[], None] | None = None
 
     def hello(self, affiliate: Resource[Any], now: float | None = None) -> list[Resource[Any]]:
         now = time.monotonic() if now is None else now
         if not isinstance(affiliate.spec, AffiliateSpec) or not affiliate.spec.node_id:
             raise ValueError("request: expected an Affiliates.cluster.kos.dev resource with a nodeId")
+        old = self.entries.get(affiliate.spec.node_id)
+        if (old is None or not old[0].spec.equal(affiliate.spec)) and self.on_change is not None:
+            self.on_change()
         self.entries[affiliate.spec.node_id] = (affiliate, now + self.ttl)
         for node_id in [k for k, (_, exp) in self.entries.items() if exp <= now]:
             del self.entries[node_id]
@@ -98,7 +121,8 @@ class RegistryService:
 
 
 async def run_registry(state: State, host: str = "0.0.0.0", port: int = REGISTRY_PORT, *,
-                       ttl: float = DEFAULT_TTL, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+                       ttl: float = DEFAULT_TTL, wakeup: Wakeup | None = None,
+                       task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
     """Serve the registry with the node's API certificate until cancelled."""
     from kos.apis.server.serve import reload_context
     from kos.controllers.secrets.trustd import API_CERTS_PTR, OS_ROOT_PTR, follow_api_certs
@@ -110,7 +134,8 @@ async def run_registry(state: State, host: str = "0.0.0.0", port: int = REGISTRY
         return str(r.spec.token) if r is not None else ""
 
     ctx = server_context(CertificateAndKey(api.spec.server_cert.encode(), api.spec.server_key.encode()), None)
-    server = grpclib.server.Server([RegistryService(Registry(ttl), token)])
+    registry = Registry(ttl, on_change=wakeup.set if wakeup is not None else None)
+    server = grpclib.server.Server([RegistryService(registry, token)])
     await server.start(host, port, ssl=ctx, reuse_address=True)
     sockets = getattr(server._server, "sockets", None) or []
     bound = int(sockets[0].getsockname()[1]) if sockets else port
@@ -161,9 +186,12 @@ def _endpoint_host(endpoint: str) -> str:
 class DiscoveryController(Controller):
     name = "cluster.DiscoveryController"
 
-    def __init__(self, *, interval: float = 5.0, port: int = REGISTRY_PORT) -> None:
+    def __init__(self, *, interval: float = 5.0, port: int = REGISTRY_PORT, wakeup: Wakeup | None = None) -> None:
         self.interval = interval
         self.port = port
+        self.wakeup = wakeup or Wakeup()
+        self.retry = min(1.0, interval)  # after a failed hello (registry not up yet)
+        self._failed = False
 
     def inputs(self) -> Sequence[Input]:
         return [
@@ -183,7 +211,7 @@ class DiscoveryController(Controller):
 
     async def _ticker(self, rt: ControllerRuntime) -> None:
         while True:
-            await anyio.sleep(self.interval)
+            await self.wakeup.wait(self.retry if self._failed else self.interval)
             rt.queue_reconcile()
 
     async def reconcile(self, rt: ControllerRuntime) -> None:
@@ -208,8 +236,11 @@ class DiscoveryController(Controller):
         try:
             known = await hello(host, self.port, token, ca, local)
         except (OSError, TimeoutError, GRPCError, StreamTerminatedError, wire.WireError) as exc:
-            log.info("discovery registry not reachable; keeping the last members", endpoint=host, error=str(exc))
+            if not self._failed:
+                log.info("discovery registry not reachable; keeping the last members", endpoint=host, error=str(exc))
+            self._failed = True
             return
+        self._failed = False
         seen = set()
         for r in known:
             spec = r.spec
