@@ -28,6 +28,7 @@ from kos.controllers.runtime.adapter import ControllerRuntime
 from kos.controllers.runtime.controller import Controller, Input, InputKind, Output, OutputKind
 from kos.platform.network.netlink import LinkCreate, LinkInfo, Netlink, NetlinkError, Op, RouteInfo
 from kos.resources.core.metadata import Kind, Phase
+from kos.resources.core.query import IDQuery
 from kos.resources.core.resource import Resource
 from kos.resources.network import (
     ADDRESS_SPECS,
@@ -46,6 +47,10 @@ from kos.resources.network import (
     NetworkApplyErrorSpec,
     RouteSpecSpec,
 )
+
+# route status ids start with the table: skip the kernel's local table (255), kos never
+# manages it and it holds most of the routes
+NOT_LOCAL_TABLE = IDQuery(r"^(?:[^2]|2[^5]|25[^5]|255[^/])")
 
 
 class ApplyError(Exception):
@@ -276,7 +281,7 @@ class RouteApplyController(_ApplyController):
         self.routes = [
             RouteInfo(family=r.spec.family, destination=r.spec.destination, gateway=r.spec.gateway,
                       oif=r.spec.out_link_index, table=r.spec.table, priority=r.spec.priority)
-            for r in await rt.list(ROUTE_STATUSES)
+            for r in await rt.list(ROUTE_STATUSES, id_query=NOT_LOCAL_TABLE)
         ]
 
     def _present(self, want: RouteInfo) -> bool:
