@@ -67,6 +67,7 @@ class _ApplyController(Controller):
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
+        self._logged: dict[str, str] = {}
 
     def extra_inputs(self) -> Sequence[Input]:
         return ()
@@ -121,13 +122,18 @@ class _ApplyController(Controller):
         for r in released:
             await rt.remove_finalizer(r.pointer, name)
         rt.start_tracking_outputs()
+        logged = self._logged
         for id, message in errors.items():
 
             def fill(res: Resource[Any], id: str = id, message: str = message) -> None:
                 res.spec = NetworkApplyErrorSpec(object=id, error=message)
 
             await rt.modify(Resource.new(NetworkApplyErrorSpec(), id, namespace=NAMESPACE), fill)
-            rt.logger.warning("network spec not applied", object=id, error=message)
+            if logged.get(id) != message:  # log each error once, not every reconcile
+                rt.logger.warning("network spec not applied", object=id, error=message)
+        for id in logged.keys() - errors.keys():
+            rt.logger.info("network spec applied after an error", object=id)
+        self._logged = errors
         await rt.cleanup_outputs(APPLY_ERRORS)
 
     def order(self, r: Resource[Any]) -> Any:
