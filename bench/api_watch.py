@@ -55,6 +55,7 @@ class BenchSpec(Spec):
 
 KIND = Kind("bench", BenchSpec.definition.type)  # the watched kind (grows with every run)
 FIXED = Kind("fixed", BenchSpec.definition.type)  # 100 items for Get/List latency
+UPDATED = Kind("updated", BenchSpec.definition.type)  # 1000 items updated round robin
 
 
 # -- the server process ---------------------------------------------------------------------------
@@ -65,6 +66,8 @@ async def _serve(pipe: Pipe) -> None:
     await publish_meta(st)
     for i in range(100):
         await st.create(Resource.new(BenchSpec(value=i, name=f"item-{i}"), f"i{i:03}", namespace=FIXED.namespace))
+    for i in range(1000):
+        await st.create(Resource.new(BenchSpec(value=0, name="u"), f"u{i:03}", namespace=UPDATED.namespace))
     async with serve_state(st, writable=["bench"]) as api:
         pipe.send(api.server.port)
         counter = 0
@@ -75,8 +78,14 @@ async def _serve(pipe: Pipe) -> None:
             n = cmd[1]
             for i in range(n):
                 counter += 1
-                r = Resource.new(BenchSpec(value=counter, name="x"), f"e{counter}", namespace="bench")
-                await st.create(r)
+                if cmd[0] == "go":
+                    r = Resource.new(BenchSpec(value=counter, name="x"), f"e{counter}", namespace="bench")
+                    await st.create(r)
+                else:  # "upd": updates of 1000 resources, round robin (controllers' usual traffic)
+                    ptr = Pointer(UPDATED.namespace, UPDATED.type, f"u{i % 1000:03}")
+                    cur = await st.get(ptr)
+                    cur.spec.value = counter
+                    await st.update(cur)
                 if i % 256 == 0:
                     await anyio.lowlevel.checkpoint()  # let the server send while producing
             pipe.send("done")
@@ -87,6 +96,25 @@ def _server_main(pipe: Pipe) -> None:
 
 
 # -- the client -----------------------------------------------------------------------------------
+
+
+async def _update_rate(port: int, pipe: Pipe) -> float:
+    """Aggregated watch of a kind whose resources are updated (events carry old and new)."""
+    conn = _connect(port)
+    try:
+        got = 0
+        async with GrpcState(conn).watch_kind_aggregated(UPDATED, bootstrap_bookmark=True) as batches:
+            pipe.send(("upd", EVENTS))
+            t0 = time.perf_counter()
+            async for batch in batches:
+                got += sum(1 for ev in batch if ev.type == EventType.UPDATED)
+                if got >= EVENTS:
+                    break
+        elapsed = time.perf_counter() - t0
+        await anyio.to_thread.run_sync(pipe.recv)
+        return EVENTS / elapsed
+    finally:
+        conn.close()
 
 
 async def _watch_rate(port: int, pipe: Pipe, *, aggregated: bool, decode: bool = True) -> float:
@@ -202,6 +230,8 @@ def main() -> None:
         print(f"watch, aggregated, raw messages : {statistics.median(raw):10,.0f} events/s")
         print(f"watch, per event, decoded       : {statistics.median(flat):10,.0f} events/s")
         print(f"aggregated / per-event          : {statistics.median(agg) / statistics.median(flat):10.2f} x")
+        upd = [anyio.run(lambda: _update_rate(port, parent)) for _ in range(RUNS)]
+        print(f"watch, aggregated, updates      : {statistics.median(upd):10,.0f} events/s (old + new per event)")
         p50, p99, lst = anyio.run(_latencies, port)
         print(f"Get latency                     : p50 {p50:.2f} ms, p99 {p99:.2f} ms (2000 sequential Gets)")
         print(f"List latency (100 items)        : p50 {lst:.2f} ms")

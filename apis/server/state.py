@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import builtins
+import collections
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
@@ -115,6 +116,44 @@ def id_query(q: pb.IdQuery | None) -> IDQuery | None:
         return IDQuery(q.regexp)
     except ValueError as exc:
         raise GRPCError(Status.INVALID_ARGUMENT, f"id_query: {exc}") from None
+
+
+class EventEncoder:
+    """Encodes one watch stream's events, reusing the encoding of stored objects it has already
+    sent: an Updated event's ``old`` is the object the previous event of that resource carried,
+    and a Destroyed event carries the last stored object, so update-heavy streams encode each
+    object once instead of twice. Stored objects are immutable; the cache holds a reference to
+    each cached object, so its ``id()`` cannot be reused while it is cached."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._cache: collections.OrderedDict[int, tuple[Resource[Any], bytes]] = collections.OrderedDict()
+
+    def _resource(self, r: Resource[Any]) -> bytes:
+        hit = self._cache.get(id(r))
+        if hit is not None and hit[0] is r:
+            self._cache.move_to_end(id(r))
+            return hit[1]
+        enc = wire.encode_resource(r)
+        self._cache[id(r)] = (r, enc)
+        if len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        return enc
+
+    def event(self, ev: Event) -> bytes:
+        """``Event`` bytes wrapped as one ``WatchResponse.event`` entry (field 1)."""
+        if ev.resource is None or ev.resource.is_tombstone:
+            return wire._ld(b"\x0a", wire.encode_event(ev))
+        parts = [wire._ld(b"\x0a", self._resource(ev.resource))]
+        if ev.type:
+            parts.append(b"\x10" + wire.varint(int(ev.type)))
+        if ev.old is not None:
+            parts.append(wire._ld(b"\x1a", self._resource(ev.old)))
+        if ev.error is not None:
+            parts.append(wire._ld(b"\x22", ev.error.encode()))
+        if ev.bookmark is not None:
+            parts.append(wire._ld(b"\x2a", ev.bookmark))
+        return wire._ld(b"\x0a", b"".join(parts))
 
 
 def _check_kind(namespace: str, type: str) -> None:
@@ -314,29 +353,32 @@ class StateService:
             events = await stream.__aenter__()
         except Exception as exc:
             raise status_for(exc, "Watch") from None
+        encoder = EventEncoder()
         try:
             await call.send(b"")
             if aggregated:
                 async for batch in events:
-                    await self._send_batch(call, batch, drop)  # type: ignore[arg-type]
+                    await self._send_batch(call, batch, drop, encoder)  # type: ignore[arg-type]
             else:
                 async for item in events:
                     ev: Event = item  # type: ignore[assignment]
                     if ev.type in drop:
                         continue
-                    await call.send(wire._ld(b"\x0a", wire.encode_event(ev)))
+                    await call.send(encoder.event(ev))
                     if ev.type == EventType.ERRORED:
                         return
         finally:
             await stream.__aexit__(None, None, None)
 
-    async def _send_batch(self, call: Call, batch: builtins.list[Event], drop: tuple[EventType, ...]) -> None:
+    async def _send_batch(
+        self, call: Call, batch: builtins.list[Event], drop: tuple[EventType, ...], encoder: EventEncoder
+    ) -> None:
         parts: list[bytes] = []
         size = 0
         for ev in batch:
             if ev.type in drop:
                 continue
-            enc = wire._ld(b"\x0a", wire.encode_event(ev))
+            enc = encoder.event(ev)
             if parts and size + len(enc) > BATCH_BYTES:
                 await call.send(b"".join(parts))
                 parts, size = [], 0
