@@ -10,6 +10,8 @@ from pathlib import Path
 import anyio
 import pytest
 from grpclib.const import Status
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 from kos.apis import auth, wire
 from kos.apis.client import GrpcState
@@ -22,7 +24,7 @@ from kos.apis.server.machine import ConfigStore, MachineService
 from kos.apis.server.serve import APIServer
 from kos.apis.server.state import StateService
 from kos.apis.tls import server_context
-from kos.resources.core.errors import InvalidWatchBookmarkError
+from kos.resources.core.errors import InvalidWatchBookmarkError, StateError
 from kos.resources.core.events import EventType
 from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.meta import NamespaceSpec
@@ -169,3 +171,38 @@ async def test_grpc_watch_resumes_from_bookmark_after_the_server_restarts(tmp_pa
     finally:
         conn.close()
         await server.close(grace=0.5)
+
+
+@given(st_ops=hst.lists(hst.tuples(hst.sampled_from(["create", "update", "destroy"]), hst.integers(0, 4)),
+                        max_size=40),
+       size=hst.integers(1, 8))
+@settings(deadline=None, max_examples=50)
+def test_event_encoder_matches_plain_encoding(st_ops: list[tuple[str, int]], size: int) -> None:
+    """The per-stream cache never changes a byte: every event encodes as without it."""
+
+    async def main() -> None:
+        s = InMemoryState()
+        enc = state_service.EventEncoder(size)
+        async with s.watch_kind(KIND, bootstrap_contents=True) as events:
+            for op, i in st_ops:
+                ptr = _ns(f"r{i}").pointer
+                try:
+                    if op == "create":
+                        await s.create(_ns(f"r{i}"))
+                    elif op == "update":
+                        await s.update_with_conflicts(
+                            ptr, lambda r: setattr(r.spec, "description", r.spec.description + "x")
+                        )
+                    else:
+                        await s.destroy(ptr)
+                except StateError:  # not found / exists: no event
+                    pass
+            await s.create(_ns("end"))
+            it = aiter(events)
+            while True:
+                ev = await anext(it)
+                assert enc.event(ev) == wire._ld(b"\x0a", wire.encode_event(ev))
+                if ev.resource is not None and ev.resource.id == "end":
+                    break
+
+    anyio.run(main)
