@@ -8,7 +8,8 @@ MiB, a virtio NIC on a tap device enslaved to the cluster bridge inside the clus
 network namespace (``kos-<cluster>``, see ``network.ClusterNetwork``), its serial console
 in ``<node dir>/console.log``, and its address on the kernel command line (``kos.ip=``;
 see ``kos.platform.image.boot``). The port forwarder of the namespace provisioner makes each
-VM's API reachable on a host loopback port.
+VM's API reachable on a host loopback port, and a small SNTP server (``sntp``) answers on the
+gateway address (point ``machine.time.servers`` at it: ``kosctl cluster create`` does).
 
 The interface mirrors ``NamespaceProvisioner`` (``create(name, nodes, cidr=)``, ``destroy``,
 ``load``, ``exists``, ``names``) and its state classes, so ``kosctl cluster`` drives either;
@@ -27,6 +28,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,6 +174,7 @@ class QemuProvisioner:
                                                   "memory": self.spec.memory, "disk": self.spec.disk}, indent=2))
         try:
             network.create()
+            self._start_sntp(state)
             for i, req in enumerate(nodes):
                 ndir = cdir / req.name
                 ndir.mkdir(parents=True, exist_ok=True)
@@ -225,6 +228,18 @@ class QemuProvisioner:
         config = Path(recorded["config"]) if recorded.get("config") else None
         node.pid = self._start_vm(state, node, recorded["tap"], config)
         state.save()
+
+    def _start_sntp(self, state: ClusterState) -> None:
+        """The cluster's time server on the gateway address (VMs have no internet)."""
+        cdir = Path(state.dir)
+        log = open(cdir / "sntp.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "kos.platform.provision.sntp", "--netns",
+                                     f"kos-{state.name}", "--bind", state.gateway], stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            log.close()
+        (cdir / "sntp.pid").write_text(str(proc.pid))
 
     def _start_forwarder(self, state: ClusterState) -> None:
         from kos.platform.provision.namespaces import NamespaceProvisioner
@@ -280,13 +295,19 @@ class QemuProvisioner:
                     self.stop_vm(node)
                 except OSError as exc:
                     errors.append(f"stopping {node.name}: {exc}")
-            fpid = state.forwarder_pid
-            if fpid and _pid_alive(fpid):
+            try:
+                sntp_pid = int((cdir / "sntp.pid").read_text())
+            except (OSError, ValueError):
+                sntp_pid = 0
+            for fpid, module in ((state.forwarder_pid, b"kos.platform.provision.forward"),
+                                 (sntp_pid, b"kos.platform.provision.sntp")):
+                if not (fpid and _pid_alive(fpid)):
+                    continue
                 try:
                     cmdline = Path(f"/proc/{fpid}/cmdline").read_bytes()
                 except OSError:
                     cmdline = b""
-                if b"kos.platform.provision.forward" in cmdline:
+                if module in cmdline:
                     os.kill(fpid, signal.SIGTERM)
                     deadline = time.monotonic() + 5
                     while _pid_alive(fpid) and time.monotonic() < deadline:
