@@ -75,6 +75,7 @@ class KernelView:
         self.links: dict[int, LinkInfo] = {}
         self.addresses: dict[tuple[int, str], AddressInfo] = {}
         self.routes: dict[tuple[Any, ...], RouteInfo] = {}
+        self.delta: dict[tuple[Kind, str], Any] = {}
 
     async def load(self, nl: Netlink) -> None:
         self.links = {link.index: link for link in await nl.links()}
@@ -82,9 +83,12 @@ class KernelView:
         self.routes = {_route_key(r): r for r in await nl.routes()}
 
     def apply(self, changes: list[Change]) -> bool:
-        """Apply notifications; False when a full reload is needed (a link changed or an IPv4
-        address went away: the kernel flushes the IPv4 routes depending on them without telling)."""
+        """Apply notifications, recording the status resources they change in ``delta``
+        ((kind, id) -> spec, None = gone). Returns False when a full reload is needed (a link
+        changed or an IPv4 address went away: the kernel flushes the IPv4 routes depending on
+        them without telling)."""
         reload = False
+        names = {index: link.name for index, link in self.links.items()}
         for c in changes:
             if isinstance(c.info, LinkInfo):
                 if c.deleted:
@@ -93,21 +97,27 @@ class KernelView:
                     old = self.links.get(c.info.index)
                     reload = reload or old is None or old.up != c.info.up or old.flags != c.info.flags
                     self.links[c.info.index] = c.info
-                reload = reload or c.deleted
+                reload = reload or c.deleted or names.get(c.info.index) != c.info.name
+                if not reload:
+                    self.delta[(LINK_STATUSES, c.info.name)] = link_status(c.info, names)
             elif isinstance(c.info, AddressInfo):
                 key = (c.info.index, c.info.address)
+                s = address_status(c.info, names)
                 if c.deleted:
                     self.addresses.pop(key, None)
                     # the kernel flushes IPv4 routes through a removed address without telling
                     reload = reload or c.info.family == "inet4"
                 else:
                     self.addresses[key] = c.info
+                self.delta[(ADDRESS_STATUSES, address_id(s.link_name, s.address))] = None if c.deleted else s
             else:
                 rkey = _route_key(c.info)
+                rs = route_status(c.info, names)
                 if c.deleted:
                     self.routes.pop(rkey, None)
                 else:
                     self.routes[rkey] = c.info
+                self.delta[(ROUTE_STATUSES, route_status_id(rs))] = None if c.deleted else rs
         return not reload
 
     def resources(self) -> dict[tuple[Kind, str], Any]:
@@ -156,10 +166,13 @@ class NetlinkStatusController(Controller):
             async for _ in rt.events():
                 batch = pending[:]
                 pending.clear()
+                view.delta.clear()
                 if reload or not view.apply(batch):
                     reload = False
                     await view.load(nl)
-                published = await self.publish(rt, published, view.resources())
+                    published = await self.publish(rt, published, view.resources())
+                else:
+                    await self.publish_delta(rt, published, view.delta)
 
     async def existing(self, rt: ControllerRuntime) -> dict[tuple[Kind, str], Any]:
         out: dict[tuple[Kind, str], Any] = {}
@@ -182,6 +195,22 @@ class NetlinkStatusController(Controller):
                 pass
         rt.reset_restart_backoff()
         return want
+
+
+    async def publish_delta(self, rt: ControllerRuntime, published: dict[tuple[Kind, str], Any],
+                            delta: dict[tuple[Kind, str], Any]) -> None:
+        """Write the resources some notifications changed (``published`` is updated in place)."""
+        for (kind, id), spec in delta.items():
+            if spec is None:
+                if published.pop((kind, id), None) is not None:
+                    try:
+                        await rt.destroy(Pointer(kind.namespace, kind.type, id))
+                    except NotFoundError:
+                        pass
+            elif published.get((kind, id)) != spec:
+                await _put(rt, id, spec)
+                published[(kind, id)] = spec
+        rt.reset_restart_backoff()
 
 
 async def _put(rt: ControllerRuntime, id: str, spec: Any) -> None:
