@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import structlog
@@ -89,7 +89,7 @@ class Sequence:
     final_stage: str | None = None  # stage after success (None: keep ``stage``)
 
 
-class EventSink:
+class EventSink(Protocol):
     """What the sequencer publishes to (``kos.apis.server.machine.EventBus`` fits)."""
 
     def publish(self, type: str, payload: dict[str, Any] | str, *, actor_id: str = "") -> None: ...
@@ -98,7 +98,7 @@ class EventSink:
 @dataclass
 class Sequencer:
     state: State
-    events: Any  # EventSink-like: publish(type, payload)
+    events: EventSink
     _running: str | None = None
     _scope: anyio.CancelScope | None = None
     _idle: anyio.Event = field(default_factory=anyio.Event)
