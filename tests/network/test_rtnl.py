@@ -65,3 +65,51 @@ async def test_decoder_matches_pyroute2_and_dumps() -> None:
         for key, a in addresses.items():
             if key in last_addr and "tentative" not in last_addr[key].flags:
                 assert last_addr[key] == a
+
+
+async def test_status_view_from_notifications_equals_a_fresh_dump() -> None:
+    """After a burst of outside changes the status resources (kept from notifications) are
+    exactly what a full dump says."""
+    from kos.controllers.network.status import KernelView, NetlinkStatusController
+    from kos.controllers.runtime import Runtime
+    from kos.resources.core.inmem import InMemoryState
+    from kos.resources.network import ADDRESS_STATUSES, LINK_STATUSES, ROUTE_STATUSES
+
+    with netns("view") as path:
+        nsenter(path, "ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+        state = InMemoryState(history_max=8192)
+        runtime = Runtime(state, backoff_initial=0.05, backoff_max=0.5)
+        runtime.register(NetlinkStatusController(path))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runtime.run)
+            await anyio.sleep(0.2)
+            cmds = ["ip link set v0 up", "ip link set v1 up", "ip link set v0 mtu 1400"]
+            cmds += [f"ip addr add 10.60.{i}.1/24 dev v0" for i in range(20)]
+            cmds += [f"ip route add 172.30.{i}.0/24 via 10.60.{i}.254 metric {i}" for i in range(20)]
+            cmds += [f"ip route del 172.30.{i}.0/24 via 10.60.{i}.254 metric {i}" for i in range(0, 20, 2)]
+            cmds += [f"ip addr del 10.60.{i}.1/24 dev v0" for i in range(15, 20)]
+            cmds += ["ip -6 addr add fd00:60::1/64 dev v0", "ip route add 10.61.0.0/16 dev v0 table 50"]
+            nsenter(path, "sh", "-c", " && ".join(cmds))
+
+            async def current() -> dict[tuple[str, str], object]:
+                out: dict[tuple[str, str], object] = {}
+                for kind in (LINK_STATUSES, ADDRESS_STATUSES, ROUTE_STATUSES):
+                    for r in await state.list(kind):
+                        out[(kind.type, r.metadata.id)] = r.spec
+                return out
+
+            async with Netlink(path) as nl:
+                deadline = anyio.current_time() + 15
+                while True:
+                    view = KernelView()
+                    await view.load(nl)
+                    want = {(k.type, id): spec for (k, id), spec in view.resources().items()}
+                    got = await current()
+                    # IPv6 DAD finishing is a legitimate late change: compare again until stable
+                    if got == want or anyio.current_time() > deadline:
+                        break
+                    await anyio.sleep(0.1)
+            assert got == want
+            assert ("AddressStatuses.net.kos.dev", "v0/10.60.3.1/24") in got
+            assert ("AddressStatuses.net.kos.dev", "v0/10.60.17.1/24") not in got
+            tg.cancel_scope.cancel()
