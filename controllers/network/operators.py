@@ -262,13 +262,16 @@ class OperatorController(Controller):
             self._publish(rt, id, Layer(addresses=[address_spec("vip", spec.link_name, f"{ip}/32")]))
             async with anyio.create_task_group() as tg:
                 if spec.vip.gratuitous_arp:
-                    tg.start_soon(self._announce, spec.link_name, mac, ip)
+                    tg.start_soon(self._announce, rt, spec.link_name, mac, ip)
                 await self.election.wait_follower(ip)
                 tg.cancel_scope.cancel()
             log.info("vip: released")
             self._publish(rt, id, None)
 
-    async def _announce(self, link: str, mac: str, ip: str) -> None:
+    async def _announce(self, rt: ControllerRuntime, link: str, mac: str, ip: str) -> None:
         for _ in range(3):
-            await anyio.to_thread.run_sync(send_gratuitous_arp, self.netns, link, mac, ip)
+            try:
+                await anyio.to_thread.run_sync(send_gratuitous_arp, self.netns, link, mac, ip)
+            except OSError as e:  # e.g. the link went down meanwhile: the next election round retries
+                rt.logger.warning("vip: gratuitous ARP not sent", vip=ip, link=link, error=str(e))
             await anyio.sleep(self.garp_interval)
