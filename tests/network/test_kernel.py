@@ -3,11 +3,9 @@ namespace; the kernel state is checked with an independent read (``ip -j`` via n
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -38,7 +36,7 @@ from kos.resources.network import (
     PlatformNetworkConfigSpec,
     RouteSpecSpec,
 )
-from tests.network.netns import needs_netns, netns, nsenter
+from tests.network.netns import addresses, eventually, kernel, links, needs_netns, netns, nsenter, put_config, routes
 
 pytestmark = [pytest.mark.anyio, needs_netns]
 
@@ -70,37 +68,6 @@ def config(address: str = "10.5.0.2/24", extra: bool = True) -> str:
     return CONFIG.format(address=address, extra_routes=EXTRA_ROUTE if extra else "")
 
 
-def kernel(path: str, what: str) -> list[dict[str, Any]]:
-    out = nsenter(path, "ip", "-j", *what.split()).stdout
-    return json.loads(out) if out.strip() else []
-
-
-def addresses(path: str) -> set[tuple[str, str]]:
-    return {
-        (link["ifname"], f"{a['local']}/{a['prefixlen']}")
-        for link in kernel(path, "addr show")
-        for a in link.get("addr_info", [])
-        if a.get("family") == "inet"
-    }
-
-
-def routes(path: str) -> set[tuple[str, str, str]]:
-    return {(r["dst"], r.get("gateway", ""), r.get("dev", "")) for r in kernel(path, "route show")}
-
-
-def links(path: str) -> dict[str, dict[str, Any]]:
-    return {link["ifname"]: link for link in kernel(path, "link show")}
-
-
-async def eventually(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    """Poll the kernel (an independent view) until ``check`` holds."""
-    deadline = anyio.current_time() + timeout
-    while not check():
-        if anyio.current_time() > deadline:
-            raise AssertionError(f"kernel did not converge within {timeout}s: {what}")
-        await anyio.sleep(0.05)
-
-
 @asynccontextmanager
 async def node(path: str, etc_dir: str, cmdline: str = "") -> AsyncIterator[InMemoryState]:
     state = InMemoryState(history_max=4096)
@@ -114,20 +81,6 @@ async def node(path: str, etc_dir: str, cmdline: str = "") -> AsyncIterator[InMe
             yield state
         finally:
             tg.cancel_scope.cancel()
-
-
-def machine_config(text: str) -> Resource[MachineConfigSpec]:
-    return Resource.new(MachineConfigSpec(config=text), ACTIVE_ID, namespace=CONFIG_NS)
-
-
-async def put_config(state: InMemoryState, text: str) -> None:
-    ptr = Pointer(CONFIG_NS, MachineConfigSpec.definition.type, ACTIVE_ID)
-    cur = await state.get_or_none(ptr)
-    if cur is None:
-        await state.create(machine_config(text))
-    else:
-        cur.spec = MachineConfigSpec(config=text)
-        await state.update(cur)
 
 
 async def test_config_applied_changed_and_removed(tmp_path: Path) -> None:

@@ -22,8 +22,7 @@ from kos.resources.config import MACHINE_TYPE_ID, MachineTypeSpec
 from kos.resources.config import NAMESPACE as CONFIG_NS
 from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.resource import Resource
-from tests.network.netns import ip, needs_netns, netns, nsenter
-from tests.network.test_kernel import addresses, eventually, links, put_config, routes
+from tests.network.netns import addresses, eventually, ip, links, needs_netns, netns, nsenter, put_config, routes
 
 pytestmark = [pytest.mark.anyio, needs_netns]
 
