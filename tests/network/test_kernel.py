@@ -335,3 +335,16 @@ machine:
             # the port of the bond that cannot exist is reported, not crashed on
             await assert_resources(state, APPLY_ERRORS, ["link/peer0"], lambda r: "'bond0' does not exist" in
                                    r.spec.error)
+
+
+async def test_kernel_cmdline_ip(tmp_path: Path) -> None:
+    with netns("cmdline") as path:
+        nsenter(path, "ip", "link", "add", "veth0", "type", "veth", "peer", "name", "peer0")
+        nsenter(path, "ip", "link", "set", "peer0", "up")
+        cmdline = "console=ttyS0 ip=10.5.0.7::10.5.0.1:255.255.255.0:cmdhost:veth0:off:10.5.0.53 quiet"
+        async with node(path, str(tmp_path), cmdline=cmdline) as state:
+            await eventually(lambda: ("veth0", "10.5.0.7/24") in addresses(path), "cmdline address")
+            await eventually(lambda: ("default", "10.5.0.1", "veth0") in routes(path), "cmdline gateway")
+            await assert_resources(state, HOSTNAME_STATUSES, ["hostname"], lambda r: r.spec.hostname == "cmdhost")
+            await eventually(lambda: (tmp_path / "resolv.conf").exists() and
+                             "nameserver 10.5.0.53" in (tmp_path / "resolv.conf").read_text(), "cmdline DNS")
