@@ -20,7 +20,8 @@ Checks, in order (each retried until it passes or ``--wait-timeout`` runs out):
 
 The first failing check is reported with its last error and the command exits 1. Nodes are
 given with ``--control-plane-nodes`` and ``--worker-nodes`` (addresses as the endpoint
-reaches them), or taken from a local cluster's state with ``--cluster NAME``.
+reaches them), taken from a local cluster's state with ``--cluster NAME``, or, without
+either, discovered from the cluster's ``Members`` as the context's node sees them.
 """
 
 from __future__ import annotations
@@ -271,6 +272,24 @@ async def run_checks(
     return True
 
 
+async def discovered_nodes(conn: Any, node: str | None) -> ClusterNodes:
+    """The nodes from cluster discovery (``Members`` of the endpoint's node): control planes
+    and workers by their first address."""
+    from kos.apis.client.connection import APIError
+    from kos.apis.client.state import GrpcState
+    from kos.resources.cluster import MEMBERS
+
+    try:
+        members = await GrpcState(conn, node=node).list(MEMBERS)
+    except APIError as exc:
+        raise CLIError(f"discovering the nodes (Members): {exc}; give --control-plane-nodes") from None
+    cps = [m.spec.addresses[0] for m in members if m.spec.addresses and m.spec.machine_type in ("controlplane", "init")]
+    workers = [m.spec.addresses[0] for m in members if m.spec.addresses and m.spec.machine_type == "worker"]
+    if not cps:
+        raise CLIError("no control-plane member discovered: give --control-plane-nodes or --cluster")
+    return ClusterNodes(cps, workers)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("health", help="check the cluster's health (etcd, services, readiness)")
     p.add_argument("-e", "--endpoints", default=argparse.SUPPRESS, help="API endpoint to go through")
@@ -308,17 +327,17 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(str(exc)) from None
         cps = [n.ip for n in state.nodes if n.role == "controlplane"]
         workers = [n.ip for n in state.nodes if n.role == "worker"]
-    if not cps:
-        cps = list(ctx.nodes[:1])
-        if not cps:
-            raise CLIError("no control-plane nodes: give --control-plane-nodes or --cluster")
     endpoint = getattr(args, "endpoints", None)
     endpoint = _split(endpoint)[0] if endpoint else None
 
     async def go() -> bool:
         async with Connection.from_context(ctx, endpoint=endpoint, timeout=15) as conn:
-            return await run_checks(conn, ClusterNodes(cps, workers), timeout=args.wait_timeout,
-                                    out=lambda s: print(s, flush=True))
+            nodes = ClusterNodes(cps, workers)
+            if not cps:
+                nodes = await discovered_nodes(conn, ctx.nodes[0] if ctx.nodes else None)
+                print(f"discovered nodes: control planes {', '.join(nodes.control_planes)}; "
+                      f"workers {', '.join(nodes.workers) or 'none'}", flush=True)
+            return await run_checks(conn, nodes, timeout=args.wait_timeout, out=lambda s: print(s, flush=True))
 
     try:
         ok = anyio.run(go)
