@@ -1,5 +1,5 @@
-"""Kernel command line network settings: ``ip=`` (the kernel's nfsroot syntax) and
-``kos.hostname=``.
+"""Kernel command line network settings: ``ip=`` (the kernel's nfsroot syntax),
+``kos.hostname=``, and the image's short form ``kos.ip=``/``kos.gw=``/``kos.dns=``.
 
 ``ip=<client-ip>:<server-ip>:<gw-ip>:<netmask>:<hostname>:<device>:<autoconf>:<dns0>:<dns1>:<ntp0>``
 (trailing fields may be left out), or ``ip=dhcp|on|any|both`` (DHCP on the first physical
@@ -124,9 +124,12 @@ def _valid_ifname(name: str) -> bool:
 
 def parse_cmdline(cmdline: str) -> CmdlineNetwork:
     """Network settings from a whole kernel command line (the last ``ip=`` and the last
-    ``kos.hostname=`` win; ``kos.hostname`` overrides the ``ip=`` hostname)."""
+    ``kos.hostname=`` win; ``kos.hostname`` overrides the ``ip=`` hostname). The image's own
+    short form ``kos.ip=<cidr> kos.gw=<ip> kos.dns=<ip>[,<ip>]`` (``platform/image/boot.py``)
+    means a static address on the first physical link and overrides ``ip=``."""
     out = CmdlineNetwork()
     hostname: str | None = None
+    short: dict[str, str] = {}
     for word in cmdline.split():
         key, eq, value = word.partition("=")
         if not eq:
@@ -135,6 +138,22 @@ def parse_cmdline(cmdline: str) -> CmdlineNetwork:
             out = parse_ip(value)
         elif key == "kos.hostname":
             hostname = value
+        elif key in ("kos.ip", "kos.gw", "kos.dns"):
+            short[key] = value
+    if "kos.ip" in short:
+        param = f"kos.ip={short['kos.ip']}"
+        try:
+            iface = ipaddress.ip_interface(short["kos.ip"])
+        except ValueError:
+            raise CmdlineError(param, "address", short["kos.ip"], "an address with prefix, like 10.5.0.2/24") from None
+        if "/" not in short["kos.ip"]:
+            raise CmdlineError(param, "address", short["kos.ip"], "an address with prefix, like 10.5.0.2/24")
+        out = CmdlineNetwork(address=str(iface), hostname=out.hostname, domainname=out.domainname)
+        if "kos.gw" in short:
+            out.gateway = _ip(f"kos.gw={short['kos.gw']}", "gateway", short["kos.gw"], None)
+        if "kos.dns" in short:
+            out.dns_servers = [_ip(f"kos.dns={short['kos.dns']}", "server", d, None)
+                               for d in short["kos.dns"].split(",") if d]
     if hostname is not None:
         out.hostname, out.domainname = _hostname(f"kos.hostname={hostname}", hostname)
     return out

@@ -134,3 +134,14 @@ def test_device_selector() -> None:
     assert e.value.where == "machine.network.interfaces[0].deviceSelector.busPath"
     with pytest.raises(LayerError):
         configuration_layer([ConfiguredLink(name="e.0", source="v", kind="vlan", parent="e", vlan_id=5000)])
+
+
+def test_cmdline_short_form_of_the_image() -> None:
+    net = parse_cmdline("ip=dhcp kos.ip=10.5.0.2/24 kos.gw=10.5.0.1 kos.dns=10.5.0.53,1.1.1.1 kos.hostname=node-1")
+    assert net == CmdlineNetwork(address="10.5.0.2/24", gateway="10.5.0.1", dns_servers=["10.5.0.53", "1.1.1.1"],
+                                 hostname="node-1")
+    for bad, field in (("kos.ip=10.5.0.2", "address"), ("kos.ip=10.5.0.2/24 kos.gw=x", "gateway"),
+                       ("kos.ip=10.5.0.2/24 kos.dns=1.1.1.1,nope", "server")):
+        with pytest.raises(CmdlineError) as e:
+            parse_cmdline(bad)
+        assert e.value.field == field
