@@ -5,7 +5,7 @@ Steps and their caches (under --cache, default build/kos-image):
   kernel-<ver>/   vmlinux extracted from the Debian bzImage, the modules the initramfs loads
   base-<hash>/    the Debian packages unpacked (dpkg-deb -x), usr-merged, trimmed, stdlib .pyc
   pydeps-<hash>/  kos's PyPI dependencies (pip install --target, compiled)
-  kos/            kos itself from a wheel of this checkout (rebuilt every run: seconds)
+  kos/            kos itself from a wheel of this checkout's working tree (rebuilt every run: seconds)
 Outputs (--out, default <cache>/out): vmlinux, initramfs.xz, rootfs.sqsh, disk.raw.
 Everything is deterministic: sorted entries, fixed times, stable GUIDs (see docs/image.md).
 """
@@ -26,9 +26,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))  # build from this checkout even when kos is not installed
-
-from kos.platform.image import cpio, layout, rootfs, vmlinux  # noqa: E402
+try:  # kos must be importable (.ci/setup installs this checkout in editable mode)
+    from kos.platform.image import cpio, layout, rootfs, vmlinux
+except ImportError as exc:
+    raise SystemExit(f"build: cannot import kos ({exc}); install this checkout first: .ci/setup") from None
 
 MiB = 1 << 20
 INITRAMFS_MODULES = [
