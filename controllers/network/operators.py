@@ -2,9 +2,9 @@
 and writes their results as the ``operator`` layer of ``network-config``.
 
 * **dhcp4**: once the link is up, a DHCPv4 client (``platform.network.dhcp4``) acquires a
-  lease; its address, routes (classless routes, else a default route via the first router,
-  with the operator's route metric), name servers, search domains, hostname and NTP servers
-  become operator-layer specs. The lease is renewed at T1 (unicast), rebound at T2
+  lease (sending the node's hostname unless ``skipHostnameRequest``); its address, routes
+  (classless routes, else a default route via the first router, with the operator's route
+  metric), name servers, search domains, hostname and NTP servers become operator-layer specs. The lease is renewed at T1 (unicast), rebound at T2
   (broadcast); when it expires the results are withdrawn and the client starts over.
 * **vip**: on control-plane machines only, the node that wins the ``Election`` for the VIP
   puts ``<vip>/32`` on the link and announces it with gratuitous ARP (3 times, 0.5 s apart);
@@ -35,6 +35,7 @@ from kos.resources.config import MACHINE_TYPE_ID, MachineTypeSpec
 from kos.resources.config import NAMESPACE as CONFIG_NS
 from kos.resources.core.metadata import Phase, Pointer
 from kos.resources.network import (
+    HOSTNAME_STATUSES,
     LINK_STATUSES,
     OPERATOR_SPECS,
     ConfigLayer,
@@ -133,12 +134,14 @@ class OperatorController(Controller):
         self.retry_delay = retry_delay
         self.garp_interval = garp_interval
         self.results: dict[str, Layer] = {}
+        self.hostname = ""
 
     def inputs(self) -> Sequence[Input]:
         return (
             Input(OPERATOR_SPECS.namespace, OPERATOR_SPECS.type),
             Input(LINK_STATUSES.namespace, LINK_STATUSES.type),
             Input(CONFIG_NS, MachineTypeSpec.definition.type, MACHINE_TYPE_ID),
+            Input(HOSTNAME_STATUSES.namespace, HOSTNAME_STATUSES.type, "hostname"),
         )
 
     def outputs(self) -> Sequence[Any]:
@@ -157,6 +160,9 @@ class OperatorController(Controller):
 
     async def cycle(self, rt: ControllerRuntime, tg: anyio.abc.TaskGroup,
                     running: dict[str, tuple[OperatorSpecSpec, str, anyio.CancelScope]]) -> None:
+        hostname = await rt.get_or_none(Pointer(HOSTNAME_STATUSES.namespace, HOSTNAME_STATUSES.type, "hostname"))
+        # sent in DHCP requests (option 12) by clients started from now on
+        self.hostname = hostname.spec.hostname if hostname is not None else ""
         mt = await rt.get_or_none(Pointer(CONFIG_NS, MachineTypeSpec.definition.type, MACHINE_TYPE_ID))
         control_plane = mt is not None and mt.spec.is_control_plane
         links = {r.metadata.id: r.spec for r in await rt.list(LINK_STATUSES)}
@@ -207,7 +213,9 @@ class OperatorController(Controller):
         link, metric = spec.link_name, spec.dhcp4.route_metric
         log = rt.logger.bind(operator=id)
         holder: list[Lease] = []
-        async with Client(self.netns, link, mac, attempt_timeout=self.dhcp_attempt_timeout) as client:
+        hostname = "" if spec.dhcp4.skip_hostname_request else self.hostname
+        timeout = self.dhcp_attempt_timeout
+        async with Client(self.netns, link, mac, hostname=hostname, attempt_timeout=timeout) as client:
             try:
                 await self._dhcp4_loop(rt, id, client, link, metric, holder)
             finally:

@@ -31,6 +31,7 @@ version: v1alpha1
 machine:
   type: worker
   network:
+    hostname: dhcp-client
     interfaces:
       - interface: c0
         dhcp: true
@@ -89,6 +90,7 @@ async def test_dhcp4_lease_from_dnsmasq_applied_and_renewed(tmp_path: Path) -> N
                 await eventually(lambda: (tmp_path / "resolv.conf").exists() and
                                  "nameserver 10.6.0.53" in (tmp_path / "resolv.conf").read_text(), "DHCP resolvers")
                 assert "search lab.example" in (tmp_path / "resolv.conf").read_text()
+                assert "client provides name: dhcp-client" in log.read_text()
                 # T1 = 2 s: the client renews (a second DHCPACK in dnsmasq's log, for a DHCPREQUEST with ciaddr)
                 await eventually(lambda: log.read_text().count("DHCPACK") >= 2, "lease renewed", timeout=15)
                 # the operator goes away with the config: the address and route are withdrawn
