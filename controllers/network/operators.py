@@ -4,8 +4,9 @@ and writes their results as the ``operator`` layer of ``network-config``.
 * **dhcp4**: once the link is up, a DHCPv4 client (``platform.network.dhcp4``) acquires a
   lease (sending the node's hostname unless ``skipHostnameRequest``); its address, routes
   (classless routes, else a default route via the first router, with the operator's route
-  metric), name servers, search domains, hostname and NTP servers become operator-layer specs. The lease is renewed at T1 (unicast), rebound at T2
-  (broadcast); when it expires the results are withdrawn and the client starts over.
+  metric), name servers, search domains, hostname and NTP servers become operator-layer specs.
+  The lease is renewed at T1 (unicast), rebound at T2 (broadcast); when it expires the results
+  are withdrawn and the client starts over.
 * **vip**: on control-plane machines only, the node that wins the ``Election`` for the VIP
   puts ``<vip>/32`` on the link and announces it with gratuitous ARP (3 times, 0.5 s apart);
   losing the election withdraws it. The default election (``StaticElection(True)``) makes
