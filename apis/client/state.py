@@ -13,6 +13,7 @@ FAILED_PRECONDITION (the bookmark left the server's history) or after ``reconnec
 from __future__ import annotations
 
 import builtins
+import collections
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -113,6 +114,54 @@ def _map_error(exc: APIError, method: str, ptr: Pointer | None) -> Exception:
     if st == Status.UNKNOWN:
         return StateError(f"{exc.node}: {msg}")  # a plain store error on the server
     return exc
+
+
+class EventDecoder:
+    """Decodes one watch stream's messages, reusing the resource decoded from identical bytes
+    earlier in the stream: an Updated event's ``old`` is byte-for-byte the resource of the
+    previous event of that id (the server encodes stored objects once), so update streams
+    decode each object once. Events are treated as immutable, so sharing is safe."""
+
+    def __init__(self, registry: Registry | None, size: int = 4096) -> None:
+        self.registry = registry
+        self.size = size
+        self._cache: collections.OrderedDict[bytes, Resource[Any]] = collections.OrderedDict()
+
+    def _resource(self, data: bytes) -> Resource[Any]:
+        hit = self._cache.get(data)
+        if hit is not None:
+            self._cache.move_to_end(data)
+            return hit
+        r = wire.decode_resource(data, registry=self.registry)
+        self._cache[data] = r
+        if len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        return r
+
+    def _event(self, data: bytes) -> Event:
+        resource = old = None
+        etype = EventType.CREATED
+        error: str | None = None
+        bookmark: bytes | None = None
+        for number, _, value in wire.fields(data):
+            if number == 1 and isinstance(value, bytes):
+                resource = self._resource(value)
+            elif number == 2 and isinstance(value, int):
+                try:
+                    etype = EventType(value)
+                except ValueError:
+                    raise wire.WireError(f"event.event_type: unknown value {value}") from None
+            elif number == 3 and isinstance(value, bytes):
+                old = self._resource(value)
+            elif number == 4 and isinstance(value, bytes):
+                error = value.decode(errors="replace")
+            elif number == 5 and isinstance(value, bytes):
+                bookmark = value
+        return Event(etype, resource, old, error, bookmark)
+
+    def events(self, data: bytes) -> builtins.list[Event]:
+        """The events of one ``WatchResponse``."""
+        return [self._event(v) for n, _, v in wire.fields(data) if n == 1 and isinstance(v, bytes)]
 
 
 class GrpcState(State):
@@ -277,7 +326,7 @@ class GrpcState(State):
     async def _watch_batches(
         self, ns: str, type: str, id: str | None, *, aggregated: bool, **kw: Any
     ) -> AsyncIterator[AsyncIterator[builtins.list[Event]]]:
-        registry = self.registry
+        decoder = EventDecoder(self.registry)
 
         async def open_stream(req: bytes) -> tuple[Any, AsyncIterator[bytes]]:
             cm = self.conn.stream(S + "Watch", req, node=self.node)
@@ -309,7 +358,7 @@ class GrpcState(State):
                 try:
                     async for data in replies:
                         try:
-                            events = wire.decode_watch_response(data, registry=registry)
+                            events = decoder.events(data)
                         except wire.WireError as exc:
                             yield [Event(EventType.ERRORED, None, error=f"malformed watch message: {exc}")]
                             return
