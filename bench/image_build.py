@@ -73,26 +73,28 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kos-bench-image-") as tmp:
         t = Path(tmp)
         print("== build")
+        # builds use a snapshot of the checkout: others may be editing the working tree
+        src = t / "src"
+        skip = shutil.ignore_patterns(".git", "__pycache__", ".hypothesis", ".mypy_cache", ".ruff_cache",
+                                      ".pytest_cache")
+        shutil.copytree(REPO, src, ignore=lambda d, names: skip(d, names) | ({"build"} if d == str(REPO) else set()))
         if not args.skip_full:
             cache = t / "cache"
             (cache / "debs").mkdir(parents=True)
             for deb in (main_cache / "debs").glob("*.deb"):
                 shutil.copy2(deb, cache / "debs" / deb.name)
-            secs, first = build(cache, t / "full-out")
+            secs, first = build(cache, t / "full-out", repo=src)
             print(f"full build (layers from scratch, .debs cached): {secs:6.1f} s")
             cache2 = t / "cache2"
             shutil.copytree(cache / "debs", cache2 / "debs")
-            _, second = build(cache2, t / "full-out2")
+            _, second = build(cache2, t / "full-out2", repo=src)
             same = first["sha256"] == second["sha256"]
             print(f"second build from scratch gives the same bytes:  {'yes' if same else 'NO'} {second['sha256']}")
             shutil.rmtree(cache2)
-        secs, summary = build(main_cache, main_cache / "out")
+        build(main_cache, t / "warm-out", repo=src)
+        secs, summary = build(main_cache, t / "warm-out", repo=src)
         print(f"rebuild, nothing changed:                     {secs:6.1f} s")
-        # a Python-only change: build from a copy of the checkout with one module touched
-        src = t / "src"
-        skip = shutil.ignore_patterns(".git", "__pycache__", ".hypothesis", ".mypy_cache", ".ruff_cache",
-                                      ".pytest_cache")
-        shutil.copytree(REPO, src, ignore=lambda d, names: skip(d, names) | ({"build"} if d == str(REPO) else set()))
+        # a Python-only change: the snapshot with one module touched
         with open(src / "machined" / "main.py", "a") as f:
             f.write("\n# bench: a Python-only change\n")
         secs, changed = build(main_cache, t / "py-out", repo=src)
@@ -103,7 +105,7 @@ def main() -> int:
         for k, v in sizes.items():
             print(f"{k:<24} {v / MiB:8.1f} MiB")
         print(f"== VM boot under TCG (-cpu max, 1 vCPU, 1 GiB), {args.boots} boots: median [min .. max]")
-        runs = [boot(main_cache / "out", t / "clusters", i) for i in range(args.boots)]
+        runs = [boot(t / "warm-out", t / "clusters", i) for i in range(args.boots)]
         for key in runs[0]:
             vals = [r[key] for r in runs]
             print(f"{key:<38} {statistics.median(vals):6.2f}  [{min(vals):.2f} .. {max(vals):.2f}]")

@@ -13,7 +13,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-BASE_LAYOUT_VERSION = "2"  # bump when finish_base changes, to invalidate cached base layers
+BASE_LAYOUT_VERSION = "3"  # bump when finish_base changes, to invalidate cached base layers
 USR_MERGED = ("bin", "sbin", "lib", "lib64")
 MOUNT_POINTS = ("proc", "sys", "dev", "run", "tmp", "var", "system", "mnt", "etc/kubernetes", "opt")
 SHELLS = ("sh", "bash", "dash", "ash", "zsh", "busybox", "toybox", "mksh", "ksh", "csh", "tcsh")
@@ -153,6 +153,7 @@ def finish_base(root: Path) -> None:
     ldconfig = root / "usr/sbin/ldconfig"
     if ldconfig.exists():  # the static ldconfig of the image writes the image's cache
         subprocess.run([str(ldconfig), "-r", str(root), "-X"], check=True, capture_output=True)
+        shutil.rmtree(root / "var/cache/ldconfig", ignore_errors=True)  # aux-cache holds inodes and times
 
 
 def project_dependencies(pyproject: Path) -> list[str]:
