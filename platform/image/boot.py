@@ -5,8 +5,9 @@ module mounts /proc, /sys, an overlay making /etc writable (in RAM), /system and
 (tmpfs until machined's block controllers mount STATE and EPHEMERAL), writes /run/kos/{hostname,hosts,
 resolv.conf,machine-id} (the read-only /etc links there), configures the network from the
 kernel command line, prints the kos banner on the console, starts the boot confirmer (a
-child that marks the slot good in META once the API answers) and execs machined in
-maintenance mode.
+child that marks the slot good in META once the API answers, and reboots a new slot that
+does not come up within ``kos.confirm`` seconds so that the initramfs rolls it back) and
+execs machined in maintenance mode.
 
 Kernel command line (all optional)::
 
@@ -169,6 +170,7 @@ def _confirmer(p: BootParams, meta_dev: str) -> None:
             time.sleep(0.5)
     else:
         print(f"kos: API not up within {p.confirm_timeout:.0f} s; boot not confirmed", flush=True)
+        _reboot_if_unconfirmed(meta_dev)
         os._exit(1)
     print(f"kos: API up at {uptime():.2f} s uptime", flush=True)
     try:
@@ -177,6 +179,25 @@ def _confirmer(p: BootParams, meta_dev: str) -> None:
     except OSError as exc:
         print(f"kos: cannot confirm the boot in META: {exc}", flush=True)
     os._exit(0)
+
+
+def _reboot_if_unconfirmed(meta_dev: str) -> None:
+    """A new slot that did not come up in time: reboot, so the initramfs rolls back (the slot
+    has spent its try). A confirmed system is never rebooted."""
+    from kos.platform.linux import syscalls
+
+    if not meta_dev:
+        return
+    try:
+        state = meta.BootState.from_meta(meta.read(meta_dev))
+    except OSError as exc:
+        print(f"kos: cannot read META: {exc}", flush=True)
+        return
+    if not state.fallback:
+        return
+    print(f"kos: slot {state.active} unconfirmed: rebooting to roll back to slot {state.fallback}", flush=True)
+    os.sync()
+    syscalls.reboot(syscalls.LINUX_REBOOT_CMD_RESTART)
 
 
 def uptime() -> float:

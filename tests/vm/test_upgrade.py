@@ -6,7 +6,9 @@ again and its initramfs, META and /sbin/init do the rest:
 
 * a good image boots from BOOT-B, comes up, and its boot confirmer drops the fallback;
 * a broken image (its /sbin/init exits: the kernel panics and reboots) gets its one try, then
-  the initramfs rolls back to BOOT-A, which comes up again.
+  the initramfs rolls back to BOOT-A, which comes up again;
+* an image whose machined hangs (the API never comes up) is rebooted by the boot confirmer
+  after ``kos.confirm`` seconds and rolled back the same way.
 """
 
 from __future__ import annotations
@@ -29,13 +31,25 @@ sys.exit(3)
 """
 
 
-def variant(image: Path, tmp_path: Path, name: str, *, version: str = "", init: str = "") -> Path:
+HANGING_MACHINED = """import time
+print("kos: deliberately hanging machined", flush=True)
+while True:
+    time.sleep(3600)
+"""
+MACHINED = "usr/lib/python3/dist-packages/kos/machined"
+
+
+def variant(image: Path, tmp_path: Path, name: str, *, version: str = "", init: str = "",
+            machined: str = "") -> Path:
     tree = tmp_path / name
     subprocess.run(["unsquashfs", "-q", "-n", "-d", str(tree), str(image / "rootfs.sqsh")], check=True)
     if version:
         (tree / "usr/lib/kos/version").write_text(version + "\n")
     if init:
         (tree / "usr/sbin/init").write_text(init)
+    if machined:
+        (tree / MACHINED / "main.py").write_text(machined)
+        (tree / MACHINED / "__pycache__" / "main.cpython-311.pyc").unlink()  # hash-based pyc: never rechecked
     out = tmp_path / f"{name}.sqsh"
     rootfs.mksquashfs(tree, out)
     return out
@@ -81,3 +95,24 @@ def test_upgrade_to_a_broken_image_rolls_back(provisioner: QemuProvisioner, imag
     assert install.status(disk) == meta.BootState("A")
     console = provisioner.console(node)
     assert console.index("deliberately broken image") < console.rindex("booting slot A")
+
+
+def test_upgrade_to_a_hanging_image_rolls_back(image: Path, tmp_path: Path) -> None:
+    from kos.platform.provision.qemu import VMSpec
+
+    prov = QemuProvisioner(VMSpec(image, extra_cmdline="kos.confirm=20"), tmp_path / "clusters")
+    try:
+        hanging = variant(image, tmp_path, "hang", machined=HANGING_MACHINED)
+        boot_once(prov)
+        state = prov.load("up")
+        node = state.node("n1")
+        disk = str(Path(node.dir) / "disk.raw")
+        install.upgrade(disk, hanging)
+        prov.start_vm(state, node)
+        prov.wait_console(node, r"deliberately hanging machined", 240)
+        prov.wait_console(node, r"slot B unconfirmed: rebooting to roll back to slot A", 120)
+        prov.wait_console(node, r"rolling back|booting slot A(.|\n)*API up at", 300)
+        assert install.status(disk) == meta.BootState("A")
+    finally:
+        for name in prov.names():
+            prov.destroy(name)
