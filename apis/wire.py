@@ -20,7 +20,7 @@ from kos.resources.core.definition import REGISTRY, Registry
 from kos.resources.core.events import Event, EventType
 from kos.resources.core.metadata import Metadata, Phase, parse_version
 from kos.resources.core.resource import Resource
-from kos.resources.core.spec import EMPTY_SPEC, DynamicSpec
+from kos.resources.core.spec import EMPTY_SPEC, DynamicSpec, EmptySpec
 
 
 class WireError(ValueError):
@@ -119,7 +119,10 @@ def encode_metadata(md: Metadata) -> bytes:
 
 
 def encode_spec(spec: Any, *, with_yaml: bool = True) -> bytes:
-    """``cosi.resource.Spec``: the protobuf bytes and (unless disabled) the YAML text."""
+    """``cosi.resource.Spec``: the protobuf bytes and (unless disabled) the YAML text; a
+    tombstone's spec is the empty ``Spec{}`` (as COSI sends it)."""
+    if isinstance(spec, EmptySpec):
+        return b""
     if isinstance(spec, DynamicSpec):
         proto, text = spec.proto, spec.yaml
     else:
@@ -316,7 +319,8 @@ def decode_spec_fields(data: bytes) -> tuple[bytes, str]:
 def decode_resource(data: bytes, *, registry: Registry | None = REGISTRY) -> Resource[Any]:
     """A kos resource from ``cosi.resource.Resource`` bytes. The spec is decoded into the
     registered class of its type (when ``registry`` is given and knows it), else kept as a
-    ``DynamicSpec``; a resource without a spec message is a tombstone (``EmptySpec``)."""
+    ``DynamicSpec``; a resource without a spec, or with the empty ``Spec{}`` (neither protobuf
+    bytes nor YAML text: what COSI sends for tombstones), is a tombstone (``EmptySpec``)."""
     md_bytes: bytes | None = None
     spec_bytes: bytes | None = None
     for number, _, value in fields(data):
@@ -330,6 +334,8 @@ def decode_resource(data: bytes, *, registry: Registry | None = REGISTRY) -> Res
     if spec_bytes is None:
         return Resource(md, EMPTY_SPEC)
     proto, text = decode_spec_fields(spec_bytes)
+    if not proto and not text:
+        return Resource(md, EMPTY_SPEC)
     cls = registry.spec_class(md.type) if registry is not None else None
     if cls is None:
         return Resource(md, DynamicSpec(proto, text))

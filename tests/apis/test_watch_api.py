@@ -69,8 +69,11 @@ async def test_first_message_is_empty_and_api_version_gates_bootstrapped(
     async with api.connect() as conn:
         msgs = await _raw_watch(conn, rpb.WatchRequest(namespace="user", type=NS_TYPE, options=opts, api_version=1), 3)
         assert msgs[0] == b""
-        types = [e.type for m in msgs[1:] for e in wire.decode_watch_response(m)]
-        assert types == [EventType.CREATED, EventType.BOOTSTRAPPED]
+        evs = [e for m in msgs[1:] for e in wire.decode_watch_response(m)]
+        assert [e.type for e in evs] == [EventType.CREATED, EventType.BOOTSTRAPPED]
+        # the marker's resource is a tombstone sent with the empty Spec{} (as COSI does)
+        assert evs[1].resource is not None and evs[1].resource.is_tombstone and evs[1].bookmark
+        assert b"\x12\x00" in msgs[2]
         # api_version 0 (old clients): no BOOTSTRAPPED; the next message is the next change
         async with anyio.create_task_group() as tg:
             async def change() -> None:
