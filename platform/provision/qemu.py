@@ -9,7 +9,9 @@ network namespace (``kos-<cluster>``, see ``network.ClusterNetwork``), its seria
 in ``<node dir>/console.log``, and its address on the kernel command line (``kos.ip=``;
 see ``kos.platform.image.boot``). The port forwarder of the namespace provisioner makes each
 VM's API reachable on a host loopback port, and a small SNTP server (``sntp``) answers on the
-gateway address (point ``machine.time.servers`` at it: ``kosctl cluster create`` does).
+gateway address (point ``machine.time.servers`` at it: ``kosctl cluster create`` does), and an
+HTTP server publishes ``<cluster dir>/images/`` on ``<gateway>:8099`` for upgrades
+(``kosctl upgrade --image http://<gateway>:8099/<file>``).
 
 The interface mirrors ``NamespaceProvisioner`` (``create(name, nodes, cidr=)``, ``destroy``,
 ``load``, ``exists``, ``names``) and its state classes, so ``kosctl cluster`` drives either;
@@ -48,6 +50,7 @@ DEFAULT_STATE_ROOT = Path.home() / ".kos" / "qemu-clusters"
 MiB = 1 << 20
 QEMU = "qemu-system-x86_64"
 IMAGE_FILES = ("vmlinux", "initramfs.xz", "rootfs.sqsh")
+IMAGE_PORT = 8099
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,7 @@ class QemuProvisioner:
         try:
             network.create()
             self._start_sntp(state)
+            self._start_image_server(state)
             for i, req in enumerate(nodes):
                 ndir = cdir / req.name
                 ndir.mkdir(parents=True, exist_ok=True)
@@ -241,6 +245,31 @@ class QemuProvisioner:
             log.close()
         (cdir / "sntp.pid").write_text(str(proc.pid))
 
+    def _start_image_server(self, state: ClusterState) -> None:
+        """An HTTP server for ``<cluster dir>/images/`` on the gateway: nodes upgrade from
+        ``http://<gateway>:8099/<file>`` (the cluster's own rootfs is there as rootfs.sqsh)."""
+        cdir = Path(state.dir)
+        images = cdir / "images"
+        images.mkdir(exist_ok=True)
+        try:
+            os.link(self.spec.image_dir / "rootfs.sqsh", images / "rootfs.sqsh")
+        except OSError:
+            shutil.copyfile(self.spec.image_dir / "rootfs.sqsh", images / "rootfs.sqsh")
+        log = open(cdir / "images.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            proc = subprocess.Popen(["nsenter", f"--net=/run/netns/kos-{state.name}", sys.executable, "-m",
+                                     "http.server", "--bind", state.gateway, str(IMAGE_PORT), "--directory",
+                                     str(images)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        finally:
+            log.close()
+        (cdir / "images.pid").write_text(str(proc.pid))
+
+    @staticmethod
+    def image_url(state: ClusterState, name: str = "rootfs.sqsh") -> str:
+        """Where the nodes of ``state`` fetch ``<cluster dir>/images/<name>``."""
+        return f"http://{state.gateway}:{IMAGE_PORT}/{name}"
+
     def _start_forwarder(self, state: ClusterState) -> None:
         from kos.platform.provision.namespaces import NamespaceProvisioner
 
@@ -295,12 +324,13 @@ class QemuProvisioner:
                     self.stop_vm(node)
                 except OSError as exc:
                     errors.append(f"stopping {node.name}: {exc}")
-            try:
-                sntp_pid = int((cdir / "sntp.pid").read_text())
-            except (OSError, ValueError):
-                sntp_pid = 0
-            for fpid, module in ((state.forwarder_pid, b"kos.platform.provision.forward"),
-                                 (sntp_pid, b"kos.platform.provision.sntp")):
+            helpers = [(state.forwarder_pid, b"kos.platform.provision.forward")]
+            for pidfile, module in (("sntp.pid", b"kos.platform.provision.sntp"), ("images.pid", b"http.server")):
+                try:
+                    helpers.append((int((cdir / pidfile).read_text()), module))
+                except (OSError, ValueError):
+                    pass
+            for fpid, module in helpers:
                 if not (fpid and _pid_alive(fpid)):
                     continue
                 try:

@@ -57,7 +57,18 @@ def test_vm_boots_to_the_maintenance_api(provisioner: QemuProvisioner) -> None:
         'version = "', 1)[1].split('"', 1)[0]
     assert "kos: eth0 10.93.0.2/24 via 10.93.0.1" in provisioner.console(node)
 
+    helpers = [p for p in ("sntp.pid", "images.pid") if (Path(state.dir) / p).exists()]
+    assert helpers == ["sntp.pid", "images.pid"]
     provisioner.destroy("ci")
     assert not netns_exists("kos-ci")
+    leftovers = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if state.dir.encode() in cmd or b"kos-ci" in cmd:
+            leftovers.append(cmd.replace(b"\0", b" ").decode(errors="replace"))
+    assert leftovers == []
     assert not _pid_alive(node.pid)
     assert not Path(state.dir).exists()

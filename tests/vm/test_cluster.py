@@ -1,12 +1,14 @@
 """A QEMU cluster through the CLI (slow): ``kosctl cluster create --provisioner qemu`` boots a
 VM from the image, applies its config over the maintenance API, bootstraps etcd and waits
-for health; then ``kosctl upgrade --image http://.../rootfs.sqsh#sha256=...`` makes the node
-fetch a new rootfs, write BOOT-B and reboot into it; ``kosctl cluster destroy`` removes it."""
+for health; then ``kosctl upgrade --image http://<gateway>:8099/v2.sqsh#sha256=...`` (the cluster's
+image server) makes the node fetch a new rootfs, write BOOT-B and reboot into it;
+``kosctl cluster destroy`` removes it."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,17 +43,11 @@ def test_qemu_cluster_create_upgrade_destroy(image: Path, tmp_path: Path) -> Non
 
         v2 = variant(image, tmp_path, "v2", version="0.1.0+rpc")
         digest = hashlib.sha256(v2.read_bytes()).hexdigest()
-        server = subprocess.Popen(["nsenter", f"--net=/run/netns/kos-{name}", sys.executable, "-m", "http.server",
-                                   "--bind", state.gateway, "8099", "--directory", str(tmp_path)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            up = kosctl(tmp_path, "--context", name, "-n", node.ip, "upgrade", "--image",
-                        f"http://{state.gateway}:8099/v2.sqsh#sha256={digest}", timeout=120)
-            assert up.returncode == 0, up.stdout + up.stderr
-            prov.wait_console(node, r"kos 0\.1\.0\+rpc booted slot B", 400)
-        finally:
-            server.terminate()
-            server.wait(10)
+        shutil.copyfile(v2, Path(state.dir) / "images" / "v2.sqsh")  # served by the cluster's image server
+        url = f"{prov.image_url(state, 'v2.sqsh')}#sha256={digest}"
+        up = kosctl(tmp_path, "--context", name, "-n", node.ip, "upgrade", "--image", url, timeout=120)
+        assert up.returncode == 0, up.stdout + up.stderr
+        prov.wait_console(node, r"kos 0\.1\.0\+rpc booted slot B", 400)
         prov.wait_console(node, r"boot confirmed, fallback slot dropped", 300)
         assert install.status(str(Path(node.dir) / "disk.raw")) == meta.BootState("B")
     finally:
