@@ -44,6 +44,7 @@ from anyio.abc import TaskGroup
 
 from kos.apis import auth
 from kos.apis.server.dispatch import Node, split_endpoint
+from kos.apis.server.etcd import EtcdAPI
 from kos.apis.server.lifecycle import (
     LifecycleRefusedError,
     LifecycleRequestError,
@@ -57,10 +58,15 @@ from kos.apis.server.security import SecurityService
 from kos.apis.server.serve import APIServer
 from kos.apis.server.state import StateService
 from kos.apis.tls import client_context, server_context
+from kos.controllers.block.wipe import wipe as block_wipe
+from kos.controllers.cluster.discovery import Wakeup, run_registry
+from kos.controllers.etcd.assembly import etcd_service_definition
+from kos.controllers.secrets.remote import remote_signer_from_config
 from kos.machined import assembly
 from kos.machined.init import Action
 from kos.machined.sequencer import PREEMPTIVE, Phase, Sequence, SequenceBusyError, SequenceError, Sequencer
 from kos.machined.services import Supervisor
+from kos.platform.image.installer import upgrade_sequence
 from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.meta import publish_meta
 from kos.resources.core.resource import Resource
@@ -148,8 +154,7 @@ class MachineNode:
         self._server: APIServer | None = None
         self._missing: dict[str, str] = {}
         self.ready = anyio.Event()
-        wakeup = _optional("kos.controllers.cluster.discovery", "Wakeup")
-        self._discovery_wakeup = wakeup() if wakeup is not None else None
+        self._discovery_wakeup = Wakeup()
 
     # -- config ---------------------------------------------------------------------------
     async def _platform_config(self) -> bytes | None:
@@ -276,9 +281,7 @@ class MachineNode:
         # the etcd service is registered on every node (idle unless an EtcdSpec starts it: the
         # etcd controllers run everywhere and look the service up)
         if self.supervisor is not None and "etcd" not in self.supervisor.ids():
-            definition = _optional("kos.controllers.etcd.assembly", "etcd_service_definition")
-            if definition is not None:
-                self.supervisor.add(_relaxed_health(definition(self._etcd_paths())))
+            self.supervisor.add(_relaxed_health(etcd_service_definition(self._etcd_paths())))
         ctx = assembly.AssemblyContext(
             root=self._root(),
             container_mode=self._container_mode(),
@@ -312,13 +315,7 @@ class MachineNode:
         """Workers sign their API certificate on a control plane (trustd-like)."""
         if container.machine_type in ("controlplane", "init"):
             return None
-        fn = _optional("kos.controllers.secrets.remote", "remote_signer_from_config")
-        if fn is None:
-            self.sequencer.set_condition(
-                "apiCerts worker", "kos.controllers.secrets.remote.remote_signer_from_config is missing"
-            )
-            return None
-        return fn(container)
+        return remote_signer_from_config(container)
 
     async def _identity(self) -> APIIdentity:
         container = self._container()
@@ -405,19 +402,13 @@ class MachineNode:
                 from kos.controllers.secrets.trustd import run_trustd
 
                 await self._tg.start(run_trustd, self.state)
-                registry = _optional("kos.controllers.cluster.discovery", "run_registry")
-                if registry is not None:
-                    await self._tg.start(lambda task_status: registry(
-                        self.state, wakeup=self._discovery_wakeup, task_status=task_status))
+                await self._tg.start(lambda task_status: run_registry(
+                    self.state, wakeup=self._discovery_wakeup, task_status=task_status))
         self.ready.set()
 
     def _extensions(self) -> list[Any]:
         out: list[Any] = [LifecycleService(self)]
-        etcd_api = _optional("kos.apis.server.etcd", "EtcdAPI")
-        if etcd_api is None:
-            self.sequencer.set_condition("api etcd", "kos.apis.server.etcd.EtcdAPI is missing: no Bootstrap/Etcd* RPCs")
-            return out
-        out.append(etcd_api(self.state, self.supervisor, self._etcd_paths()))
+        out.append(EtcdAPI(self.state, self.supervisor, self._etcd_paths()))
         return out
 
     async def _task_services(self) -> None:
@@ -514,11 +505,7 @@ class MachineNode:
                     return
                 await anyio.to_thread.run_sync(_empty_directory, target)
                 return
-            wipe_fn = _optional("kos.controllers.block.wipe", "wipe_volume_by_label")
-            if wipe_fn is None:
-                raise RuntimeError(f"wiping {label} on {self.opts.platform}: kos.controllers.block.wipe has no "
-                                   "wipe_volume_by_label")
-            await wipe_fn(self.state, label)
+            await block_wipe(self.state, labels=[label])
 
         return wipe
 
@@ -527,11 +514,6 @@ class MachineNode:
             raise UpgradeUnavailableError(
                 f"upgrade to {image!r}: {self.opts.platform} nodes have no boot slots to install into; "
                 "recreate the node (kosctl cluster destroy/create) to change its version"
-            )
-        upgrade_sequence = _optional("kos.platform.image.installer", "upgrade_sequence")
-        if upgrade_sequence is None:
-            raise UpgradeUnavailableError(
-                f"upgrade to {image!r}: this node has no installer (kos.platform.image.installer)"
             )
         try:
             phases = upgrade_sequence(image, preserve=preserve, stage=stage, force=force)
@@ -616,16 +598,6 @@ def _machine_id(state_dir: Path) -> str:
     state_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(mid + "\n")
     return mid
-
-
-def _optional(module: str, name: str) -> Any:
-    """``module.name`` when that module exists (another part of kos may not have landed yet)."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
 
 
 async def _set_when(src: anyio.Event, dst: anyio.Event) -> None:
