@@ -339,10 +339,8 @@ class MachineNode:
         return APIIdentity(pki.server, pki.ca.cert_pem, pki.node, source, pki=pki)
 
     async def _wait_api_certs(self, timeout: float) -> APIIdentity | None:
-        try:
-            from kos.resources.secrets import API_CERTS, API_CERTS_ID
-        except ImportError:
-            return None
+        from kos.resources.secrets import API_CERTS, API_CERTS_ID
+
         with anyio.move_on_after(timeout):
             async with self.state.watch(API_CERTS.pointer(API_CERTS_ID)) as events:
                 async for ev in events:
