@@ -51,6 +51,10 @@ TRIM = [
     "usr/bin/ldd", "usr/bin/catchsegv", "usr/bin/getconf", "usr/bin/getent", "usr/bin/iconv", "usr/bin/locale",
     "usr/bin/localedef", "usr/bin/pldd", "usr/bin/tzselect", "usr/bin/zdump", "usr/sbin/iconvconfig",
     "usr/sbin/zic", "usr/lib/locale",
+    # util-linux: logins and terminals mean nothing without a shell
+    "usr/bin/su", "usr/sbin/sulogin", "usr/sbin/agetty", "usr/sbin/getty", "usr/sbin/runuser", "usr/bin/more",
+    "usr/bin/last", "usr/bin/lastb", "usr/bin/mesg", "usr/bin/utmpdump", "usr/bin/setterm", "usr/sbin/ldattach",
+    "usr/bin/xfs_scrub_all", "usr/sbin/xfs_scrub_all", "usr/sbin/xfs_scrub",  # xfs_scrub needs libicu
 ]
 
 
@@ -269,7 +273,7 @@ class Steps:
         t = time.monotonic()
         merged = self.cache / "merged"
         rootfs.merge_layers(layers, merged)
-        problems = rootfs.check_tree(merged)
+        problems = rootfs.check_tree(merged) + rootfs.missing_libraries(merged)
         if problems:
             raise SystemExit("build: the rootfs fails its checks:\n  " + "\n  ".join(problems))
         self.timed("merge", t)

@@ -93,9 +93,12 @@ def _mounts() -> None:
     """What machined needs before it starts: /proc and /sys to read the command line; a
     writable /etc (overlayfs: the image's /etc below, a tmpfs layer in /run above, so
     controllers can write resolv.conf, hosts and /etc/kubernetes); tmpfs on /system (with
-    /system/state, /system/secrets) and /var until the block controllers mount STATE and
-    EPHEMERAL over them. machined's own early mounts (/dev/pts, /run, /tmp, cgroups) skip
-    what is mounted already."""
+    /system/secrets); STATE at /system/state and EPHEMERAL at /var when they were formatted
+    on an earlier boot (so machined finds its config, as Talos mounts STATE early). On a
+    first boot the block controllers format and mount them once a config selects the disk
+    (``machine.install.disk``); until then /var is the image's (read-only) and
+    /system/state a directory in RAM. Without a kos system disk /var is a tmpfs.
+    machined's own early mounts (/dev/pts, /run, /tmp, cgroups) skip what is mounted."""
     from kos.platform.linux import syscalls
 
     syscalls.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -107,7 +110,34 @@ def _mounts() -> None:
     syscalls.mount("tmpfs", "/system", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
     for d in ("/system/state", "/system/secrets", "/system/run", "/system/etc"):
         os.makedirs(d, mode=0o700, exist_ok=True)
-    syscalls.mount("tmpfs", "/var", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+    parts = partitions_by_label()
+    state, ephemeral = parts.get("STATE"), parts.get("EPHEMERAL")
+    if state and _is_xfs(state):  # formatted on an earlier boot: the config is there
+        syscalls.mount(state, "/system/state", "xfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if ephemeral is None:  # not a kos system disk: /var in RAM
+        syscalls.mount("tmpfs", "/var", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+    elif _is_xfs(ephemeral):
+        syscalls.mount(ephemeral, "/var", "xfs", MS_NOSUID | MS_NODEV)
+
+
+def partitions_by_label(sys_block: Path = Path("/sys/class/block")) -> dict[str, str]:
+    """GPT partition label -> /dev path, from the kernel's uevent files."""
+    out: dict[str, str] = {}
+    for uevent in sorted(sys_block.glob("*/uevent")):
+        fields = dict(line.partition("=")[::2] for line in uevent.read_text().splitlines())
+        if fields.get("PARTNAME") and fields.get("DEVNAME"):
+            out.setdefault(fields["PARTNAME"], "/dev/" + fields["DEVNAME"])
+    return out
+
+
+def _is_xfs(dev: str) -> bool:
+    from kos.platform.block.probe import probe_path
+
+    try:
+        fs = probe_path(dev).filesystem
+    except OSError:
+        return False
+    return fs is not None and fs.type == "xfs"
 
 
 def _etc_files(p: BootParams) -> None:
@@ -226,5 +256,6 @@ def main() -> None:
     if os.fork() == 0:
         _confirmer(params, info.get("KOS_META", ""))
     os.environ["KOS_BOOT_UPTIME"] = f"{uptime():.2f}"
+    os.environ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"  # the kernel passes none
     os.execv(sys.executable, [sys.executable, "-I", "-m", "kos.machined.main", "--state-dir", "/system/state",
                               "--listen", params.listen, "--maintenance", "--platform", "qemu"])

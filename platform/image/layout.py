@@ -2,14 +2,16 @@
 
 GPT, 1 MiB aligned, in this order: EFI (reserved for a bootloader), BOOT-A and BOOT-B (the
 two rootfs slots: a squashfs image written raw into the partition), META (1 MiB, the
-key/value store of ``meta``), STATE (100 MiB) and EPHEMERAL (the rest). STATE and EPHEMERAL
-are left unformatted: machined's block controllers find them by label and format them on
-first boot. The image file is sparse; only the table, the rootfs and META are written.
+key/value store of ``meta``), STATE (100 MiB) and EPHEMERAL (the rest). The build's disk
+image leaves STATE and EPHEMERAL unformatted (machined's block controllers find them by label
+and format them once a config selects the disk); ``format_volumes`` makes them xfs already,
+as an installer does (the QEMU provisioner's disks). The image file is sparse.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,14 +70,50 @@ def find(parts: list[Part], label: str) -> Part:
     raise KeyError(f"no partition labelled {label}")
 
 
+def _format_xfs(fd: int, part: Part, scratch: Path) -> None:
+    """mkfs.xfs on a sparse scratch file of the partition's size, then its data extents
+    copied into the image at the partition's offset (holes stay holes)."""
+    scratch.unlink(missing_ok=True)
+    try:
+        with open(scratch, "wb") as f:
+            f.truncate(part.size)
+        # mkfs.xfs refuses filesystems under 300 MB unless it believes it runs under fstests
+        env = {**os.environ, **({"TEST_DIR": "1", "TEST_DEV": "1", "QA_CHECK_FS": "1"} if part.size < 300 * MiB
+                                else {})}
+        proc = subprocess.run(["mkfs.xfs", "-q", "-f", "-K", "-L", part.label, str(scratch)], capture_output=True,
+                              text=True, env=env)
+        if proc.returncode != 0:
+            raise ValueError(f"mkfs.xfs for {part.label}: {proc.stderr.strip()}")
+        src = os.open(scratch, os.O_RDONLY)
+        try:
+            pos = 0
+            while True:
+                try:
+                    data = os.lseek(src, pos, os.SEEK_DATA)
+                except OSError:  # ENXIO: no data after pos
+                    break
+                hole = os.lseek(src, data, os.SEEK_HOLE)
+                while data < hole:
+                    chunk = os.pread(src, min(4 * MiB, hole - data), data)
+                    os.pwrite(fd, chunk, part.start + data)
+                    data += len(chunk)
+                pos = hole
+        finally:
+            os.close(src)
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
 def _uuid(seed: str) -> str:
     """Stable partition/disk GUIDs: the same build gives the same image bytes."""
     return str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"kos-image:{seed}"))
 
 
-def write_image(path: Path, rootfs: Path, disk_size: int, *, seed: str = "kos") -> list[Part]:
+def write_image(path: Path, rootfs: Path, disk_size: int, *, seed: str = "kos",
+                format_volumes: bool = False) -> list[Part]:
     """Create the sparse raw disk image ``path``: GPT, the rootfs in BOOT-A, META with
-    ``active=A``. Blocking."""
+    ``active=A``; with ``format_volumes`` also xfs on STATE and EPHEMERAL (labelled like
+    the block controllers do; an installed system), which needs ``mkfs.xfs``. Blocking."""
     parts = plan(disk_size)
     boot_a = find(parts, "BOOT-A")
     rootfs_size = rootfs.stat().st_size
@@ -97,6 +135,9 @@ def write_image(path: Path, rootfs: Path, disk_size: int, *, seed: str = "kos") 
         f.seek(find(parts, "META").start)
         f.write(meta.encode(meta.BootState().to_meta({})))
         f.flush()
+        if format_volumes:
+            for label in ("STATE", "EPHEMERAL"):
+                _format_xfs(f.fileno(), find(parts, label), path.with_name(f".{path.name}.{label}.tmp"))
         os.fsync(f.fileno())
     tmp.replace(path)
     return parts

@@ -13,9 +13,10 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-BASE_LAYOUT_VERSION = "3"  # bump when finish_base changes, to invalidate cached base layers
+BASE_LAYOUT_VERSION = "4"  # bump when finish_base changes, to invalidate cached base layers
 USR_MERGED = ("bin", "sbin", "lib", "lib64")
 MOUNT_POINTS = ("proc", "sys", "dev", "run", "tmp", "var", "system", "mnt", "etc/kubernetes", "opt")
+BIN_DIRS = ("usr/bin", "usr/sbin", "usr/local/bin", "usr/local/sbin")
 SHELLS = ("sh", "bash", "dash", "ash", "zsh", "busybox", "toybox", "mksh", "ksh", "csh", "tcsh")
 REQUIRED = (
     "sbin/init", "usr/bin/python3", "usr/bin/python3.11", "usr/bin/etcd", "usr/bin/containerd",
@@ -150,10 +151,31 @@ def finish_base(root: Path) -> None:
         os.symlink(target, p)
     for m in MOUNT_POINTS:
         (root / m).mkdir(parents=True, exist_ok=True)
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        if stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            os.chmod(path, stat.S_IMODE(st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))  # all runs as root anyway
+    for d in BIN_DIRS:
+        for path in sorted((root / d).glob("*")) if (root / d).is_dir() else []:
+            if path.is_file() and not path.is_symlink() and needs_shell(path):
+                path.unlink()  # a shell script cannot run on kos: no shell
     ldconfig = root / "usr/sbin/ldconfig"
     if ldconfig.exists():  # the static ldconfig of the image writes the image's cache
         subprocess.run([str(ldconfig), "-r", str(root), "-X"], check=True, capture_output=True)
         shutil.rmtree(root / "var/cache/ldconfig", ignore_errors=True)  # aux-cache holds inodes and times
+
+
+def needs_shell(path: Path) -> bool:
+    """A script whose interpreter is a shell."""
+    with open(path, "rb") as f:
+        head = f.read(128)
+    if not head.startswith(b"#!"):
+        return False
+    words = head[2:].split(b"\n", 1)[0].split()
+    if not words:
+        return False
+    prog = Path(words[1].decode() if words[0].endswith(b"/env") and len(words) > 1 else words[0].decode()).name
+    return prog in SHELLS
 
 
 def project_dependencies(pyproject: Path) -> list[str]:
@@ -202,19 +224,47 @@ def merge_layers(layers: list[Path], merged: Path) -> None:
 
 
 def check_tree(root: Path) -> list[str]:
-    """What is wrong with a rootfs tree: a shell present, a required file missing."""
+    """What is wrong with a rootfs tree: a shell present, a setuid file, a required file
+    missing."""
     problems: list[str] = []
-    for d in ("usr/bin", "usr/sbin", "usr/local/bin", "usr/local/sbin"):
+    for d in BIN_DIRS:
         for sh in SHELLS:
             p = root / d / sh
             if p.exists() or p.is_symlink():
                 problems.append(f"/{d}/{sh}: a shell must not be in the rootfs")
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        if stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            problems.append(f"/{path.relative_to(root)}: setuid/setgid")
     for rel in REQUIRED:
         p = root / rel
         if not p.exists():
             problems.append(f"/{rel}: missing")
         elif rel.endswith(("bin/" + p.name, "init")) and not os.access(p, os.X_OK):
             problems.append(f"/{rel}: not executable")
+    return problems
+
+
+def missing_libraries(root: Path) -> list[str]:
+    """Executables in the bin directories whose shared libraries (DT_NEEDED, read with
+    ``readelf``) are not in the tree's library directories. [] when readelf is missing."""
+    if shutil.which("readelf") is None:
+        return []
+    libdirs = [root / "usr/lib/x86_64-linux-gnu", root / "usr/lib", root / "usr/lib64"]
+    problems = []
+    for d in BIN_DIRS:
+        for path in sorted((root / d).glob("*")) if (root / d).is_dir() else []:
+            if not path.is_file() or path.is_symlink():
+                continue
+            with open(path, "rb") as f:
+                if f.read(4) != b"\x7fELF":
+                    continue
+            out = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                if "(NEEDED)" in line and "[" in line:
+                    lib = line.split("[", 1)[1].rstrip("]")
+                    if not any((ld / lib).exists() for ld in libdirs):
+                        problems.append(f"/{path.relative_to(root)}: needs {lib}, not in the rootfs")
     return problems
 
 

@@ -3,8 +3,8 @@ image (``rootfs-build/build`` outputs: vmlinux, initramfs.xz, rootfs.sqsh).
 
 KVM is not assumed: QEMU runs under TCG with ``-cpu max`` and boots the uncompressed
 ``vmlinux`` through PVH. Each VM gets its own raw system disk with the kos layout
-(``kos.platform.image.layout``: the rootfs in BOOT-A, META, STATE, EPHEMERAL) of ``disk``
-MiB, a virtio NIC on a tap device enslaved to the cluster bridge inside the cluster's
+(``kos.platform.image.layout``: the rootfs in BOOT-A, META, STATE and EPHEMERAL formatted
+xfs as installed) of ``disk`` MiB, a virtio NIC on a tap device enslaved to the cluster bridge inside the cluster's
 network namespace (``kos-<cluster>``, see ``network.ClusterNetwork``), its serial console
 in ``<node dir>/console.log``, and its address on the kernel command line (``kos.ip=``;
 see ``kos.platform.image.boot``). The port forwarder of the namespace provisioner makes each
@@ -186,7 +186,7 @@ class QemuProvisioner:
                 node = NodeState(name=req.name, role=req.role, address=address, netns=network.netns, dir=str(ndir),
                                  api_port=req.api_port)
                 layout.write_image(ndir / "disk.raw", self.spec.image_dir / "rootfs.sqsh", self.spec.disk * MiB,
-                                   seed=f"{name}/{req.name}")
+                                   seed=f"{name}/{req.name}", format_volumes=True)
                 tap = f"tap{i}"
                 _ip("-n", network.netns, "tuntap", "add", tap, "mode", "tap")
                 _ip("-n", network.netns, "link", "set", tap, "master", "kos0", "up")

@@ -127,3 +127,27 @@ def test_bad_images_leave_the_disk_alone(tmp_path: Path) -> None:
     blank.write_bytes(b"\0" * MiB)
     with pytest.raises(install.InstallError, match="no GPT partition table"):
         install.upgrade(str(blank), v1)
+
+
+@pytest.mark.skipif(shutil.which("mkfs.xfs") is None, reason="xfsprogs is not installed")
+def test_installed_image_has_xfs_state_and_ephemeral(tmp_path: Path) -> None:
+    from kos.platform.block.probe import probe_path
+
+    v1 = squash(tmp_path, "v1", "kos v1\n")
+    img = tmp_path / "disk.raw"
+    parts = layout.write_image(img, v1, 1024 * MiB, format_volumes=True)
+    assert img.stat().st_blocks * 512 < 64 * MiB  # still sparse
+    assert not list(tmp_path.glob(".disk.raw.*"))  # scratch files gone
+    for label in ("STATE", "EPHEMERAL"):
+        p = layout.find(parts, label)
+        with loop(img, p.start, p.size) as dev:
+            fs = probe_path(dev).filesystem
+            assert fs is not None and (fs.type, fs.label) == ("xfs", label)
+            mnt = tmp_path / f"mnt-{label}"
+            mnt.mkdir()
+            subprocess.run(["mount", "-t", "xfs", dev, str(mnt)], check=True)
+            try:
+                (mnt / "probe").write_text("ok")
+            finally:
+                subprocess.run(["umount", str(mnt)], check=True)
+    assert install.status(str(img)) == meta.BootState("A")

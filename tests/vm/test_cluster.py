@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,15 @@ def test_qemu_cluster_create_upgrade_destroy(image: Path, tmp_path: Path) -> Non
         prov.wait_console(node, r"kos 0\.1\.0\+rpc booted slot B", 400)
         prov.wait_console(node, r"boot confirmed, fallback slot dropped", 300)
         assert install.status(str(Path(node.dir) / "disk.raw")) == meta.BootState("B")
+        # STATE and EPHEMERAL survive the upgrade: same config (mutual TLS), same etcd member
+        assert '"source": "state", "event": "config loaded"' in prov.console(node)
+        deadline = time.monotonic() + 180
+        while True:  # etcd restarts from its data on EPHEMERAL after the reboot
+            members = kosctl(tmp_path, "--context", name, "-n", node.ip, "etcd", "members", timeout=60)
+            if members.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert members.returncode == 0 and "cp-1" in members.stdout, members.stdout + members.stderr
     finally:
         destroyed = kosctl(tmp_path, "cluster", "destroy", "--provisioner", "qemu", "--name", name, *roots)
         if prov.exists(name):

@@ -137,11 +137,11 @@ def run_create(args: argparse.Namespace) -> int:
         net = ClusterNetwork(args.name, args.cidr)
         names = node_names(args.controlplanes, args.workers)
         ips = [str(net.address(i)) for i in range(len(names))]
-        if getattr(args, "provisioner", "namespace") == "qemu":  # VMs: time from the cluster's SNTP server
-            import json
+        if getattr(args, "provisioner", "namespace") == "qemu":
+            import json  # VMs: time from the cluster's SNTP server, system volumes on the virtio disk
 
-            args.config_patch = [json.dumps({"machine": {"time": {"servers": [str(net.gateway)]}}}),
-                                 *args.config_patch]
+            vm = {"machine": {"time": {"servers": [str(net.gateway)]}, "install": {"disk": "/dev/vda"}}}
+            args.config_patch = [json.dumps(vm), *args.config_patch]
     except (ProvisionError, NetworkError) as exc:
         raise CLIError(str(exc)) from None
     prov = _provisioner(args)
