@@ -72,6 +72,7 @@ METHOD_RULES: dict[str, frozenset[str]] = {
     MACHINE + "Stats": _READ,
     MACHINE + "Memory": _READ,
     MACHINE + "Processes": _READ,
+    MACHINE + "Containers": _READ,
     MACHINE + "GenerateClientConfiguration": _ADMIN,
     SECURITY + "Certificate": _ADMIN | {IMPERSONATOR},
 }

@@ -43,6 +43,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from kos.apis import auth
+from kos.apis.server.containers import ContainersAPI
 from kos.apis.server.dispatch import Node, split_endpoint
 from kos.apis.server.etcd import EtcdAPI
 from kos.apis.server.lifecycle import (
@@ -407,6 +408,8 @@ class MachineNode:
     def _extensions(self) -> list[Any]:
         out: list[Any] = [LifecycleService(self)]
         out.append(EtcdAPI(self.state, self.supervisor, self._etcd_paths()))
+        # the socket machined.assembly.node_services gives containerd
+        out.append(ContainersAPI(Path(self._root()) / "run/containerd/containerd.sock"))
         return out
 
     async def _task_services(self) -> None:

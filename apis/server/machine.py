@@ -206,6 +206,7 @@ class MachineService:
             ("EtcdForfeitLeadership", "etcd is not managed by this node yet"),
             ("EtcdStatus", "etcd is not managed by this node yet"),
             ("Stats", "container stats need the CRI integration"),
+            ("Containers", "containerd is not managed by this node"),
         ):
             d.add(p + name, self._unimplemented(name, what), unary)
         snap = self._unimplemented("EtcdSnapshot", "etcd is not managed yet")

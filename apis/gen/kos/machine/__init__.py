@@ -398,6 +398,31 @@ class ProcessesResponse(betterproto.Message):
 
 
 @dataclass(eq=False, repr=False)
+class ContainersRequest(betterproto.Message):
+    """
+    Containers: what the node's containerd runs (namespace empty = every namespace).
+    """
+
+    namespace: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class ContainerInfo(betterproto.Message):
+    namespace: str = betterproto.string_field(1)
+    id: str = betterproto.string_field(2)
+    image: str = betterproto.string_field(3)
+    runtime: str = betterproto.string_field(4)
+    pid: int = betterproto.uint32_field(5)
+    status: str = betterproto.string_field(6)
+
+
+@dataclass(eq=False, repr=False)
+class ContainersResponse(betterproto.Message):
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+    containers: List["ContainerInfo"] = betterproto.message_field(2)
+
+
+@dataclass(eq=False, repr=False)
 class GenerateClientConfigurationRequest(betterproto.Message):
     roles: List[str] = betterproto.string_field(1)
     crt_ttl: int = betterproto.int64_field(2)
@@ -845,6 +870,23 @@ class MachineServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def containers(
+        self,
+        containers_request: "ContainersRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "ContainersResponse":
+        return await self._unary_unary(
+            "/kos.machine.MachineService/Containers",
+            containers_request,
+            ContainersResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class MachineServiceBase(ServiceBase):
 
@@ -958,6 +1000,11 @@ class MachineServiceBase(ServiceBase):
         self,
         generate_client_configuration_request: "GenerateClientConfigurationRequest",
     ) -> "GenerateClientConfigurationResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def containers(
+        self, containers_request: "ContainersRequest"
+    ) -> "ContainersResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def __rpc_version(
@@ -1153,6 +1200,13 @@ class MachineServiceBase(ServiceBase):
         response = await self.generate_client_configuration(request)
         await stream.send_message(response)
 
+    async def __rpc_containers(
+        self, stream: "grpclib.server.Stream[ContainersRequest, ContainersResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.containers(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> Dict[str, grpclib.const.Handler]:
         return {
             "/kos.machine.MachineService/Version": grpclib.const.Handler(
@@ -1304,5 +1358,11 @@ class MachineServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 GenerateClientConfigurationRequest,
                 GenerateClientConfigurationResponse,
+            ),
+            "/kos.machine.MachineService/Containers": grpclib.const.Handler(
+                self.__rpc_containers,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ContainersRequest,
+                ContainersResponse,
             ),
         }
