@@ -279,9 +279,9 @@ class MachineNode:
         from kos.controllers.runtime import Runtime
 
         control_plane = container.machine_type in ("controlplane", "init")
-        # the etcd service is registered on every node (idle unless an EtcdSpec starts it: the
-        # etcd controllers run everywhere and look the service up)
-        if self.supervisor is not None and "etcd" not in self.supervisor.ids():
+        # control planes list the etcd service from boot (idle until an EtcdSpec starts it); a
+        # worker has none, and the etcd service controller adds it should the node become one
+        if control_plane and self.supervisor is not None and "etcd" not in self.supervisor.ids():
             self.supervisor.add(_relaxed_health(etcd_service_definition(self._etcd_paths())))
         ctx = assembly.AssemblyContext(
             root=self._root(),

@@ -77,7 +77,7 @@ class CertSANsController(Controller):
                 value = sans.os_sans(addresses=addresses, hostname=hostname, domainname=domain,
                                      cert_sans=os_root.spec.cert_sans, extra=self.extra_names)
                 await rt.modify(Resource.new(s.CertSANSpec(), s.CERT_SANS_OS_ID), _set(value, fqdn))
-            if k8s_root is not None:
+            if k8s_root is not None and k8s_root.spec.ca_key:  # only nodes that issue Kubernetes certificates
                 k = k8s_root.spec
                 value = sans.k8s_sans(endpoint=k.endpoint, dns_domain=k.dns_domain, service_subnets=k.service_subnets,
                                       addresses=addresses, hostname=hostname, domainname=domain,

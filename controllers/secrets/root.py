@@ -53,10 +53,18 @@ def root_secrets(cfg: Config) -> RootSecrets:
     m, c = cfg.machine, cfg.cluster
     os_crt, os_key = _pem(m.ca, "machine.ca")
     os_root = s.OSRootSpec(ca_cert=os_crt, ca_key=os_key, cert_sans=list(m.cert_sans), token=m.token)
-    if cfg.machine_type not in ("controlplane", "init"):
-        return RootSecrets(os_root, None, None)
-    etcd_crt, etcd_key = _pem(c.etcd.ca, "cluster.etcd.ca")
     k8s_crt, k8s_key = _pem(c.ca, "cluster.ca")
+    if cfg.machine_type not in ("controlplane", "init"):
+        # a worker's kubelet needs the Kubernetes CA certificate (never its key), the bootstrap
+        # token and the endpoint; it has no etcd root
+        k8s_worker = s.KubernetesRootSpec(
+            ca_cert=k8s_crt, bootstrap_token=c.token, endpoint=c.control_plane.endpoint, cluster_name=c.cluster_name,
+            dns_domain=c.network.dns_domain or "cluster.local",
+            service_subnets=list(c.network.service_subnets) or ["10.96.0.0/12"],
+            pod_subnets=list(c.network.pod_subnets) or ["10.244.0.0/16"],
+        )
+        return RootSecrets(os_root, None, k8s_worker if k8s_crt else None)
+    etcd_crt, etcd_key = _pem(c.etcd.ca, "cluster.etcd.ca")
     agg_crt, agg_key = _pem(c.aggregator_ca, "cluster.aggregatorCA")
     sa_key = ""
     if c.service_account.key:

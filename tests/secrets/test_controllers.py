@@ -46,7 +46,10 @@ def test_root_secrets_controlplane_and_worker() -> None:
     assert "PRIVATE KEY" in roots.k8s.service_account_key
     worker = root_secrets(wk.config)
     assert worker.os.ca_cert and not worker.os.ca_key and not worker.os.can_issue
-    assert worker.etcd is None and worker.k8s is None
+    assert worker.etcd is None
+    # the kubelet's view only: the Kubernetes CA certificate, the bootstrap token, no key
+    assert worker.k8s is not None and worker.k8s.ca_cert and not worker.k8s.ca_key and not worker.k8s.aggregator_ca_key
+    assert worker.k8s.bootstrap_token == wk.config.cluster.token and not worker.k8s.service_account_key
 
 
 def _ptr(kind: Any, id: str) -> Pointer:
@@ -167,3 +170,4 @@ async def test_worker_gets_no_local_api_certificates_and_no_etcd_or_k8s() -> Non
         assert await state.get_or_none(_ptr(s.API_CERTS, s.API_CERTS_ID)) is None
         assert await state.get_or_none(_ptr(s.ETCD_ROOT, s.ETCD_ROOT_ID)) is None
         assert await state.get_or_none(_ptr(s.K8S_CERTS, s.K8S_CERTS_ID)) is None
+        assert await state.get_or_none(_ptr(s.CERT_SANS, s.CERT_SANS_K8S_ID)) is None
