@@ -4,7 +4,8 @@ bootstrapped, health waited for), resources read and watched through the forward
 endpoint, a config change seen live, a bad config refused, a worker rebooted, and
 ``kosctl cluster destroy`` leaving nothing behind (namespaces, processes, mounts, files).
 
-The default test runs 1 control plane + 1 worker; the 3-control-plane variant is slow."""
+One test runs 1 control plane + 1 worker (watch, apply, reboot); the other 3 control planes +
+1 worker (etcd of three, members, reset of a control plane)."""
 
 from __future__ import annotations
 
@@ -217,13 +218,28 @@ def test_cluster_create_watch_apply_reboot_destroy(cluster: Cluster) -> None:
     _destroy_leaves_nothing(c)
 
 
-@pytest.mark.slow
 def test_three_control_planes_form_etcd_and_reset_leaves(tmp_path: Path) -> None:
     c = _create(tmp_path, 3, 1)
     try:
         members = c.ctl("etcd", "members").stdout
         assert all(f"cp-{i}" in members for i in (1, 2, 3)), members
+        assert len(members.strip().splitlines()) == 1 + 3, members
         cps = "10.5.0.2,10.5.0.3,10.5.0.4"
+        # every node is a cluster member with its address, seen from the host
+        deadline = time.monotonic() + 30
+        while True:
+            out = c.ctl("get", "members").stdout
+            rows = {ln.split()[3]: ln for ln in out.splitlines()[1:]}
+            if set(rows) == {"cp-1", "cp-2", "cp-3", "w-1"} or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert set(rows) == {"cp-1", "cp-2", "cp-3", "w-1"}, out
+        for name, addr in (("cp-1", "10.5.0.2"), ("cp-2", "10.5.0.3"), ("cp-3", "10.5.0.4"), ("w-1", "10.5.0.5")):
+            assert f'["{addr}"]' in rows[name], rows[name]
+        # addresses of all four nodes in one call
+        out = c.ctl("-n", f"{cps},10.5.0.5", "get", "addresses").stdout
+        for addr in ("10.5.0.2", "10.5.0.3", "10.5.0.4", "10.5.0.5"):
+            assert f"{addr}/24" in out, out
         # reset a control plane: it leaves etcd, the cluster stays healthy with two
         c.ctl("-n", "10.5.0.4", "reset", "--wait", "--timeout", "90")
         members = c.ctl("etcd", "members").stdout
