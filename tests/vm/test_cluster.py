@@ -70,20 +70,21 @@ def test_qemu_cluster_create_upgrade_destroy(image: Path, tmp_path: Path) -> Non
     assert os.path.exists(tmp_path / "kosconfig")
 
 
-def test_three_node_vm_cluster_forms_etcd(image: Path, tmp_path: Path) -> None:
+def test_three_control_planes_and_a_worker(image: Path, tmp_path: Path) -> None:
     roots = ["--state-root", str(tmp_path / "clusters")]
     name = "vm3"
     prov = QemuProvisioner(VMSpec(image), tmp_path / "clusters")
     try:
         created = kosctl(tmp_path, "cluster", "create", "--provisioner", "qemu", "--name", name, "--controlplanes",
-                         "3", "--workers", "0", "--cidr", "10.97.0.0/24", "--image-dir", str(image),
+                         "3", "--workers", "1", "--cidr", "10.97.0.0/24", "--image-dir", str(image),
                          "--wait-timeout", "900", *roots, timeout=1100)
         assert created.returncode == 0, created.stdout[-3000:] + created.stderr[-3000:]
         state = prov.load(name)
         members = kosctl(tmp_path, "--context", name, "-n", state.nodes[0].ip, "etcd", "members", timeout=60)
         assert members.returncode == 0, members.stdout + members.stderr
         for n in state.nodes:
-            assert n.name in members.stdout or n.ip in members.stdout, members.stdout
+            assert (n.ip in members.stdout) == (n.role == "controlplane"), members.stdout
+        assert "every node to be a cluster member: OK (4 members)" in created.stdout
     finally:
         kosctl(tmp_path, "cluster", "destroy", "--provisioner", "qemu", "--name", name, *roots)
         if prov.exists(name):
