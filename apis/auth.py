@@ -73,6 +73,7 @@ METHOD_RULES: dict[str, frozenset[str]] = {
     MACHINE + "Memory": _READ,
     MACHINE + "Processes": _READ,
     MACHINE + "Containers": _READ,
+    MACHINE + "ClusterHealthCheck": _READ,  # its checks call only reader RPCs, with the caller's roles
     MACHINE + "GenerateClientConfiguration": _ADMIN,
     SECURITY + "Certificate": _ADMIN | {IMPERSONATOR},
 }

@@ -46,6 +46,7 @@ from kos.apis import auth
 from kos.apis.server.containers import ContainersAPI
 from kos.apis.server.dispatch import Node, split_endpoint
 from kos.apis.server.etcd import EtcdAPI
+from kos.apis.server.health import ClusterHealthAPI
 from kos.apis.server.lifecycle import (
     LifecycleRefusedError,
     LifecycleRequestError,
@@ -375,7 +376,7 @@ class MachineNode:
                 return generate_client_configuration(pki, "kos", [f"{shown}:{node.port}"], roles, ttl)
         machine = MachineService(
             config=self.store, supervisor=self.supervisor, events=self.events, client_config=client_config,
-            extensions=self._extensions(), platform_name=self.opts.platform,
+            extensions=self._extensions(node.forward_ssl), platform_name=self.opts.platform,
         )
         ca_for_signing = pki.ca if pki is not None and pki.ca.has_key else None
         self._server = await APIServer.start(
@@ -405,12 +406,19 @@ class MachineNode:
                     self.state, wakeup=self._discovery_wakeup, task_status=task_status))
         self.ready.set()
 
-    def _extensions(self) -> list[Any]:
+    def _extensions(self, forward_ssl: Any = None) -> list[Any]:
         out: list[Any] = [LifecycleService(self)]
         out.append(EtcdAPI(self.state, self.supervisor, self._etcd_paths()))
         # the socket machined.assembly.node_services gives containerd
         out.append(ContainersAPI(Path(self._root()) / "run/containerd/containerd.sock"))
+        if forward_ssl is not None:  # the health checks call this node's API with its client identity
+            out.append(ClusterHealthAPI(self._local_endpoint, forward_ssl))
         return out
+
+    def _local_endpoint(self) -> str:
+        """This node's API as the node itself reaches it (the bound port, once serving)."""
+        host = self.host if self.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
     async def _task_services(self) -> None:
         if self._container() is None or self.supervisor is None or self.opts.platform == "process":

@@ -40,8 +40,10 @@ class Connection:
         insecure: bool = False,
         ssl_context: ssl.SSLContext | None = None,
         timeout: float | None = 30.0,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.metadata = dict(metadata or {})  # sent with every call (a node passes kos-roles)
         self.host, self.port = split_endpoint(endpoint, DEFAULT_PORT)
         self.ssl = ssl_context or client_context(ca, identity, insecure=insecure)
         self.timeout = timeout
@@ -96,9 +98,11 @@ class Connection:
             return APIError(who, Status.UNAVAILABLE, f"connection failed: {exc.strerror or exc}")
         return APIError(who, Status.UNKNOWN, repr(exc))
 
-    @staticmethod
-    def _metadata(node: str | None) -> dict[str, str] | None:
-        return {"node": node} if node else None
+    def _metadata(self, node: str | None) -> dict[str, str] | None:
+        md = dict(self.metadata)
+        if node:
+            md["node"] = node
+        return md or None
 
     async def unary(
         self, method: str, request: bytes, *, node: str | None = None, timeout: float | None = None

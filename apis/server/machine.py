@@ -211,6 +211,8 @@ class MachineService:
             d.add(p + name, self._unimplemented(name, what), unary)
         snap = self._unimplemented("EtcdSnapshot", "etcd is not managed yet")
         d.add(p + "EtcdSnapshot", snap, Cardinality.UNARY_STREAM)
+        health = self._unimplemented("ClusterHealthCheck", "the node has no client identity to run the checks with")
+        d.add(p + "ClusterHealthCheck", health, Cardinality.UNARY_STREAM)
         recover = self._unimplemented("EtcdRecover", "etcd is not managed yet")
         d.add(p + "EtcdRecover", recover, Cardinality.STREAM_UNARY)
         d.add(p + "ServiceList", self.service_list, unary)

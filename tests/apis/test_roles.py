@@ -24,7 +24,7 @@ from kos.resources.core.resource import Resource
 pytestmark = pytest.mark.anyio
 
 ROLES = [auth.ADMIN, auth.OPERATOR, auth.READER, auth.ETCD_BACKUP]
-STREAMS = {"List", "Watch", "Logs", "Dmesg", "Events", "EtcdSnapshot"}
+STREAMS = {"List", "Watch", "Logs", "Dmesg", "Events", "EtcdSnapshot", "ClusterHealthCheck"}
 SENSITIVE = secrets.OSRootSpec.definition.type
 NS_TYPE = "Namespaces.meta.cosi.dev"
 

@@ -235,8 +235,8 @@ async def _bring_up(args: argparse.Namespace, state: Any, configs: dict[str, str
 
     from kos.apis.client.config import ClientConfig
     from kos.apis.client.connection import APIError, Connection
+    from kos.apis.client.health import ClusterNodes, run_checks
     from kos.apis.gen.kos import machine as pb
-    from kos.apis.kosctl.commands.health import ClusterNodes, run_checks
 
     deadline = time.monotonic() + max(args.wait_timeout, 60.0)
 

@@ -1,22 +1,9 @@
 """``kosctl health``: cluster health checks, printed one per line as they pass (talosctl style).
 
-Checks, in order (each retried until it passes or ``--wait-timeout`` runs out):
-
-1. all nodes' API answers (Version through the endpoint, forwarded with ``node`` metadata);
-2. all nodes finished booting (``MachineStatus`` stage ``running``);
-   then time in sync (``TimeStatuses(node)`` synced, offset under 1 s; a node whose clock is
-   not its own to set, a namespace node on the host's clock, passes and is named);
-3. etcd is healthy on every control plane (EtcdMemberList answers);
-4. etcd members are consistent across the control planes (same member ids everywhere);
-5. etcd members are exactly the control-plane nodes (one voting member per control plane,
-   each advertising that node's address);
-6. no service failed on any node (ServiceList);
-7. every node is a cluster member (the first control plane's ``Members`` hold every node's
-   address: discovery works);
-8. all nodes are ready (``MachineStatus.ready``; otherwise the unmet conditions are shown).
-   A node whose only unmet conditions are services waiting for a binary the host does not
-   have (the kubelet: no Kubernetes binaries are installable on this machine) passes, and
-   the check's note names them, so the gap stays visible.
+The checks (``kos.apis.client.health`` lists them) run here, through the endpoint, or, with
+``--server``, on the node (the ``ClusterHealthCheck`` RPC, to the context's node when it names
+one, else the endpoint's), which streams the same lines back; each check is retried until it
+passes or ``--wait-timeout`` runs out.
 
 The first failing check is reported with its last error and the command exits 1. Nodes are
 given with ``--control-plane-nodes`` and ``--worker-nodes`` (addresses as the endpoint
@@ -28,266 +15,49 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kos.apis.kosctl.errors import CLIError
 
 M = "/kos.machine.MachineService/"
 
+if TYPE_CHECKING:
+    from kos.apis.client.health import ClusterNodes
 
-class CheckFailed(Exception):
-    pass
-
-
-@dataclass
-class ClusterNodes:
-    control_planes: list[str]
-    workers: list[str] = field(default_factory=list)
-
-    @property
-    def all(self) -> list[str]:
-        return [*self.control_planes, *self.workers]
-
-
-Check = Callable[[Any, ClusterNodes], Awaitable[str | None]]
-
-
-async def _version(conn: Any, nodes: ClusterNodes) -> str | None:
-    from kos.apis.client.connection import APIError
-    from kos.apis.gen.kos import machine as pb
-
-    bad = []
-    for n in nodes.all:
-        try:
-            resp = pb.VersionResponse().parse(await conn.unary(M + "Version", b"", node=n, timeout=5))
-        except APIError as exc:
-            bad.append(f"{n}: {exc.status.name}: {exc.message}")
-            continue
-        if resp.maintenance:
-            bad.append(f"{n}: still in maintenance mode")
-    if bad:
-        raise CheckFailed("; ".join(bad))
-    return None
-
-
-async def _machine_status(conn: Any, node: str) -> Any:
-    from kos.apis.client.connection import APIError
-    from kos.apis.client.state import GrpcState
-    from kos.resources.core.errors import NotFoundError
-    from kos.resources.runtime import MACHINE_STATUS_ID, MACHINE_STATUSES
-
-    try:
-        return (await GrpcState(conn, node=node).get(MACHINE_STATUSES.pointer(MACHINE_STATUS_ID))).spec
-    except NotFoundError:
-        raise CheckFailed(f"{node}: no MachineStatus yet") from None
-    except APIError as exc:
-        raise CheckFailed(f"{node}: {exc.status.name}: {exc.message}") from None
-
-
-async def _booted(conn: Any, nodes: ClusterNodes) -> str | None:
-    bad = []
-    for n in nodes.all:
-        st = await _machine_status(conn, n)
-        if st.stage != "running":
-            bad.append(f"{n}: stage {st.stage}" + (f" (phase {st.phase})" if st.phase else ""))
-    if bad:
-        raise CheckFailed("; ".join(bad))
-    return None
-
-
-async def _time(conn: Any, nodes: ClusterNodes) -> str | None:
-    """Time in sync: every node's ``TimeStatuses(node)`` synced with an offset under a second,
-    or (namespace nodes) a clock that is not the node's to set: the host's, shared by all."""
-    from kos.apis.client.connection import APIError
-    from kos.apis.client.state import GrpcState
-    from kos.resources.core.errors import NotFoundError
-    from kos.resources.network import TIME_STATUSES
-
-    bad, shared = [], []
-    for n in nodes.all:
-        try:
-            st = (await GrpcState(conn, node=n).get(TIME_STATUSES.pointer("node"))).spec
-        except NotFoundError:
-            bad.append(f"{n}: no TimeStatus yet")
-            continue
-        except APIError as exc:
-            raise CheckFailed(f"{n}: {exc.status.name}: {exc.message}") from None
-        if st.synced and abs(st.offset) < 1.0:
-            continue
-        if not st.adjusted:
-            shared.append(n)
-            continue
-        bad.append(f"{n}: " + (f"offset {st.offset:+.3f} s" if st.synced else st.error or "not synced"))
-    if bad:
-        raise CheckFailed("; ".join(bad))
-    return f"host clock shared by {', '.join(shared)}" if shared else None
-
-
-async def _members(conn: Any, node: str) -> list[Any]:
-    from kos.apis.client.connection import APIError
-    from kos.apis.gen.kos import machine as pb
-
-    try:
-        data = await conn.unary(M + "EtcdMemberList", b"", node=node, timeout=10)
-    except APIError as exc:
-        raise CheckFailed(f"{node}: {exc.status.name}: {exc.message}") from None
-    return list(pb.EtcdMemberListResponse().parse(data).members)
-
-
-async def _etcd_healthy(conn: Any, nodes: ClusterNodes) -> str | None:
-    if not nodes.control_planes:
-        raise CheckFailed("no control-plane nodes given")
-    for n in nodes.control_planes:
-        await _members(conn, n)
-    return None
-
-
-async def _etcd_consistent(conn: Any, nodes: ClusterNodes) -> str | None:
-    seen: dict[str, list[str]] = {}
-    for n in nodes.control_planes:
-        seen[n] = sorted(f"{m.id:x}" for m in await _members(conn, n))
-    first = next(iter(seen.values()))
-    bad = {n: ids for n, ids in seen.items() if ids != first}
-    if bad:
-        raise CheckFailed("member lists differ: " + "; ".join(f"{n}: {ids}" for n, ids in seen.items()))
-    return f"{len(first)} members"
-
-
-def _host(url: str) -> str:
-    rest = url.split("://", 1)[-1]
-    return rest.rsplit(":", 1)[0].strip("[]")
-
-
-async def _etcd_members_are_cps(conn: Any, nodes: ClusterNodes) -> str | None:
-    members = await _members(conn, nodes.control_planes[0])
-    learners = [m.hostname or f"{m.id:x}" for m in members if m.is_learner]
-    if learners:
-        raise CheckFailed(f"learners not promoted yet: {learners}")
-    hosts = sorted(h for m in members for h in {_host(u) for u in m.peer_urls})
-    want = sorted(_host(n) for n in nodes.control_planes)
-    if hosts != want:
-        raise CheckFailed(f"etcd members advertise {hosts}, expected the control planes {want}")
-    return None
-
-
-async def _services(conn: Any, nodes: ClusterNodes) -> str | None:
-    from kos.apis.client.connection import APIError
-    from kos.apis.gen.kos import machine as pb
-
-    bad = []
-    for n in nodes.all:
-        try:
-            resp = pb.ServiceListResponse().parse(await conn.unary(M + "ServiceList", b"", node=n, timeout=10))
-        except APIError as exc:
-            raise CheckFailed(f"{n}: {exc.status.name}: {exc.message}") from None
-        bad += [f"{n}: {s.id} {s.state}" for s in resp.services if s.state == "Failed"]
-    if bad:
-        raise CheckFailed("failed services: " + "; ".join(bad))
-    return None
-
-
-async def _members_complete(conn: Any, nodes: ClusterNodes) -> str | None:
-    """Cluster discovery: the first control plane's Members list every node, with its address."""
-    from kos.apis.client.connection import APIError
-    from kos.apis.client.state import GrpcState
-    from kos.resources.cluster import MEMBERS
-
-    try:
-        members = await GrpcState(conn, node=nodes.control_planes[0]).list(MEMBERS)
-    except APIError as exc:
-        raise CheckFailed(f"{nodes.control_planes[0]}: {exc.status.name}: {exc.message}") from None
-    seen = {a for m in members for a in m.spec.addresses}
-    missing = [n for n in nodes.all if _host(n) not in seen]
-    if missing:
-        raise CheckFailed(f"not members yet: {', '.join(missing)}")
-    return f"{len(members)} members"
-
-
-MISSING_BINARY = "binary not found"
-
-
-async def _ready(conn: Any, nodes: ClusterNodes) -> str | None:
-    """Ready everywhere; a node whose only unmet conditions are services waiting for a binary
-    this host does not have (kubelet here) passes with that named in the note."""
-    bad, missing = [], []
-    for n in nodes.all:
-        st = await _machine_status(conn, n)
-        if st.ready:
-            continue
-        conds = list(st.unmet_conditions)
-        if conds and all(MISSING_BINARY in c.reason for c in conds):
-            missing += [f"{n}: {c.name}" for c in conds]
-            continue
-        unmet = "; ".join(f"{c.name}: {c.reason}" for c in conds) or "not ready"
-        bad.append(f"{n}: {unmet}")
-    if bad:
-        raise CheckFailed(" | ".join(bad))
-    return f"except services whose binary is not installed here: {', '.join(missing)}" if missing else None
-
-
-CHECKS: list[tuple[str, Check]] = [
-    ("all nodes' API to answer", _version),
-    ("all nodes to finish booting", _booted),
-    ("time to be in sync", _time),
-    ("etcd to be healthy on every control plane", _etcd_healthy),
-    ("etcd members to be consistent across nodes", _etcd_consistent),
-    ("etcd members to be the control-plane nodes", _etcd_members_are_cps),
-    ("no failed services", _services),
-    ("every node to be a cluster member", _members_complete),
-    ("all nodes to be ready", _ready),
-]
-
-
-async def run_checks(
-    conn: Any,
-    nodes: ClusterNodes,
-    *,
-    timeout: float,
-    out: Callable[[str], None] = print,
-    poll: float = 1.0,
-) -> bool:
-    """Run every check until it passes; False (after printing why) on the first that does not."""
-    import anyio
-
-    deadline = time.monotonic() + timeout
-    for title, check in CHECKS:
-        last = ""
-        while True:
-            try:
-                note = await check(conn, nodes)
-            except CheckFailed as exc:
-                if str(exc) != last:
-                    out(f"waiting for {title}: {exc}")
-                    last = str(exc)
-                if time.monotonic() >= deadline:
-                    out(f"waiting for {title}: FAILED (timeout)")
-                    return False
-                await anyio.sleep(poll)
-                continue
-            out(f"waiting for {title}: OK" + (f" ({note})" if note else ""))
-            break
-    return True
+# kos.apis.client.health is imported where it is used: it pulls in the client library (grpclib),
+# which ``kosctl --help`` must not pay for
 
 
 async def discovered_nodes(conn: Any, node: str | None) -> ClusterNodes:
-    """The nodes from cluster discovery (``Members`` of the endpoint's node): control planes
-    and workers by their first address."""
-    from kos.apis.client.connection import APIError
-    from kos.apis.client.state import GrpcState
-    from kos.resources.cluster import MEMBERS
+    """The nodes from cluster discovery (``Members`` of the context's node)."""
+    from kos.apis.client.health import DiscoveryError
+    from kos.apis.client.health import discovered_nodes as discover
 
     try:
-        members = await GrpcState(conn, node=node).list(MEMBERS)
+        return await discover(conn, node)
+    except DiscoveryError as exc:
+        raise CLIError(str(exc)) from None
+
+
+async def server_checks(conn: Any, node: str | None, nodes: ClusterNodes, wait_timeout: float) -> bool:
+    """``--server``: the node runs the checks and streams its lines, printed as they come;
+    False when a check failed."""
+    from kos.apis.client.connection import APIError
+    from kos.apis.client.health import Status, from_response, line
+    from kos.apis.gen.kos import machine as pb
+
+    request = pb.ClusterHealthCheckRequest(wait_timeout=wait_timeout, control_plane_nodes=nodes.control_planes,
+                                           worker_nodes=nodes.workers)
+    ok = True
+    try:
+        async with conn.stream(M + "ClusterHealthCheck", bytes(request), node=node) as replies:
+            async for data in replies:
+                event = from_response(pb.ClusterHealthCheckResponse().parse(data))
+                print(line(event), flush=True)
+                ok = ok and event.status is not Status.FAILED
     except APIError as exc:
-        raise CLIError(f"discovering the nodes (Members): {exc}; give --control-plane-nodes") from None
-    cps = [m.spec.addresses[0] for m in members if m.spec.addresses and m.spec.machine_type in ("controlplane", "init")]
-    workers = [m.spec.addresses[0] for m in members if m.spec.addresses and m.spec.machine_type == "worker"]
-    if not cps:
-        raise CLIError("no control-plane member discovered: give --control-plane-nodes or --cluster")
-    return ClusterNodes(cps, workers)
+        raise CLIError(f"health --server: {exc}") from None
+    return ok
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -297,6 +67,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--control-plane-nodes", default="", help="comma-separated control-plane node addresses")
     p.add_argument("--worker-nodes", default="", help="comma-separated worker node addresses")
     p.add_argument("--wait-timeout", type=float, default=60.0, help="seconds to wait for every check (default 60)")
+    p.add_argument("--server", action="store_true",
+                   help="run the checks on the node (ClusterHealthCheck RPC) instead of from here")
     p.set_defaults(func=run)
 
 
@@ -309,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
     from kos.apis.client.config import ClientConfig, ConfigError
     from kos.apis.client.connection import Connection
+    from kos.apis.client.health import ClusterNodes, discovery_event, line, run_checks
 
     if args.wait_timeout <= 0:
         raise CLIError(f"--wait-timeout {args.wait_timeout}: expected a positive number of seconds")
@@ -332,11 +105,13 @@ def run(args: argparse.Namespace) -> int:
 
     async def go() -> bool:
         async with Connection.from_context(ctx, endpoint=endpoint, timeout=15) as conn:
+            node = ctx.nodes[0] if ctx.nodes else None
+            if args.server:
+                return await server_checks(conn, node, ClusterNodes(cps, workers), args.wait_timeout)
             nodes = ClusterNodes(cps, workers)
             if not cps:
-                nodes = await discovered_nodes(conn, ctx.nodes[0] if ctx.nodes else None)
-                print(f"discovered nodes: control planes {', '.join(nodes.control_planes)}; "
-                      f"workers {', '.join(nodes.workers) or 'none'}", flush=True)
+                nodes = await discovered_nodes(conn, node)
+                print(line(discovery_event(nodes)), flush=True)
             return await run_checks(conn, nodes, timeout=args.wait_timeout, out=lambda s: print(s, flush=True))
 
     try:

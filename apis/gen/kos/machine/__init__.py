@@ -40,6 +40,12 @@ class RebootRequestMode(betterproto.Enum):
     POWERCYCLE = 1
 
 
+class ClusterHealthCheckResponseStatus(betterproto.Enum):
+    RUNNING = 0
+    OK = 1
+    FAILED = 2
+
+
 @dataclass(eq=False, repr=False)
 class NodeMetadata(betterproto.Message):
     """
@@ -437,6 +443,38 @@ class GenerateClientConfigurationResponse(betterproto.Message):
     key: bytes = betterproto.bytes_field(4)
     kosconfig: bytes = betterproto.bytes_field(5)
     """A kosconfig (YAML) with a context for this node."""
+
+
+@dataclass(eq=False, repr=False)
+class ClusterHealthCheckRequest(betterproto.Message):
+    """
+    ClusterHealthCheck: the cluster health checks of `kosctl health`, run on the node that
+     answers (talosctl health --server). Empty node lists: discovered from the node's Members.
+    """
+
+    wait_timeout: float = betterproto.double_field(1)
+    """Seconds to wait for every check to pass (0: the default, 60)."""
+
+    control_plane_nodes: List[str] = betterproto.string_field(2)
+    """
+    Node addresses (host or host:port) as the answering node reaches them.
+    """
+
+    worker_nodes: List[str] = betterproto.string_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class ClusterHealthCheckResponse(betterproto.Message):
+    """
+    One line of progress: a check waiting (RUNNING, message = why), passed (OK, message = an
+     optional note) or given up on (FAILED, message = why; the stream ends after it). The check
+     "discover nodes" reports the discovered nodes (OK, message = the nodes).
+    """
+
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+    check: str = betterproto.string_field(2)
+    status: "ClusterHealthCheckResponseStatus" = betterproto.enum_field(3)
+    message: str = betterproto.string_field(4)
 
 
 class MachineServiceStub(betterproto.ServiceStub):
@@ -887,6 +925,24 @@ class MachineServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def cluster_health_check(
+        self,
+        cluster_health_check_request: "ClusterHealthCheckRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[ClusterHealthCheckResponse]:
+        async for response in self._unary_stream(
+            "/kos.machine.MachineService/ClusterHealthCheck",
+            cluster_health_check_request,
+            ClusterHealthCheckResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
 
 class MachineServiceBase(ServiceBase):
 
@@ -1006,6 +1062,12 @@ class MachineServiceBase(ServiceBase):
         self, containers_request: "ContainersRequest"
     ) -> "ContainersResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def cluster_health_check(
+        self, cluster_health_check_request: "ClusterHealthCheckRequest"
+    ) -> AsyncIterator[ClusterHealthCheckResponse]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield ClusterHealthCheckResponse()
 
     async def __rpc_version(
         self, stream: "grpclib.server.Stream[VersionRequest, VersionResponse]"
@@ -1207,6 +1269,17 @@ class MachineServiceBase(ServiceBase):
         response = await self.containers(request)
         await stream.send_message(response)
 
+    async def __rpc_cluster_health_check(
+        self,
+        stream: "grpclib.server.Stream[ClusterHealthCheckRequest, ClusterHealthCheckResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        await self._call_rpc_handler_server_stream(
+            self.cluster_health_check,
+            stream,
+            request,
+        )
+
     def __mapping__(self) -> Dict[str, grpclib.const.Handler]:
         return {
             "/kos.machine.MachineService/Version": grpclib.const.Handler(
@@ -1364,5 +1437,11 @@ class MachineServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 ContainersRequest,
                 ContainersResponse,
+            ),
+            "/kos.machine.MachineService/ClusterHealthCheck": grpclib.const.Handler(
+                self.__rpc_cluster_health_check,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                ClusterHealthCheckRequest,
+                ClusterHealthCheckResponse,
             ),
         }
