@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -281,7 +281,7 @@ async def health_events(
     timeout: float,
     poll: float = 1.0,
     checks: Sequence[tuple[str, Check]] = CHECKS,
-) -> AsyncIterator[HealthEvent]:
+) -> AsyncGenerator[HealthEvent, None]:
     """Run every check until it passes: a RUNNING event whenever its reason to wait changes,
     then OK; FAILED (and the end) when the timeout runs out first."""
     import anyio
@@ -314,10 +314,13 @@ async def run_checks(
     poll: float = 1.0,
 ) -> bool:
     """Run every check until it passes; False (after printing why) on the first that does not."""
-    async for event in health_events(conn, nodes, timeout=timeout, poll=poll):
-        out(line(event))
-        if event.status is Status.FAILED:
-            return False
+    from contextlib import aclosing
+
+    async with aclosing(health_events(conn, nodes, timeout=timeout, poll=poll)) as events:
+        async for event in events:
+            out(line(event))
+            if event.status is Status.FAILED:
+                return False
     return True
 
 

@@ -21,6 +21,7 @@ import math
 import re
 import ssl
 from collections.abc import Callable
+from contextlib import aclosing
 
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
@@ -107,5 +108,7 @@ class ClusterHealthAPI:
                 except health.DiscoveryError as exc:
                     raise GRPCError(Status.FAILED_PRECONDITION, str(exc)) from None
                 await call.send(bytes(health.to_response(health.discovery_event(nodes))))
-            async for event in health.health_events(conn, nodes, timeout=timeout, poll=self.poll):
-                await call.send(bytes(health.to_response(event)))
+            # closed here, not by the garbage collector, when the caller goes away mid-check
+            async with aclosing(health.health_events(conn, nodes, timeout=timeout, poll=self.poll)) as events:
+                async for event in events:
+                    await call.send(bytes(health.to_response(event)))

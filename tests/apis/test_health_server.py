@@ -3,7 +3,8 @@ of a check run and their lines (the same text the client-side run prints), their
 translation, and the RPC over real mutual TLS on loopback: the node calls its own API with its
 impersonator certificate and the caller's roles, streams the lines, reports a check out of time
 as a FAILED message; bad requests are INVALID_ARGUMENT naming the value; discovery without
-members is FAILED_PRECONDITION; ``kosctl health --server`` prints the streamed lines."""
+members is FAILED_PRECONDITION; a caller leaving mid-check leaves the node serving; ``kosctl
+health --server`` prints the streamed lines."""
 
 from __future__ import annotations
 
@@ -175,3 +176,15 @@ async def test_without_the_extension_it_is_unimplemented(tmp_path: Path) -> None
         with pytest.raises(APIError) as info:
             await _run(conn, pb.ClusterHealthCheckRequest(control_plane_nodes=["loopback"]))
     assert info.value.status == Status.UNIMPLEMENTED and "ClusterHealthCheck" in info.value.message
+
+
+async def test_a_caller_leaving_mid_check_leaves_the_node_serving(api: LoopbackAPI) -> None:
+    req = pb.ClusterHealthCheckRequest(wait_timeout=600, control_plane_nodes=["10.255.0.9"])
+    async with api.connect([auth.READER]) as conn:
+        with anyio.fail_after(10):
+            async with conn.stream(M + "ClusterHealthCheck", bytes(req)) as replies:
+                async for data in replies:
+                    assert health.from_response(pb.ClusterHealthCheckResponse().parse(data)).status is S.RUNNING
+                    break  # the stream is cancelled while the node waits to retry
+        events = await _run(conn, pb.ClusterHealthCheckRequest(wait_timeout=0.2, control_plane_nodes=["loopback"]))
+    assert events[0] == health.HealthEvent("all nodes' API to answer", S.OK)

@@ -2,7 +2,8 @@
 plane runs the checks (the ``ClusterHealthCheck`` RPC) against its own API with its client
 identity and streams the lines kosctl prints, the same lines as the client-side run; nodes are
 discovered from its Members or given; a control plane that is not a node is a FAILED line and
-exit code 1; a malformed node address is refused (INVALID_ARGUMENT naming it)."""
+exit code 1; a malformed node address is refused (INVALID_ARGUMENT naming it); the worker runs
+the checks as well (with the client certificate the control plane issued it)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,10 @@ def test_health_server_streams_the_checks_and_fails_on_a_missing_node(cluster: C
     server = c.ctl("health", "--server", *given).stdout.splitlines()
     client = c.ctl("health", *given).stdout.splitlines()
     assert server == client and server[-1].startswith("waiting for all nodes to be ready: OK"), (server, client)
+
+    # through the worker: it runs the checks with its own client certificate (issued by the control plane)
+    worker = c.ctl("-n", W, "health", "--server", *given).stdout.splitlines()
+    assert worker == server, (worker, server)
 
     # a control plane that is not a node: a FAILED line, exit 1
     bad = c.ctl("health", "--server", "--control-plane-nodes", "10.5.0.250", "--wait-timeout", "2", check=False)
