@@ -159,9 +159,10 @@ def node_boot_state(node: NodeState) -> dict[str, object]:
     return data
 
 
-class NamespaceProvisioner:
-    def __init__(self, state_root: Path | None = None) -> None:
-        self.state_root = state_root or DEFAULT_STATE_ROOT
+class ClusterDirectory:
+    """Where a provisioner keeps its clusters: ``<state_root>/<name>/cluster.json``."""
+
+    state_root: Path
 
     def cluster_dir(self, name: str) -> Path:
         return self.state_root / name
@@ -178,6 +179,11 @@ class NamespaceProvisioner:
         if not self.state_root.is_dir():
             return []
         return sorted(p.name for p in self.state_root.iterdir() if (p / "cluster.json").exists())
+
+
+class NamespaceProvisioner(ClusterDirectory):
+    def __init__(self, state_root: Path | None = None) -> None:
+        self.state_root = state_root or DEFAULT_STATE_ROOT
 
     # -- create -----------------------------------------------------------------------------
     def create(self, name: str, nodes: list[NodeRequest], *, cidr: str = "10.5.0.0/24") -> ClusterState:

@@ -89,6 +89,18 @@ def build_root(
     root.mkdir(parents=True, exist_ok=True)
     sc.mount("tmpfs", root, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=755,size=64m")
 
+    # writable places first: the read-only binds below may live under them (a checkout of kos
+    # in /tmp stays visible at its own path, which the editable install points at)
+    for path in ("run", "tmp"):
+        sc.mount("tmpfs", _mkdir(root, path), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=1777,size=256m")
+    _mkdir(root, "root", 0o700)
+    var_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    sc.bind(var_dir, _mkdir(root, "var"))
+    sc.bind(state_dir, _mkdir(root, "system/state"))
+    # runtime secrets (certificates written for etcd, kubelet, ...): memory only, like Talos
+    sc.mount("tmpfs", _mkdir(root, "system/secrets"), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=700,size=16m")
+
     # read-only system content
     _bind_ro(root, "/usr/lib")
     if Path("/usr/lib64").is_dir():
@@ -147,16 +159,6 @@ def build_root(
     if Path("/sys/fs/cgroup").is_dir():
         sc.bind("/sys/fs/cgroup", root / "sys/fs/cgroup", recursive=True)
 
-    # writable places
-    for path in ("run", "tmp"):
-        sc.mount("tmpfs", _mkdir(root, path), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=1777,size=256m")
-    _mkdir(root, "root", 0o700)
-    var_dir.mkdir(parents=True, exist_ok=True)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    sc.bind(var_dir, _mkdir(root, "var"))
-    sc.bind(state_dir, _mkdir(root, "system/state"))
-    # runtime secrets (certificates written for etcd, kubelet, ...): memory only, like Talos
-    sc.mount("tmpfs", _mkdir(root, "system/secrets"), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=700,size=16m")
 
 
 def enter_root(root: Path) -> None:

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from kos.platform.image import layout
 from kos.platform.provision.namespaces import (
+    ClusterDirectory,
     ClusterState,
     NodeRequest,
     NodeState,
@@ -123,26 +124,10 @@ def _is_qemu(pid: int) -> bool:
         return False
 
 
-class QemuProvisioner:
+class QemuProvisioner(ClusterDirectory):
     def __init__(self, spec: VMSpec, state_root: Path | None = None) -> None:
         self.spec = spec
         self.state_root = state_root or DEFAULT_STATE_ROOT
-
-    def cluster_dir(self, name: str) -> Path:
-        return self.state_root / name
-
-    def exists(self, name: str) -> bool:
-        return (self.cluster_dir(name) / "cluster.json").exists()
-
-    def load(self, name: str) -> ClusterState:
-        if not self.exists(name):
-            raise ProvisionError(f"cluster {name!r} does not exist (no {self.cluster_dir(name) / 'cluster.json'})")
-        return ClusterState.load(self.cluster_dir(name))
-
-    def names(self) -> list[str]:
-        if not self.state_root.is_dir():
-            return []
-        return sorted(p.name for p in self.state_root.iterdir() if (p / "cluster.json").exists())
 
     # -- create -----------------------------------------------------------------------------
     def create(self, name: str, nodes: list[NodeRequest], *, cidr: str = "10.5.0.0/24",

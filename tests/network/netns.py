@@ -49,8 +49,12 @@ def nsenter(path: str, *cmd: str, check: bool = True) -> subprocess.CompletedPro
 
 
 def kernel(path: str, what: str) -> list[dict[str, Any]]:
-    out = nsenter(path, "ip", "-j", *what.split()).stdout
-    return json.loads(out) if out.strip() else []
+    proc = nsenter(path, "ip", "-j", *what.split(), check=False)
+    if proc.returncode != 0:
+        if "table does not exist" in proc.stderr:  # a routing table comes to be with its first route
+            return []
+        raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
+    return json.loads(proc.stdout) if proc.stdout.strip() else []
 
 
 def addresses(path: str) -> set[tuple[str, str]]:
