@@ -55,6 +55,7 @@ METHOD_RULES: dict[str, frozenset[str]] = {
     MACHINE + "Shutdown": _OPERATE,
     MACHINE + "Reset": _ADMIN,
     MACHINE + "Upgrade": _ADMIN,
+    MACHINE + "Rollback": _ADMIN,
     MACHINE + "ServiceList": _READ,
     MACHINE + "ServiceStart": _OPERATE,
     MACHINE + "ServiceStop": _OPERATE,

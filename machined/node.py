@@ -68,6 +68,8 @@ from kos.machined import assembly
 from kos.machined.init import Action
 from kos.machined.sequencer import PREEMPTIVE, Phase, Sequence, SequenceBusyError, SequenceError, Sequencer
 from kos.machined.services import Supervisor
+from kos.platform.image import install as image_install
+from kos.platform.image import installer as image_installer
 from kos.platform.image.installer import upgrade_sequence
 from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.meta import publish_meta
@@ -529,6 +531,27 @@ class MachineNode:
         except ValueError as exc:
             raise LifecycleRequestError(str(exc)) from None
         return self._schedule(Sequence("upgrade", "upgrading", tuple(phases)), Action.REBOOT)
+
+    async def rollback(self) -> tuple[str, str, str]:
+        """Manual rollback: check now that the other slot is a previous good one (else
+        FAILED_PRECONDITION, nothing changed), then a reboot sequence whose first phase flips
+        META to it."""
+        if self.opts.platform in ("container", "process"):
+            raise UpgradeUnavailableError(
+                f"rollback: {self.opts.platform} nodes have no boot slots (only QEMU/metal nodes booted from a "
+                "kos system disk have A/B slots); recreate the node to change its version"
+            )
+        try:
+            state, target = await anyio.to_thread.run_sync(image_installer.rollback_check)
+        except image_install.InstallError as exc:
+            raise LifecycleRefusedError(f"rollback refused: {exc}") from None
+
+        async def flip() -> None:
+            flipped = await anyio.to_thread.run_sync(image_installer.rollback_now)
+            log.info("rollback: next boot uses the previous slot", active=flipped.active)
+
+        seq = self._stop_sequence("rollback", "rebooting", (Phase.of("rollback", ("flipBootSlot", flip)),))
+        return self._schedule(seq, Action.REBOOT), state.active, target
 
     def request(self, action: Action, why: str) -> None:
         """A signal's request: shutdown (SIGTERM) or reboot (SIGINT / ctrl-alt-del)."""

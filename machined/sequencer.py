@@ -46,7 +46,7 @@ OWNER = "sequencer"
 
 TaskFn = Callable[[], Awaitable[None]]
 
-PREEMPTIVE = frozenset({"reboot", "shutdown", "reset", "upgrade"})
+PREEMPTIVE = frozenset({"reboot", "shutdown", "reset", "upgrade", "rollback"})
 """Sequences that cancel a running boot instead of being refused."""
 
 

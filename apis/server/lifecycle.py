@@ -1,4 +1,4 @@
-"""Reboot, Shutdown, Reset and Upgrade: the machine API's lifecycle RPCs.
+"""Reboot, Shutdown, Reset, Upgrade and Rollback: the machine API's lifecycle RPCs.
 
 ``LifecycleService(controller)`` is a HandlerProvider for ``MachineService(extensions=[...])``.
 Each handler checks the request (bad values are INVALID_ARGUMENT naming the field), asks the
@@ -6,14 +6,16 @@ Each handler checks the request (bad values are INVALID_ARGUMENT naming the fiel
 start the sequence, and answers at once with the actor id the sequence's events carry, as
 Talos does: the node reboots after the reply is sent. A sequence that may not start now
 (another one is running) is FAILED_PRECONDITION; an upgrade without an installer on this
-node is UNIMPLEMENTED with the reason.
+node is UNIMPLEMENTED with the reason. Rollback answers with the slot it leaves and the one it
+boots; a node with no previous good slot (never upgraded, or its upgrade rolled back) is
+FAILED_PRECONDITION, and nothing changes on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
@@ -24,6 +26,7 @@ from kos.apis.server.dispatch import Call, Dispatcher
 from kos.apis.server.state import parse
 
 SYSTEM_LABELS = ("STATE", "EPHEMERAL", "META")
+T = TypeVar("T")
 
 
 class LifecycleRefusedError(RuntimeError):
@@ -56,6 +59,10 @@ class LifecycleController(Protocol):
 
     async def upgrade(self, image: str, *, preserve: bool, stage: bool, force: bool) -> str: ...
 
+    async def rollback(self) -> tuple[str, str, str]:
+        """(actor id, slot running now, slot booted next)."""
+        ...
+
 
 def parse_wipe(specs: Sequence[pb.ResetPartitionSpec]) -> tuple[str, ...]:
     """The labels to wipe (default STATE and EPHEMERAL); unknown labels are refused."""
@@ -84,11 +91,12 @@ class LifecycleService:
         d.add(auth.MACHINE + "Shutdown", self.shutdown, unary)
         d.add(auth.MACHINE + "Reset", self.reset, unary)
         d.add(auth.MACHINE + "Upgrade", self.upgrade, unary)
+        d.add(auth.MACHINE + "Rollback", self.rollback, unary)
 
     @staticmethod
-    async def _start(fn: object) -> str:
+    async def _start(fn: Awaitable[T]) -> T:
         try:
-            return await fn  # type: ignore[misc,no-any-return]
+            return await fn
         except LifecycleRefusedError as exc:
             raise GRPCError(Status.FAILED_PRECONDITION, str(exc)) from None
         except UpgradeUnavailableError as exc:
@@ -124,3 +132,8 @@ class LifecycleService:
             self.controller.upgrade(req.image, preserve=req.preserve, stage=req.stage, force=req.force)
         )
         await call.send(bytes(pb.UpgradeResponse(ack="Upgrade request received", actor_id=actor)))
+
+    async def rollback(self, call: Call) -> None:
+        parse(pb.RollbackRequest, await call.request())
+        actor, current, target = await self._start(self.controller.rollback())
+        await call.send(bytes(pb.RollbackResponse(actor_id=actor, from_slot=current, to_slot=target)))

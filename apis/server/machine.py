@@ -200,6 +200,7 @@ class MachineService:
             ("Shutdown", "shutdown needs the boot sequencer (machined as PID 1)"),
             ("Reset", "reset needs the boot sequencer and the volume manager"),
             ("Upgrade", "upgrade needs the A/B image installer"),
+            ("Rollback", "rollback needs the A/B image installer"),
             ("EtcdMemberList", "etcd is not managed by this node yet"),
             ("EtcdRemoveMember", "etcd is not managed by this node yet"),
             ("EtcdLeaveCluster", "etcd is not managed by this node yet"),

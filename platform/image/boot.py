@@ -176,13 +176,15 @@ def _network(p: BootParams) -> None:
         print(f"kos: {name} {p.ip}" + (f" via {p.gateway}" if p.gateway else ""), flush=True)
 
 
-def confirm_boot(meta_dev: str) -> bool:
+def confirm_boot(meta_dev: str, offset: int = 0) -> bool:
     """Mark the running slot good: drop META's fallback. True if it changed anything."""
-    values = meta.read(meta_dev)
+    values = meta.read(meta_dev, offset)
     state = meta.BootState.from_meta(values)
     if not state.fallback:
         return False
-    meta.write(meta_dev, meta.confirm(state).to_meta(values))
+    out = meta.confirm(state).to_meta(values)
+    out[f"good-{state.active.lower()}"] = "1"  # a manual rollback may come back to it
+    meta.write(meta_dev, out, offset)
     return True
 
 

@@ -10,7 +10,13 @@ itself, so no partition device nodes are needed (this host's kernel has no GPT p
 * ``upgrade(disk, rootfs, tries)``: writes the inactive slot, verifies it by reading it back,
   then stages it in META (``active`` = new, ``fallback`` = old, ``tries``); the next boot
   uses it and the initramfs rolls back after ``tries`` unconfirmed boots.
-* ``rollback(disk)``: boot the other slot next. ``status(disk)``: the BootState.
+* ``rollback(disk)``: boot the other slot next, if it is a previous good slot (see
+  ``rollback_target``). ``status(disk)``: the BootState.
+
+Which slots are good is recorded in META as ``good-a=1``/``good-b=1``: ``upgrade`` marks the
+slot it upgrades from (it was running) and clears the mark of the slot it overwrites; the
+image's boot confirmer (``kos.platform.image.boot.confirm_boot``) marks the slot it confirms.
+A slot whose upgrade never confirmed (the initramfs rolled back from it) stays unmarked.
 
 Everything here is blocking (call it through ``anyio.to_thread``). A bad rootfs (not a
 squashfs, too big for the slot) is refused before anything is written.
@@ -138,12 +144,47 @@ def upgrade(disk: str, rootfs: Path, tries: int = meta.DEFAULT_TRIES) -> meta.Bo
     staged = meta.stage_upgrade(meta.confirm(current), tries)
     out = staged.to_meta(values)
     out[f"sha256-{target.lower()}"] = digest
+    out[good_key(current.active)] = "1"
+    out.pop(good_key(target), None)
     meta.write(disk, out, loc.meta_offset)
     return staged
 
 
-def rollback(disk: str) -> meta.BootState:
+def good_key(slot: str) -> str:
+    return f"good-{slot.lower()}"
+
+
+class NoPreviousSlotError(InstallError):
+    """The other slot holds no previous good system: nothing to roll back to."""
+
+
+def rollback_target(disk: str) -> tuple[meta.BootState, str]:
+    """(current state, the slot a manual rollback boots): the other slot, when it is the
+    unconfirmed upgrade's fallback or marked good in META and still holds a squashfs;
+    NoPreviousSlotError otherwise (never upgraded, or its upgrade rolled back)."""
     loc = locate(disk)
+    values = meta.read(disk, loc.meta_offset)
+    state = meta.BootState.from_meta(values)
+    target = meta.other(state.active)
+    if state.fallback != target and values.get(good_key(target)) != "1":
+        raise NoPreviousSlotError(
+            f"{disk}: no previous good slot to roll back to: BOOT-{target} never ran a confirmed system "
+            f"(the node was never upgraded, or its upgrade to BOOT-{target} rolled back); "
+            f"slot {state.active} stays active")
+    fd = os.open(disk, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        magic = os.pread(fd, 4, loc.slots[target][0])
+    finally:
+        os.close(fd)
+    if magic != SQUASHFS_MAGIC:
+        raise NoPreviousSlotError(f"{disk}: BOOT-{target} holds no squashfs rootfs; slot {state.active} stays active")
+    return state, target
+
+
+def rollback(disk: str) -> meta.BootState:
+    """Boot the previous good slot next (NoPreviousSlotError when there is none)."""
+    loc = locate(disk)
+    rollback_target(disk)
     values = meta.read(disk, loc.meta_offset)
     state = meta.rollback(meta.BootState.from_meta(values))
     meta.write(disk, state.to_meta(values), loc.meta_offset)

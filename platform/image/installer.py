@@ -136,6 +136,13 @@ def upgrade_sequence(image: str, *, preserve: bool = True, stage: bool = False, 
     )
 
 
+def rollback_check() -> tuple[meta.BootState, str]:
+    """(this node's boot state, the slot a rollback would boot); install.NoPreviousSlotError
+    when there is no previous good slot, InstallError when the node has no system disk
+    (blocking)."""
+    return install.rollback_target(system_disk())
+
+
 def rollback_now() -> meta.BootState:
     """Flip the next boot to the other slot on this node's system disk (blocking)."""
     return install.rollback(system_disk())

@@ -1,6 +1,6 @@
 """The lifecycle RPCs against a real machined process (process mode, mutual TLS): bad
 requests are refused with the field named and change nothing; Upgrade without an installer is
-UNIMPLEMENTED; Reboot answers, runs the reboot sequence (events) and ends the process."""
+UNIMPLEMENTED (and so is Rollback); Reboot answers, runs the reboot sequence (events) and ends the process."""
 
 from __future__ import annotations
 
@@ -62,6 +62,9 @@ async def test_bad_lifecycle_requests_are_refused_and_reboot_runs_the_sequence(
         with pytest.raises(APIError) as info:
             await conn.unary(M + "Upgrade", bytes(pb.UpgradeRequest(image="ghcr.io/kos-dev/installer:v0.2.0")))
         assert info.value.status == Status.UNIMPLEMENTED and "no boot slots" in info.value.message
+        with pytest.raises(APIError) as info:
+            await conn.unary(M + "Rollback", bytes(pb.RollbackRequest()))
+        assert info.value.status == Status.UNIMPLEMENTED and "process nodes have no boot slots" in info.value.message
         assert proc.poll() is None  # nothing happened to the node
 
         # the events stream shows the reboot sequence's phases

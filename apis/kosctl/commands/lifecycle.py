@@ -1,10 +1,11 @@
-"""``kosctl reboot|shutdown|reset|upgrade``: the machine lifecycle RPCs, per node.
+"""``kosctl reboot|shutdown|reset|upgrade|rollback``: the machine lifecycle RPCs, per node.
 
 * ``reboot [--mode default|powercycle]``;
 * ``shutdown [--force]``;
 * ``reset [--graceful=true] [--reboot] [--system-labels-to-wipe STATE,EPHEMERAL]``: leave
   etcd (graceful, control planes), wipe the system volumes, then power off (or reboot);
-* ``upgrade --image REF [--preserve] [--stage] [--force]``.
+* ``upgrade --image REF [--preserve] [--stage] [--force]``;
+* ``rollback``: boot the previous good A/B slot (META flipped, then a reboot).
 
 Each prints the node and the sequence's actor id; ``--wait`` then follows the node until it is
 back (reboot, reset with ``--reboot``: its MachineStatus stage is ``running`` again after a
@@ -40,7 +41,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     u.add_argument("--preserve", action="store_true", help="keep EPHEMERAL data")
     u.add_argument("--stage", action="store_true", help="stage the upgrade for the next reboot")
     u.add_argument("--force", action="store_true", help="skip the etcd health check")
-    for p, fn in ((r, run_reboot), (s, run_shutdown), (x, run_reset), (u, run_upgrade)):
+    b = sub.add_parser("rollback", help="reboot nodes into their previous good A/B boot slot")
+    for p, fn in ((r, run_reboot), (s, run_shutdown), (x, run_reset), (u, run_upgrade), (b, run_rollback)):
         add_target_args(p)
         p.add_argument("--wait", action="store_true", help="follow the node until the action completed")
         p.add_argument("--timeout", type=float, default=120.0, help="with --wait: seconds (default 120)")
@@ -56,7 +58,10 @@ def _call(args: argparse.Namespace, method: str, request: bytes, response: Any, 
     async def one(conn: Any, node: str | None) -> None:
         before = await _boot_marker(conn, node) if args.wait else None
         resp = response().parse(await conn.unary(M + method, request, node=node))
-        print(f"{t.label(node)}: {verb} (actor {resp.actor_id})", flush=True)
+        what = verb
+        if method == "Rollback":
+            what = f"{verb} from slot {resp.from_slot} to slot {resp.to_slot}"
+        print(f"{t.label(node)}: {what} (actor {resp.actor_id})", flush=True)
         if args.wait:
             await _follow(conn, node, t.label(node), before, comes_back=comes_back, timeout=args.timeout)
 
@@ -138,3 +143,10 @@ def run_upgrade(args: argparse.Namespace) -> int:
 
     req = pb.UpgradeRequest(image=args.image, preserve=args.preserve, stage=args.stage, force=args.force)
     return _call(args, "Upgrade", bytes(req), pb.UpgradeResponse, "upgrading", comes_back=True)
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    from kos.apis.gen.kos import machine as pb
+
+    return _call(args, "Rollback", bytes(pb.RollbackRequest()), pb.RollbackResponse, "rolling back",
+                 comes_back=True)

@@ -177,6 +177,21 @@ class UpgradeResponse(betterproto.Message):
 
 
 @dataclass(eq=False, repr=False)
+class RollbackRequest(betterproto.Message):
+    """Rollback: boot the previous good A/B slot (flip META, then reboot)."""
+
+    pass
+
+
+@dataclass(eq=False, repr=False)
+class RollbackResponse(betterproto.Message):
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+    actor_id: str = betterproto.string_field(2)
+    from_slot: str = betterproto.string_field(3)
+    to_slot: str = betterproto.string_field(4)
+
+
+@dataclass(eq=False, repr=False)
 class ServiceListRequest(betterproto.Message):
     pass
 
@@ -597,6 +612,23 @@ class MachineServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def rollback(
+        self,
+        rollback_request: "RollbackRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "RollbackResponse":
+        return await self._unary_unary(
+            "/kos.machine.MachineService/Rollback",
+            rollback_request,
+            RollbackResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def service_list(
         self,
         service_list_request: "ServiceListRequest",
@@ -971,6 +1003,9 @@ class MachineServiceBase(ServiceBase):
     async def upgrade(self, upgrade_request: "UpgradeRequest") -> "UpgradeResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def rollback(self, rollback_request: "RollbackRequest") -> "RollbackResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def service_list(
         self, service_list_request: "ServiceListRequest"
     ) -> "ServiceListResponse":
@@ -1117,6 +1152,13 @@ class MachineServiceBase(ServiceBase):
     ) -> None:
         request = await stream.recv_message()
         response = await self.upgrade(request)
+        await stream.send_message(response)
+
+    async def __rpc_rollback(
+        self, stream: "grpclib.server.Stream[RollbackRequest, RollbackResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.rollback(request)
         await stream.send_message(response)
 
     async def __rpc_service_list(
@@ -1323,6 +1365,12 @@ class MachineServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 UpgradeRequest,
                 UpgradeResponse,
+            ),
+            "/kos.machine.MachineService/Rollback": grpclib.const.Handler(
+                self.__rpc_rollback,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                RollbackRequest,
+                RollbackResponse,
             ),
             "/kos.machine.MachineService/ServiceList": grpclib.const.Handler(
                 self.__rpc_service_list,
