@@ -6,7 +6,8 @@ Steps and their caches (under --cache, default build/kos-image):
   base-<hash>/    the Debian packages unpacked (dpkg-deb -x), usr-merged, trimmed, stdlib .pyc
   pydeps-<hash>/  kos's PyPI dependencies (pip install --target, compiled)
   kos/            kos itself from a wheel of this checkout's working tree (rebuilt every run: seconds)
-Outputs (--out, default <cache>/out): vmlinux, initramfs.xz, rootfs.sqsh, disk.raw.
+Outputs (--out, default <cache>/out): vmlinux, vmlinuz, initramfs.xz, rootfs.sqsh, disk.raw (with BIOS GRUB
+when grub-pc-bin is installed: kos.platform.image.bootloader).
 Everything is deterministic: sorted entries, fixed times, stable GUIDs (see docs/image.md).
 """
 
@@ -16,18 +17,20 @@ import argparse
 import compileall
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 try:  # kos must be importable (.ci/setup installs this checkout in editable mode)
-    from kos.platform.image import cpio, layout, rootfs, vmlinux
+    from kos.platform.image import bootloader, cpio, layout, rootfs, vmlinux
 except ImportError as exc:
     raise SystemExit(f"build: cannot import kos ({exc}); install this checkout first: .ci/setup") from None
 
@@ -139,6 +142,15 @@ class Steps:
             shutil.rmtree(tmp / "x")
             shutil.rmtree(kdir, ignore_errors=True)
             tmp.rename(kdir)
+        if not (kdir / "vmlinuz").exists():  # the bzImage, for GRUB (caches older than it lack it)
+            fsys = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True).stdout
+            with tarfile.open(fileobj=io.BytesIO(fsys)) as tar:
+                member = tar.extractfile(f"./boot/vmlinuz-{version}")
+                if member is None:
+                    raise SystemExit(f"build: {deb.name} has no boot/vmlinuz-{version}")
+                tmpz = kdir / "vmlinuz.tmp"
+                tmpz.write_bytes(member.read())
+                tmpz.replace(kdir / "vmlinuz")
         self.timed("kernel", t)
         return kdir, version, order_file.read_text().split()
 
@@ -283,10 +295,14 @@ class Steps:
         self.timed("squashfs", t)
         return target
 
-    def disk(self, sqsh: Path, size_mib: int) -> Path:
+    def disk(self, sqsh: Path, size_mib: int, initrd: Path) -> Path:
         t = time.monotonic()
         target = self.out / "disk.raw"
         layout.write_image(target, sqsh, size_mib * MiB)
+        if bootloader.GRUB_DIR.is_dir():  # self-booting (BIOS): GRUB, kernel and initramfs on EFI
+            bootloader.install_grub_bios(target, self.out / "vmlinuz", initrd, bootloader.DEFAULT_CMDLINE)
+        else:
+            log(f"warning: no {bootloader.GRUB_DIR} (grub-pc-bin): disk.raw has no bootloader")
         self.timed("disk", t)
         return target
 
@@ -330,19 +346,20 @@ def main(argv: list[str] | None = None) -> int:
     pkgs = read_list(HERE / "packages.txt")
     kdir, version, order = s.kernel()
     shutil.copyfile(kdir / "vmlinux", out / "vmlinux")
+    shutil.copyfile(kdir / "vmlinuz", out / "vmlinuz")
     initrd = s.initramfs(kdir, order)
     layers = [s.base(pkgs), s.pydeps(), s.kos()]
     k8s = s.k8s(args.k8s_bin)
     if k8s is not None:
         layers.append(k8s)
     sqsh = s.squash(layers)
-    disk = s.disk(sqsh, args.disk_size)
+    disk = s.disk(sqsh, args.disk_size, initrd)
     total = round(time.monotonic() - start, 2)
     summary = {
         "kernel": version,
         "seconds": total,
         "steps": s.times,
-        "sizes": {p.name: p.stat().st_size for p in (out / "vmlinux", initrd, sqsh)}
+        "sizes": {p.name: p.stat().st_size for p in (out / "vmlinux", out / "vmlinuz", initrd, sqsh)}
         | {"disk.raw (allocated)": disk.stat().st_blocks * 512, "disk.raw": disk.stat().st_size},
         "sha256": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (initrd, sqsh)},
         "out": str(out),
