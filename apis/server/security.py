@@ -7,7 +7,7 @@ Two ways in:
 * ``TrustdService`` on its own port (default 50001, server-only TLS with the node's API
   certificate): a worker that has no certificate yet presents the machine token in the
   ``token`` metadata and a CSR; a wrong or missing token is PERMISSION_DENIED, a node without
-  the CA key answers UNAVAILABLE (ask another control plane). ``start_trustd`` serves it.
+  the CA key answers UNAVAILABLE (ask another control plane). ``kos.controllers.secrets.trustd.run_trustd`` serves it.
 
 In both, the CSR's subject and SANs are kept, the organizations (roles) are dropped for
 non-admins, and the certificate is a client+server one. A CSR that does not parse or whose
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime
 import hmac
-import ssl
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -100,14 +99,3 @@ class TrustdService:
         except PKIError as exc:
             raise GRPCError(Status.INVALID_ARGUMENT, f"csr: {exc}") from None
         await stream.send_message(RawMessage(bytes(pb.CertificateResponse(ca=ca.cert_pem, crt=crt))))
-
-
-async def start_trustd(host: str, port: int, ssl_context: ssl.SSLContext, service: TrustdService) -> \
-        tuple[grpclib.server.Server, int]:
-    """Serve ``service`` on ``host:port`` (port 0: any); returns the server and bound port."""
-    server = grpclib.server.Server([service])
-    await server.start(host, port, ssl=ssl_context, reuse_address=True)
-    sockets = getattr(server._server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
-    log.info("trustd listening", host=host, port=bound)
-    return server, int(bound)

@@ -36,7 +36,7 @@ from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from kos.apis import wire
-from kos.apis.tls import client_context, server_context
+from kos.apis.tls import client_context
 from kos.apis.wire import RawMessage
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, InputKind, Output, OutputKind
 from kos.resources.cluster import AFFILIATES, IDENTITIES, LOCAL_IDENTITY_ID, AffiliateSpec
@@ -45,7 +45,6 @@ from kos.resources.config import NAMESPACE as CONFIG_NS
 from kos.resources.core.metadata import Pointer
 from kos.resources.core.resource import Resource
 from kos.resources.core.state import State
-from kos.resources.pki import CertificateAndKey
 
 log = structlog.get_logger("kos.controllers.cluster.discovery")
 
@@ -124,38 +123,14 @@ async def run_registry(state: State, host: str = "0.0.0.0", port: int = REGISTRY
                        ttl: float = DEFAULT_TTL, wakeup: Wakeup | None = None,
                        task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
     """Serve the registry with the node's API certificate until cancelled."""
-    from kos.apis.server.serve import reload_context
-    from kos.controllers.secrets.trustd import API_CERTS_PTR, OS_ROOT_PTR, follow_api_certs
-
-    api = await _wait_for(state, API_CERTS_PTR)
+    from kos.controllers.secrets.trustd import machine_token, serve_with_api_certs
 
     async def token() -> str:
-        r = await state.get_or_none(OS_ROOT_PTR)
-        return str(r.spec.token) if r is not None else ""
+        return await machine_token(state)
 
-    ctx = server_context(CertificateAndKey(api.spec.server_cert.encode(), api.spec.server_key.encode()), None)
     registry = Registry(ttl, on_change=wakeup.set if wakeup is not None else None)
-    server = grpclib.server.Server([RegistryService(registry, token)])
-    await server.start(host, port, ssl=ctx, reuse_address=True)
-    sockets = getattr(server._server, "sockets", None) or []
-    bound = int(sockets[0].getsockname()[1]) if sockets else port
-    log.info("discovery registry listening", host=host, port=bound)
-    task_status.started(bound)
-    try:
-        await follow_api_certs(state, lambda pair, _ca: reload_context(ctx, pair),
-                               skip_version=str(api.metadata.version))
-    finally:
-        server.close()
-        with anyio.move_on_after(2, shield=True):
-            await server.wait_closed()
-
-
-async def _wait_for(state: State, ptr: Pointer) -> Resource[Any]:
-    async with state.watch(ptr) as events:
-        async for ev in events:
-            if ev.resource is not None and ev.type.name in ("CREATED", "UPDATED"):
-                return ev.resource
-    raise RuntimeError(f"watch of {ptr} ended")
+    await serve_with_api_certs(state, host, port, [RegistryService(registry, token)], name="discovery registry",
+                               task_status=task_status)
 
 
 async def hello(endpoint: str, port: int, token: str, ca_pem: bytes, affiliate: Resource[Any], *,

@@ -7,6 +7,9 @@ signing, ``kos.apis.server.security``) with the node's API server certificate fr
 the TLS certificate whenever APICerts changes. ``task_status.started(port)`` reports the
 bound port.
 
+``serve_with_api_certs`` is that serving loop for any grpclib services (the cluster discovery
+registry uses it too); ``machine_token`` reads the token a request must carry.
+
 ``follow_api_certs(state, reload)`` calls ``reload(server_pair, ca_pem)`` for every new
 APICerts (e.g. ``APIServer.reload_identity``): servers pick up renewed certificates
 without a restart.
@@ -15,14 +18,15 @@ without a restart.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
+import grpclib.server
 import structlog
 from anyio.abc import TaskStatus
 
-from kos.apis.server.security import TRUSTD_PORT, TrustdService, start_trustd
+from kos.apis.server.security import TRUSTD_PORT, TrustdService
 from kos.apis.server.serve import reload_context
 from kos.apis.tls import server_context
 from kos.resources import secrets as s
@@ -63,22 +67,24 @@ async def follow_api_certs(state: State, reload: Reload, *, skip_version: str | 
             log.info("API certificate reloaded", version=version)
 
 
-async def run_trustd(state: State, host: str = "0.0.0.0", port: int = TRUSTD_PORT, *,
-                     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+async def machine_token(state: State) -> str:
+    """The machine token of ``OSRootSecrets`` ("" before the config is known), read per call."""
+    r = await state.get_or_none(OS_ROOT_PTR)
+    return str(r.spec.token) if r is not None else ""
+
+
+async def serve_with_api_certs(state: State, host: str, port: int, services: Sequence[Any], *, name: str,
+                               task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+    """Serve grpclib ``services`` on ``host:port`` (port 0: any) over server-only TLS with the
+    node's API certificate (waiting for APICerts first, then reloading it on rotation) until
+    cancelled; ``task_status.started(port)`` reports the bound port."""
     api = await _wait_for(state, API_CERTS_PTR)
-
-    async def ca() -> CertificateAndKey | None:
-        r = await state.get_or_none(OS_ROOT_PTR)
-        if r is None or not r.spec.can_issue:
-            return None
-        return CertificateAndKey(r.spec.ca_cert.encode(), r.spec.ca_key.encode())
-
-    async def token() -> str:
-        r = await state.get_or_none(OS_ROOT_PTR)
-        return str(r.spec.token) if r is not None else ""
-
     ctx = server_context(_server_pair(api.spec), None)
-    server, bound = await start_trustd(host, port, ctx, TrustdService(ca, token))
+    server = grpclib.server.Server(list(services))
+    await server.start(host, port, ssl=ctx, reuse_address=True)
+    sockets = getattr(server._server, "sockets", None) or []
+    bound = int(sockets[0].getsockname()[1]) if sockets else port
+    log.info(f"{name} listening", host=host, port=bound)
     task_status.started(bound)
     try:
         await follow_api_certs(state, lambda pair, _ca: reload_context(ctx, pair),
@@ -87,6 +93,21 @@ async def run_trustd(state: State, host: str = "0.0.0.0", port: int = TRUSTD_POR
         server.close()
         with anyio.move_on_after(2, shield=True):
             await server.wait_closed()
+
+
+async def run_trustd(state: State, host: str = "0.0.0.0", port: int = TRUSTD_PORT, *,
+                     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def ca() -> CertificateAndKey | None:
+        r = await state.get_or_none(OS_ROOT_PTR)
+        if r is None or not r.spec.can_issue:
+            return None
+        return CertificateAndKey(r.spec.ca_cert.encode(), r.spec.ca_key.encode())
+
+    async def token() -> str:
+        return await machine_token(state)
+
+    await serve_with_api_certs(state, host, port, [TrustdService(ca, token)], name="trustd",
+                               task_status=task_status)
 
 
 async def _wait_for(state: State, ptr: Pointer) -> Any:
