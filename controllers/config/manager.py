@@ -43,7 +43,7 @@ from kos.controllers.config import acquire as acq
 from kos.resources.machineconfig.container import ConfigContainer
 from kos.resources.machineconfig.diff import changed_paths, config_diff, reboot_required
 from kos.resources.machineconfig.errors import ConfigErrors
-from kos.resources.machineconfig.persist import atomic_write
+from kos.resources.machineconfig.persist import atomic_write, remove_leftovers
 
 log = structlog.get_logger("kos.controllers.config")
 
@@ -169,6 +169,9 @@ class ConfigManager:
 
     async def _acquire(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        leftovers = await anyio.to_thread.run_sync(remove_leftovers, self.state_dir)
+        if leftovers:
+            self._event("leftovers of interrupted writes removed", files=leftovers)
         if self.staged_path.exists():
             await anyio.to_thread.run_sync(os.replace, self.staged_path, self.active_path)
             self._event("staged config promoted", path=str(self.active_path))

@@ -39,7 +39,7 @@ from kos.resources.machineconfig.patch import (
     apply_patches,
     parse_patch,
 )
-from kos.resources.machineconfig.persist import atomic_write, load_config, save_config
+from kos.resources.machineconfig.persist import atomic_write, load_config, remove_leftovers, save_config
 from kos.resources.machineconfig.schema import REDACTED
 from kos.resources.machineconfig.secrets import SecretsBundle
 from kos.resources.machineconfig.v1alpha1 import Config
@@ -78,6 +78,7 @@ __all__ = [
     "normalize_endpoint",
     "parse_patch",
     "reboot_required",
+    "remove_leftovers",
     "save_config",
     "validate",
     "views",

@@ -1,10 +1,12 @@
 """Storing a machine config on disk so that power loss never leaves a half-written file:
 write a temporary file in the same directory, fsync it, rename it over the target, fsync the
-directory. Reads load strictly and report the file in errors."""
+directory. Reads load strictly and report the file in errors. A write killed half-way leaves
+its temporary file (``.<name>.<pid>.tmp``) behind; ``remove_leftovers`` clears those at boot."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from kos.resources.machineconfig.container import ConfigContainer
@@ -34,6 +36,27 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+_LEFTOVER = re.compile(r"^\..+\.[0-9]+\.tmp$")
+
+
+def remove_leftovers(directory: str | os.PathLike[str]) -> list[str]:
+    """Delete the temporary files of interrupted ``atomic_write`` calls in ``directory``
+    (``.<name>.<pid>.tmp``; run at boot, when no write is in flight); returns their names."""
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if _LEFTOVER.match(entry.name) and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            removed.append(entry.name)
+    return sorted(removed)
 
 
 def save_config(path: str | os.PathLike[str], container: ConfigContainer) -> None:

@@ -3,6 +3,7 @@ staged on next start, no-op applies, bad input leaving everything as it was."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +199,14 @@ async def test_staged_takes_effect_on_next_start(tmp_path: Path) -> None:
         await assert_resources(state, MC, [ACTIVE_ID], has(staged))
         await assert_no_resource(state, mc_ptr(STAGED_ID))
         assert not (tmp_path / "config.staged.yaml").exists()
+
+
+async def test_boot_removes_leftovers_of_interrupted_writes(tmp_path: Path) -> None:
+    cp, _ = configs()
+    (tmp_path / "config.yaml").write_text(cp)
+    (tmp_path / ".config.yaml.4242.tmp").write_text(cp[: len(cp) // 2])  # a write killed half-way
+    events: list[tuple[str, dict[str, Any]]] = []
+    async with node(tmp_path, events=lambda t, p: events.append((t, p))) as (state, _m):
+        await assert_resources(state, MC, [ACTIVE_ID], has(cp))
+    assert sorted(os.listdir(tmp_path)) == ["config.yaml"]
+    assert any(p.get("files") == [".config.yaml.4242.tmp"] for _, p in events)

@@ -59,3 +59,15 @@ def test_client_config_file(tmp_path: Path, generated: mc.Generated, monkeypatch
         mc.ClientConfig.load_file(tmp_path / "nope")
     with pytest.raises(ValueError, match="context 'x' is not among contexts"):
         mc.ClientConfig.parse("context: x\ncontexts: {}\n")
+
+
+def test_remove_leftovers_of_interrupted_writes(tmp_path: Path) -> None:
+    keep = ["config.yaml", ".hidden", "x.1.tmp", ".config.yaml.tmp", "notes.12.tmp"]
+    for name in keep:
+        (tmp_path / name).write_text("x")
+    for name in (".config.yaml.123.tmp", ".config.staged.yaml.7.tmp"):
+        (tmp_path / name).write_text("half")
+    (tmp_path / ".dir.5.tmp").mkdir()  # not a file: left alone
+    assert mc.remove_leftovers(tmp_path) == [".config.staged.yaml.7.tmp", ".config.yaml.123.tmp"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == sorted([*keep, ".dir.5.tmp"])
+    assert mc.remove_leftovers(tmp_path / "missing") == []
