@@ -159,8 +159,8 @@ def _filter_kind_event(ev: Event, label_queries: Sequence[LabelQuery], id_query:
     old_ok = old is not None and matches_labels(label_queries, old.metadata.labels)
     if new_ok and old_ok:
         return ev
-    if old_ok:
-        return Event(_DESTROYED, r, old, None, ev.bookmark)
+    if old_ok:  # left the filter: as COSI, the Destroyed event carries the new object and no ``old``
+        return Event(_DESTROYED, r, None, None, ev.bookmark)
     if new_ok:
         return Event(_CREATED, r, None, None, ev.bookmark)
     return None

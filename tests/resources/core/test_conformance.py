@@ -460,6 +460,9 @@ async def test_watch_kind_rewrites_updates_across_label_filter(state: State) -> 
         (EventType.CREATED, "b"),
     ]
     assert evs[0].old is None
+    # leaving the filter: the new object, no ``old`` (COSI clears it, as for entering)
+    assert evs[2].resource.metadata.labels["app"] == "db"
+    assert evs[2].old is None
 
 
 async def test_watch_kind_id_filter(state: State) -> None:
