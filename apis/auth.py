@@ -76,6 +76,23 @@ METHOD_RULES: dict[str, frozenset[str]] = {
     MACHINE + "Containers": _READ,
     MACHINE + "ClusterHealthCheck": _READ,  # its checks call only reader RPCs, with the caller's roles
     MACHINE + "GenerateClientConfiguration": _ADMIN,
+    # files and diagnostics (as Talos: listing and sizes are reads; file contents are admin,
+    # since the node's files may hold what a reader must not see)
+    MACHINE + "List": _READ,
+    MACHINE + "DiskUsage": _READ,
+    MACHINE + "Read": _ADMIN,
+    MACHINE + "Copy": _ADMIN,
+    MACHINE + "Mounts": _READ,
+    MACHINE + "Netstat": _READ,
+    MACHINE + "Time": _READ,
+    MACHINE + "BlockDeviceWipe": _ADMIN,
+    MACHINE + "MetaList": _READ,
+    MACHINE + "MetaWrite": _ADMIN,
+    MACHINE + "MetaDelete": _ADMIN,
+    MACHINE + "EtcdAlarmList": _READ | {ETCD_BACKUP},
+    MACHINE + "EtcdAlarmDisarm": _ADMIN,
+    MACHINE + "EtcdDefragment": _ADMIN,
+    MACHINE + "ControllerRuntimeDependencies": _READ,
     SECURITY + "Certificate": _ADMIN | {IMPERSONATOR},
 }
 

@@ -46,6 +46,23 @@ class ClusterHealthCheckResponseStatus(betterproto.Enum):
     FAILED = 2
 
 
+class ListRequestType(betterproto.Enum):
+    REGULAR = 0
+    DIRECTORY = 1
+    SYMLINK = 2
+
+
+class NetstatRequestFilter(betterproto.Enum):
+    ALL = 0
+    CONNECTED = 1
+    LISTENING = 2
+
+
+class BlockDeviceWipeRequestDeviceMethod(betterproto.Enum):
+    FAST = 0
+    ZEROES = 1
+
+
 @dataclass(eq=False, repr=False)
 class NodeMetadata(betterproto.Message):
     """
@@ -490,6 +507,263 @@ class ClusterHealthCheckResponse(betterproto.Message):
     check: str = betterproto.string_field(2)
     status: "ClusterHealthCheckResponseStatus" = betterproto.enum_field(3)
     message: str = betterproto.string_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class ListRequest(betterproto.Message):
+    root: str = betterproto.string_field(1)
+    recurse: bool = betterproto.bool_field(2)
+    recursion_depth: int = betterproto.int32_field(3)
+    """With recurse: how deep (0: unlimited, 1: the root's entries only)."""
+
+    types: List["ListRequestType"] = betterproto.enum_field(4)
+    """Only entries of these types (empty: all)."""
+
+
+@dataclass(eq=False, repr=False)
+class FileInfo(betterproto.Message):
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+    name: str = betterproto.string_field(2)
+    size: int = betterproto.int64_field(3)
+    mode: int = betterproto.uint32_field(4)
+    modified: int = betterproto.int64_field(5)
+    is_dir: bool = betterproto.bool_field(6)
+    error: str = betterproto.string_field(7)
+    link: str = betterproto.string_field(8)
+    relative_name: str = betterproto.string_field(9)
+    uid: int = betterproto.uint32_field(10)
+    gid: int = betterproto.uint32_field(11)
+
+
+@dataclass(eq=False, repr=False)
+class ReadRequest(betterproto.Message):
+    path: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class CopyRequest(betterproto.Message):
+    """
+    A gzip-compressed tar archive of root_path (files the policy withholds are left out).
+    """
+
+    root_path: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class DiskUsageRequest(betterproto.Message):
+    recursion_depth: int = betterproto.int32_field(1)
+    all: bool = betterproto.bool_field(2)
+    threshold: int = betterproto.int64_field(3)
+    paths: List[str] = betterproto.string_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class DiskUsageInfo(betterproto.Message):
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+    name: str = betterproto.string_field(2)
+    size: int = betterproto.int64_field(3)
+    error: str = betterproto.string_field(4)
+    relative_name: str = betterproto.string_field(5)
+
+
+@dataclass(eq=False, repr=False)
+class MountsRequest(betterproto.Message):
+    pass
+
+
+@dataclass(eq=False, repr=False)
+class MountStat(betterproto.Message):
+    filesystem: str = betterproto.string_field(1)
+    size: int = betterproto.uint64_field(2)
+    available: int = betterproto.uint64_field(3)
+    mounted_on: str = betterproto.string_field(4)
+    type: str = betterproto.string_field(5)
+    options: str = betterproto.string_field(6)
+
+
+@dataclass(eq=False, repr=False)
+class MountsResponse(betterproto.Message):
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+    stats: List["MountStat"] = betterproto.message_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class NetstatRequest(betterproto.Message):
+    filter: "NetstatRequestFilter" = betterproto.enum_field(1)
+    tcp: bool = betterproto.bool_field(2)
+    tcp6: bool = betterproto.bool_field(3)
+    udp: bool = betterproto.bool_field(4)
+    udp6: bool = betterproto.bool_field(5)
+    pid: bool = betterproto.bool_field(6)
+
+
+@dataclass(eq=False, repr=False)
+class ConnectRecord(betterproto.Message):
+    l4_proto: str = betterproto.string_field(1)
+    localip: str = betterproto.string_field(2)
+    localport: int = betterproto.uint32_field(3)
+    remoteip: str = betterproto.string_field(4)
+    remoteport: int = betterproto.uint32_field(5)
+    state: str = betterproto.string_field(6)
+    txqueue: int = betterproto.uint64_field(7)
+    rxqueue: int = betterproto.uint64_field(8)
+    inode: int = betterproto.uint64_field(9)
+    pid: int = betterproto.int32_field(10)
+    process: str = betterproto.string_field(11)
+
+
+@dataclass(eq=False, repr=False)
+class NetstatResponse(betterproto.Message):
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+    records: List["ConnectRecord"] = betterproto.message_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class TimeRequest(betterproto.Message):
+    """
+    Time: the node's clock against an NTP server (the given one, else the configured ones).
+    """
+
+    server: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class TimeResponse(betterproto.Message):
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+    server: str = betterproto.string_field(2)
+    localtime: datetime = betterproto.message_field(3)
+    remotetime: datetime = betterproto.message_field(4)
+    offset: float = betterproto.double_field(5)
+    rtt: float = betterproto.double_field(6)
+
+
+@dataclass(eq=False, repr=False)
+class BlockDeviceWipeRequest(betterproto.Message):
+    devices: List["BlockDeviceWipeRequestDevice"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class BlockDeviceWipeRequestDevice(betterproto.Message):
+    device: str = betterproto.string_field(1)
+    method: "BlockDeviceWipeRequestDeviceMethod" = betterproto.enum_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class BlockDeviceWipeResponse(betterproto.Message):
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+    wiped: List[str] = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class MetaListRequest(betterproto.Message):
+    pass
+
+
+@dataclass(eq=False, repr=False)
+class MetaKey(betterproto.Message):
+    key: str = betterproto.string_field(1)
+    value: str = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class MetaListResponse(betterproto.Message):
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+    keys: List["MetaKey"] = betterproto.message_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class MetaWriteRequest(betterproto.Message):
+    key: str = betterproto.string_field(1)
+    value: str = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class MetaWriteResponse(betterproto.Message):
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class MetaDeleteRequest(betterproto.Message):
+    key: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class MetaDeleteResponse(betterproto.Message):
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class EtcdAlarmListRequest(betterproto.Message):
+    pass
+
+
+@dataclass(eq=False, repr=False)
+class EtcdMemberAlarm(betterproto.Message):
+    member_id: int = betterproto.uint64_field(1)
+    alarm: str = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class EtcdAlarmListResponse(betterproto.Message):
+    """
+    The alarms of the cluster (AlarmList) or those just disarmed (AlarmDisarm).
+    """
+
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+    alarms: List["EtcdMemberAlarm"] = betterproto.message_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class EtcdAlarmDisarmRequest(betterproto.Message):
+    pass
+
+
+@dataclass(eq=False, repr=False)
+class EtcdDefragmentRequest(betterproto.Message):
+    pass
+
+
+@dataclass(eq=False, repr=False)
+class EtcdDefragmentResponse(betterproto.Message):
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+    db_size_before: int = betterproto.int64_field(2)
+    db_size_after: int = betterproto.int64_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class ControllerRuntimeDependenciesRequest(betterproto.Message):
+    pass
+
+
+@dataclass(eq=False, repr=False)
+class ControllerDependencyEdge(betterproto.Message):
+    controller: str = betterproto.string_field(1)
+    namespace: str = betterproto.string_field(2)
+    type: str = betterproto.string_field(3)
+    id: str = betterproto.string_field(4)
+    edge_type: str = betterproto.string_field(5)
+    """
+    output_exclusive | output_shared | input_weak | input_strong | input_destroy_ready |
+     input_q_primary | input_q_mapped | input_q_mapped_destroy_ready
+    """
+
+
+@dataclass(eq=False, repr=False)
+class ControllerStats(betterproto.Message):
+    name: str = betterproto.string_field(1)
+    reconciles: int = betterproto.uint64_field(2)
+    errors: int = betterproto.uint64_field(3)
+    crashes: int = betterproto.uint64_field(4)
+    restarts: int = betterproto.uint64_field(5)
+    queue_depth: int = betterproto.uint64_field(6)
+    last_error: str = betterproto.string_field(7)
+
+
+@dataclass(eq=False, repr=False)
+class ControllerRuntimeDependenciesResponse(betterproto.Message):
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+    edges: List["ControllerDependencyEdge"] = betterproto.message_field(2)
+    controllers: List["ControllerStats"] = betterproto.message_field(3)
 
 
 class MachineServiceStub(betterproto.ServiceStub):
@@ -975,6 +1249,265 @@ class MachineServiceStub(betterproto.ServiceStub):
         ):
             yield response
 
+    async def list(
+        self,
+        list_request: "ListRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[FileInfo]:
+        async for response in self._unary_stream(
+            "/kos.machine.MachineService/List",
+            list_request,
+            FileInfo,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
+    async def read(
+        self,
+        read_request: "ReadRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[Data]:
+        async for response in self._unary_stream(
+            "/kos.machine.MachineService/Read",
+            read_request,
+            Data,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
+    async def copy(
+        self,
+        copy_request: "CopyRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[Data]:
+        async for response in self._unary_stream(
+            "/kos.machine.MachineService/Copy",
+            copy_request,
+            Data,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
+    async def disk_usage(
+        self,
+        disk_usage_request: "DiskUsageRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[DiskUsageInfo]:
+        async for response in self._unary_stream(
+            "/kos.machine.MachineService/DiskUsage",
+            disk_usage_request,
+            DiskUsageInfo,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
+    async def mounts(
+        self,
+        mounts_request: "MountsRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "MountsResponse":
+        return await self._unary_unary(
+            "/kos.machine.MachineService/Mounts",
+            mounts_request,
+            MountsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def netstat(
+        self,
+        netstat_request: "NetstatRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "NetstatResponse":
+        return await self._unary_unary(
+            "/kos.machine.MachineService/Netstat",
+            netstat_request,
+            NetstatResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def time(
+        self,
+        time_request: "TimeRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "TimeResponse":
+        return await self._unary_unary(
+            "/kos.machine.MachineService/Time",
+            time_request,
+            TimeResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def block_device_wipe(
+        self,
+        block_device_wipe_request: "BlockDeviceWipeRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "BlockDeviceWipeResponse":
+        return await self._unary_unary(
+            "/kos.machine.MachineService/BlockDeviceWipe",
+            block_device_wipe_request,
+            BlockDeviceWipeResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def meta_list(
+        self,
+        meta_list_request: "MetaListRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "MetaListResponse":
+        return await self._unary_unary(
+            "/kos.machine.MachineService/MetaList",
+            meta_list_request,
+            MetaListResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def meta_write(
+        self,
+        meta_write_request: "MetaWriteRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "MetaWriteResponse":
+        return await self._unary_unary(
+            "/kos.machine.MachineService/MetaWrite",
+            meta_write_request,
+            MetaWriteResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def meta_delete(
+        self,
+        meta_delete_request: "MetaDeleteRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "MetaDeleteResponse":
+        return await self._unary_unary(
+            "/kos.machine.MachineService/MetaDelete",
+            meta_delete_request,
+            MetaDeleteResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def etcd_alarm_list(
+        self,
+        etcd_alarm_list_request: "EtcdAlarmListRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "EtcdAlarmListResponse":
+        return await self._unary_unary(
+            "/kos.machine.MachineService/EtcdAlarmList",
+            etcd_alarm_list_request,
+            EtcdAlarmListResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def etcd_alarm_disarm(
+        self,
+        etcd_alarm_disarm_request: "EtcdAlarmDisarmRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "EtcdAlarmListResponse":
+        return await self._unary_unary(
+            "/kos.machine.MachineService/EtcdAlarmDisarm",
+            etcd_alarm_disarm_request,
+            EtcdAlarmListResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def etcd_defragment(
+        self,
+        etcd_defragment_request: "EtcdDefragmentRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "EtcdDefragmentResponse":
+        return await self._unary_unary(
+            "/kos.machine.MachineService/EtcdDefragment",
+            etcd_defragment_request,
+            EtcdDefragmentResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def controller_runtime_dependencies(
+        self,
+        controller_runtime_dependencies_request: "ControllerRuntimeDependenciesRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "ControllerRuntimeDependenciesResponse":
+        return await self._unary_unary(
+            "/kos.machine.MachineService/ControllerRuntimeDependencies",
+            controller_runtime_dependencies_request,
+            ControllerRuntimeDependenciesResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class MachineServiceBase(ServiceBase):
 
@@ -1103,6 +1636,74 @@ class MachineServiceBase(ServiceBase):
     ) -> AsyncIterator[ClusterHealthCheckResponse]:
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
         yield ClusterHealthCheckResponse()
+
+    async def list(self, list_request: "ListRequest") -> AsyncIterator[FileInfo]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield FileInfo()
+
+    async def read(self, read_request: "ReadRequest") -> AsyncIterator[Data]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield Data()
+
+    async def copy(self, copy_request: "CopyRequest") -> AsyncIterator[Data]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield Data()
+
+    async def disk_usage(
+        self, disk_usage_request: "DiskUsageRequest"
+    ) -> AsyncIterator[DiskUsageInfo]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield DiskUsageInfo()
+
+    async def mounts(self, mounts_request: "MountsRequest") -> "MountsResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def netstat(self, netstat_request: "NetstatRequest") -> "NetstatResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def time(self, time_request: "TimeRequest") -> "TimeResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def block_device_wipe(
+        self, block_device_wipe_request: "BlockDeviceWipeRequest"
+    ) -> "BlockDeviceWipeResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def meta_list(
+        self, meta_list_request: "MetaListRequest"
+    ) -> "MetaListResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def meta_write(
+        self, meta_write_request: "MetaWriteRequest"
+    ) -> "MetaWriteResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def meta_delete(
+        self, meta_delete_request: "MetaDeleteRequest"
+    ) -> "MetaDeleteResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def etcd_alarm_list(
+        self, etcd_alarm_list_request: "EtcdAlarmListRequest"
+    ) -> "EtcdAlarmListResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def etcd_alarm_disarm(
+        self, etcd_alarm_disarm_request: "EtcdAlarmDisarmRequest"
+    ) -> "EtcdAlarmListResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def etcd_defragment(
+        self, etcd_defragment_request: "EtcdDefragmentRequest"
+    ) -> "EtcdDefragmentResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def controller_runtime_dependencies(
+        self,
+        controller_runtime_dependencies_request: "ControllerRuntimeDependenciesRequest",
+    ) -> "ControllerRuntimeDependenciesResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def __rpc_version(
         self, stream: "grpclib.server.Stream[VersionRequest, VersionResponse]"
@@ -1322,6 +1923,128 @@ class MachineServiceBase(ServiceBase):
             request,
         )
 
+    async def __rpc_list(
+        self, stream: "grpclib.server.Stream[ListRequest, FileInfo]"
+    ) -> None:
+        request = await stream.recv_message()
+        await self._call_rpc_handler_server_stream(
+            self.list,
+            stream,
+            request,
+        )
+
+    async def __rpc_read(
+        self, stream: "grpclib.server.Stream[ReadRequest, Data]"
+    ) -> None:
+        request = await stream.recv_message()
+        await self._call_rpc_handler_server_stream(
+            self.read,
+            stream,
+            request,
+        )
+
+    async def __rpc_copy(
+        self, stream: "grpclib.server.Stream[CopyRequest, Data]"
+    ) -> None:
+        request = await stream.recv_message()
+        await self._call_rpc_handler_server_stream(
+            self.copy,
+            stream,
+            request,
+        )
+
+    async def __rpc_disk_usage(
+        self, stream: "grpclib.server.Stream[DiskUsageRequest, DiskUsageInfo]"
+    ) -> None:
+        request = await stream.recv_message()
+        await self._call_rpc_handler_server_stream(
+            self.disk_usage,
+            stream,
+            request,
+        )
+
+    async def __rpc_mounts(
+        self, stream: "grpclib.server.Stream[MountsRequest, MountsResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.mounts(request)
+        await stream.send_message(response)
+
+    async def __rpc_netstat(
+        self, stream: "grpclib.server.Stream[NetstatRequest, NetstatResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.netstat(request)
+        await stream.send_message(response)
+
+    async def __rpc_time(
+        self, stream: "grpclib.server.Stream[TimeRequest, TimeResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.time(request)
+        await stream.send_message(response)
+
+    async def __rpc_block_device_wipe(
+        self,
+        stream: "grpclib.server.Stream[BlockDeviceWipeRequest, BlockDeviceWipeResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.block_device_wipe(request)
+        await stream.send_message(response)
+
+    async def __rpc_meta_list(
+        self, stream: "grpclib.server.Stream[MetaListRequest, MetaListResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.meta_list(request)
+        await stream.send_message(response)
+
+    async def __rpc_meta_write(
+        self, stream: "grpclib.server.Stream[MetaWriteRequest, MetaWriteResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.meta_write(request)
+        await stream.send_message(response)
+
+    async def __rpc_meta_delete(
+        self, stream: "grpclib.server.Stream[MetaDeleteRequest, MetaDeleteResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.meta_delete(request)
+        await stream.send_message(response)
+
+    async def __rpc_etcd_alarm_list(
+        self,
+        stream: "grpclib.server.Stream[EtcdAlarmListRequest, EtcdAlarmListResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.etcd_alarm_list(request)
+        await stream.send_message(response)
+
+    async def __rpc_etcd_alarm_disarm(
+        self,
+        stream: "grpclib.server.Stream[EtcdAlarmDisarmRequest, EtcdAlarmListResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.etcd_alarm_disarm(request)
+        await stream.send_message(response)
+
+    async def __rpc_etcd_defragment(
+        self,
+        stream: "grpclib.server.Stream[EtcdDefragmentRequest, EtcdDefragmentResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.etcd_defragment(request)
+        await stream.send_message(response)
+
+    async def __rpc_controller_runtime_dependencies(
+        self,
+        stream: "grpclib.server.Stream[ControllerRuntimeDependenciesRequest, ControllerRuntimeDependenciesResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.controller_runtime_dependencies(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> Dict[str, grpclib.const.Handler]:
         return {
             "/kos.machine.MachineService/Version": grpclib.const.Handler(
@@ -1491,5 +2214,95 @@ class MachineServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_STREAM,
                 ClusterHealthCheckRequest,
                 ClusterHealthCheckResponse,
+            ),
+            "/kos.machine.MachineService/List": grpclib.const.Handler(
+                self.__rpc_list,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                ListRequest,
+                FileInfo,
+            ),
+            "/kos.machine.MachineService/Read": grpclib.const.Handler(
+                self.__rpc_read,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                ReadRequest,
+                Data,
+            ),
+            "/kos.machine.MachineService/Copy": grpclib.const.Handler(
+                self.__rpc_copy,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                CopyRequest,
+                Data,
+            ),
+            "/kos.machine.MachineService/DiskUsage": grpclib.const.Handler(
+                self.__rpc_disk_usage,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                DiskUsageRequest,
+                DiskUsageInfo,
+            ),
+            "/kos.machine.MachineService/Mounts": grpclib.const.Handler(
+                self.__rpc_mounts,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                MountsRequest,
+                MountsResponse,
+            ),
+            "/kos.machine.MachineService/Netstat": grpclib.const.Handler(
+                self.__rpc_netstat,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                NetstatRequest,
+                NetstatResponse,
+            ),
+            "/kos.machine.MachineService/Time": grpclib.const.Handler(
+                self.__rpc_time,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                TimeRequest,
+                TimeResponse,
+            ),
+            "/kos.machine.MachineService/BlockDeviceWipe": grpclib.const.Handler(
+                self.__rpc_block_device_wipe,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                BlockDeviceWipeRequest,
+                BlockDeviceWipeResponse,
+            ),
+            "/kos.machine.MachineService/MetaList": grpclib.const.Handler(
+                self.__rpc_meta_list,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                MetaListRequest,
+                MetaListResponse,
+            ),
+            "/kos.machine.MachineService/MetaWrite": grpclib.const.Handler(
+                self.__rpc_meta_write,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                MetaWriteRequest,
+                MetaWriteResponse,
+            ),
+            "/kos.machine.MachineService/MetaDelete": grpclib.const.Handler(
+                self.__rpc_meta_delete,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                MetaDeleteRequest,
+                MetaDeleteResponse,
+            ),
+            "/kos.machine.MachineService/EtcdAlarmList": grpclib.const.Handler(
+                self.__rpc_etcd_alarm_list,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                EtcdAlarmListRequest,
+                EtcdAlarmListResponse,
+            ),
+            "/kos.machine.MachineService/EtcdAlarmDisarm": grpclib.const.Handler(
+                self.__rpc_etcd_alarm_disarm,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                EtcdAlarmDisarmRequest,
+                EtcdAlarmListResponse,
+            ),
+            "/kos.machine.MachineService/EtcdDefragment": grpclib.const.Handler(
+                self.__rpc_etcd_defragment,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                EtcdDefragmentRequest,
+                EtcdDefragmentResponse,
+            ),
+            "/kos.machine.MachineService/ControllerRuntimeDependencies": grpclib.const.Handler(
+                self.__rpc_controller_runtime_dependencies,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ControllerRuntimeDependenciesRequest,
+                ControllerRuntimeDependenciesResponse,
             ),
         }
