@@ -9,7 +9,7 @@ Prints (medians of several runs on this machine):
 
 The server runs in a child process (its own event loop and core): an InMemoryState behind
 the real API server over mutual TLS on 127.0.0.1; on command it writes N updates as fast as
-the store takes them, and the client counts what arrives. Run: python bench/api_watch.py
+the store takes them, and the client counts what arrives. Run: python -m bench.api_watch
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import anyio.lowlevel
 from kos.apis import auth
 from kos.apis.client import GrpcState
 from kos.apis.client.config import ClientConfig, Context
-from kos.apis.server.loopback import loopback_pki, serve_state
 from kos.resources.core import Kind
 from kos.resources.core.definition import resource_type
 from kos.resources.core.events import EventType
@@ -41,6 +40,7 @@ from kos.resources.core.meta import publish_meta
 from kos.resources.core.metadata import Pointer
 from kos.resources.core.resource import Resource
 from kos.resources.core.spec import Spec, spec_field
+from tests.support.loopback import loopback_pki, serve_state
 
 RUNS = 5
 EVENTS = 20_000

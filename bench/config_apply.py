@@ -10,7 +10,7 @@ Prints medians of:
   resources converged; target <= 200 ms);
 * ``kosctl gen config`` wall time (subprocess), as bench/config_gen.py measures it.
 
-Run: python bench/config_apply.py
+Run: python -m bench.config_apply
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import structlog
 
 from kos.apis import auth
 from kos.apis.gen.kos import machine as pb
-from kos.apis.server.loopback import serve_state
 from kos.apis.server.machine import MachineService
 from kos.controllers.config.api import ManagedConfigStore
 from kos.controllers.config.assembly import config_controllers
@@ -44,6 +43,7 @@ from kos.resources.machineconfig import ConfigContainer
 from kos.resources.machineconfig.generate import GenOptions, generate
 from kos.resources.machineconfig.secrets import SecretsBundle
 from kos.resources.pki import certificate_sans
+from tests.support.loopback import serve_state
 
 APPLY = auth.MACHINE + "ApplyConfiguration"
 RUNS = 15

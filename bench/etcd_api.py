@@ -9,7 +9,7 @@ Prints medians of
 * etcd crash -> healthy: SIGKILL of one node's etcd until the supervisor has restarted it and it
   is healthy again. Target <= 5 s.
 
-Usage: python bench/etcd_api.py [--runs 3] [--crashes 5]
+Usage: python -m bench.etcd_api [--runs 3] [--crashes 5]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import structlog
 
 from kos.apis.client.connection import APIError
 from kos.apis.etcd import machine as etcd_api
-from kos.controllers.etcd.nodecluster import NodeCluster
+from tests.support.nodecluster import NodeCluster
 
 
 async def three_voters(cl: NodeCluster) -> None:

@@ -5,7 +5,7 @@ Prints medians of
   target <= 10 s), and
 * etcd crash (SIGKILL of one member) -> restarted and healthy again (target <= 5 s).
 
-Usage: python bench/services_etcd.py [--runs 3] [--crashes 5]
+Usage: python -m bench.services_etcd [--runs 3] [--crashes 5]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from kos.controllers.etcd.localcluster import LocalCluster
+from tests.support.localcluster import LocalCluster
 
 
 async def one_run(crashes: int) -> tuple[float, list[float]]:

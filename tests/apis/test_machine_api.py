@@ -21,11 +21,11 @@ from kos.apis import auth
 from kos.apis.client.config import ClientConfig, Context
 from kos.apis.client.connection import APIError, Connection
 from kos.apis.gen.kos import machine as pb
-from kos.apis.server.loopback import LoopbackAPI, serve_state
 from kos.apis.server.machine import ConfigStore, EventBus, MachineService
 from kos.apis.server.nodepki import NodePKI, generate_client_configuration
 from kos.machined.services import ProcessRunner, RestartPolicy, ServiceDefinition, ServiceState, Supervisor
 from kos.resources.core.inmem import InMemoryState
+from tests.support.loopback import LoopbackAPI, serve_state
 
 pytestmark = pytest.mark.anyio
 M = auth.MACHINE

@@ -13,13 +13,13 @@ from grpclib.const import Cardinality, Status
 from kos.apis import auth
 from kos.apis.client import AccessDeniedError, GrpcState
 from kos.apis.client.connection import APIError, Connection
-from kos.apis.server.loopback import LoopbackAPI, serve_state
 from kos.apis.wire import RawMessage
 from kos.resources import secrets
 from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.meta import NamespaceSpec, publish_meta
 from kos.resources.core.metadata import Kind, Pointer
 from kos.resources.core.resource import Resource
+from tests.support.loopback import LoopbackAPI, serve_state
 
 pytestmark = pytest.mark.anyio
 

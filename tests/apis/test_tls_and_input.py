@@ -22,7 +22,6 @@ from kos.apis.client.connection import APIError, Connection
 from kos.apis.gen.cosi import resource as rpb
 from kos.apis.gen.kos import machine as mpb
 from kos.apis.server.dispatch import MAX_REQUEST_BYTES
-from kos.apis.server.loopback import LoopbackAPI, serve_state
 from kos.apis.server.machine import ConfigStore, MachineService
 from kos.resources.core.errors import NotFoundError
 from kos.resources.core.inmem import InMemoryState
@@ -30,6 +29,7 @@ from kos.resources.core.meta import publish_meta
 from kos.resources.core.metadata import Kind, Pointer
 from kos.resources.core.query import IDQuery
 from kos.resources.pki import CertificateAndKey, generate_ca, issue_certificate
+from tests.support.loopback import LoopbackAPI, serve_state
 
 pytestmark = pytest.mark.anyio
 NS_TYPE = "Namespaces.meta.cosi.dev"

@@ -20,7 +20,6 @@ from kos.apis.client.state import EventDecoder
 from kos.apis.gen.cosi import resource as rpb
 from kos.apis.server import state as state_service
 from kos.apis.server.dispatch import Node
-from kos.apis.server.loopback import LoopbackAPI, loopback_pki, serve_state
 from kos.apis.server.machine import ConfigStore, MachineService
 from kos.apis.server.serve import APIServer
 from kos.apis.server.state import StateService
@@ -32,6 +31,7 @@ from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.meta import NamespaceSpec
 from kos.resources.core.metadata import Kind
 from kos.resources.core.resource import Resource
+from tests.support.loopback import LoopbackAPI, loopback_pki, serve_state
 
 pytestmark = pytest.mark.anyio
 NS_TYPE = "Namespaces.meta.cosi.dev"

@@ -22,13 +22,13 @@ from kos.apis.etcd import EtcdError, format_member_id
 from kos.apis.etcd import machine as etcd_api
 from kos.apis.gen.kos import machine as pb
 from kos.controllers.etcd.marker import read_marker
-from kos.controllers.etcd.nodecluster import NodeCluster
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
 from kos.machined.services import ServiceState
 from kos.resources.etcd import ETCD_BOOTSTRAPS, ETCD_MEMBERS, ETCD_SPECS
 from kos.resources.network import NODE_ADDRESSES, NodeAddressSpec
 from kos.resources.pki import certificate_sans
 from kos.resources.secrets import ETCD_CERTS, ETCD_CERTS_ID
+from tests.support.nodecluster import NodeCluster
 
 pytestmark = [pytest.mark.anyio, pytest.mark.root]
 

@@ -23,10 +23,10 @@ from kos.controllers.etcd.join import (
     publish_local_member,
     restore_snapshot,
 )
-from kos.controllers.etcd.localcluster import LocalCluster
 from kos.machined.services import ServiceState
 from kos.resources.etcd import ETCD_MEMBERS, EtcdSpecSpec
 from kos.resources.runtime import SERVICES
+from tests.support.localcluster import LocalCluster
 
 pytestmark = [pytest.mark.anyio, pytest.mark.root]
 

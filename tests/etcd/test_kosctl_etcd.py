@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from kos.apis.etcd import EtcdError
-from kos.controllers.etcd.nodecluster import NodeCluster
+from tests.support.nodecluster import NodeCluster
 
 pytestmark = [pytest.mark.anyio, pytest.mark.root]
 

@@ -11,7 +11,6 @@ import pytest
 
 from kos.apis.etcd import format_member_id
 from kos.controllers.etcd.join import AlreadyBootstrappedError
-from kos.controllers.etcd.localcluster import LocalCluster
 from kos.controllers.etcd.service import EtcdServiceController
 from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
@@ -19,6 +18,7 @@ from kos.machined.services import ServiceState, Supervisor
 from kos.machined.services.etcd import etcd_service
 from kos.resources.core.resource import Resource
 from kos.resources.etcd import ETCD_MEMBERS
+from tests.support.localcluster import LocalCluster
 
 pytestmark = [pytest.mark.anyio, pytest.mark.root]
 

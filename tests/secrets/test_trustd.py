@@ -138,8 +138,8 @@ async def test_trustd_reloads_its_certificate_on_rotation() -> None:
 
 
 async def test_api_server_follows_api_certs_without_restart() -> None:
-    from kos.apis.server.loopback import serve_state
     from kos.controllers.secrets.trustd import follow_api_certs
+    from tests.support.loopback import serve_state
 
     cp, _ = configs()
     ca_pem = cp.config.machine.ca.to_pair().cert_pem

@@ -27,7 +27,6 @@ from kos.apis import auth
 from kos.apis.client.connection import Connection
 from kos.apis.etcd import EtcdClient
 from kos.apis.server.dispatch import Node
-from kos.apis.server.etcd import EtcdAPI
 from kos.apis.server.machine import ConfigStore, MachineService
 from kos.apis.server.serve import APIServer
 from kos.apis.server.state import StateService
@@ -36,6 +35,7 @@ from kos.controllers.etcd.assembly import etcd_controllers, etcd_service_definit
 from kos.controllers.etcd.marker import EtcdPaths
 from kos.controllers.runtime import Runtime
 from kos.controllers.secrets.assembly import secrets_controllers
+from kos.machined.api.etcd import EtcdAPI
 from kos.machined.services.supervisor import Supervisor
 from kos.resources.config import ACTIVE_ID, MACHINE_TYPE_ID, MachineConfigSpec, MachineTypeSpec
 from kos.resources.core.inmem import InMemoryState

@@ -41,7 +41,7 @@ async def grpc() -> AsyncIterator[State]:
     """``GrpcState`` against a real API server (mutual TLS on loopback) over an InMemoryState;
     the namespaces the suite writes are writable for os:admin."""
     from kos.apis.client import GrpcState
-    from kos.apis.server.loopback import serve_state
+    from tests.support.loopback import serve_state
 
     async with serve_state(InMemoryState(), writable=["default", "one", "two"]) as api:
         conn = api.connect()
