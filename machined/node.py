@@ -43,17 +43,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from kos.apis import auth
-from kos.apis.server.containers import ContainersAPI
 from kos.apis.server.dispatch import Node, split_endpoint
-from kos.apis.server.etcd import EtcdAPI
-from kos.apis.server.health import ClusterHealthAPI
-from kos.apis.server.lifecycle import (
-    LifecycleRefusedError,
-    LifecycleRequestError,
-    LifecycleService,
-    ResetOptions,
-    UpgradeUnavailableError,
-)
 from kos.apis.server.machine import ConfigStore, EventBus, MachineService
 from kos.apis.server.nodepki import NodePKI, generate_client_configuration
 from kos.apis.server.security import SecurityService
@@ -65,6 +55,16 @@ from kos.controllers.cluster.discovery import Wakeup, run_registry
 from kos.controllers.etcd.assembly import etcd_service_definition
 from kos.controllers.secrets.remote import remote_signer_from_config
 from kos.machined import assembly
+from kos.machined.api.containers import ContainersAPI
+from kos.machined.api.etcd import EtcdAPI
+from kos.machined.api.health import ClusterHealthAPI
+from kos.machined.api.lifecycle import (
+    LifecycleRefusedError,
+    LifecycleRequestError,
+    LifecycleService,
+    ResetOptions,
+    UpgradeUnavailableError,
+)
 from kos.machined.init import Action
 from kos.machined.sequencer import PREEMPTIVE, Phase, Sequence, SequenceBusyError, SequenceError, Sequencer
 from kos.machined.services import Supervisor

@@ -160,7 +160,7 @@ def _ts(t: float) -> datetime.datetime:
 
 
 class HandlerProvider(Protocol):
-    """A subsystem's machine-API handlers (e.g. ``kos.apis.server.etcd``): ``register`` adds
+    """A subsystem's machine-API handlers (e.g. ``kos.machined.api.etcd``): ``register`` adds
     them to the dispatcher with ``d.add(auth.MACHINE + "Name", handler, cardinality)``."""
 
     def register(self, d: Dispatcher) -> None: ...

@@ -5,7 +5,7 @@
 * ``etcd_controllers(supervisor, paths)``: EtcdConfigController (machine config ->
   EtcdConfig), EtcdSpecController (bootstrap / join / recover decisions -> EtcdSpec) and
   EtcdServiceController (EtcdSpec -> running etcd + EtcdMember);
-* ``kos.apis.server.etcd.EtcdAPI(state, supervisor, paths)``: the RPCs, for
+* ``kos.machined.api.etcd.EtcdAPI(state, supervisor, paths)``: the RPCs, for
   ``MachineService(extensions=[...])``.
 """
 

@@ -12,13 +12,13 @@ from grpclib.const import Status
 from kos.apis import auth
 from kos.apis.client.connection import APIError, Connection
 from kos.apis.etcd import machine as etcd_api
-from kos.apis.server.etcd import EtcdAPI
-from kos.apis.server.loopback import LoopbackAPI, serve_state
 from kos.apis.server.machine import ConfigStore, MachineService
 from kos.controllers.etcd.marker import EtcdPaths, read_marker
+from kos.machined.api.etcd import EtcdAPI
 from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.resource import Resource
 from kos.resources.etcd import ETCD_BOOTSTRAPS, EtcdBootstrapSpec, EtcdConfigSpec
+from tests.support.loopback import LoopbackAPI, serve_state
 
 pytestmark = pytest.mark.anyio
 

@@ -15,13 +15,13 @@ from kos.apis.client.connection import APIError
 from kos.apis.gen.kos import machine as pb
 from kos.apis.kosctl.commands.containers import namespace_of
 from kos.apis.kosctl.main import build_parser
-from kos.apis.server.containers import ContainersAPI, parse_table
-from kos.apis.server.loopback import serve_state
 from kos.apis.server.machine import ConfigStore, MachineService
+from kos.machined.api.containers import ContainersAPI, parse_table
 from kos.machined.services import Supervisor
 from kos.machined.services.containerd import ContainerdPaths, ctr, ensure_namespaces
 from kos.resources.core.inmem import InMemoryState
 from tests.services.test_containerd import BUSYBOX, _build_busybox_image, containerd  # noqa: F401
+from tests.support.loopback import serve_state
 
 pytestmark = [pytest.mark.anyio, pytest.mark.root]
 

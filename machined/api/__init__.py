@@ -1,0 +1,37 @@
+"""machined's machine-API extensions: the servicers that need the node's domain logic.
+
+``kos.apis.server`` holds the protocol pieces and the generic State/Machine servers; the
+handlers here plug into ``MachineService(extensions=[...])`` and are assembled by the node:
+
+* ``EtcdAPI`` (``etcd``): Bootstrap and the Etcd* RPCs, on the etcd controllers' flows;
+* ``LifecycleService`` (``lifecycle``): Reboot, Shutdown, Reset, Upgrade, Rollback;
+* ``ContainersAPI`` (``containers``): the Containers RPC, through containerd's ``ctr``;
+* ``ClusterHealthAPI`` (``health``): the ClusterHealthCheck RPC.
+"""
+
+from kos.machined.api.containers import ContainersAPI, parse_table
+from kos.machined.api.etcd import EtcdAPI
+from kos.machined.api.health import ClusterHealthAPI, check_address, wait_timeout
+from kos.machined.api.lifecycle import (
+    LifecycleController,
+    LifecycleRefusedError,
+    LifecycleRequestError,
+    LifecycleService,
+    ResetOptions,
+    UpgradeUnavailableError,
+)
+
+__all__ = [
+    "ClusterHealthAPI",
+    "ContainersAPI",
+    "EtcdAPI",
+    "LifecycleController",
+    "LifecycleRefusedError",
+    "LifecycleRequestError",
+    "LifecycleService",
+    "ResetOptions",
+    "UpgradeUnavailableError",
+    "check_address",
+    "parse_table",
+    "wait_timeout",
+]
