@@ -45,13 +45,22 @@ ModifyFn = Callable[[Resource[Any]], object] | Callable[[Resource[Any]], Awaitab
 class Metrics:
     """Counters of one controller (``Runtime.metrics()`` renders them as a dict)."""
 
-    __slots__ = ("reconciles", "errors", "crashes", "restarts")
+    __slots__ = ("reconciles", "errors", "crashes", "restarts", "last_error")
 
     def __init__(self) -> None:
         self.reconciles = 0
         self.errors = 0
         self.crashes = 0
         self.restarts = 0
+        self.last_error = ""
+
+    def error(self, exc: BaseException, *, crash: bool = False) -> None:
+        """Count a failed reconcile (``crash``: the controller's run ended with it) and keep
+        its text (bounded) for ``kosctl inspect dependencies``."""
+        self.errors += 1
+        if crash:
+            self.crashes += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"[:500]
 
 
 class Access:

@@ -83,8 +83,7 @@ class ControllerRuntime(Access):
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:
-                self.metrics.crashes += 1
-                self.metrics.errors += 1
+                self.metrics.error(exc, crash=True)
                 delay = self._backoff.next()
                 log.error("controller crashed", error=f"{type(exc).__name__}: {exc}", restart_in=round(delay, 3),
                           exc_info=exc)

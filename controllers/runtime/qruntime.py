@@ -103,8 +103,7 @@ class QRuntime(Access):
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:
-                self.metrics.crashes += 1
-                self.metrics.errors += 1
+                self.metrics.error(exc, crash=True)
                 if anyio.current_time() - started >= RUN_HOOK_RESET_AFTER:
                     self._backoff.reset()
                 delay = self._backoff.next()
@@ -144,14 +143,14 @@ class QRuntime(Access):
             raise
         except RequeueError as exc:
             if exc.cause is not None:
-                self.metrics.errors += 1
+                self.metrics.error(exc.cause)
                 log.error("reconcile failed, requeued", resource=str(ptr), error=str(exc.cause), after=exc.after)
             return (value, exc.after)
         except SkipReconcile:
             self._key_backoff.pop(key, None)
             return None
         except Exception as exc:
-            self.metrics.errors += 1
+            self.metrics.error(exc)
             backoff = self._key_backoff.get(key)
             if backoff is None:
                 backoff = self._key_backoff[key] = self._runtime.new_backoff()

@@ -185,7 +185,7 @@ class Runtime:
 
     # -- introspection --------------------------------------------------------------------
     def metrics(self) -> dict[str, dict[str, Any]]:
-        """Per controller: reconciles, errors, crashes, restarts, queue_depth."""
+        """Per controller: reconciles, errors, crashes, restarts, queue_depth, last_error."""
         out: dict[str, dict[str, Any]] = {}
         for name in sorted(self._adapters):
             a = self._adapters[name]
@@ -196,6 +196,7 @@ class Runtime:
                 "crashes": m.crashes,
                 "restarts": m.restarts,
                 "queue_depth": a.queue_depth(),
+                "last_error": m.last_error,
             }
         return out
 

@@ -88,6 +88,7 @@ async def test_failing_controller_restarts_with_backoff() -> None:
         await wait_until(lambda: rt.metrics()["FailingController"]["crashes"] >= 3, what="3 crashes")
     m = rt.metrics()["FailingController"]
     assert m["crashes"] >= 3 and m["errors"] >= 3
+    assert m["last_error"].startswith("RuntimeError: failing on purpose (run ")
     assert failing.runs >= 3
 
 

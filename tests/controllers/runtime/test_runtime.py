@@ -75,7 +75,7 @@ async def test_triggers_coalesce_while_busy() -> None:
         await wait_all_tasks_blocked()
         assert c.count == 2  # 50 triggers while busy -> exactly one more reconcile
         assert rt.metrics()["gated"] == {"reconciles": 2, "errors": 0, "crashes": 0, "restarts": 0,
-                                         "queue_depth": 0}
+                                         "queue_depth": 0, "last_error": ""}
 
 
 async def test_destroy_ready_input_triggers_only_when_destroy_ready() -> None:
