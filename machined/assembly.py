@@ -117,7 +117,7 @@ def node_services(ctx: AssemblyContext, *, containerd_base: Path | None = None) 
     if shutil.which("containerd"):
         base = containerd_base or Path(ctx.root) / "var/lib/containerd"
         paths = ContainerdPaths(base / "root", Path(ctx.root) / "run/containerd", base / "config.toml")
-        out.append(containerd_service(paths))
+        out.append(containerd_service(paths, cri=True))  # the kubelet's container runtime
     else:
         log.warning("containerd is not installed: no containerd service")
     return out

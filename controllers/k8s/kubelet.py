@@ -149,6 +149,8 @@ def render_kubelet_configuration(cfg: KubeletConfigSpec, paths: KubeletPaths) ->
         "logging": {"format": "json"},
         "registerNode": not cfg.skip_node_registration,
         "tlsMinVersion": "VersionTLS12",
+        # the root filesystem is read-only: FlexVolume drivers live beside the kubelet's state
+        "volumePluginDir": f"{paths.root_dir}/volumeplugins",
     }
     if cfg.static_pod_list_url:
         conf["staticPodURL"] = cfg.static_pod_list_url

@@ -23,6 +23,10 @@ from kos.machined.services.runners import ProcessRunner
 from kos.machined.services.supervisor import BackoffPolicy, RestartPolicy, ServiceDefinition
 
 NAMESPACES = ("system", "k8s.io")
+SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"  # what kubelet 1.32 expects
+CNI_BIN_DIR = "/opt/cni/bin"
+CNI_CONF_DIR = "/etc/cni/net.d"
+REGISTRY_CONFIG_DIR = "/etc/containerd/certs.d"
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,8 @@ def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_config(paths: ContainerdPaths, *, cri: bool = False, log_level: str = "info") -> str:
+def render_config(paths: ContainerdPaths, *, cri: bool = False, log_level: str = "info",
+                  sandbox_image: str = SANDBOX_IMAGE) -> str:
     """containerd's config.toml (version 2) for ``paths``."""
     if log_level not in ("trace", "debug", "info", "warn", "error", "fatal", "panic"):
         raise ValueError(f"containerd log_level: {log_level!r}, expected trace/debug/info/warn/error/fatal/panic")
@@ -73,7 +78,33 @@ def render_config(paths: ContainerdPaths, *, cri: bool = False, log_level: str =
         f"  path = {_toml_str(str(paths.root / 'opt'))}",
         "",
     ]
+    if cri:
+        lines += _cri_config(sandbox_image)
     return "\n".join(lines)
+
+
+def _cri_config(sandbox_image: str) -> list[str]:
+    """The CRI plugin for the kubelet: runc with cgroupfs (cgroup v1 hosts), CNI from
+    /opt/cni/bin and /etc/cni/net.d, the pause image the kubelet's release expects."""
+    cri = '[plugins."io.containerd.grpc.v1.cri"'
+    return [
+        cri + "]",
+        f"  sandbox_image = {_toml_str(sandbox_image)}",
+        "  enable_cdi = false",
+        cri + ".containerd]",
+        '  snapshotter = "overlayfs"',
+        '  default_runtime_name = "runc"',
+        cri + ".containerd.runtimes.runc]",
+        '  runtime_type = "io.containerd.runc.v2"',
+        cri + ".containerd.runtimes.runc.options]",
+        "  SystemdCgroup = false",
+        cri + ".cni]",
+        f"  bin_dir = {_toml_str(CNI_BIN_DIR)}",
+        f"  conf_dir = {_toml_str(CNI_CONF_DIR)}",
+        cri + ".registry]",
+        f"  config_path = {_toml_str(REGISTRY_CONFIG_DIR)}",
+        "",
+    ]
 
 
 def containerd_service(

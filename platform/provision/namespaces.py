@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from kos.platform.provision import cgroups
 from kos.platform.provision.network import ClusterNetwork, NetworkError, netns_exists
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,14}[a-z0-9])?$")
@@ -44,6 +45,7 @@ class NodeRequest:
     env: dict[str, str] = field(default_factory=dict)
     api_port: int = 50000
     configure_address: bool = True  # False: the node configures eth0 itself (KOS_ADDRESS, KOS_GATEWAY)
+    binds: list[str] = field(default_factory=list)  # nodeinit --bind SRC[:DST[:ro|rw]]
 
 
 @dataclass
@@ -56,6 +58,7 @@ class NodeState:
     pid: int = 0  # the unshare process (parent of the node's PID 1)
     api_port: int = 50000
     host_port: int = 0  # forwarded loopback port
+    binds: list[str] = field(default_factory=list)  # nodeinit --bind arguments, kept for restarts
 
     @property
     def ip(self) -> str:
@@ -64,6 +67,11 @@ class NodeState:
     @property
     def console(self) -> Path:
         return Path(self.dir) / "console.log"
+
+    @property
+    def cgroup(self) -> str:
+        """The node's cgroup directory name in every hierarchy: ``kos-<cluster>-<node>``."""
+        return f"kos-{Path(self.dir).parent.name}-{self.name}"
 
 
 @dataclass
@@ -219,7 +227,7 @@ class NamespaceProvisioner(ClusterDirectory):
                 ndir.mkdir(parents=True, exist_ok=True)
                 node = NodeState(
                     name=req.name, role=req.role, address=address, netns=network.node_netns(req.name),
-                    dir=str(ndir), api_port=req.api_port,
+                    dir=str(ndir), api_port=req.api_port, binds=list(req.binds),
                 )
                 node.pid = self._start_node(node, req)
                 state.nodes.append(node)
@@ -235,19 +243,24 @@ class NamespaceProvisioner(ClusterDirectory):
         ndir = Path(node.dir)
         (ndir / "rootfs").mkdir(exist_ok=True)
         env_args = [f"--env={k}={v}" for k, v in sorted(req.env.items())]
+        bind_args = [f"--bind={b}" for b in req.binds]
         cmd = [
             "nsenter", f"--net=/run/netns/{node.netns}",
-            "unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--propagation", "private",
+            "unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--cgroup", "--propagation", "private",
             sys.executable, "-m", "kos.platform.provision.nodeinit",
             "--root", str(ndir / "rootfs"), "--hostname", node.name,
             "--state", str(ndir / "state"), "--var", str(ndir / "var"),
-            *env_args, "--", *req.command,
+            *env_args, *bind_args, "--", *req.command,
         ]  # fmt: skip
+        # the keeper (and so the node) runs in the node's own cgroups; unshare --cgroup makes
+        # them the node's cgroup root (see cgroups)
+        cgroup_dirs = cgroups.create(node.cgroup)
         cmd = [sys.executable, "-m", "kos.platform.provision.keeper", "--state", str(ndir / "keeper.json"), "--", *cmd]
         console = open(ndir / "console.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True
+                cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=lambda: cgroups.enter(cgroup_dirs),
             )
         finally:
             console.close()
@@ -305,7 +318,8 @@ class NamespaceProvisioner(ClusterDirectory):
         """(Re)start a stopped node with the same identity and directories."""
         if node_pid1(node) is not None or (_pid_alive(node.pid) and _is_keeper(node.pid)):
             raise ProvisionError(f"node {node.name} is already running")
-        node.pid = self._start_node(node, NodeRequest(node.name, node.role, command, env, node.api_port))
+        node.pid = self._start_node(node, NodeRequest(node.name, node.role, command, env, node.api_port,
+                                                      binds=list(node.binds)))
         state.save()
 
     def destroy(self, name: str, *, timeout: float = 15.0) -> None:
@@ -318,6 +332,7 @@ class NamespaceProvisioner(ClusterDirectory):
                     self.stop_node(node, timeout=timeout)
                 except OSError as exc:
                     errors.append(f"stopping {node.name}: {exc}")
+                errors += [f"cgroup {left}" for left in cgroups.remove(node.cgroup)]
             if _pid_alive(state.forwarder_pid) and "kos.platform.provision.forward" in _cmdline(state.forwarder_pid):
                 with _suppress_missing():
                     os.kill(state.forwarder_pid, signal.SIGTERM)

@@ -12,7 +12,9 @@ binaries machined runs (etcd, containerd, runc). No shell is bound: ``/bin/sh``,
 and ``busybox`` do not exist inside a node. Writable places are ``/etc`` (generated files),
 ``/run``, ``/tmp``, ``/system/secrets`` (tmpfs), ``/var`` (the node's EPHEMERAL directory) and ``/system/state``
 (its STATE directory). ``/proc`` and ``/sys`` show the node's own processes and interfaces;
-the host's cgroup v1 hierarchy is bound so runc works. After the pivot, ``/`` is remounted
+the node's own cgroups are mounted writable (``cgroups``: the node runs in its own cgroup
+namespace), and host-global kernel tunables the kubelet checks are masked read-only
+(``mask_kernel_tunables``). After the pivot, ``/`` is remounted
 read-only and the command is exec'ed as PID 1.
 """
 
@@ -36,6 +38,8 @@ NODE_BINARIES = (
     "/usr/bin/ctr",
     "/usr/sbin/runc",
     "/usr/bin/kubelet",
+    "/usr/bin/mount",  # the kubelet mounts its volumes (tmpfs, binds) with mount(8)
+    "/usr/bin/umount",
 )
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty", "kmsg")
 SHELLS = ("/bin/sh", "/bin/bash", "/bin/dash", "/usr/bin/sh", "/usr/bin/bash", "/usr/bin/busybox", "/bin/busybox")
@@ -156,8 +160,57 @@ def build_root(
     # kernel filesystems of this node's namespaces
     sc.mount("proc", _mkdir(root, "proc"), "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
     sc.mount("sysfs", _mkdir(root, "sys"), "sysfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RDONLY)
-    if Path("/sys/fs/cgroup").is_dir():
-        sc.bind("/sys/fs/cgroup", root / "sys/fs/cgroup", recursive=True)
+    mount_cgroups(root)
+    mask_kernel_tunables(root)
+
+
+# Host-global kernel tunables the kubelet insists on (it refuses to start, or rewrites them for
+# the whole host, when they differ). A namespace node cannot own them: it sees these values,
+# read-only, and the host keeps its own. VM nodes set them for real. See docs/kubernetes.md.
+KUBELET_KERNEL_TUNABLES = {
+    "vm/overcommit_memory": "1",
+    "vm/panic_on_oom": "0",
+    "kernel/panic": "10",
+    "kernel/panic_on_oops": "1",
+    "kernel/keys/root_maxkeys": "1000000",
+    "kernel/keys/root_maxbytes": "25000000",
+}
+
+
+def mount_cgroups(root: Path) -> None:
+    """Fresh cgroup filesystems of the node's cgroup namespace (its own directory is ``/``),
+    one per hierarchy the host mounts, writable: runc and the kubelet create cgroups there."""
+    from kos.platform.provision import cgroups
+
+    found = cgroups.hierarchies()
+    if not found:
+        return
+    base = root / "sys/fs/cgroup"
+    sc.mount("tmpfs", base, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=755,size=64k")
+    for h in found:
+        target = base / h.mountpoint.relative_to(cgroups.CGROUP_ROOT)
+        target.mkdir(parents=True, exist_ok=True)
+        sc.mount(h.fstype, target, h.fstype, sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, h.options)
+    sc.mount("tmpfs", base, "tmpfs", sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
+             "mode=755,size=64k")
+
+
+def mask_kernel_tunables(root: Path) -> None:
+    """Bind read-only files holding the kubelet's expected values over host-global sysctls
+    that differ (the host's own values stay untouched)."""
+    masks = root / "run/.kos-kernel-tunables"
+    for rel, want in KUBELET_KERNEL_TUNABLES.items():
+        target = root / "proc/sys" / rel
+        try:
+            have = target.read_text().strip()
+        except OSError:
+            continue
+        if have == want:
+            continue
+        masks.mkdir(parents=True, exist_ok=True, mode=0o700)
+        src = masks / rel.replace("/", ".")
+        src.write_text(want + "\n")
+        sc.bind(src, target, readonly=True)
 
 
 

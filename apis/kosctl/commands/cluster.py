@@ -153,9 +153,10 @@ def run_create(args: argparse.Namespace) -> int:
     configs, client_text, bundle_text = _generate(args, names, ips)
     _step(f"starting {len(names)} nodes ({args.controlplanes} control plane, {args.workers} worker) "
           f"on {args.cidr} in network namespace kos-{args.name}")
+    binds = _kubernetes_binds(prov, args.name, [n for n, _ in names])
     requests = [
         NodeRequest(n, role, node_command(n, ip), env={"KOS_CGROUP_PARENT": f"kos-{args.name}-{n}"},
-                    configure_address=False)
+                    configure_address=False, binds=binds.get(n, []))
         for (n, role), ip in zip(names, ips, strict=True)
     ]
     try:
@@ -182,6 +183,19 @@ def run_create(args: argparse.Namespace) -> int:
     _print_nodes(state)
     print(f"\nkosctl --context {args.name} get members")
     return 0
+
+
+def _kubernetes_binds(prov: Any, name: str, nodes: list[str]) -> dict[str, list[str]]:
+    """Namespace nodes: the built Kubernetes binaries, CNI plugins and images, bound in."""
+    from kos.platform.provision.kubernetes import Artifacts
+    from kos.platform.provision.namespaces import NamespaceProvisioner
+
+    if not isinstance(prov, NamespaceProvisioner):
+        return {}
+    art = Artifacts.locate()
+    if not art.has_kubelet():
+        _step(f"no Kubernetes binaries in {art.bin_dir}: the nodes' kubelet will wait for one")
+    return {n: art.node_binds(prov.cluster_dir(name) / n) for n in nodes}
 
 
 def _write_private(path: Path, text: str) -> None:
