@@ -20,6 +20,19 @@ _STATUS = {ErrorCode.INVALID_ARGUMENT: Status.INVALID_ARGUMENT,
            ErrorCode.FAILED_PRECONDITION: Status.FAILED_PRECONDITION}
 
 
+MAX_STATUS_MESSAGE = 8192
+"""grpc-message is an HTTP/2 header: its HPACK encoding is slow for large values and runs on
+the event loop, and clients drop long headers; config errors are already cut to the first
+few (``ConfigErrors``), this bounds every other message too."""
+MAX_WARNINGS = 200
+
+
+def cap_message(message: str) -> str:
+    if len(message) <= MAX_STATUS_MESSAGE:
+        return message
+    return message[: MAX_STATUS_MESSAGE - 40] + f"... ({len(message)} characters, cut)"
+
+
 class ManagedConfigStore(ConfigStore):
     managed = True
 
@@ -35,8 +48,10 @@ class ManagedConfigStore(ConfigStore):
         try:
             out = await self.manager.apply(req.data, mode, dry_run=req.dry_run, try_timeout=req.try_timeout)
         except ApplyError as exc:
-            raise GRPCError(_STATUS[exc.code], str(exc)) from None
-        resp = pb.ApplyConfigurationResponse(warnings=out.warnings, mode=req.mode, mode_details=out.details,
+            raise GRPCError(_STATUS[exc.code], cap_message(str(exc))) from None
+        warnings = out.warnings[:MAX_WARNINGS] + (
+            [f"... and {len(out.warnings) - MAX_WARNINGS} more warnings"] if len(out.warnings) > MAX_WARNINGS else [])
+        resp = pb.ApplyConfigurationResponse(warnings=warnings, mode=req.mode, mode_details=out.details,
                                              diff=out.diff)
         return resp, out.reboot
 

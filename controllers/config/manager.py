@@ -29,6 +29,7 @@ resource shows it (so controllers have been triggered).
 from __future__ import annotations
 
 import enum
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,7 @@ from kos.resources.machineconfig.persist import atomic_write, remove_leftovers
 log = structlog.get_logger("kos.controllers.config")
 
 MODES = ("auto", "no-reboot", "reboot", "staged", "try")
+MAX_TRY_TIMEOUT = 86400.0
 
 PlatformSource = Callable[[], Awaitable[bytes | None]]
 RebootHook = Callable[[], Awaitable[None]]
@@ -88,6 +90,14 @@ def _load(data: bytes | str, mode: str, what: str) -> tuple[ConfigContainer, lis
     except ConfigErrors as exc:
         raise ConfigErrors(exc.errors, what=what) from None
     return container, [str(w) for w in [*container.warnings, *warnings]]
+
+
+def _compare(cur: ConfigContainer | None, new: ConfigContainer) -> tuple[str, list[str], list[str]]:
+    """The diff, the changed paths and those needing a reboot (runs in a worker thread)."""
+    diff = config_diff(cur, new)
+    changed = changed_paths(cur, new) if cur is not None else ["<all>"]
+    needs_reboot = reboot_required(cur, new) if cur is not None else []
+    return diff, changed, needs_reboot
 
 
 @dataclass
@@ -239,17 +249,17 @@ class ConfigManager:
     async def _apply(self, new: _Loaded, warnings: list[str], mode: str, dry_run: bool,
                      try_timeout: float) -> ApplyOutcome:
         cur = self.active.container if self.active is not None else None
-        diff = config_diff(cur, new.container)
-        changed = changed_paths(cur, new.container) if cur is not None else ["<all>"]
-        needs_reboot = reboot_required(cur, new.container) if cur is not None else []
+        # comparing two large configs is real work: off the event loop
+        diff, changed, needs_reboot = await anyio.to_thread.run_sync(_compare, cur, new.container)
         if dry_run:
             return ApplyOutcome(warnings, "Dry run: nothing applied", diff or "No changes.")
         if cur is None and mode in ("staged", "try"):
             raise ApplyError(ErrorCode.FAILED_PRECONDITION,
                              f"mode {mode}: no config is in effect yet (maintenance mode); apply with mode auto first")
-        if mode == "try" and try_timeout <= 0:
+        if mode == "try" and not (math.isfinite(try_timeout) and 0 < try_timeout <= MAX_TRY_TIMEOUT):
             raise ApplyError(ErrorCode.INVALID_ARGUMENT,
-                             f"try_timeout: {try_timeout} is invalid, expected a positive number of seconds")
+                             f"try_timeout: {try_timeout} is invalid, expected a number of seconds in "
+                             f"(0, {MAX_TRY_TIMEOUT:g}]")
         if mode in ("try", "no-reboot") and needs_reboot:
             raise ApplyError(ErrorCode.FAILED_PRECONDITION,
                              f"mode {mode}: these changes need a reboot: {', '.join(needs_reboot)} "

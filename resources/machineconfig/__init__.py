@@ -44,9 +44,11 @@ from kos.resources.machineconfig.schema import REDACTED
 from kos.resources.machineconfig.secrets import SecretsBundle
 from kos.resources.machineconfig.v1alpha1 import Config
 from kos.resources.machineconfig.validate import MODES, validate
+from kos.resources.machineconfig.yamlio import MAX_CONFIG_BYTES, decode_text, load_all
 
 __all__ = [
     "DOCUMENT_KINDS",
+    "MAX_CONFIG_BYTES",
     "MODES",
     "REDACTED",
     "ClientConfig",
@@ -72,8 +74,10 @@ __all__ = [
     "atomic_write",
     "changed_paths",
     "config_diff",
+    "decode_text",
     "generate",
     "load",
+    "load_all",
     "load_config",
     "normalize_endpoint",
     "parse_patch",

@@ -27,6 +27,9 @@ REBOOT_PATHS = (
 )
 
 
+MAX_DIFF_LINES = 20000
+
+
 def config_diff(old: ConfigContainer | None, new: ConfigContainer, *, redact: bool = True) -> str:
     """Unified diff text; empty when the configs are equal (or differ only in secrets when
     ``redact``; use ``changed_paths`` to see those)."""
@@ -36,7 +39,16 @@ def config_diff(old: ConfigContainer | None, new: ConfigContainer, *, redact: bo
             return []
         return (c.redacted() if redact else c).to_yaml().splitlines(keepends=True)
 
-    return "".join(difflib.unified_diff(text(old), text(new), fromfile="current", tofile="new"))
+    a, b = text(old), text(new)
+    if len(a) + len(b) > MAX_DIFF_LINES:
+        # difflib is quadratic in the worst case: past this size say what changed instead
+        if a == b:
+            return ""
+        paths = changed_paths(old, new) if old is not None else ["<all>"]
+        shown = ", ".join(paths[:50]) + (f" and {len(paths) - 50} more" if len(paths) > 50 else "")
+        return (f"--- current\n+++ new\n# {len(a)} -> {len(b)} lines: too large for a line diff "
+                f"(limit {MAX_DIFF_LINES}); changed: {shown}\n")
+    return "".join(difflib.unified_diff(a, b, fromfile="current", tofile="new"))
 
 
 def _doc_label(d: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 from kos.resources.machineconfig import yamlio
 from kos.resources.machineconfig.documents import is_v1alpha1
 from kos.resources.machineconfig.errors import ConfigErrors
+from kos.resources.machineconfig.yamlio import MAX_EXPANDED, check_data, data_cost
 
 
 class PatchError(ValueError):
@@ -248,9 +249,15 @@ def _add(doc: Any, tokens: list[str], value: Any, where: str, *, replace: bool =
 def json_patch(doc: Any, ops: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> Any:
     """Apply RFC 6902 operations to a copy of ``doc``; all-or-nothing."""
     out = copy.deepcopy(doc)
+    size = data_cost(out)  # what add/copy may grow the document to is bounded (copy doubles)
     for i, op in enumerate(ops):
         name, path = op.get("op"), op.get("path", "")
-        where = f"JSON patch operation [{i}] ({name} {path})"
+        where = f"JSON patch operation [{i}] ({str(name)[:20]} {str(path)[:200]})"
+        if name in ("add", "replace") or (name == "copy" and isinstance(op.get("from"), str)):
+            value = op.get("value") if name != "copy" else _get(out, _pointer(op["from"], where), where)
+            size += data_cost(value)
+            if size > MAX_EXPANDED:
+                raise PatchError(f"{where}: the patched config would exceed {MAX_EXPANDED} bytes")
         tokens = _pointer(str(path), where)
         if name in ("add", "replace", "test") and "value" not in op:
             raise PatchError(f"{where}: missing 'value'")
@@ -295,6 +302,11 @@ def apply_patch(docs: list[Any], patch: Patch) -> list[Any]:
 
 
 def apply_patches(docs: list[Any], patches: list[Patch]) -> list[Any]:
+    """Apply patches in order; the result obeys the limits of a loaded config."""
     for p in patches:
         docs = apply_patch(docs, p)
+    try:
+        check_data(docs, what="patched config")
+    except ConfigErrors as exc:
+        raise PatchError(str(exc)) from None
     return docs

@@ -13,6 +13,7 @@ fields are redacted for display). Every field needs a default. Supported field t
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -144,7 +145,7 @@ def encode_value(v: Any) -> Any:
     return v
 
 
-_OCTAL_12 = re.compile(r"^0o[0-7]+$")
+_OCTAL_12 = re.compile(r"^0o[0-7]{1,22}$")
 
 
 def _scalar_text(v: Any) -> Any:
@@ -227,9 +228,9 @@ def decode_value(tp: Any, v: Any, path: str, dec: Decoder) -> Any:
         dec.error(path, v, "an integer")
         return 0
     if tp is float:
-        if isinstance(v, int | float) and not isinstance(v, bool):
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
             return float(v)
-        dec.error(path, v, "a number")
+        dec.error(path, v, "a finite number")
         return 0.0
     if tp is str:
         if isinstance(v, str):

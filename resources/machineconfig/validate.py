@@ -183,12 +183,12 @@ def _validate_cluster(v: _V, cfg: Config, control_plane: bool) -> None:
             ok = False
         if not ok:
             v.err("cluster.controlPlane.endpoint", ep, "an https URL with a host, e.g. https://10.5.0.2:6443")
-    if v.required("cluster.clusterName", c.cluster_name, "the cluster name") and not DNS1123_SUBDOMAIN_RE.match(
-        c.cluster_name
+    if v.required("cluster.clusterName", c.cluster_name, "the cluster name") and (
+        len(c.cluster_name) > 253 or not DNS1123_SUBDOMAIN_RE.match(c.cluster_name)
     ):
         v.err("cluster.clusterName", c.cluster_name, "lower-case letters, digits, '-' and '.' (DNS-1123)")
     n = c.network
-    if n.dns_domain and not DNS1123_SUBDOMAIN_RE.match(n.dns_domain):
+    if n.dns_domain and (len(n.dns_domain) > 253 or not DNS1123_SUBDOMAIN_RE.match(n.dns_domain)):
         v.err("cluster.network.dnsDomain", n.dns_domain, "a DNS domain such as cluster.local")
     for name, subnets in (("podSubnets", n.pod_subnets), ("serviceSubnets", n.service_subnets)):
         for i, s in enumerate(subnets):

@@ -39,10 +39,19 @@ def _usage(p: argparse.ArgumentParser) -> int:
 
 
 def read_text(path: str, what: str) -> str:
+    """The file as text: at most a config's worth of bytes (``MAX_CONFIG_BYTES``), UTF-8;
+    anything else is a clean CLI error naming the file."""
+    from kos.resources.machineconfig import MAX_CONFIG_BYTES, ConfigErrors, decode_text
+
     try:
-        return Path(path).read_text()
+        with Path(path).open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise CLIError(f"{what} {path!r}: {exc.strerror or exc}") from exc
+    try:
+        return decode_text(data, what=f"{what} {path}")
+    except ConfigErrors as exc:
+        raise CLIError(str(exc)) from exc
 
 
 def load_patches(args: list[str]) -> list[Patch]:
