@@ -52,11 +52,14 @@ from kos.apis.server.state import StateService
 from kos.apis.tls import client_context, server_context
 from kos.controllers.block.wipe import wipe as block_wipe
 from kos.controllers.cluster.discovery import Wakeup, run_registry
-from kos.controllers.etcd.assembly import etcd_service_definition
 from kos.controllers.secrets.remote import remote_signer_from_config
 from kos.machined import assembly
 from kos.machined.api.containers import ContainersAPI
+from kos.machined.api.diagnostics import DiagnosticsAPI
+from kos.machined.api.disks import DisksAPI
 from kos.machined.api.etcd import EtcdAPI
+from kos.machined.api.etcdmaint import EtcdMaintenanceAPI
+from kos.machined.api.files import FilePolicy, FilesAPI
 from kos.machined.api.health import ClusterHealthAPI
 from kos.machined.api.lifecycle import (
     LifecycleRefusedError,
@@ -68,6 +71,8 @@ from kos.machined.api.lifecycle import (
 from kos.machined.init import Action
 from kos.machined.sequencer import PREEMPTIVE, Phase, Sequence, SequenceBusyError, SequenceError, Sequencer
 from kos.machined.services import Supervisor
+from kos.machined.services.etcd import etcd_service_definition
+from kos.machined.services.kubelet import kubelet_service
 from kos.platform.image import install as image_install
 from kos.platform.image import installer as image_installer
 from kos.platform.image.installer import upgrade_sequence
@@ -157,6 +162,7 @@ class MachineNode:
         self._main_scope: anyio.CancelScope | None = None
         self._server: APIServer | None = None
         self._missing: dict[str, str] = {}
+        self._runtimes: list[Any] = []  # the controller runtimes (inspect dependencies)
         self.ready = anyio.Event()
         self._discovery_wakeup = Wakeup()
 
@@ -218,6 +224,7 @@ class MachineNode:
 
             await self.state.modify(Resource.new(PlatformNetworkConfigSpec(), "platform"), fill)
         runtime = Runtime(self.state)
+        self._runtimes.append(runtime)
         for c in config_controllers(config_manager=self.manager):
             runtime.register(c)
         if self.opts.controllers and self.opts.platform != "process":
@@ -271,6 +278,15 @@ class MachineNode:
             with anyio.CancelScope(shield=True):
                 await server.close(grace=2.0)
 
+    def _define_etcd(self) -> None:
+        """Adds the etcd service (a worker whose config made it a control plane)."""
+        assert self.supervisor is not None
+        self.supervisor.add(etcd_service_definition(self._etcd_paths()))
+
+    def _define_kubelet(self, binary: str) -> None:
+        assert self.supervisor is not None
+        self.supervisor.add(kubelet_service(self.supervisor, binary))
+
     def _container(self) -> Any:
         active = self.manager.active
         return active.container if active is not None else None
@@ -291,7 +307,8 @@ class MachineNode:
             container_mode=self._container_mode(),
             control_plane=control_plane,
             domain_params={
-                "etcd": {"paths": self._etcd_paths()},
+                "etcd": {"paths": self._etcd_paths(), "define_service": self._define_etcd},
+                "k8s": {"kubelet_service": self._define_kubelet},
                 "secrets": {"retry_interval": 1.0},  # a worker asks trustd again soon
                 "cluster": {"discovery_wakeup": self._discovery_wakeup},
             },
@@ -310,6 +327,7 @@ class MachineNode:
         for domain, reason in missing.items():
             self.sequencer.set_condition(f"controllers {domain}", reason)
         runtime = Runtime(self.state)
+        self._runtimes.append(runtime)
         for c in controllers:
             runtime.register(c)
         assert self._tg is not None
@@ -415,6 +433,12 @@ class MachineNode:
         out.append(ContainersAPI(Path(self._root()) / "run/containerd/containerd.sock"))
         if forward_ssl is not None:  # the health checks call this node's API with its client identity
             out.append(ClusterHealthAPI(self._local_endpoint, forward_ssl))
+        # the operator's daily tools: files, diagnostics, disks/META, etcd maintenance
+        secret_dirs = (*FilePolicy().secret_dirs, str(self.opts.state_dir))
+        out.append(FilesAPI(FilePolicy(secret_dirs=secret_dirs)))
+        out.append(DiagnosticsAPI(self.state, lambda: list(self._runtimes)))
+        out.append(DisksAPI(self.state))
+        out.append(EtcdMaintenanceAPI(self.state, self.supervisor, self._etcd_paths()))
         return out
 
     def _local_endpoint(self) -> str:

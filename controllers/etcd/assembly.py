@@ -1,10 +1,10 @@
 """What machined needs to run etcd on a node, from explicit parameters.
 
-* ``etcd_service_definition(paths)``: the ``etcd`` service (add it to the Supervisor; it stays
-  idle until the controllers give it a spec);
-* ``etcd_controllers(supervisor, paths)``: EtcdConfigController (machine config ->
-  EtcdConfig), EtcdSpecController (bootstrap / join / recover decisions -> EtcdSpec) and
-  EtcdServiceController (EtcdSpec -> running etcd + EtcdMember);
+* ``etcd_controllers(supervisor, paths, define_service)``: EtcdConfigController (machine
+  config -> EtcdConfig), EtcdSpecController (bootstrap / join / recover decisions -> EtcdSpec)
+  and EtcdServiceController (EtcdSpec -> running etcd + EtcdMember). ``supervisor`` is a
+  ``ServiceManager``; ``define_service`` adds machined's ``etcd`` service
+  (``kos.machined.services.etcd.etcd_service_definition``) when it is missing;
 * ``kos.machined.api.etcd.EtcdAPI(state, supervisor, paths)``: the RPCs, for
   ``MachineService(extensions=[...])``.
 """
@@ -15,19 +15,14 @@ from kos.controllers.etcd.config import EtcdConfigController
 from kos.controllers.etcd.marker import EtcdPaths
 from kos.controllers.etcd.service import EtcdServiceController
 from kos.controllers.etcd.spec import EtcdSpecController
-from kos.controllers.runtime import Controller
-from kos.machined.services.etcd import etcd_service
-from kos.machined.services.supervisor import ServiceDefinition, Supervisor
-
-
-def etcd_service_definition(paths: EtcdPaths, *, binary: str = "etcd", stop_timeout: float = 15.0) -> ServiceDefinition:
-    return etcd_service(None, paths.admin_tls, binary=binary, stop_timeout=stop_timeout)
+from kos.controllers.runtime import Controller, ServiceDefiner, ServiceManager
 
 
 def etcd_controllers(
     *,
-    supervisor: Supervisor,
+    supervisor: ServiceManager,
     paths: EtcdPaths,
+    define_service: ServiceDefiner | None = None,
     heartbeat_ms: int = 100,
     election_ms: int = 1000,
     join_retry: float = 1.0,
@@ -39,5 +34,5 @@ def etcd_controllers(
         EtcdSpecController(paths, heartbeat_ms=heartbeat_ms, election_ms=election_ms, join_retry=join_retry,
                            etcdctl=etcdctl),
         EtcdServiceController(supervisor, paths.admin_tls, healthy_timeout=healthy_timeout,
-                              definition=lambda: etcd_service_definition(paths)),
+                              define=define_service),
     ]

@@ -7,18 +7,11 @@ from __future__ import annotations
 
 from kos.apis.etcd import EtcdClient, TLSFiles
 from kos.controllers.etcd.join import add_learner, check_can_bootstrap, joining_spec, promote_when_ready
-from kos.machined.services.etcd import EtcdRunner
-from kos.machined.services.supervisor import Supervisor
+from kos.controllers.etcd.service import etcd_runner
+from kos.controllers.runtime import ServiceManager
 from kos.resources.etcd import EtcdSpecSpec
 
 SERVICE_ID = "etcd"
-
-
-def _runner(sup: Supervisor) -> EtcdRunner:
-    runner = sup.definition(SERVICE_ID).runner
-    if not isinstance(runner, EtcdRunner):
-        raise TypeError(f"service {SERVICE_ID!r} does not run etcd (runner {type(runner).__name__})")
-    return runner
 
 
 async def _own_member_id(spec: EtcdSpecSpec, tls: TLSFiles | None) -> int:
@@ -26,7 +19,9 @@ async def _own_member_id(spec: EtcdSpecSpec, tls: TLSFiles | None) -> int:
         return (await c.status()).member_id
 
 
-async def bootstrap_member(sup: Supervisor, spec: EtcdSpecSpec, tls: TLSFiles | None, *, timeout: float = 30.0) -> int:
+async def bootstrap_member(
+    sup: ServiceManager, spec: EtcdSpecSpec, tls: TLSFiles | None, *, timeout: float = 30.0
+) -> int:
     """Start a new single-member cluster (refused when the data dir already holds one)."""
     if spec.initial_cluster_state != "new" or set(spec.initial_cluster) != {spec.name}:
         raise ValueError(
@@ -34,19 +29,19 @@ async def bootstrap_member(sup: Supervisor, spec: EtcdSpecSpec, tls: TLSFiles | 
             f"got {spec.initial_cluster_state!r} with {sorted(spec.initial_cluster)}"
         )
     await check_can_bootstrap(spec)
-    _runner(sup).spec = spec
+    etcd_runner(sup).spec = spec
     await sup.start(SERVICE_ID)
     await sup.wait_healthy(SERVICE_ID, timeout=timeout)
     return await _own_member_id(spec, tls)
 
 
 async def join_member(
-    sup: Supervisor, spec: EtcdSpecSpec, cluster: EtcdClient, tls: TLSFiles | None, *, timeout: float = 30.0
+    sup: ServiceManager, spec: EtcdSpecSpec, cluster: EtcdClient, tls: TLSFiles | None, *, timeout: float = 30.0
 ) -> int:
     """Join through ``cluster`` (a client of healthy members): learner add, start with
     state=existing, wait healthy, promote."""
     plan = await add_learner(cluster, spec.name, spec.advertise_peer_urls)
-    _runner(sup).spec = joining_spec(spec, plan)
+    etcd_runner(sup).spec = joining_spec(spec, plan)
     await sup.start(SERVICE_ID)
     await sup.wait_healthy(SERVICE_ID, timeout=timeout)
     await promote_when_ready(cluster, plan.member.id, timeout=timeout)

@@ -1,8 +1,8 @@
 """EtcdServiceController: applies the ``EtcdSpecs(etcd/etcd)`` resource to the supervised etcd.
 
 Input: the EtcdSpec (weak, id ``etcd``). Output: ``EtcdMembers(etcd/local)``. On every change
-the controller gives the etcd service's runner the new spec (adding the service from
-``definition`` when the supervisor has none yet) and (re)starts the service when
+the controller gives the etcd service's runner the new spec (adding the service with
+``define`` when the ServiceManager has none yet) and (re)starts the service when
 the spec differs from what runs (or the service is not running); once the member is healthy
 it publishes the local member id. When the spec is destroyed the service is stopped and the
 EtcdMember destroyed. The join/bootstrap decision is made upstream: the spec it gets already
@@ -11,13 +11,19 @@ says ``new`` or ``existing`` with the right initial cluster.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from kos.apis.etcd import EtcdClient, TLSFiles, format_member_id
-from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, OutputKind
-from kos.machined.services.etcd import EtcdRunner
-from kos.machined.services.supervisor import ServiceDefinition, Supervisor
+from kos.controllers.runtime import (
+    Controller,
+    ControllerRuntime,
+    Input,
+    Output,
+    OutputKind,
+    ServiceDefiner,
+    ServiceManager,
+)
 from kos.resources.core.metadata import Phase
 from kos.resources.core.resource import Resource
 from kos.resources.etcd import ETCD_MEMBERS, ETCD_SPECS, EtcdMemberSpec, EtcdSpecSpec
@@ -26,21 +32,35 @@ SPEC_ID = "etcd"
 SERVICE_ID = "etcd"
 
 
+@runtime_checkable
+class EtcdSpecRunner(Protocol):
+    """The etcd service's runner (machined's EtcdRunner): it runs the spec it is given."""
+
+    spec: EtcdSpecSpec
+
+
+def etcd_runner(sup: ServiceManager) -> EtcdSpecRunner:
+    runner = sup.runner(SERVICE_ID)
+    if not isinstance(runner, EtcdSpecRunner):
+        raise TypeError(f"service {SERVICE_ID!r} does not run etcd (runner {type(runner).__name__})")
+    return runner
+
+
 class EtcdServiceController(Controller):
     name = "EtcdServiceController"
 
     def __init__(
         self,
-        supervisor: Supervisor,
+        supervisor: ServiceManager,
         client_tls: TLSFiles | None,
         *,
         healthy_timeout: float = 60.0,
-        definition: Callable[[], ServiceDefinition] | None = None,
+        define: ServiceDefiner | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.client_tls = client_tls
         self.healthy_timeout = healthy_timeout
-        self.definition = definition
+        self.define = define
 
     def inputs(self) -> Sequence[Input]:
         return [Input(ETCD_SPECS.namespace, ETCD_SPECS.type, SPEC_ID)]
@@ -48,15 +68,12 @@ class EtcdServiceController(Controller):
     def outputs(self) -> Sequence[Output]:
         return [Output(ETCD_MEMBERS.type, OutputKind.EXCLUSIVE)]
 
-    def _runner(self) -> EtcdRunner:
+    def _runner(self) -> EtcdSpecRunner:
         if SERVICE_ID not in self.supervisor.ids():
-            if self.definition is None:
+            if self.define is None:
                 raise RuntimeError(f"the supervisor has no {SERVICE_ID!r} service to run the EtcdSpec")
-            self.supervisor.add(self.definition())  # e.g. a worker whose config made it a control plane
-        runner = self.supervisor.definition(SERVICE_ID).runner
-        if not isinstance(runner, EtcdRunner):
-            raise TypeError(f"service {SERVICE_ID!r} does not run etcd (runner {type(runner).__name__})")
-        return runner
+            self.define()  # e.g. a worker whose config made it a control plane
+        return etcd_runner(self.supervisor)
 
     async def run(self, rt: ControllerRuntime) -> None:
         async for _ in rt.events():

@@ -1,6 +1,7 @@
 """``k8s_controllers(...)``: every Kubernetes controller, from explicit parameters.
 
-machined calls this once (``machined/assembly.py``) with the node's root and supervisor;
+machined calls this once (``machined/assembly.py``) with the node's root, its supervisor (a
+``ServiceManager``) and ``kubelet_service`` (adds machined's kubelet service for a binary);
 every default path lives under ``root`` (``/`` on a real node, a directory for process nodes)::
 
     k8s_controllers(supervisor=sup, root="/")   # /etc/kubernetes/manifests, /system/secrets/kubernetes,
@@ -10,7 +11,7 @@ every default path lives under ``root`` (``/`` on a real node, a directory for p
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from kos.controllers.k8s.applier import ManifestApplyController, ManifestController
@@ -24,8 +25,7 @@ from kos.controllers.k8s.node import (
 )
 from kos.controllers.k8s.service import DEFAULT_KUBELET_BINARY, KubeletServiceController
 from kos.controllers.k8s.staticpods import ControlPlaneConfigController, StaticPodController, StaticPodFileController
-from kos.controllers.runtime import Controller
-from kos.machined.services import Condition, Supervisor
+from kos.controllers.runtime import Controller, ServiceManager
 
 DEFAULT_SECRETS_DIR = "/system/secrets/kubernetes"
 
@@ -36,13 +36,13 @@ def under(root: str, path: str) -> str:
 
 def k8s_controllers(
     *,
-    supervisor: Supervisor | None,
+    supervisor: ServiceManager | None,
+    kubelet_service: Callable[[str], None] | None = None,
     root: str = "/",
     static_pod_dir: str | None = None,
     secrets_dir: str | None = None,
     kubelet_binary: str | None = None,
     kubelet_paths: KubeletPaths | None = None,
-    kubelet_depends_on: Sequence[Condition] = (),
     api_url: str | None = None,
     manifest_retry: float = 15.0,
     csr_interval: float = 10.0,
@@ -74,6 +74,7 @@ def k8s_controllers(
         CSRApproverController(api_url=api_url, interval=csr_interval),
     ]
     if supervisor is not None:
-        out.append(KubeletServiceController(supervisor, paths, binary=kubelet_binary,
-                                            depends_on=kubelet_depends_on))
+        binary = kubelet_binary
+        define = (lambda: kubelet_service(binary)) if kubelet_service is not None else None
+        out.append(KubeletServiceController(supervisor, paths, binary=binary, define=define))
     return out

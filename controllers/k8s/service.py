@@ -5,11 +5,9 @@ and the cluster CA to the paths of ``KubeletPaths``, registers the ``kubelet`` s
 the supervisor once (a ``ProcessRunner`` running ``<binary> <spec.args>``), starts it, and
 restarts it when the spec changes; when the spec goes away the service is stopped.
 
-The service depends on ``KubeletBinaryCondition`` first, then (when the supervisor runs one)
-on the ``containerd`` service being healthy, then on ``depends_on``. While no executable
-exists at the configured path the service sits in ``Waiting`` with the message
-``waiting for kubelet binary not found at PATH`` (the kos image may be built without
-Kubernetes binaries; see docs/kubernetes.md). It starts by itself once the binary appears.
+The service itself is machined's (``kos.machined.services.kubelet``: it waits for the kubelet
+binary, and for containerd when the node runs it); the controller adds it through ``define``
+when the ``ServiceManager`` has none and sets the runner's arguments before each start.
 
 The kubelet runs in the host mount namespace, so ``machine.kubelet.extraMounts`` (which Talos
 bind-mounts into its kubelet container) need no mount here; they are validated and carried in
@@ -18,52 +16,34 @@ the spec only.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import anyio
 
 from kos.controllers.k8s.kubelet import KubeletPaths
-from kos.controllers.k8s.staticpods import _write_atomic
-from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output
-from kos.machined.services import (
-    Condition,
-    PredicateCondition,
-    ProcessRunner,
-    ServiceDefinition,
-    Supervisor,
-    service_healthy,
-)
+from kos.controllers.k8s.staticpods import write_atomic
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, ServiceDefiner, ServiceManager
 from kos.resources.core.metadata import Phase
 from kos.resources.k8s import KUBELET_ID, KUBELET_SPECS, KubeletSpecSpec
 
 SERVICE_ID = "kubelet"
-CRI_SERVICE = "containerd"
 DEFAULT_KUBELET_BINARY = "/usr/local/bin/kubelet"
 
 
-def binary_present(path: str) -> bool:
-    return os.path.isfile(path) and os.access(path, os.X_OK)
+@runtime_checkable
+class ArgsRunner(Protocol):
+    """A runner of one command line (machined's ProcessRunner)."""
 
-
-class KubeletBinaryCondition(PredicateCondition):
-    """An executable kubelet exists at ``path`` (polled: the image or an extension provides it)."""
-
-    def __init__(self, path: str, *, interval: float = 5.0) -> None:
-        self.path = path
-
-        async def present() -> bool:
-            return await anyio.to_thread.run_sync(binary_present, path)
-
-        super().__init__(f"kubelet binary not found at {path}", present, interval=interval)
+    args: Sequence[str]
 
 
 def write_kubelet_files(spec: KubeletSpecSpec, paths: KubeletPaths) -> None:
     """Blocking: the files the kubelet reads at start (call via anyio.to_thread)."""
-    _write_atomic(Path(paths.config), spec.config, 0o644)
-    _write_atomic(Path(paths.bootstrap_kubeconfig), spec.bootstrap_kubeconfig, 0o600)
-    _write_atomic(Path(paths.ca_file), spec.ca_crt, 0o644)
+    write_atomic(Path(paths.config), spec.config, 0o644)
+    write_atomic(Path(paths.bootstrap_kubeconfig), spec.bootstrap_kubeconfig, 0o600)
+    write_atomic(Path(paths.ca_file), spec.ca_crt, 0o644)
     for d in (paths.static_pod_dir, paths.cert_dir, paths.root_dir):
         Path(d).mkdir(parents=True, exist_ok=True)
 
@@ -71,13 +51,12 @@ def write_kubelet_files(spec: KubeletSpecSpec, paths: KubeletPaths) -> None:
 class KubeletServiceController(Controller):
     name = "k8s.KubeletServiceController"
 
-    def __init__(self, supervisor: Supervisor, paths: KubeletPaths, *, binary: str = DEFAULT_KUBELET_BINARY,
-                 depends_on: Sequence[Condition] = (), binary_poll: float = 5.0) -> None:
+    def __init__(self, supervisor: ServiceManager, paths: KubeletPaths, *, binary: str = DEFAULT_KUBELET_BINARY,
+                 define: ServiceDefiner | None = None) -> None:
         self.supervisor = supervisor
         self.paths = paths
         self.binary = binary
-        self.depends_on = tuple(depends_on)
-        self.binary_poll = binary_poll
+        self.define = define
         self.current: KubeletSpecSpec | None = None
 
     def inputs(self) -> Sequence[Input]:
@@ -86,16 +65,14 @@ class KubeletServiceController(Controller):
     def outputs(self) -> Sequence[Output]:
         return []
 
-    def _runner(self) -> ProcessRunner:
+    def _runner(self) -> ArgsRunner:
         sup = self.supervisor
         if SERVICE_ID not in sup.ids():
-            deps: list[Condition] = [KubeletBinaryCondition(self.binary, interval=self.binary_poll)]
-            if CRI_SERVICE in sup.ids() and sup.state is not None:
-                deps.append(service_healthy(sup.state, CRI_SERVICE))  # the kubelet needs its container runtime
-            sup.add(ServiceDefinition(SERVICE_ID, ProcessRunner([self.binary], stop_timeout=30.0),
-                                      depends_on=(*deps, *self.depends_on)))
-        runner = sup.definition(SERVICE_ID).runner
-        if not isinstance(runner, ProcessRunner):
+            if self.define is None:
+                raise RuntimeError(f"the supervisor has no {SERVICE_ID!r} service to run the KubeletSpec")
+            self.define()
+        runner = sup.runner(SERVICE_ID)
+        if not isinstance(runner, ArgsRunner):
             raise TypeError(f"service {SERVICE_ID!r} does not run a process (runner {type(runner).__name__})")
         return runner
 

@@ -123,7 +123,7 @@ class StaticPodController(K8sController):
             await rt.modify(Resource.new(StaticPodSpec(), cid), set_spec(pod))
 
 
-def _write_atomic(path: Path, content: str, mode: int) -> None:
+def write_atomic(path: Path, content: str, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -147,12 +147,12 @@ def write_component(static_pod_dir: Path, secrets_dir: Path, cid: str, pod: str,
         target = secrets_dir / rel
         if secrets_dir.resolve() not in target.resolve().parents:
             raise ValueError(f"control-plane file {rel!r} escapes the secrets dir")
-        _write_atomic(target, content, 0o600 if cp.is_secret_file(rel) else 0o644)
+        write_atomic(target, content, 0o600 if cp.is_secret_file(rel) else 0o644)
         wanted.add(target.name)
     for stale in comp_dir.iterdir():
         if stale.is_file() and stale.name not in wanted:
             stale.unlink()
-    _write_atomic(static_pod_dir / f"{cid}.yaml", pod, 0o644)
+    write_atomic(static_pod_dir / f"{cid}.yaml", pod, 0o644)
     return hashlib.sha256(pod.encode()).hexdigest()
 
 

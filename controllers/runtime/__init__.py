@@ -1,7 +1,8 @@
 """The kos controller runtime (cosi-semantics.md 3): Controller and QController, the
 Runtime that watches their inputs and triggers them, the per-controller adapters with
-read/write restrictions, restart backoff, transform/qtransform/destroy helpers, and the
-dependency graph. ``kos.controllers.runtime.testing`` has the test helpers.
+read/write restrictions, restart backoff, transform/qtransform/destroy helpers, the
+dependency graph, and ``ServiceManager`` (what controllers ask of machined's supervisor).
+``kos.controllers.runtime.testing`` has the test helpers.
 """
 
 from kos.controllers.runtime.access import Access
@@ -30,6 +31,7 @@ from kos.controllers.runtime.errors import (
 from kos.controllers.runtime.qruntime import QRuntime
 from kos.controllers.runtime.qtransform import QTransformController, qtransform
 from kos.controllers.runtime.runtime import Runtime
+from kos.controllers.runtime.services import ServiceDefiner, ServiceManager
 from kos.controllers.runtime.transform import TransformController, TransformErrors, kind_of, transform
 
 __all__ = [
@@ -55,6 +57,8 @@ __all__ = [
     "RequeueError",
     "Runtime",
     "RuntimeWatchError",
+    "ServiceDefiner",
+    "ServiceManager",
     "SkipReconcile",
     "TransformController",
     "TransformErrors",

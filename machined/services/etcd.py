@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from kos.apis.etcd import EtcdClient, EtcdError, TLSFiles
+from kos.controllers.etcd.marker import EtcdPaths
 from kos.controllers.etcd.render import check_version, render_args
 from kos.machined.services.conditions import Condition
 from kos.machined.services.health import HealthCheck
@@ -90,3 +91,8 @@ def etcd_service(
         backoff=backoff,
         health=etcd_health_probe(endpoint, client_tls),
     )
+
+
+def etcd_service_definition(paths: EtcdPaths, *, binary: str = "etcd", stop_timeout: float = 15.0) -> ServiceDefinition:
+    """The ``etcd`` service of a node (idle until the etcd controllers give it a spec)."""
+    return etcd_service(None, paths.admin_tls, binary=binary, stop_timeout=stop_timeout)

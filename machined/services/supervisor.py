@@ -320,6 +320,9 @@ class Supervisor:
     def definition(self, id: str) -> ServiceDefinition:
         return self._get(id).definition
 
+    def runner(self, id: str) -> Runner:
+        return self._get(id).definition.runner
+
     def is_active(self, id: str) -> bool:
         """Whether the service's lifecycle runs (from Waiting through Running, until stopped or done)."""
         return self._get(id).active

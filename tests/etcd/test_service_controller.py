@@ -69,7 +69,7 @@ async def test_service_is_added_when_the_supervisor_has_none(tmp_path: Path) -> 
         tls = cl.member_tls(0)
         runtime = Runtime(state, backoff_initial=0.01, backoff_max=0.2)
         runtime.register(EtcdServiceController(sup, tls, healthy_timeout=20,
-                                               definition=lambda: etcd_service(None, tls, stop_timeout=2.0)))
+                                               define=lambda: sup.add(etcd_service(None, tls, stop_timeout=2.0))))
         async with anyio.create_task_group() as tg:
             tg.start_soon(runtime.run)
             assert "etcd" not in sup.ids()

@@ -20,6 +20,7 @@ from kos.controllers.k8s.service import KubeletServiceController
 from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_resources
 from kos.machined.services import ServiceDefinition, ServiceState, Supervisor, TaskRunner
+from kos.machined.services.kubelet import kubelet_service
 from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.resource import Resource
 from kos.resources.k8s import KubeletSpecSpec
@@ -55,7 +56,8 @@ async def test_without_a_binary_the_kubelet_waits_naming_the_path(tmp_path: Path
     p = paths(tmp_path)
     async with Supervisor(state, cgroup_parent=f"kos-k8s-{uuid.uuid4().hex[:8]}") as sup:
         rt = Runtime(state, backoff_initial=0.01, backoff_max=0.2)
-        rt.register(KubeletServiceController(sup, p, binary=binary, binary_poll=0.05))
+        rt.register(KubeletServiceController(sup, p, binary=binary,
+                                             define=lambda: sup.add(kubelet_service(sup, binary, binary_poll=0.05))))
         async with anyio.create_task_group() as tg:
             tg.start_soon(rt.run)
             await state.create(Resource.new(SPEC.copy(), "kubelet"))
@@ -76,7 +78,9 @@ async def test_service_wiring_runs_the_configured_path_with_the_rendered_flags(t
     out = tmp_path / "argv"
     async with Supervisor(state, cgroup_parent=f"kos-k8s-{uuid.uuid4().hex[:8]}") as sup:
         rt = Runtime(state, backoff_initial=0.01, backoff_max=0.2)
-        rt.register(KubeletServiceController(sup, paths(tmp_path), binary=str(binary), binary_poll=0.05))
+        rt.register(KubeletServiceController(
+            sup, paths(tmp_path), binary=str(binary),
+            define=lambda: sup.add(kubelet_service(sup, str(binary), binary_poll=0.05))))
         async with anyio.create_task_group() as tg:
             tg.start_soon(rt.run)
             await state.create(Resource.new(SPEC.copy(), "kubelet"))
@@ -109,7 +113,9 @@ async def test_kubelet_waits_for_a_healthy_containerd_when_the_node_runs_one(tmp
         # registered, never started
         sup.add(ServiceDefinition("containerd", TaskRunner(lambda log: anyio.sleep_forever())))
         rt = Runtime(state, backoff_initial=0.01, backoff_max=0.2)
-        rt.register(KubeletServiceController(sup, paths(tmp_path), binary=str(binary), binary_poll=0.05))
+        rt.register(KubeletServiceController(
+            sup, paths(tmp_path), binary=str(binary),
+            define=lambda: sup.add(kubelet_service(sup, str(binary), binary_poll=0.05))))
         async with anyio.create_task_group() as tg:
             tg.start_soon(rt.run)
             await state.create(Resource.new(SPEC.copy(), "kubelet"))

@@ -31,11 +31,12 @@ from kos.apis.server.machine import ConfigStore, MachineService
 from kos.apis.server.serve import APIServer
 from kos.apis.server.state import StateService
 from kos.apis.tls import server_context
-from kos.controllers.etcd.assembly import etcd_controllers, etcd_service_definition
+from kos.controllers.etcd.assembly import etcd_controllers
 from kos.controllers.etcd.marker import EtcdPaths
 from kos.controllers.runtime import Runtime
 from kos.controllers.secrets.assembly import secrets_controllers
 from kos.machined.api.etcd import EtcdAPI
+from kos.machined.services.etcd import etcd_service_definition
 from kos.machined.services.supervisor import Supervisor
 from kos.resources.config import ACTIVE_ID, MACHINE_TYPE_ID, MachineConfigSpec, MachineTypeSpec
 from kos.resources.core.inmem import InMemoryState
@@ -166,7 +167,11 @@ class NodeCluster:
             runtime = Runtime(state, backoff_initial=0.05, backoff_max=1.0)
             for c in secrets_controllers():  # EtcdCerts from the config's etcd CA and the node's names
                 runtime.register(c)
-            for c in etcd_controllers(supervisor=sup, paths=paths, heartbeat_ms=self.heartbeat_ms,
+            def define(sup: Supervisor = sup, paths: EtcdPaths = paths) -> None:
+                sup.add(etcd_service_definition(paths, stop_timeout=self.stop_timeout))
+
+            for c in etcd_controllers(supervisor=sup, paths=paths, define_service=define,
+                                      heartbeat_ms=self.heartbeat_ms,
                                       election_ms=self.election_ms, join_retry=0.25, healthy_timeout=30.0):
                 runtime.register(c)
             machine = MachineService(config=ConfigStore(root / "config.yaml"), supervisor=sup,

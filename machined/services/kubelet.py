@@ -1,0 +1,46 @@
+"""The ``kubelet`` service: machined's definition of it (the k8s controllers start it).
+
+``kubelet_service(sup, binary)`` is a ``ProcessRunner`` running ``binary`` (the
+KubeletServiceController sets its arguments from the KubeletSpec before a start) that
+depends on ``KubeletBinaryCondition`` first, then (when the supervisor runs one) on the
+``containerd`` service being healthy, then on ``depends_on``. While no executable exists at
+the path the service sits in ``Waiting`` with ``waiting for kubelet binary not found at PATH``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import anyio
+
+from kos.machined.services.conditions import Condition, PredicateCondition, service_healthy
+from kos.machined.services.runners import ProcessRunner
+from kos.machined.services.supervisor import ServiceDefinition, Supervisor
+
+SERVICE_ID = "kubelet"
+CRI_SERVICE = "containerd"
+
+
+def binary_present(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+class KubeletBinaryCondition(PredicateCondition):
+    """An executable kubelet exists at ``path`` (polled: the image or an extension provides it)."""
+
+    def __init__(self, path: str, *, interval: float = 5.0) -> None:
+        self.path = path
+
+        async def present() -> bool:
+            return await anyio.to_thread.run_sync(binary_present, path)
+
+        super().__init__(f"kubelet binary not found at {path}", present, interval=interval)
+
+
+def kubelet_service(sup: Supervisor, binary: str, *, binary_poll: float = 5.0,
+                    depends_on: Sequence[Condition] = ()) -> ServiceDefinition:
+    deps: list[Condition] = [KubeletBinaryCondition(binary, interval=binary_poll)]
+    if CRI_SERVICE in sup.ids() and sup.state is not None:
+        deps.append(service_healthy(sup.state, CRI_SERVICE))  # the kubelet needs its container runtime
+    return ServiceDefinition(SERVICE_ID, ProcessRunner([binary], stop_timeout=30.0), depends_on=(*deps, *depends_on))
