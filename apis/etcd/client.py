@@ -279,6 +279,32 @@ class EtcdClient:
 
         return [(a.member_id, pb.AlarmType(a.alarm).name or str(a.alarm)) for a in (await self._any(call)).alarms]
 
+    async def disarm_alarms(self) -> list[tuple[int, str]]:
+        """Deactivate every active alarm; returns those disarmed as (member id, alarm name)."""
+        active = await self.alarms()
+
+        async def call(ch: grpclib.client.Channel) -> pb.AlarmResponse:
+            out = pb.AlarmResponse()
+            for member_id, name in active:
+                req = pb.AlarmRequest(action=pb.AlarmRequestAlarmAction.DEACTIVATE, member_id=member_id,
+                                      alarm=pb.AlarmType[name])
+                out = await pb.MaintenanceStub(ch).alarm(req, timeout=self.timeout)
+            return out
+
+        if active:
+            await self._any(call)
+        return active
+
+    async def defragment(self, endpoint: str | None = None) -> None:
+        """Defragment one member's backend database (default: the first endpoint); the member
+        blocks reads and writes while it runs."""
+        ep = endpoint or self.endpoints[0]
+
+        async def call(ch: grpclib.client.Channel) -> pb.DefragmentResponse:
+            return await pb.MaintenanceStub(ch).defragment(pb.DefragmentRequest(), timeout=max(self.timeout, 60.0))
+
+        await self._on(ep, call)
+
     async def snapshot(self, endpoint: str | None = None) -> AsyncIterator[bytes]:
         """Stream a consistent snapshot of one member's backend database."""
         ep = endpoint or self.endpoints[0]

@@ -248,6 +248,16 @@ class MoveLeaderResponse(betterproto.Message):
     header: "ResponseHeader" = betterproto.message_field(1)
 
 
+@dataclass(eq=False, repr=False)
+class DefragmentRequest(betterproto.Message):
+    pass
+
+
+@dataclass(eq=False, repr=False)
+class DefragmentResponse(betterproto.Message):
+    header: "ResponseHeader" = betterproto.message_field(1)
+
+
 class KvStub(betterproto.ServiceStub):
     async def range(
         self,
@@ -401,6 +411,23 @@ class MaintenanceStub(betterproto.ServiceStub):
             "/etcdserverpb.Maintenance/Alarm",
             alarm_request,
             AlarmResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def defragment(
+        self,
+        defragment_request: "DefragmentRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "DefragmentResponse":
+        return await self._unary_unary(
+            "/etcdserverpb.Maintenance/Defragment",
+            defragment_request,
+            DefragmentResponse,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,
@@ -619,6 +646,11 @@ class MaintenanceBase(ServiceBase):
     async def alarm(self, alarm_request: "AlarmRequest") -> "AlarmResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def defragment(
+        self, defragment_request: "DefragmentRequest"
+    ) -> "DefragmentResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def status(self, status_request: "StatusRequest") -> "StatusResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -638,6 +670,13 @@ class MaintenanceBase(ServiceBase):
     ) -> None:
         request = await stream.recv_message()
         response = await self.alarm(request)
+        await stream.send_message(response)
+
+    async def __rpc_defragment(
+        self, stream: "grpclib.server.Stream[DefragmentRequest, DefragmentResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.defragment(request)
         await stream.send_message(response)
 
     async def __rpc_status(
@@ -671,6 +710,12 @@ class MaintenanceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 AlarmRequest,
                 AlarmResponse,
+            ),
+            "/etcdserverpb.Maintenance/Defragment": grpclib.const.Handler(
+                self.__rpc_defragment,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                DefragmentRequest,
+                DefragmentResponse,
             ),
             "/etcdserverpb.Maintenance/Status": grpclib.const.Handler(
                 self.__rpc_status,
