@@ -32,7 +32,7 @@ from kos.resources.k8s import (
 from kos.resources.machineconfig.v1alpha1 import Config
 from kos.resources.secrets import EtcdCertsSpec, KubernetesCertsSpec, KubernetesRootSpec
 
-DEFAULT_VERSION = "v1.30.0"
+DEFAULT_VERSION = "v1.32.13"
 DEFAULT_IMAGES = {
     APISERVER_ID: f"registry.k8s.io/kube-apiserver:{DEFAULT_VERSION}",
     CONTROLLER_MANAGER_ID: f"registry.k8s.io/kube-controller-manager:{DEFAULT_VERSION}",
@@ -353,8 +353,7 @@ def render_apiserver(cfg: APIServerConfigSpec, m: ControlPlaneMaterial, *, secre
     }
     if cfg.advertised_address:
         base["advertise-address"] = cfg.advertised_address
-    if cfg.cloud_provider:
-        base["cloud-provider"] = cfg.cloud_provider
+    # kube-apiserver 1.32 has no --cloud-provider (removed in 1.31): nothing to pass it
     args = _merge_args(APISERVER_ID, base, cfg.extra_args)
     pod = _pod(APISERVER_ID, cfg.image, args, secrets_dir, extra_volumes=list(cfg.extra_volumes), env=cfg.env,
                extra_host_dirs=(("audit", AUDIT_LOG_DIR, False),))

@@ -21,7 +21,7 @@ from kos.controllers.k8s.kubeconfig import render_kubeconfig
 from kos.resources.k8s import KubeletConfigSpec, KubeletSpecSpec
 from kos.resources.machineconfig.v1alpha1 import Config, ExtraMount
 
-DEFAULT_KUBELET_IMAGE = "ghcr.io/siderolabs/kubelet:v1.30.0"
+DEFAULT_KUBELET_IMAGE = "ghcr.io/siderolabs/kubelet:v1.32.13"
 CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
 
 # flags kos sets itself; extraArgs may not override them (the node would not join)

@@ -29,10 +29,10 @@ import yaml
 from kos.controllers.k8s.kubelet import service_ip
 from kos.resources.k8s import ManifestSpec
 
-DEFAULT_VERSION = "v1.30.0"
-COREDNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.11.1"
-FLANNEL_IMAGE = "ghcr.io/flannel-io/flannel:v0.25.1"
-FLANNEL_CNI_IMAGE = "ghcr.io/flannel-io/flannel-cni-plugin:v1.4.0-flannel1"
+DEFAULT_VERSION = "v1.32.13"
+COREDNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.11.3"
+FLANNEL_IMAGE = "ghcr.io/flannel-io/flannel:v0.28.10"
+FLANNEL_CNI_IMAGE = "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel3"
 TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
 CNI_NAMES = ("flannel", "none", "custom")
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -25,7 +25,7 @@ def test_configs_load_and_validate(generated: mc.Generated) -> None:
     assert cp.machine.cert_sans == ["api.example.org", "192.0.2.10"]
     assert cp.cluster.api_server.cert_sans == ["10.5.0.2", "api.example.org", "192.0.2.10"]
     assert cp.machine.install.disk == "/dev/sda"
-    assert cp.cluster.api_server.image == "registry.k8s.io/kube-apiserver:v1.30.0"
+    assert cp.cluster.api_server.image == "registry.k8s.io/kube-apiserver:v1.32.13"
     # workers and control planes share the cluster identity and tokens
     for field in ("id", "secret", "token"):
         assert getattr(cp.cluster, field) == getattr(wk.cluster, field)
