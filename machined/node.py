@@ -72,7 +72,7 @@ from kos.machined.init import Action
 from kos.machined.sequencer import PREEMPTIVE, Phase, Sequence, SequenceBusyError, SequenceError, Sequencer
 from kos.machined.services import Supervisor
 from kos.machined.services.etcd import etcd_service_definition
-from kos.machined.services.kubelet import kubelet_service
+from kos.machined.services.kubelet import IMAGE_DIR, kubelet_service
 from kos.platform.image import install as image_install
 from kos.platform.image import installer as image_installer
 from kos.platform.image.installer import upgrade_sequence
@@ -285,7 +285,9 @@ class MachineNode:
 
     def _define_kubelet(self, binary: str) -> None:
         assert self.supervisor is not None
-        self.supervisor.add(kubelet_service(self.supervisor, binary))
+        root = Path(self._root())
+        self.supervisor.add(kubelet_service(self.supervisor, binary, image_dir=root / IMAGE_DIR.lstrip("/"),
+                                            cri_socket=root / "run/containerd/containerd.sock"))
 
     def _container(self) -> Any:
         active = self.manager.active
@@ -554,7 +556,8 @@ class MachineNode:
             phases = upgrade_sequence(image, preserve=preserve, stage=stage, force=force)
         except ValueError as exc:
             raise LifecycleRequestError(str(exc)) from None
-        return self._schedule(Sequence("upgrade", "upgrading", tuple(phases)), Action.REBOOT)
+        return self._schedule(Sequence("upgrade", "upgrading", tuple(Phase.of(n, *t) for n, t in phases)),
+                              Action.REBOOT)
 
     async def rollback(self) -> tuple[str, str, str]:
         """Manual rollback: check now that the other slot is a previous good one (else

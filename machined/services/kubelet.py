@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 
 from kos.machined.services.conditions import Condition, PredicateCondition, service_healthy
+from kos.machined.services.images import ImagesImportedCondition
 from kos.machined.services.runners import ProcessRunner
 from kos.machined.services.supervisor import ServiceDefinition, Supervisor
 
 SERVICE_ID = "kubelet"
+IMAGE_DIR = "/usr/share/kos/images"  # image archives a node imports (namespace nodes: the build cache's)
 CRI_SERVICE = "containerd"
 
 
@@ -39,8 +42,14 @@ class KubeletBinaryCondition(PredicateCondition):
 
 
 def kubelet_service(sup: Supervisor, binary: str, *, binary_poll: float = 5.0,
-                    depends_on: Sequence[Condition] = ()) -> ServiceDefinition:
+                    depends_on: Sequence[Condition] = (), image_dir: Path | None = None,
+                    cri_socket: Path | None = None) -> ServiceDefinition:
+    """With ``image_dir`` and ``cri_socket``, the image archives of ``image_dir`` are imported
+    into containerd (``ImagesImportedCondition``) once containerd is healthy, before the kubelet
+    starts."""
     deps: list[Condition] = [KubeletBinaryCondition(binary, interval=binary_poll)]
     if CRI_SERVICE in sup.ids() and sup.state is not None:
         deps.append(service_healthy(sup.state, CRI_SERVICE))  # the kubelet needs its container runtime
+        if image_dir is not None and cri_socket is not None:
+            deps.append(ImagesImportedCondition(cri_socket, image_dir))
     return ServiceDefinition(SERVICE_ID, ProcessRunner([binary], stop_timeout=30.0), depends_on=(*deps, *depends_on))
