@@ -6,6 +6,9 @@
   ``kos.resources.machineconfig.ConfigContainer``.
 * ``MachineTypes`` (id ``machine-type``): the machine's role: ``unknown`` until a config is
   loaded, then ``controlplane``/``worker`` (``init`` is a legacy control plane).
+* ``ConfigFieldStatuses`` (id: the field's YAML path, e.g. ``machine.kernel.modules``): a
+  field the active config sets that this node does not act on, with the reason (written by
+  ``kos.controllers.system``); an applied field has none.
 """
 
 from __future__ import annotations
@@ -73,3 +76,13 @@ class MachineTypeSpec(Spec):
     @property
     def is_control_plane(self) -> bool:
         return self.machine_type in ("controlplane", "init")
+
+
+@resource_type("ConfigFieldStatuses.config.kos.dev", namespace=NAMESPACE,
+               print_columns=[("State", "{.state}"), ("Reason", "{.reason}")])
+@dataclass
+class ConfigFieldStatusSpec(Spec):
+    """A config field set but not acted on here: ``state`` is ``unsupported``, ``reason`` why."""
+
+    state: str = spec_field(1, default="unsupported")
+    reason: str = spec_field(2, default="")

@@ -98,9 +98,26 @@ def kubelet_config_from_machine(cfg: Config) -> KubeletConfigSpec:
         skip_node_registration=bool(k.skip_node_registration),
         disable_manifests_directory=bool(k.disable_manifests_directory),
         node_labels=dict(cfg.machine.node_labels),
-        node_taints=dict(cfg.machine.node_taints),
+        node_taints=node_taints(cfg),
         register_with_fqdn=bool(k.register_with_fqdn),
     )
+
+
+CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
+
+
+def node_taints(cfg: Config) -> dict[str, str]:
+    """``machine.nodeTaints``, plus on control planes ``node-role.kubernetes.io/control-plane:NoSchedule``
+    unless ``cluster.allowSchedulingOnControlPlanes`` (or its deprecated alias
+    ``allowSchedulingOnMasters``) is true, as Talos does; the kubelet registers with them."""
+    taints = dict(cfg.machine.node_taints)
+    c = cfg.cluster
+    allow = c.allow_scheduling_on_control_planes
+    if allow is None:
+        allow = c.allow_scheduling_on_masters
+    if cfg.machine_type == "controlplane" and not allow:
+        taints.setdefault(CONTROL_PLANE_TAINT, ":NoSchedule")
+    return taints
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,27 @@
+"""Machine-level settings of the config, as Talos applies them: kernel parameters
+(``machine.sysctls``/``sysfs``), ``machine.files``, ``machine.env``, registry mirrors and
+config (containerd ``hosts.toml``), ``machine.logging`` (machined's log shipped over TCP/UDP),
+and the registry of every config field (``fields``) with what the node does with it, published
+as ``ConfigFieldStatuses`` for what it does not act on here.
+
+Flow: MachineConfig -> ``*Specs`` (``render``, pure) -> apply controllers -> ``*Statuses``.
+"""
+
+from kos.controllers.system.assembly import hosts_dir, system_controllers
+from kos.controllers.system.fields import FIELDS, SUBFIELDS, Host, Identity, Reads, Unsupported, entry, not_acted_on
+from kos.controllers.system.logship import SHIPPER, LogShipper
+
+__all__ = [
+    "FIELDS",
+    "SHIPPER",
+    "SUBFIELDS",
+    "Host",
+    "Identity",
+    "LogShipper",
+    "Reads",
+    "Unsupported",
+    "entry",
+    "hosts_dir",
+    "not_acted_on",
+    "system_controllers",
+]
