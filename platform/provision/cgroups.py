@@ -94,11 +94,12 @@ def enter(dirs: list[Path]) -> None:
             os.close(fd)
 
 
-def remove(name: str, *, timeout: float = 10.0) -> list[str]:
-    """Delete the node's cgroup trees, deepest first; returns what could not be removed."""
+def remove(name: str, *, timeout: float = 10.0, dirs: list[Path] | None = None) -> list[str]:
+    """Delete the node's cgroup trees (``dirs``, as ``create`` returned them, or as they would be
+    for this process), deepest first; returns what could not be removed."""
     left: list[str] = []
     deadline = time.monotonic() + timeout
-    for top in node_dirs(name):
+    for top in node_dirs(name) if dirs is None else dirs:
         if not top.is_dir():
             continue
         subdirs = sorted((Path(p) for p, _, _ in os.walk(top)), key=lambda p: len(p.parts), reverse=True)

@@ -6,11 +6,17 @@ APIs through this forwarder, started by the provisioner as a small daemon::
     python -m kos.platform.provision.forward --netns kos-demo \
         --map cp-1=10.5.0.2:50000 --map w-1=10.5.0.3:50000 --ports-file ports.json
 
-Each ``--map`` listens on ``127.0.0.1`` (a free port, or the given ``--port NAME=PORT``)
-and forwards every connection to the target inside the namespace. Outgoing sockets are
+Each ``--map`` listens on ``127.0.0.1`` (a free port, or the given ``--port NAME=PORT``, or
+the port the ports file already names: a forwarder started again by its keeper keeps its
+ports) and forwards every connection to the target inside the namespace. Outgoing sockets are
 created by worker threads that have entered the namespace with ``setns`` (a per-thread
 setting), so the forwarder itself stays in the host's namespace. The chosen ports are
 written to the ports file as JSON ``{name: port}`` (atomically) once listening.
+
+A target that does not accept yet (a node still booting, a slow VM whose neighbour entry is
+not resolved) is tried again for up to ``--connect-timeout`` seconds, each failure logged
+with its reason; if it never accepts, the client's connection is reset (not closed cleanly,
+which a TLS client could not tell from a server hanging up) and the reason is logged.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ import json
 import os
 import signal
 import socket
+import struct
 import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,7 +59,41 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 writer.write_eof()
 
 
-async def serve(netns: str, maps: dict[str, tuple[str, int]], ports: dict[str, int], ports_file: Path | None) -> None:
+def _log(text: str) -> None:
+    print(f"forward: {text}", file=sys.stderr, flush=True)
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with RST: the client sees "connection reset", not an orderly end of stream."""
+    sock = writer.get_extra_info("socket")
+    with contextlib.suppress(OSError):
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.close()
+
+
+async def connect(loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor, name: str, host: str, port: int,
+                  budget: float) -> socket.socket:
+    """Connect to the target, trying again (0.1 s doubling to 1 s) until ``budget`` seconds."""
+    deadline = time.monotonic() + budget
+    delay = 0.1
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            timeout = max(0.5, min(5.0, left))
+            return await loop.run_in_executor(executor, socket.create_connection, (host, port), timeout)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            if time.monotonic() + delay >= deadline:
+                raise OSError(exc.errno, f"{name} ({host}:{port}) did not accept within {budget:.0f} s: {reason}") \
+                    from None
+            _log(f"{name} ({host}:{port}): {reason}; trying again")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+async def serve(netns: str, maps: dict[str, tuple[str, int]], ports: dict[str, int], ports_file: Path | None,
+                connect_timeout: float = 20.0) -> None:
     path = netns_path(netns)
     executor = ThreadPoolExecutor(max_workers=4, initializer=_enter_netns, initargs=(path,))
     loop = asyncio.get_running_loop()
@@ -61,12 +103,14 @@ async def serve(netns: str, maps: dict[str, tuple[str, int]], ports: dict[str, i
     for name, (host, port) in maps.items():
 
         async def handle(
-            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str = host, port: int = port
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str = name, host: str = host,
+            port: int = port,
         ) -> None:
             try:
-                sock = await loop.run_in_executor(executor, socket.create_connection, (host, port), 5.0)
-            except OSError:
-                writer.close()
+                sock = await connect(loop, executor, name, host, port, connect_timeout)
+            except OSError as exc:
+                _log(f"connection from {writer.get_extra_info('peername')} reset: {exc.strerror or exc}")
+                _reset(writer)
                 return
             r2, w2 = await asyncio.open_connection(sock=sock)
             await asyncio.gather(_pipe(reader, w2), _pipe(r2, writer))
@@ -115,10 +159,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--map", action="append", required=True, type=_parse_map, help="NAME=HOST:PORT")
     parser.add_argument("--port", action="append", default=[], type=_parse_port, help="NAME=PORT (default: free)")
     parser.add_argument("--ports-file", type=Path)
+    parser.add_argument("--connect-timeout", type=float, default=20.0,
+                        help="seconds to keep trying a target that does not accept yet (default 20)")
     args = parser.parse_args(argv)
     if not Path(netns_path(args.netns)).exists():
         parser.error(f"network namespace {netns_path(args.netns)} does not exist")
-    asyncio.run(serve(args.netns, dict(args.map), dict(args.port), args.ports_file))
+    ports = dict(args.port)
+    if args.ports_file is not None and args.ports_file.exists():  # started again: the same ports
+        with contextlib.suppress(OSError, ValueError):
+            ports = {**json.loads(args.ports_file.read_text()), **ports}
+    _log(f"listening for {', '.join(n for n, _ in args.map)} (pid {os.getpid()})")
+    asyncio.run(serve(args.netns, dict(args.map), ports, args.ports_file, args.connect_timeout))
     return 0
 
 

@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kos.platform.provision import cgroups
-from kos.platform.provision.network import ClusterNetwork, NetworkError, netns_exists
+from kos.platform.provision.network import NETNS_DIR, ClusterNetwork, NetworkError, netns_exists
+from kos.platform.provision.sweep import cluster_pids, kill_all, namespace_inits
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,14}[a-z0-9])?$")
 DEFAULT_STATE_ROOT = Path.home() / ".kos" / "clusters"
@@ -59,6 +60,7 @@ class NodeState:
     api_port: int = 50000
     host_port: int = 0  # forwarded loopback port
     binds: list[str] = field(default_factory=list)  # nodeinit --bind arguments, kept for restarts
+    cgroups: list[str] = field(default_factory=list)  # the node's cgroup directories, as created
 
     @property
     def ip(self) -> str:
@@ -167,6 +169,24 @@ def node_boot_state(node: NodeState) -> dict[str, object]:
     return data
 
 
+def forwarder_state(state: ClusterState) -> str:
+    """``running (pid N[, restarted M times])``, ``restarting (...)`` or ``down (...)``."""
+    try:
+        rec: dict[str, object] = json.loads((Path(state.dir) / "forwarder.json").read_text())
+    except (OSError, ValueError):
+        rec = {}
+    keeper_alive = _pid_alive(state.forwarder_pid) and "kos.platform.provision.forward" in _cmdline(
+        state.forwarder_pid)
+    crashes = int(str(rec.get("crashes", 0)))
+    restarted = f", restarted {crashes} times" if crashes else ""
+    pid = int(str(rec.get("pid", 0)))
+    if keeper_alive and pid and _pid_alive(pid):
+        return f"running (pid {pid}{restarted})"
+    if keeper_alive:
+        return f"restarting ({rec.get('last', 'starting')}{restarted})"
+    return "down (its keeper is gone)"
+
+
 class ClusterDirectory:
     """Where a provisioner keeps its clusters: ``<state_root>/<name>/cluster.json``."""
 
@@ -255,6 +275,7 @@ class NamespaceProvisioner(ClusterDirectory):
         # the keeper (and so the node) runs in the node's own cgroups; unshare --cgroup makes
         # them the node's cgroup root (see cgroups)
         cgroup_dirs = cgroups.create(node.cgroup)
+        node.cgroups = [str(d) for d in cgroup_dirs]  # destroy may run in another cgroup: keep them
         cmd = [sys.executable, "-m", "kos.platform.provision.keeper", "--state", str(ndir / "keeper.json"), "--", *cmd]
         console = open(ndir / "console.log", "ab")  # noqa: SIM115 - handed to the child
         try:
@@ -266,12 +287,36 @@ class NamespaceProvisioner(ClusterDirectory):
             console.close()
         return proc.pid
 
-    def _start_forwarder(self, state: ClusterState) -> None:
+    def ensure_forwarder(self, state: ClusterState) -> bool:
+        """Start the forwarder again, on its recorded ports, if even its keeper is gone;
+        returns whether it had to."""
+        if _pid_alive(state.forwarder_pid) and "kos.platform.provision.forward" in _cmdline(state.forwarder_pid):
+            return False
+        self._start_forwarder(state, keep_ports=True)
+        state.save()
+        return True
+
+    def _start_forwarder(self, state: ClusterState, *, keep_ports: bool = False) -> None:
+        """The port forwarder, under a keeper that starts it again (on the same ports, which it
+        reads back from the ports file) whenever it ends."""
         ports_file = Path(state.dir) / "ports.json"
-        ports_file.unlink(missing_ok=True)
+        if keep_ports and not ports_file.exists():
+            ports_file.write_text(json.dumps({n.name: n.host_port for n in state.nodes if n.host_port}))
+        elif not keep_ports:
+            ports_file.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "kos.platform.provision.forward", "--netns", f"kos-{state.name}",
                "--ports-file", str(ports_file)]
         cmd += [f"--map={n.name}={n.ip}:{n.api_port}" for n in state.nodes]
+        cmd = [sys.executable, "-m", "kos.platform.provision.keeper", "--service", "--max-delay", "2",
+               "--state", str(Path(state.dir) / "forwarder.json"), "--", *cmd]
+
+        def written() -> int:  # the forwarder replaces the file (a new inode) once listening
+            try:
+                return ports_file.stat().st_ino
+            except FileNotFoundError:
+                return 0
+
+        before = written()
         log = open(Path(state.dir) / "forwarder.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -280,7 +325,7 @@ class NamespaceProvisioner(ClusterDirectory):
             log.close()
         state.forwarder_pid = proc.pid
         deadline = time.monotonic() + 10
-        while not ports_file.exists():
+        while written() in (0, before):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise ProvisionError(f"the port forwarder did not start: see {Path(state.dir) / 'forwarder.log'}")
             time.sleep(0.02)
@@ -313,6 +358,27 @@ class NamespaceProvisioner(ClusterDirectory):
             if pid is not None:
                 _wait_gone(pid, 5)
         _reap(node.pid)
+        # whatever is left (the keeper was gone, processes that escaped PID 1): found from the
+        # node's cgroups, network namespace and PID namespace, not from recorded PIDs
+        def find() -> set[int]:
+            return cluster_pids(node.dir, cgroups=self._cgroup_dirs(node), netns=[node.netns])
+
+        left = find()
+        inits = namespace_inits(left)
+        if inits and keeper is None:  # an orphaned node: shut it down gracefully first
+            for pid in inits:
+                with _suppress_missing():
+                    os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and any(_pid_alive(p) for p in inits):
+                time.sleep(0.05)
+        survivors = kill_all(find, timeout=10)
+        if survivors:
+            raise OSError(f"processes of node {node.name} survived SIGKILL: {sorted(survivors)}")
+
+    @staticmethod
+    def _cgroup_dirs(node: NodeState) -> list[Path]:
+        return [Path(d) for d in node.cgroups] or cgroups.node_dirs(node.cgroup)
 
     def start_node(self, state: ClusterState, node: NodeState, command: list[str], env: dict[str, str]) -> None:
         """(Re)start a stopped node with the same identity and directories."""
@@ -332,12 +398,22 @@ class NamespaceProvisioner(ClusterDirectory):
                     self.stop_node(node, timeout=timeout)
                 except OSError as exc:
                     errors.append(f"stopping {node.name}: {exc}")
-                errors += [f"cgroup {left}" for left in cgroups.remove(node.cgroup)]
             if _pid_alive(state.forwarder_pid) and "kos.platform.provision.forward" in _cmdline(state.forwarder_pid):
                 with _suppress_missing():
                     os.kill(state.forwarder_pid, signal.SIGTERM)
                 _wait_gone(state.forwarder_pid, 5)
                 _reap(state.forwarder_pid)
+        # everything else of the cluster, however its bookkeeping ended up (keepers killed,
+        # cluster.json lost): by cgroup, network namespace, PID namespace and command line
+        nodes = state.nodes if state is not None else []
+        netns = [f"kos-{name}", *(p.name for p in NETNS_DIR.glob(f"kos-{name}-*"))] if NETNS_DIR.exists() else []
+        survivors = kill_all(lambda: cluster_pids(
+            cdir, cgroups=[d for n in nodes for d in self._cgroup_dirs(n)], netns=netns,
+            markers=[f"kos-{name}", f"--net=/run/netns/kos-{name}"]), timeout=10)
+        if survivors:
+            errors.append(f"processes survived SIGKILL: {sorted(survivors)}")
+        for node in nodes:
+            errors += [f"cgroup {left}" for left in cgroups.remove(node.cgroup, dirs=self._cgroup_dirs(node))]
         try:
             ClusterNetwork(name, state.cidr if state else "10.5.0.0/24").destroy()
         except NetworkError as exc:

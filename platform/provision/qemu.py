@@ -46,6 +46,7 @@ from kos.platform.provision.namespaces import (
     validate_name,
 )
 from kos.platform.provision.network import ClusterNetwork, NetworkError, netns_exists
+from kos.platform.provision.sweep import cluster_pids, kill_all
 
 DEFAULT_STATE_ROOT = Path.home() / ".kos" / "qemu-clusters"
 MiB = 1 << 20
@@ -329,6 +330,11 @@ class QemuProvisioner(ClusterDirectory):
                         _reap(fpid)
                         time.sleep(0.05)
                     _reap(fpid)
+        # whatever is left, found by what the kernel knows (see sweep)
+        survivors = kill_all(lambda: cluster_pids(cdir, netns=[f"kos-{name}"],
+                                                  markers=[f"kos-{name}", f"--net=/run/netns/kos-{name}"]))
+        if survivors:
+            errors.append(f"processes survived SIGKILL: {sorted(survivors)}")
         try:
             ClusterNetwork(name, state.cidr if state else "10.5.0.0/24").destroy()
         except NetworkError as exc:

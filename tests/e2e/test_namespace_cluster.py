@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,9 +74,20 @@ def _create(tmp_path: Path, controlplanes: int, workers: int) -> Cluster:
     return c
 
 
-def _destroy_leaves_nothing(c: Cluster) -> None:
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _destroy_leaves_nothing(c: Cluster, node_processes: Sequence[int] = ()) -> None:
     pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    cgroup_dirs = [d for n in ClusterState.load(c.dir).nodes for d in n.cgroups]
+    assert cgroup_dirs
     c.kosctl("cluster", "destroy", "--name", c.name, "--state-root", str(c.root))
+    assert [p for p in node_processes if _alive(p)] == []
+    assert [d for d in cgroup_dirs if Path(d).exists()] == []
     assert not c.dir.exists()
     assert not [p.name for p in NETNS_DIR.glob(f"kos-{c.name}*")]
     assert str(c.dir) not in Path("/proc/self/mountinfo").read_text()
@@ -215,7 +226,30 @@ def test_cluster_create_watch_apply_reboot_destroy(cluster: Cluster) -> None:
     w_row = next(ln for ln in show.splitlines() if ln.startswith("w-1"))
     assert w_row.split()[4:6] == ["running", "2"], show
 
-    _destroy_leaves_nothing(c)
+    # the worker's machined dies (a crash): its keeper starts the node again, with its state
+    pid1 = node_pid1(state.node("w-1"))
+    assert pid1 is not None
+    os.kill(pid1, signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while True:
+        seen = c.ctl("-n", w, "get", "hostnamestatus", check=False)
+        if "w-renamed" in seen.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert "w-renamed" in seen.stdout, seen.stderr + _consoles(c)
+    assert node_pid1(state.node("w-1")) not in (None, pid1)
+    show = c.kosctl("cluster", "show", "--name", c.name, "--state-root", str(c.root)).stdout
+    w_row = next(ln for ln in show.splitlines() if ln.startswith("w-1"))
+    assert w_row.split()[4:6] == ["running", "3"], show
+    assert "port forwarder: running (pid " in show
+
+    # the keepers die first: destroy still finds machined, etcd and containerd of every node
+    node_processes = [_process_in_node(n, comm) for n in state.nodes for comm in ("containerd",)]
+    node_processes += [_process_in_node(state.node("cp-1"), "etcd")]
+    node_processes += [p for p in (node_pid1(n) for n in state.nodes) if p is not None]
+    for n in state.nodes:
+        os.kill(n.pid, signal.SIGKILL)
+    _destroy_leaves_nothing(c, node_processes)
 
 
 def test_three_control_planes_form_etcd_and_reset_leaves(tmp_path: Path) -> None:

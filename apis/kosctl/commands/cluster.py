@@ -78,8 +78,12 @@ def _step(text: str) -> None:
 
 
 def _provisioner_args(p: argparse.ArgumentParser, *, vm: bool) -> None:
-    p.add_argument("--provisioner", choices=("namespace", "qemu"), default="namespace",
-                   help="nodes are Linux namespaces (default) or QEMU VMs booting the kos image")
+    if vm:
+        p.add_argument("--provisioner", choices=("namespace", "qemu"), default="namespace",
+                       help="nodes are Linux namespaces (default) or QEMU VMs booting the kos image")
+    else:
+        p.add_argument("--provisioner", choices=("namespace", "qemu"), default=None,
+                       help="only look for a cluster of this provisioner (default: whichever made it)")
     if vm:
         p.add_argument("--cpus", type=int, default=1, help="qemu: vCPUs per VM (default 1)")
         p.add_argument("--memory", type=int, default=1024, help="qemu: MiB of memory per VM (default 1024)")
@@ -90,7 +94,7 @@ def _provisioner_args(p: argparse.ArgumentParser, *, vm: bool) -> None:
 
 
 def _provisioner(args: argparse.Namespace) -> Any:
-    if getattr(args, "provisioner", "namespace") == "qemu":
+    if (getattr(args, "provisioner", None) or "namespace") == "qemu":
         import os
 
         from kos.platform.provision.namespaces import ProvisionError
@@ -109,6 +113,32 @@ def _provisioner(args: argparse.Namespace) -> Any:
     from kos.platform.provision.namespaces import NamespaceProvisioner
 
     return NamespaceProvisioner(args.state_root)
+
+
+def _made_by(cluster_dir: Path) -> str:
+    """Which provisioner made the cluster in ``cluster_dir`` (QEMU clusters record vm.json)."""
+    return "qemu" if (cluster_dir / "vm.json").exists() else "namespace"
+
+
+def _find(args: argparse.Namespace) -> tuple[Any, str] | None:
+    """The provisioner that made cluster ``--name`` (looking where either keeps its clusters),
+    or None when no cluster of that name exists. Sets ``args.provisioner``."""
+    wanted = [args.provisioner] if args.provisioner else ["namespace", "qemu"]
+    for kind in wanted:
+        args.provisioner = kind
+        prov = _provisioner(args)
+        if prov.exists(args.name) and _made_by(prov.cluster_dir(args.name)) == kind:
+            return prov, kind
+    args.provisioner = wanted[0]
+    return None
+
+
+def _known(args: argparse.Namespace) -> str:
+    names: set[str] = set()
+    for kind in ("namespace", "qemu"):
+        prov = _provisioner(argparse.Namespace(**{**vars(args), "provisioner": kind}))
+        names.update(f"{n} ({_made_by(prov.cluster_dir(n))})" for n in prov.names())
+    return ", ".join(sorted(names)) or "none"
 
 
 def node_names(controlplanes: int, workers: int) -> list[tuple[str, str]]:
@@ -359,13 +389,16 @@ def _remove_context(args: argparse.Namespace, name: str) -> bool:
 def run_destroy(args: argparse.Namespace) -> int:
     from kos.platform.provision.namespaces import ProvisionError
 
-    prov = _provisioner(args)
-    if not prov.exists(args.name):
+    found = _find(args)
+    if found is None:
         from kos.platform.provision.network import netns_exists
 
         if not netns_exists(f"kos-{args.name}"):
-            raise CLIError(f"cluster {args.name!r} does not exist (known: {', '.join(prov.names()) or 'none'})")
-    _step(f"destroying cluster {args.name!r}")
+            raise CLIError(f"cluster {args.name!r} does not exist (known: {_known(args)})")
+        prov, kind = _provisioner(args), "leftovers of a"  # namespaces without cluster.json: clean up
+    else:
+        prov, kind = found
+    _step(f"destroying {kind} cluster {args.name!r}")
     try:
         prov.destroy(args.name)
     except ProvisionError as exc:
@@ -393,13 +426,24 @@ def _print_nodes(state: Any) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from kos.platform.provision.namespaces import ProvisionError
+    from kos.platform.provision.namespaces import NamespaceProvisioner, ProvisionError, forwarder_state
 
-    prov = _provisioner(args)
+    found = _find(args)
+    if found is None:
+        raise CLIError(f"cluster {args.name!r} does not exist (known: {_known(args)})")
+    prov, kind = found
     try:
         state = prov.load(args.name)
     except ProvisionError as exc:
-        raise CLIError(f"{exc} (known: {', '.join(prov.names()) or 'none'})") from None
-    print(f"cluster {state.name}: network {state.cidr} in namespace kos-{state.name}, state {state.dir}\n")
+        raise CLIError(f"{exc} (known: {_known(args)})") from None
+    print(f"cluster {state.name} ({kind}): network {state.cidr} in namespace kos-{state.name}, state {state.dir}")
+    forwarder = forwarder_state(state)
+    if forwarder.startswith("down"):
+        try:
+            NamespaceProvisioner(args.state_root).ensure_forwarder(state)
+            forwarder = f"{forwarder}; started again: {forwarder_state(state)}"
+        except ProvisionError as exc:
+            forwarder = f"{forwarder}; starting it again failed: {exc}"
+    print(f"port forwarder: {forwarder}\n")
     _print_nodes(state)
     return 0

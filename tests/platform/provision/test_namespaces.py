@@ -174,3 +174,132 @@ def test_a_node_that_reboots_is_started_again_and_power_off_ends_it(
     prov.stop_node(node, timeout=10)  # SIGTERM -> the node powers off -> the keeper ends
     assert node_boot_state(node)["last"] == "poweroff"
     assert node_pid1(node) is None and _zombie_or_gone(node.pid)
+
+
+# PID 1 answering with its boot count (kept in /var), a child in the node and a child that went
+# into a network namespace of its own (like a pod): all must go when the node goes.
+FAMILY_NODE = r"""
+import ctypes, os, signal, socket, sys, time
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+boots = int(open("/var/boots").read()) + 1 if os.path.exists("/var/boots") else 1
+open("/var/boots", "w").write(str(boots))
+if os.fork() == 0:
+    while True:
+        time.sleep(60)
+if os.fork() == 0:
+    ctypes.CDLL("libc.so.6", use_errno=True).unshare(0x40000000)  # CLONE_NEWNET
+    while True:
+        time.sleep(60)
+srv = socket.create_server(("0.0.0.0", 50000))
+while True:
+    conn, _ = srv.accept()
+    with conn:
+        conn.recv(1)
+        conn.sendall(("{\"pid\": %d, \"boots\": %d}\n" % (os.getpid(), boots)).encode())
+"""
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            todo += [int(x) for x in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _wait(cond: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not within {timeout} s")
+        time.sleep(0.05)
+
+
+def test_destroy_finds_every_process_of_a_node_whose_keeper_was_killed(
+    provisioner: tuple[NamespaceProvisioner, str],
+) -> None:
+    import signal
+
+    prov, name = provisioner
+    state = prov.create(name, [NodeRequest("n-1", "worker", [sys.executable, "-c", FAMILY_NODE]),
+                               NodeRequest("n-2", "worker", [sys.executable, "-c", FAMILY_NODE])],
+                        cidr="10.7.2.0/24")
+    processes = []
+    for node in state.nodes:
+        assert ask(node.host_port)["pid"] == 1
+        pid1 = node_pid1(node)
+        assert pid1 is not None
+        _wait(lambda pid1=pid1: len(_tree(pid1)) == 3, 10, "the node's children")
+        processes += _tree(pid1)
+    recorded = prov.load(name)
+    cgroup_dirs = [d for n in recorded.nodes for d in n.cgroups]
+    assert cgroup_dirs and all(Path(d).is_dir() for d in cgroup_dirs)
+    for node in state.nodes:  # the keepers die first: nothing records the nodes' PIDs any more
+        os.kill(node.pid, signal.SIGKILL)
+        _wait(lambda node=node: _zombie_or_gone(node.pid), 5, "the keeper's end")
+        os.waitpid(node.pid, 0)
+    assert all(not _zombie_or_gone(p) for p in processes)  # the nodes run on without their keepers
+    prov.destroy(name, timeout=5)
+    assert [p for p in processes if not _zombie_or_gone(p)] == []
+    assert not any(p.name.startswith(f"kos-{name}") for p in NETNS_DIR.glob("*"))
+    assert [d for d in cgroup_dirs if Path(d).exists()] == []
+    assert not (prov.state_root / name).exists()
+    assert _mounts_mentioning(str(prov.state_root / name)) == []
+
+
+def test_a_node_whose_pid1_dies_is_started_again_with_its_state(provisioner: tuple[NamespaceProvisioner, str]) -> None:
+    import signal
+
+    from kos.platform.provision.namespaces import node_boot_state
+
+    prov, name = provisioner
+    state = prov.create(name, [NodeRequest("n-1", "worker", [sys.executable, "-c", FAMILY_NODE])],
+                        cidr="10.7.3.0/24")
+    node = state.node("n-1")
+    assert ask(node.host_port) == {"pid": 1, "boots": 1}
+    pid1 = node_pid1(node)
+    assert pid1 is not None
+    os.kill(pid1, signal.SIGKILL)  # as a crashed machined: the kernel ends the node's PID namespace
+    facts = ask(node.host_port, timeout=20)
+    assert facts == {"pid": 1, "boots": 2}  # started again, same /var
+    boot = node_boot_state(node)
+    assert (boot["boots"], boot["crashes"], boot["last"]) == (2, 1, "running")
+    assert "node ended (exit 1); starting it again" in node.console.read_text()
+    assert node_pid1(node) not in (None, pid1)
+    prov.stop_node(node, timeout=10)  # a requested stop is not a crash: no new boot
+    assert node_pid1(node) is None and _zombie_or_gone(node.pid)
+    assert node_boot_state(node)["boots"] == 2
+
+
+def test_the_port_forwarder_is_kept_running_on_its_ports(provisioner: tuple[NamespaceProvisioner, str]) -> None:
+    import signal
+
+    from kos.platform.provision.namespaces import forwarder_state
+
+    prov, name = provisioner
+    state = prov.create(name, [NodeRequest("n-1", "worker", [sys.executable, "-c", FAMILY_NODE])],
+                        cidr="10.7.4.0/24")
+    node = state.node("n-1")
+    assert ask(node.host_port)["boots"] == 1
+    assert forwarder_state(state).startswith("running (pid ")
+    forwarder = json.loads((Path(state.dir) / "forwarder.json").read_text())["pid"]
+    os.kill(forwarder, signal.SIGKILL)
+    _wait(lambda: "restarted 1 times" in forwarder_state(state) and forwarder_state(state).startswith("running"),
+          10, "the forwarder's restart")
+    assert ask(node.host_port)["boots"] == 1  # the same port
+    # even its keeper gone: reported, and started again on the same ports
+    keeper = state.forwarder_pid
+    forwarder = json.loads((Path(state.dir) / "forwarder.json").read_text())["pid"]
+    os.kill(keeper, signal.SIGKILL)
+    os.kill(forwarder, signal.SIGKILL)
+    os.waitpid(keeper, 0)
+    assert forwarder_state(state).startswith("down")
+    assert prov.ensure_forwarder(state) is True
+    assert forwarder_state(state).startswith("running")
+    assert prov.load(name).forwarder_pid == state.forwarder_pid != keeper
+    assert ask(node.host_port)["boots"] == 1
+    assert prov.ensure_forwarder(state) is False
