@@ -6,7 +6,10 @@
 * ``remove-member ID``: remove another member (hex id as ``members`` prints; ``--hostname`` to
   name it by host instead);
 * ``leave``: the node leaves the cluster (its etcd stops for good);
-* ``forfeit-leadership``: a leader hands leadership to another voter.
+* ``forfeit-leadership``: a leader hands leadership to another voter;
+* ``alarm list`` / ``alarm disarm``: the cluster's alarms (NOSPACE, CORRUPT);
+* ``defrag``: defragment each node's member database;
+* ``status --cluster``: the status of every member (nodes discovered from the member list).
 """
 
 from __future__ import annotations
@@ -32,6 +35,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         c = cmds.add_parser(name, help=help_)
         common.add_target_args(c)
         c.set_defaults(func=func)
+    for c in cmds.choices.values():
+        if c.prog.endswith(" status"):
+            c.add_argument("--cluster", action="store_true",
+                           help="every member: the nodes are the members' client URL hosts (forwarded)")
+    al = cmds.add_parser("alarm", help="list or disarm the etcd cluster's alarms (NOSPACE, CORRUPT)")
+    asub = al.add_subparsers(dest="alarm_command", metavar="COMMAND")
+    al.set_defaults(func=lambda args: _usage(al))
+    for name, func, help_ in (
+        ("list", run_alarm_list, "list the active alarms"),
+        ("disarm", run_alarm_disarm, "deactivate every alarm (os:admin); free space first for NOSPACE"),
+    ):
+        c = asub.add_parser(name, help=help_)
+        common.add_target_args(c)
+        c.set_defaults(func=func)
+    df = cmds.add_parser("defrag", aliases=["defragment"],
+                         help="defragment each node's etcd database (blocks that member while it runs; os:admin)")
+    common.add_target_args(df)
+    df.set_defaults(func=run_defrag)
     s = cmds.add_parser("snapshot", help="stream an etcd snapshot of one node into a file")
     s.add_argument("path", metavar="PATH", help="where to write the snapshot (e.g. db.snapshot)")
     common.add_target_args(s)
@@ -79,10 +100,34 @@ def _size(n: int) -> str:
     return str(n)  # pragma: no cover
 
 
+async def member_nodes(conn: common.Connection, node: str | None) -> list[str]:
+    """The hosts of the etcd members' client URLs, as ``-n`` nodes (etcd status --cluster)."""
+    from urllib.parse import urlsplit
+
+    from kos.apis.etcd import machine as etcd_api
+
+    hosts = []
+    for m in await etcd_api.member_list(conn, node=node):
+        for url in m.client_urls[:1]:
+            host = urlsplit(url).hostname
+            if host and host not in hosts:
+                hosts.append(host)
+    return hosts
+
+
 def run_status(args: argparse.Namespace) -> int:
     from kos.apis.etcd import machine as etcd_api
 
     t = common.target(args)
+    if getattr(args, "cluster", False):
+        if len(t.nodes) > 1:
+            raise CLIError("--cluster finds the members itself: give at most one node (-n) to ask for them")
+
+        async def discover() -> list[str]:
+            async with t.connect() as conn:
+                return await member_nodes(conn, t.nodes[0] if t.nodes else None)
+
+        t.nodes = common.run(discover)
     rows: list[list[str]] = [["NODE", "MEMBER", "DB SIZE", "IN USE", "LEADER", "RAFT INDEX", "RAFT TERM",
                               "RAFT APPLIED INDEX", "LEARNER", "ERRORS"]]
 
@@ -165,3 +210,48 @@ def run_leave(args: argparse.Namespace) -> int:
 
 def run_forfeit(args: argparse.Namespace) -> int:
     return _action(args, "forfeit")
+
+
+def run_alarm_list(args: argparse.Namespace) -> int:
+    return _alarms(args, "EtcdAlarmList")
+
+
+def run_alarm_disarm(args: argparse.Namespace) -> int:
+    return _alarms(args, "EtcdAlarmDisarm")
+
+
+def _alarms(args: argparse.Namespace, method: str) -> int:
+    from kos.apis import auth
+    from kos.apis.gen.kos import machine as pb
+
+    t = common.target(args)
+    rows: list[list[str]] = [["NODE", "MEMBER", "ALARM"]]
+    done: list[str] = []
+
+    async def call(conn: common.Connection, node: str | None) -> None:
+        r = pb.EtcdAlarmListResponse().parse(await conn.unary(auth.MACHINE + method, b"", node=node))
+        for a in r.alarms:
+            rows.append([t.label(node), f"{a.member_id:x}", a.alarm])
+        if method == "EtcdAlarmDisarm":
+            done.append(f"{t.label(node)}: disarmed {len(r.alarms)} alarm(s)")
+
+    rc = common.run(lambda: common.fan_out(t, call))
+    if len(rows) > 1 or method == "EtcdAlarmList":
+        common.table(rows)
+    for line in done:
+        print(line)
+    return rc
+
+
+def run_defrag(args: argparse.Namespace) -> int:
+    from kos.apis import auth
+    from kos.apis.gen.kos import machine as pb
+
+    t = common.target(args)
+
+    async def call(conn: common.Connection, node: str | None) -> None:
+        r = pb.EtcdDefragmentResponse().parse(
+            await conn.unary(auth.MACHINE + "EtcdDefragment", b"", node=node, timeout=600))
+        print(f"{t.label(node)}: defragmented: {_size(r.db_size_before)} -> {_size(r.db_size_after)}", flush=True)
+
+    return common.run(lambda: common.fan_out(t, call, timeout=600))
