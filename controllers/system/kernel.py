@@ -72,7 +72,7 @@ class KernelParamApplyController(ApplyController):
             before = kp.read_param(root, path)
             if not kp.same_value(before, value):
                 kp.write_param(root, path, value)
-            return before, kp.read_param(root, path)
+            return kp.selected(before), kp.selected(kp.read_param(root, path))
 
         default = old.default if old is not None and old.state == "applied" else ""
         try:

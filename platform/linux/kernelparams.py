@@ -49,12 +49,21 @@ def write_param(root: str, rel: str, value: str) -> None:
     """Write ``value`` with one write(2), as sysctl(8) does; OSError from the kernel propagates."""
     if len(value) > MAX_VALUE or "\n" in value.strip():
         raise KernelParamError(f"value {value[:40]!r}: expected one line of at most {MAX_VALUE} bytes")
-    fd = os.open(_full(root, rel), os.O_WRONLY | os.O_CLOEXEC)
+    fd = os.open(_full(root, rel), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     try:
         os.write(fd, value.strip().encode())
     finally:
         os.close(fd)
 
 
-def same_value(a: str, b: str) -> bool:
-    return a.split() == b.split()
+_SELECTED = re.compile(r"\[([^\]]*)\]")
+
+
+def selected(value: str) -> str:
+    """A sysfs choice attribute reads ``always madvise [never]``: the bracketed one is in effect."""
+    m = _SELECTED.search(value)
+    return m.group(1) if m else value
+
+
+def same_value(current: str, wanted: str) -> bool:
+    return selected(current).split() == wanted.split()
