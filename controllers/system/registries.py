@@ -1,7 +1,7 @@
 """``RegistryHostApplyController``: RegistryHostSpecs -> ``<hosts_dir>/<registry>/hosts.toml``
 (plus CA and client certificate files) -> RegistryHostStatuses.
 
-``hosts_dir`` is containerd's CRI ``config_path`` (``/etc/cri/conf.d/hosts`` on a node, see
+``hosts_dir`` is containerd's CRI ``config_path`` (``/etc/containerd/certs.d`` on a node, see
 ``kos.machined.services.containerd.render_config``); containerd reads the directory on every
 pull, so a change needs no restart. Files are written atomically; a registry whose spec goes
 has its directory removed.
@@ -21,7 +21,7 @@ from kos.controllers.system.apply import ApplyController
 from kos.resources.machineconfig import atomic_write
 from kos.resources.runtime import RegistryHostSpecSpec, RegistryHostStatusSpec
 
-HOSTS_DIR = "/etc/cri/conf.d/hosts"
+HOSTS_DIR = "/etc/containerd/certs.d"
 
 
 def write_registry(hosts_dir: str, id_: str, spec: RegistryHostSpecSpec) -> tuple[str, str]:
