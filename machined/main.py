@@ -47,11 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging() -> None:
+    """JSON lines on stderr (the console), copied into machined's own log ring, which the Logs
+    RPC serves as ``machined`` (``kosctl logs machined``)."""
     import structlog
+
+    from kos.controllers.system import SHIPPER
+    from kos.machined.services.logring import OWN_LOG
 
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"),
-                    structlog.processors.JSONRenderer()],
+                    SHIPPER.processor,  # machine.logging destinations (kos.controllers.system)
+                    structlog.processors.JSONRenderer(), OWN_LOG],
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
 

@@ -359,8 +359,9 @@ class MachineService:
     async def logs(self, call: Call) -> None:
         req = parse(pb.LogsRequest, await call.request())
         sup = self._sup()
-        if req.id not in sup.ids():
-            raise GRPCError(Status.NOT_FOUND, f"service {req.id!r} not found (known: {', '.join(sup.ids())})")
+        known = sup.log_ids() if hasattr(sup, "log_ids") else sup.ids()  # services and machined itself
+        if req.id not in known:
+            raise GRPCError(Status.NOT_FOUND, f"log {req.id!r} not found (known: {', '.join(known)})")
         ring = sup.log(req.id)
         tail = req.tail_lines if req.tail_lines > 0 else None
         if not req.follow:

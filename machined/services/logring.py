@@ -6,11 +6,16 @@ falls behind by more than the capacity simply resumes at the oldest byte still h
 ``tail(n)`` returns the last n complete lines; ``follow()`` is an async iterator of chunks.
 
 Writes are synchronous and must happen on the event loop's thread (the supervisor's pumps
-and the structlog processor do).
+do). machined's own log (``OwnLog``, the structlog processor ``machined.main`` installs, served
+as log ``machined`` by the Logs RPC) is written from any thread and before the loop runs: it
+hands lines to the loop's thread, holding the first ones until the ring exists.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections import deque
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
@@ -149,6 +154,65 @@ class LogStore:
         return name in self._rings
 
 
+def _line(event: MutableMapping[str, Any] | str | bytes) -> bytes:
+    if isinstance(event, str):
+        return event.encode() + b"\n"
+    if isinstance(event, bytes):
+        return event + b"\n"
+    return (" ".join(f"{k}={v}" for k, v in event.items()) + "\n").encode()
+
+
+MACHINED = "machined"
+"""The log name of machined's own log (``kosctl logs machined``)."""
+
+
+class OwnLog:
+    """A structlog processor (after the renderer) copying machined's log lines into a ring,
+    from any thread. The ring is made on the first line logged on an event loop's thread;
+    lines logged before (or from a thread while there is no loop) wait in a bounded queue.
+    A ring whose loop has ended is replaced by a fresh one on the next loop."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, pending: int = 1000) -> None:
+        self.capacity = capacity
+        self.ring: LogRing | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: deque[bytes] = deque(maxlen=pending)
+        self._lock = threading.Lock()
+
+    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any] | str | bytes) -> Any:
+        self.write(_line(event))
+        return event
+
+    def write(self, line: bytes) -> None:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None and (self._loop is None or self._loop is loop or self._loop.is_closed()):
+            if self._loop is not loop:
+                self.ring, self._loop = LogRing(self.capacity), loop
+            assert self.ring is not None
+            with self._lock:
+                held = list(self._pending)
+                self._pending.clear()
+            for old in held:
+                self.ring.write(old)
+            self.ring.write(line)
+            return
+        if self._loop is not None and self.ring is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self.ring.write, line)
+                return
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+        with self._lock:
+            self._pending.append(line)
+
+
+OWN_LOG = OwnLog()
+"""machined's own log: installed by ``machined.main``, read by ``Supervisor.log(MACHINED)``."""
+
+
 class RingLogProcessor:
     """A structlog processor copying every rendered event line into a ring (machined's log).
 
@@ -161,10 +225,5 @@ class RingLogProcessor:
         self.ring = ring
 
     def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any] | str | bytes) -> Any:
-        if isinstance(event, str):
-            self.ring.write(event.encode() + b"\n")
-        elif isinstance(event, bytes):
-            self.ring.write(event + b"\n")
-        else:
-            self.ring.write((" ".join(f"{k}={v}" for k, v in event.items()) + "\n").encode())
+        self.ring.write(_line(event))
         return event

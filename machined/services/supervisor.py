@@ -39,7 +39,7 @@ from anyio.abc import TaskGroup
 from kos.controllers.runtime.backoff import Backoff
 from kos.machined.services.conditions import Condition, all_of
 from kos.machined.services.health import HealthCheck
-from kos.machined.services.logring import DEFAULT_CAPACITY, LogRing, LogStore
+from kos.machined.services.logring import DEFAULT_CAPACITY, MACHINED, OWN_LOG, LogRing, LogStore
 from kos.machined.services.runners import RunContext, Runner
 from kos.resources.core.resource import Resource
 from kos.resources.core.state import State
@@ -337,8 +337,15 @@ class Supervisor:
         return [self._services[i].status for i in self.ids()]
 
     def log(self, id: str) -> LogRing:
+        """A service's log, or machined's own (``machined``) once it has a line."""
+        if id == MACHINED and id not in self._services and OWN_LOG.ring is not None:
+            return OWN_LOG.ring
         self._get(id)
         return self.logs.ring(id)
+
+    def log_ids(self) -> tuple[str, ...]:
+        """What ``log`` serves: the services and machined itself."""
+        return tuple(sorted({*self._services, *([MACHINED] if OWN_LOG.ring is not None else [])}))
 
     # -- operations -------------------------------------------------------------------------------------
     async def start(self, id: str) -> None:

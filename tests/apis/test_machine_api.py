@@ -241,3 +241,41 @@ async def test_generate_client_configuration(node: tuple[LoopbackAPI, Supervisor
             with pytest.raises(APIError) as info:
                 await conn.unary(M + "GenerateClientConfiguration", bytes(bad))
             assert info.value.status == Status.INVALID_ARGUMENT
+
+
+async def test_machined_own_log_is_served_like_a_service_log(
+    node: tuple[LoopbackAPI, Supervisor, MachineService],
+) -> None:
+    """``kosctl logs machined``: machined's structured log (the lines its console gets, one
+    per event with the controller that logged it) through the Logs RPC: all, tail, follow."""
+    import structlog
+
+    from kos.machined.main import _configure_logging
+
+    api, _, _ = node
+    _configure_logging()
+    try:
+        log = structlog.get_logger("kos.test").bind(controller="ExampleController")
+        log.info("first event", n=1)
+        await anyio.to_thread.run_sync(lambda: log.info("from a worker thread"))
+        async with api.connect([auth.READER]) as conn:
+            data = b"".join(pb.Data().parse(m).bytes for m in await _collect(
+                conn, M + "Logs", bytes(pb.LogsRequest(id="machined"))))
+            lines = [yaml.safe_load(line) for line in data.splitlines()]
+            first = next(ln for ln in lines if ln["event"] == "first event")
+            assert first["controller"] == "ExampleController" and first["n"] == 1 and first["level"] == "info"
+            assert any(ln["event"] == "from a worker thread" for ln in lines)
+            data = b"".join(pb.Data().parse(m).bytes for m in await _collect(
+                conn, M + "Logs", bytes(pb.LogsRequest(id="machined", tail_lines=1))))
+            assert data.count(b"\n") == 1 and b"from a worker thread" in data
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: _later(lambda: log.warning("while following")))
+                got = await _collect(conn, M + "Logs", bytes(pb.LogsRequest(id="machined", follow=True,
+                                                                            tail_lines=1)),
+                                     until=b"while following")
+            assert b"from a worker thread" in got[0]
+            with pytest.raises(APIError) as info:
+                await _collect(conn, M + "Logs", bytes(pb.LogsRequest(id="nope")))
+            assert info.value.status == Status.NOT_FOUND and "greeter, machined" in info.value.message
+    finally:
+        structlog.reset_defaults()

@@ -226,6 +226,12 @@ def test_cluster_create_watch_apply_reboot_destroy(cluster: Cluster) -> None:
     w_row = next(ln for ln in show.splitlines() if ln.startswith("w-1"))
     assert w_row.split()[4:6] == ["running", "2"], show
 
+    # machined's own log through the API, like a service's
+    own = c.ctl("-n", w, "logs", "machined", "--tail", "5").stdout.splitlines()
+    assert len(own) == 5 and all(line.startswith("{") and line.endswith("}") for line in own), own
+    everything = c.ctl("-n", w, "logs", "machined").stdout.splitlines()
+    assert len(everything) > 5 and any('"controller": "HostnameController"' in line for line in everything)
+
     # the worker's machined dies (a crash): its keeper starts the node again, with its state
     pid1 = node_pid1(state.node("w-1"))
     assert pid1 is not None

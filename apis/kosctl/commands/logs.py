@@ -11,8 +11,8 @@ from kos.apis.kosctl.errors import CLIError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("logs", help="print a service's log")
-    p.add_argument("id", metavar="SERVICE", help="service id (see 'kosctl services')")
+    p = sub.add_parser("logs", help="print a service's log, or machined's own")
+    p.add_argument("id", metavar="SERVICE", help="service id (see 'kosctl services'), or machined")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.add_argument("--tail", type=int, default=-1, help="only the last N lines (default: all)")
     common.add_target_args(p)
