@@ -153,6 +153,7 @@ class MachineNode:
         self.manager = ConfigManager(
             opts.state_dir, validation_mode=mode, platform_source=self._platform_config,
             reboot_hook=self._config_reboot, events=lambda t, p: self.events.publish(t, p),
+            not_acted_on=self._fields_not_acted_on,
         )  # fmt: skip
         self.store: ConfigStore = ManagedConfigStore(self.manager)
         self.policy = auth.ResourcePolicy(writable_namespaces=frozenset(opts.writable_namespaces))
@@ -167,6 +168,12 @@ class MachineNode:
         self._discovery_wakeup = Wakeup()
 
     # -- config ---------------------------------------------------------------------------
+    def _fields_not_acted_on(self, container: Any) -> list[tuple[str, str]]:
+        """What an applied config sets that this node will not act on (the apply answer says so)."""
+        from kos.controllers.system import Host, not_acted_on
+
+        return not_acted_on(container, Host.detect(shared_kernel=self._container_mode()))
+
     async def _platform_config(self) -> bytes | None:
         return self.opts.initial_config
 
@@ -286,8 +293,9 @@ class MachineNode:
     def _define_kubelet(self, binary: str) -> None:
         assert self.supervisor is not None
         root = Path(self._root())
+        cri = root / "run/containerd/containerd.sock" if shutil.which("containerd") else None
         self.supervisor.add(kubelet_service(self.supervisor, binary, image_dir=root / IMAGE_DIR.lstrip("/"),
-                                            cri_socket=root / "run/containerd/containerd.sock"))
+                                            cri_socket=cri))
 
     def _container(self) -> Any:
         active = self.manager.active

@@ -83,13 +83,32 @@ def render_config(paths: ContainerdPaths, *, cri: bool = False, log_level: str =
     return "\n".join(lines)
 
 
+CAP_SYS_RESOURCE = 24
+
+
+def can_lower_oom_score_adj() -> bool:
+    """Whether this process holds CAP_SYS_RESOURCE (needed to lower an oom_score_adj)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> CAP_SYS_RESOURCE & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
 def _cri_config(sandbox_image: str) -> list[str]:
     """The CRI plugin for the kubelet: runc with cgroupfs (cgroup v1 hosts), CNI from
-    /opt/cni/bin and /etc/cni/net.d, the pause image the kubelet's release expects."""
+    /opt/cni/bin and /etc/cni/net.d, the pause image the kubelet's release expects.
+
+    Without CAP_SYS_RESOURCE (a machine whose capability bounding set lacks it) no process can
+    lower its oom_score_adj, and runc fails to create a pod sandbox (the kubelet asks -998 for
+    it); ``restrict_oom_score_adj`` then clamps the scores to containerd's own."""
     cri = '[plugins."io.containerd.grpc.v1.cri"'
     return [
         cri + "]",
         f"  sandbox_image = {_toml_str(sandbox_image)}",
+        f"  restrict_oom_score_adj = {'false' if can_lower_oom_score_adj() else 'true'}",
         "  enable_cdi = false",
         cri + ".containerd]",
         '  snapshotter = "overlayfs"',

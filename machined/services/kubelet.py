@@ -44,12 +44,14 @@ class KubeletBinaryCondition(PredicateCondition):
 def kubelet_service(sup: Supervisor, binary: str, *, binary_poll: float = 5.0,
                     depends_on: Sequence[Condition] = (), image_dir: Path | None = None,
                     cri_socket: Path | None = None) -> ServiceDefinition:
-    """With ``image_dir`` and ``cri_socket``, the image archives of ``image_dir`` are imported
-    into containerd (``ImagesImportedCondition``) once containerd is healthy, before the kubelet
-    starts."""
+    """With ``cri_socket`` (the node runs containerd) the kubelet waits for a healthy
+    ``containerd`` service, and with ``image_dir`` too, for the image archives of ``image_dir``
+    to be imported into it (``ImagesImportedCondition``)."""
     deps: list[Condition] = [KubeletBinaryCondition(binary, interval=binary_poll)]
-    if CRI_SERVICE in sup.ids() and sup.state is not None:
-        deps.append(service_healthy(sup.state, CRI_SERVICE))  # the kubelet needs its container runtime
+    # the kubelet needs its container runtime: the node's containerd (given by its socket, or
+    # already defined; the containerd service may be added after the kubelet's definition)
+    if (cri_socket is not None or CRI_SERVICE in sup.ids()) and sup.state is not None:
+        deps.append(service_healthy(sup.state, CRI_SERVICE))
         if image_dir is not None and cri_socket is not None:
             deps.append(ImagesImportedCondition(cri_socket, image_dir))
     return ServiceDefinition(SERVICE_ID, ProcessRunner([binary], stop_timeout=30.0), depends_on=(*deps, *depends_on))
