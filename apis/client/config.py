@@ -1,10 +1,10 @@
-"""The client configuration file (``kosconfig``): ``ClientConfig``, ``Context``, ``ConfigError``.
+"""The client configuration file (``kosconfig``): ``ClientConfig``, ``Context``, ``ConfigError``, ...
 
 The implementation lives in ``kos.resources.machineconfig.clientconfig`` (the config
 generator writes kosconfig files too, and resources is below apis); this module keeps the
 client library's name for it.
 """
 
-from kos.resources.machineconfig.clientconfig import ClientConfig, ConfigError, Context
+from kos.resources.machineconfig.clientconfig import DEFAULT_PORT, ClientConfig, ConfigError, Context, default_path
 
-__all__ = ["ClientConfig", "ConfigError", "Context"]
+__all__ = ["DEFAULT_PORT", "ClientConfig", "ConfigError", "Context", "default_path"]

@@ -1,5 +1,6 @@
 """The node side of ``Upgrade``: ``upgrade_sequence(image, ...)`` gives machined's sequencer
-the phases that fetch a rootfs image and write it into the inactive BOOT slot (machined then
+the phases (``(phase name, ((task name, async fn), ...))`` pairs, which machined turns into
+its ``Phase``s) that fetch a rootfs image and write it into the inactive BOOT slot (machined then
 reboots into it; see ``kos.machined.node`` and ``install.upgrade``).
 
 ``image`` is where the new rootfs squashfs comes from:
@@ -22,8 +23,8 @@ import re
 import shutil
 import urllib.parse
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import structlog
@@ -107,11 +108,14 @@ def fetch(image: str, target: Path = DOWNLOAD) -> Path:
     return path
 
 
-def upgrade_sequence(image: str, *, preserve: bool = True, stage: bool = False, force: bool = False) -> tuple[Any, ...]:
+PhaseSteps = tuple[str, tuple[tuple[str, Callable[[], Awaitable[None]]], ...]]
+"""A sequencer phase as plain data: its name and its (task name, async task) pairs."""
+
+
+def upgrade_sequence(image: str, *, preserve: bool = True, stage: bool = False,
+                     force: bool = False) -> tuple[PhaseSteps, ...]:
     """The sequencer phases of an upgrade (``image`` is checked now: a bad reference raises
     ImageRefError before anything starts)."""
-    from kos.machined.sequencer import Phase
-
     parse_image(image)
     fetched: list[Path] = []
 
@@ -131,8 +135,8 @@ def upgrade_sequence(image: str, *, preserve: bool = True, stage: bool = False, 
         log.info("upgrade written", disk=disk, active=state.active, fallback=state.fallback, tries=state.tries)
 
     return (
-        Phase.of("fetchImage", ("fetchImage", fetch_image)),
-        Phase.of("install", ("writeBootSlot", write_slot)),
+        ("fetchImage", (("fetchImage", fetch_image),)),
+        ("install", (("writeBootSlot", write_slot),)),
     )
 
 

@@ -12,7 +12,7 @@ Public API::
     changed_paths(old, new) / reboot_required(old, new) -> YAML paths
     SecretsBundle.generate() / SecretsBundle.load(text) / bundle.to_yaml()
     generate(GenOptions(name, endpoint, ...), bundle, patches=...) -> Generated(controlplane, worker, client)
-    ClientConfig.parse(text) / ClientConfig.load_file(path=None) / client.to_yaml()  # kos.apis.client.config
+    ClientConfig.parse(text) / ClientConfig.load_file(path=None) / client.to_yaml()  # kosconfig
     save_config(path, container) / load_config(path)                # atomic temp+fsync+rename
     views.links(c) / views.hostname(c) / views.nameservers(c) ...    # v1alpha1 + documents merged
 """

@@ -13,9 +13,10 @@ Default path ``~/.kos/config``, overridden by ``$KOSCONFIG`` or ``--kosconfig``.
 
 Bad files raise ``ConfigError`` naming the file, the key and what was expected.
 
-This is the one implementation of the format: ``kos.resources.machineconfig`` (``kosctl gen
-config``) re-exports these classes, and kosctl, machined, the cluster tools and the tests all
-read and write kosconfig files through them. In memory the CA, certificate and key are PEM
+This is the one implementation of the format. It lives in the resources layer because the
+config generator (``kosctl gen config``) writes one; ``kos.apis.client`` re-exports these
+classes, and kosctl, machined, the cluster tools and the tests all read and write kosconfig
+files through them. In memory the CA, certificate and key are PEM
 bytes; in the file they are base64 text.
 """
 
