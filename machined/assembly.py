@@ -29,7 +29,7 @@ from kos.controllers.runtime.controller import Controller
 
 log = structlog.get_logger("kos.machined.assembly")
 
-DOMAINS: tuple[str, ...] = ("config", "network", "secrets", "block", "etcd", "k8s", "cluster")
+DOMAINS: tuple[str, ...] = ("config", "network", "secrets", "block", "etcd", "k8s", "cluster", "system")
 """Every domain of a node, in registration order."""
 
 

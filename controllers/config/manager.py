@@ -111,6 +111,8 @@ class ConfigManager:
     fetch_attempts: int = 5
     fetch_delay: float = 1.0
     publish_timeout: float = 10.0
+    not_acted_on: Callable[[ConfigContainer], list[tuple[str, str]]] | None = None
+    """The fields a config sets that this node will not act on, with why (kos.controllers.system)."""
 
     active: _Loaded | None = field(default=None, init=False)
     persisted: _Loaded | None = field(default=None, init=False)
@@ -243,8 +245,13 @@ class ConfigManager:
             container, warnings = await anyio.to_thread.run_sync(_load, data, self.validation_mode, "configuration")
         except ConfigErrors as exc:
             raise ApplyError(ErrorCode.INVALID_ARGUMENT, str(exc)) from None
+        notes = [f"{path}: set, but not acted on by this node: {why}" for path, why in
+                 (self.not_acted_on(container) if self.not_acted_on is not None else [])]
         async with self._lock:
-            return await self._apply(_Loaded(container, text), warnings, mode, dry_run, try_timeout)
+            out = await self._apply(_Loaded(container, text), [*warnings, *notes], mode, dry_run, try_timeout)
+        if notes:  # never a plain "Applied configuration" for what has no effect
+            out.details += f"; {len(notes)} field(s) set but not acted on here (see warnings)"
+        return out
 
     async def _apply(self, new: _Loaded, warnings: list[str], mode: str, dry_run: bool,
                      try_timeout: float) -> ApplyOutcome:
