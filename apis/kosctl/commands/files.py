@@ -207,8 +207,19 @@ def run_cp(args: argparse.Namespace) -> int:
         target = dest / t.label(node).replace(":", "_") if len(t.labels()) > 1 else dest
         target.mkdir(parents=True, exist_ok=True)
         buf.seek(0)
+        skipped: list[str] = []
+
+        def safe(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+            try:  # no absolute paths, no links out of the tree, no devices
+                return tarfile.data_filter(member, path)
+            except tarfile.FilterError as exc:
+                skipped.append(f"{member.name} ({exc})")
+                return None
+
         with tarfile.open(fileobj=buf, mode="r:gz") as tar:
-            tar.extractall(target, filter="data")  # no absolute paths, no escaping links, no devices
+            tar.extractall(target, filter=safe)
+        for s in skipped:
+            print(f"{t.label(node)}: warning: not extracted: {s}", file=sys.stderr, flush=True)
         print(f"{t.label(node)}: {args.src} -> {target}", file=sys.stderr, flush=True)
 
     return common.run(lambda: common.fan_out(t, call, timeout=None))
