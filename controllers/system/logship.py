@@ -16,7 +16,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -80,7 +80,7 @@ class LogShipper:
         self._dests: dict[str, _Destination] = {}
         self._lock = threading.Lock()
 
-    def processor(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def processor(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         dests = list(self._dests.values())
         if dests:
             entry = dict(event_dict)
