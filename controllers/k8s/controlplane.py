@@ -20,7 +20,6 @@ from typing import Any
 
 import yaml
 
-from kos.controllers.k8s.kubeconfig import render_kubeconfig
 from kos.resources.k8s import (
     APISERVER_ID,
     CONTROLLER_MANAGER_ID,
@@ -30,6 +29,7 @@ from kos.resources.k8s import (
     SchedulerConfigSpec,
 )
 from kos.resources.machineconfig.v1alpha1 import Config
+from kos.resources.pki import render_kubeconfig
 from kos.resources.secrets import EtcdCertsSpec, KubernetesCertsSpec, KubernetesRootSpec
 
 DEFAULT_VERSION = "v1.32.13"

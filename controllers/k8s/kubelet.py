@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from kos.controllers.k8s.kubeconfig import render_kubeconfig
 from kos.resources.k8s import KubeletConfigSpec, KubeletSpecSpec
 from kos.resources.machineconfig.v1alpha1 import Config, ExtraMount
+from kos.resources.pki import render_kubeconfig
 
 DEFAULT_KUBELET_IMAGE = "ghcr.io/siderolabs/kubelet:v1.32.13"
 CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"

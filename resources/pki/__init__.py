@@ -14,6 +14,7 @@ Public API::
     create_csr(key_pem, common_name=..., ...) / sign_csr(ca, csr_pem, ...)
     verify_chain(cert, ca) / certificate_sans(cert) / certificate_organizations(cert) / ...
     certificate_validity(cert) / needs_renewal(cert, remaining_fraction=0.5)
+    render_kubeconfig(...) / admin_kubeconfig(...) / check_kubeconfig(text, ca_pem)  # kubeconfig files
 """
 
 from kos.resources.pki.keys import (
@@ -22,6 +23,15 @@ from kos.resources.pki.keys import (
     load_private_key,
     private_key_pem,
     public_key_pem,
+)
+from kos.resources.pki.kubeconfig import (
+    ADMIN_CN,
+    ADMIN_ORG,
+    KubeconfigInfo,
+    admin_kubeconfig,
+    check_kubeconfig,
+    issue_client,
+    render_kubeconfig,
 )
 from kos.resources.pki.verify import (
     CertificateSANs,
@@ -46,26 +56,33 @@ from kos.resources.pki.x509 import (
 )
 
 __all__ = [
+    "ADMIN_CN",
+    "ADMIN_ORG",
     "KEY_TYPES",
     "CertificateAndKey",
     "CertificateSANs",
+    "KubeconfigInfo",
     "PKIError",
+    "admin_kubeconfig",
     "certificate_common_name",
     "certificate_extended_usages",
     "certificate_key_usages",
     "certificate_organizations",
     "certificate_sans",
     "certificate_validity",
+    "check_kubeconfig",
     "create_csr",
     "generate_ca",
     "generate_private_key",
     "is_ca",
     "issue_certificate",
+    "issue_client",
     "load_certificate",
     "load_private_key",
     "needs_renewal",
     "private_key_pem",
     "public_key_pem",
+    "render_kubeconfig",
     "sign_csr",
     "verify_chain",
 ]

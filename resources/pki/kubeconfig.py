@@ -3,7 +3,7 @@ signed by the Kubernetes CA, and a structural check of a kubeconfig against its 
 
 Everything here is a pure function over PEM text: used by the control-plane renderer
 (controller-manager/scheduler kubeconfigs), the kubelet's bootstrap kubeconfig and
-``kosctl kubeconfig``.
+``kosctl kubeconfig`` (so it sits in the resources layer, below both).
 """
 
 from __future__ import annotations
@@ -15,17 +15,16 @@ from typing import Any
 
 import yaml
 
-from kos.resources.pki import (
-    CertificateAndKey,
+from kos.resources.pki.keys import load_private_key
+from kos.resources.pki.verify import (
     PKIError,
     certificate_common_name,
     certificate_extended_usages,
     certificate_organizations,
-    issue_certificate,
     load_certificate,
-    load_private_key,
     verify_chain,
 )
+from kos.resources.pki.x509 import CertificateAndKey, issue_certificate
 
 ADMIN_CN = "admin"
 ADMIN_ORG = "system:masters"

@@ -19,7 +19,6 @@ import structlog
 import yaml
 
 from kos.controllers.k8s.assembly import k8s_controllers
-from kos.controllers.k8s.kubeconfig import check_kubeconfig
 from kos.controllers.k8s.validate import check_kubelet_configuration, check_pod
 from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
@@ -30,7 +29,7 @@ from kos.resources.core.inmem import InMemoryState
 from kos.resources.core.resource import Resource
 from kos.resources.machineconfig import ConfigContainer, GenOptions, SecretsBundle, generate
 from kos.resources.network import HostnameStatusSpec, NodeAddressSpec
-from kos.resources.pki import certificate_sans, verify_chain
+from kos.resources.pki import certificate_sans, check_kubeconfig, verify_chain
 from kos.resources.secrets import K8S_ROOT
 
 pytestmark = pytest.mark.anyio

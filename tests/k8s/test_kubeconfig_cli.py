@@ -18,10 +18,10 @@ import yaml
 from kos.apis.client.config import ClientConfig
 from kos.apis.client.connection import Connection
 from kos.apis.client.state import GrpcState
-from kos.controllers.k8s.kubeconfig import check_kubeconfig
 from kos.controllers.secrets.issue import k8s_certs
 from kos.resources.core.resource import Resource
 from kos.resources.machineconfig import SecretsBundle
+from kos.resources.pki import check_kubeconfig
 from kos.resources.secrets import CertSANSpec, KubernetesRootSpec
 from tests.apis.nodeproc import kosctl, machined
 

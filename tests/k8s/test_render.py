@@ -13,7 +13,6 @@ import yaml
 from kos.controllers.k8s import controlplane as cp
 from kos.controllers.k8s import kubelet as kl
 from kos.controllers.k8s import manifests as mf
-from kos.controllers.k8s.kubeconfig import check_kubeconfig
 from kos.controllers.k8s.validate import (
     ValidationError,
     check_args,
@@ -27,6 +26,7 @@ from kos.resources.pki import (
     certificate_extended_usages,
     certificate_organizations,
     certificate_sans,
+    check_kubeconfig,
     load_private_key,
     verify_chain,
 )

@@ -52,8 +52,8 @@ def _read(path: str, what: str) -> str:
 
 
 def _local(args: argparse.Namespace) -> str:
-    from kos.controllers.k8s.kubeconfig import admin_kubeconfig
     from kos.resources.machineconfig import ConfigContainer, ConfigErrors, SecretsBundle
+    from kos.resources.pki import admin_kubeconfig
 
     ttl = datetime.timedelta(hours=args.hours)
     if args.hours <= 0:
@@ -92,8 +92,8 @@ def _local(args: argparse.Namespace) -> str:
 
 def _remote(args: argparse.Namespace) -> str:
     from kos.apis.client.state import GrpcState
-    from kos.controllers.k8s.kubeconfig import render_kubeconfig
     from kos.resources.core.errors import NotFoundError
+    from kos.resources.pki import render_kubeconfig
     from kos.resources.secrets import K8S_CERTS, K8S_CERTS_ID
 
     t = common.target(args)
