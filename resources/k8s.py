@@ -209,3 +209,35 @@ CONTROL_PLANE_FILES = Kind(NAMESPACE, ControlPlaneFilesSpec.definition.type)
 STATIC_POD_STATUSES = Kind(NAMESPACE, StaticPodStatusSpec.definition.type)
 MANIFESTS = Kind(NAMESPACE, ManifestSpec.definition.type)
 MANIFEST_STATUSES = Kind(NAMESPACE, ManifestStatusSpec.definition.type)
+
+
+# -- KubePrism (machine.features.kubePrism; kos.controllers.system.kubeprism) ------------------
+KUBEPRISM_ID = "k8s-loadbalancer-config"
+
+
+@resource_type("KubePrismConfigs.k8s.kos.dev", namespace=NAMESPACE,
+               print_columns=[("Host", "{.host}"), ("Port", "{.port}"), ("Endpoints", "{.endpoints}")])
+@dataclass
+class KubePrismConfigSpec(Spec):
+    """The local load balancer to the API servers: where it listens and the ``host:port`` of
+    every API server it may forward to (preferred first)."""
+
+    host: str = spec_field(1, default="127.0.0.1")
+    port: int = spec_field(2, default=7445)
+    endpoints: list[str] = spec_field(3, default_factory=list)
+
+
+@resource_type("KubePrismStatuses.k8s.kos.dev", namespace=NAMESPACE,
+               print_columns=[("Host", "{.host}"), ("Healthy", "{.healthy}")])
+@dataclass
+class KubePrismStatusSpec(Spec):
+    """``host`` (``127.0.0.1:7445``) serving; ``healthy`` once an API server answers; which do."""
+
+    host: str = spec_field(1, default="")
+    healthy: bool = spec_field(2, default=False)
+    healthy_endpoints: list[str] = spec_field(3, yaml="healthyEndpoints", default_factory=list)
+    error: str = spec_field(4, default="")
+
+
+KUBEPRISM_CONFIGS = Kind(NAMESPACE, KubePrismConfigSpec.definition.type)
+KUBEPRISM_STATUSES = Kind(NAMESPACE, KubePrismStatusSpec.definition.type)
