@@ -20,6 +20,7 @@ from kos.controllers.system.environment import EnvironmentApplyController
 from kos.controllers.system.fields import Host
 from kos.controllers.system.files import MachineFileApplyController
 from kos.controllers.system.kernel import KernelParamApplyController
+from kos.controllers.system.kubeprism import KubePrismConfigController, KubePrismController
 from kos.controllers.system.logship import LogDestinationApplyController, LogShipper
 from kos.controllers.system.registries import HOSTS_DIR, RegistryHostApplyController
 from kos.controllers.system.status import config_field_status_controller
@@ -53,5 +54,7 @@ def system_controllers(*, root: str, container_mode: bool, log_shipper: LogShipp
         ConfigSpecsController("system.LogDestinationConfigController", LogDestinationSpecSpec,
                               render.log_destinations),
         LogDestinationApplyController(shipper=log_shipper),
+        KubePrismConfigController(),
+        KubePrismController(),
         config_field_status_controller(host),
     ]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kos.resources.machineconfig import ConfigContainer
+from kos.resources.machineconfig.generate import DEFAULT_ETCD_IMAGE, DEFAULT_INSTALLER_IMAGE
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ VIEWS = "kos.resources.machineconfig.views"
 SECRETS = "kos.controllers.secrets.root"
 BLOCK = "kos.controllers.block.config"
 ETCD = "kos.controllers.etcd.config"
+PRISM = "kos.controllers.system.kubeprism"
 
 SHARED_KERNEL = "this node shares the host's kernel (namespace node)"
 
@@ -214,7 +216,8 @@ FIELDS: dict[str, Entry] = {
         "the boot entries are written when the image is built (kos does not rewrite the boot loader from the "
         "config); namespace nodes have no boot loader"),
     "machine.install.image": Unsupported("the installer image is given to the Upgrade RPC (kosctl upgrade --image); "
-                                         "installs use the booted image"),
+                                         "installs use the booted image",
+                                         ignored=lambda v: _nonempty(v) and v != DEFAULT_INSTALLER_IMAGE),
     "machine.install.extensions": Unsupported("system extensions are not supported: the root file system is one "
                                               "fixed squashfs"),
     "machine.install.wipe": Reads(BLOCK, "wipe"),
@@ -242,10 +245,8 @@ FIELDS: dict[str, Entry] = {
     "machine.features.kubernetesTalosAPIAccess": Unsupported(
         "access to the kos API from Kubernetes pods (service-account certificates) is not implemented",
         ignored=lambda v: isinstance(v, dict) and bool(v.get("enabled"))),
-    "machine.features.kubePrism.enabled": Unsupported(
-        "KubePrism (a local load balancer to the API servers) is not implemented: the kubelet and pods use "
-        "cluster.controlPlane.endpoint", ignored=_true),
-    "machine.features.kubePrism.port": Unsupported("KubePrism is not implemented"),
+    "machine.features.kubePrism.enabled": Reads(PRISM, "kube_prism"),
+    "machine.features.kubePrism.port": Reads(PRISM, "port"),
     "machine.features.hostDNS": Unsupported(
         "the host DNS cache is not implemented: resolv.conf points at the configured nameservers",
         ignored=lambda v: isinstance(v, dict) and bool(v.get("enabled"))),
@@ -292,7 +293,8 @@ FIELDS: dict[str, Entry] = {
                                              "always runs", ignored=_false),
     "cluster.discovery.registries": Unsupported("kos's member discovery uses its own registry on the control "
                                                 "planes, not the Talos discovery service"),
-    "cluster.etcd.image": Unsupported("etcd runs from the image's etcd binary, not a container image"),
+    "cluster.etcd.image": Unsupported("etcd runs from the image's etcd binary (v3.4), not a container image",
+                                      ignored=lambda v: _nonempty(v) and v != DEFAULT_ETCD_IMAGE),
     "cluster.etcd.ca.crt": Reads(SECRETS, "ca"),
     "cluster.etcd.ca.key": Reads(SECRETS, "ca"),
     "cluster.etcd.extraArgs": Reads(ETCD, "extra_args"),

@@ -101,11 +101,11 @@ cluster: {}
     namespace = dict(not_acted_on(c, Host(shared_kernel=True)))
     assert "kernel.pid_max" in namespace["machine.sysctls"] and "net.ipv4" not in namespace["machine.sysctls"]
     assert "host's kernel" in namespace["machine.sysfs"]
-    for p in ("machine.udev", "machine.kernel", "machine.features.kubePrism.enabled",
-              "machine.features.kubePrism.port", "machine.install.extraKernelArgs",
+    for p in ("machine.udev", "machine.kernel", "machine.install.extraKernelArgs",
               "machine.registries.mirrors.*.skipFallback"):
         assert namespace[p], p
     assert "machine.features.rbac" not in namespace  # true is what kos does anyway
+    assert "machine.features.kubePrism.enabled" not in namespace  # kos runs it
     vm = dict(not_acted_on(c, Host(shared_kernel=False)))
     assert "machine.sysctls" not in vm and "machine.sysfs" not in vm
     assert "machine.udev" in vm
