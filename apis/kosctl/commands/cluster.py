@@ -245,6 +245,8 @@ def _generate(args: argparse.Namespace, names: list[tuple[str, str]], ips: list[
 
     patches = load_patches(args.config_patch)
     cp_patches = load_patches(args.config_patch_control_plane)
+    if args.workers == 0:  # as talosctl: without workers, pods must be able to run on the control planes
+        cp_patches.insert(0, mc.parse_patch("cluster:\n  allowSchedulingOnControlPlanes: true\n", source="--workers 0"))
     wk_patches = load_patches(args.config_patch_worker)
     bundle = mc.SecretsBundle.generate()
     opts = mc.GenOptions(cluster_name=args.name, endpoint=f"https://{ips[0]}:6443")
