@@ -20,9 +20,12 @@ the reason it waits, OK with its note, FAILED on timeout; nothing follows a FAIL
 7. every node is a cluster member (the first control plane's ``Members`` hold every node's
    address: discovery works);
 8. all nodes are ready (``MachineStatus.ready``; otherwise the unmet conditions are shown).
-   A node whose only unmet conditions are services waiting for a binary the host does not
-   have (the kubelet: no Kubernetes binaries are installable on this machine) passes, and
-   the check's note names them, so the gap stays visible.
+   A node whose only unmet conditions are services waiting for a binary it does not have
+   (a kubelet without its binary) passes, and the check's note names them, so the gap stays
+   visible;
+9. Kubernetes (``kubecheck``): every node is a Ready Node, the control-plane static pods run
+   on every control plane, kube-proxy and CoreDNS are ready; a pod that cannot get its image
+   is named with the image. Skipped, with a note, while the kubelet waits for its binary.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class CheckFailed(Exception):
 class ClusterNodes:
     control_planes: list[str]
     workers: list[str] = field(default_factory=list)
+    kube_endpoint: str | None = None  # the Kubernetes API as the checker reaches it (default: the cluster endpoint)
 
     @property
     def all(self) -> list[str]:
@@ -226,6 +230,97 @@ async def _ready(conn: Any, nodes: ClusterNodes) -> str | None:
     return f"except services whose binary is not installed here: {', '.join(missing)}" if missing else None
 
 
+async def _kubelet_missing(conn: Any, nodes: ClusterNodes) -> str | None:
+    """Why Kubernetes cannot run here (the kubelet waits for its binary), or None."""
+    from kos.apis.gen.kos import machine as pb
+
+    n = nodes.control_planes[0]
+    resp = pb.ServiceListResponse().parse(await conn.unary(M + "ServiceList", b"", node=n, timeout=10))
+    for s in resp.services:
+        if s.id == "kubelet" and MISSING_BINARY in (s.events[-1].msg if s.events else ""):
+            return f"skipped: {n}: {s.events[-1].msg}"
+    return None
+
+
+async def _kube(conn: Any, nodes: ClusterNodes) -> Any:
+    from kos.apis.client.connection import APIError
+    from kos.apis.client.kubecheck import KubeError, kube_access
+
+    try:
+        return await kube_access(conn, nodes.control_planes[0], nodes.kube_endpoint)
+    except (APIError, KubeError) as exc:
+        raise CheckFailed(f"{nodes.control_planes[0]}: Kubernetes credentials: {exc}") from None
+
+
+async def _kube_get(access: Any, path: str) -> Any:
+    from kos.apis.client.kubecheck import KubeError
+
+    try:
+        return await access.get(path)
+    except KubeError as exc:
+        raise CheckFailed(str(exc)) from None
+
+
+async def _image_note(access: Any) -> str:
+    from kos.apis.client.kubecheck import image_problems
+
+    try:
+        pods = (await access.get("/api/v1/pods"))["items"]
+    except Exception:  # the note is a bonus: never mask the check's own failure
+        return ""
+    problems = image_problems(pods)
+    return (" | " + "; ".join(problems[:10])) if problems else ""
+
+
+def _kube_check(body: Callable[[Any, ClusterNodes], Awaitable[str]]) -> Check:
+    async def check(conn: Any, nodes: ClusterNodes) -> str | None:
+        from kos.apis.client.kubecheck import KubeError
+
+        skipped = await _kubelet_missing(conn, nodes)
+        if skipped:
+            return skipped
+        access = await _kube(conn, nodes)
+        try:
+            return await body(access, nodes)
+        except (KubeError, CheckFailed) as exc:
+            raise CheckFailed(f"{exc}{await _image_note(access)}") from None
+
+    return check
+
+
+async def _k8s_nodes(access: Any, nodes: ClusterNodes) -> str:
+    from kos.apis.client.kubecheck import check_nodes
+
+    items = (await _kube_get(access, "/api/v1/nodes"))["items"]
+    return check_nodes(items, [_host(n) for n in nodes.all])
+
+
+async def _k8s_static_pods(access: Any, nodes: ClusterNodes) -> str:
+    from kos.apis.client.kubecheck import check_static_pods, node_addresses
+
+    items = (await _kube_get(access, "/api/v1/nodes"))["items"]
+    want = {_host(n) for n in nodes.control_planes}
+    names = [n["metadata"]["name"] for n in items if node_addresses(n) & want]
+    if len(names) < len(want):
+        raise CheckFailed(f"control planes without a Node: {len(want) - len(names)}")
+    pods = (await _kube_get(access, "/api/v1/namespaces/kube-system/pods"))["items"]
+    return check_static_pods(pods, names)
+
+
+async def _k8s_kube_proxy(access: Any, nodes: ClusterNodes) -> str:
+    from kos.apis.client.kubecheck import check_workload, optional
+
+    return check_workload(await optional(access, "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy"),
+                          "kube-proxy")
+
+
+async def _k8s_coredns(access: Any, nodes: ClusterNodes) -> str:
+    from kos.apis.client.kubecheck import check_workload, optional
+
+    return check_workload(await optional(access, "/apis/apps/v1/namespaces/kube-system/deployments/coredns"),
+                          "coredns")
+
+
 CHECKS: list[tuple[str, Check]] = [
     ("all nodes' API to answer", _version),
     ("all nodes to finish booting", _booted),
@@ -236,6 +331,10 @@ CHECKS: list[tuple[str, Check]] = [
     ("no failed services", _services),
     ("every node to be a cluster member", _members_complete),
     ("all nodes to be ready", _ready),
+    ("all k8s nodes to report ready", _kube_check(_k8s_nodes)),
+    ("all control plane static pods to be running", _kube_check(_k8s_static_pods)),
+    ("kube-proxy to report ready", _kube_check(_k8s_kube_proxy)),
+    ("coredns to report ready", _kube_check(_k8s_coredns)),
 ]
 
 

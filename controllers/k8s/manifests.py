@@ -124,7 +124,15 @@ def csr_rbac() -> list[dict[str, Any]]:
              "system:certificates.k8s.io:certificatesigningrequests:nodeclient", [_group("system:bootstrappers")]),
         _crb("system-bootstrap-node-renewal",
              "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", [_group("system:nodes")]),
+        # a node leaving the cluster (graceful reset) deletes its own Node; NodeRestriction
+        # limits a node to its own object
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": _meta(NODE_SELF_DELETE, None),
+         "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["delete"]}]},
+        _crb(NODE_SELF_DELETE, NODE_SELF_DELETE, [_group("system:nodes")]),
     ]
+
+
+NODE_SELF_DELETE = "kos:node-self-delete"
 
 
 def _critical_tolerations() -> list[dict[str, Any]]:

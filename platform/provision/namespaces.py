@@ -34,6 +34,10 @@ NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,14}[a-z0-9])?$")
 DEFAULT_STATE_ROOT = Path.home() / ".kos" / "clusters"
 
 
+KUBE_API_PORT = 6443
+KUBE_PREFIX = "k8s-"  # forwarder map names of the control planes' Kubernetes API
+
+
 class ProvisionError(RuntimeError):
     pass
 
@@ -59,6 +63,7 @@ class NodeState:
     pid: int = 0  # the unshare process (parent of the node's PID 1)
     api_port: int = 50000
     host_port: int = 0  # forwarded loopback port
+    kube_port: int = 0  # control planes: forwarded loopback port of the Kubernetes API (6443)
     binds: list[str] = field(default_factory=list)  # nodeinit --bind arguments, kept for restarts
     cgroups: list[str] = field(default_factory=list)  # the node's cgroup directories, as created
 
@@ -301,12 +306,16 @@ class NamespaceProvisioner(ClusterDirectory):
         reads back from the ports file) whenever it ends."""
         ports_file = Path(state.dir) / "ports.json"
         if keep_ports and not ports_file.exists():
-            ports_file.write_text(json.dumps({n.name: n.host_port for n in state.nodes if n.host_port}))
+            ports = {n.name: n.host_port for n in state.nodes if n.host_port}
+            ports.update({KUBE_PREFIX + n.name: n.kube_port for n in state.nodes if n.kube_port})
+            ports_file.write_text(json.dumps(ports))
         elif not keep_ports:
             ports_file.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "kos.platform.provision.forward", "--netns", f"kos-{state.name}",
                "--ports-file", str(ports_file)]
         cmd += [f"--map={n.name}={n.ip}:{n.api_port}" for n in state.nodes]
+        # the Kubernetes API of each control plane (kubectl and kosctl health from the host)
+        cmd += [f"--map={KUBE_PREFIX}{n.name}={n.ip}:{KUBE_API_PORT}" for n in state.nodes if n.role == "controlplane"]
         cmd = [sys.executable, "-m", "kos.platform.provision.keeper", "--service", "--max-delay", "2",
                "--state", str(Path(state.dir) / "forwarder.json"), "--", *cmd]
 
@@ -332,6 +341,7 @@ class NamespaceProvisioner(ClusterDirectory):
         ports = json.loads(ports_file.read_text())
         for n in state.nodes:
             n.host_port = ports[n.name]
+            n.kube_port = ports.get(KUBE_PREFIX + n.name, 0)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def stop_node(self, node: NodeState, *, timeout: float = 15.0) -> None:

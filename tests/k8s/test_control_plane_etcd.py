@@ -54,7 +54,7 @@ async def test_rendered_control_plane_talks_to_a_real_etcd(tmp_path: Path) -> No
                                         ["00-bootstrap-token", "01-csr-rbac", "10-kube-proxy", "11-coredns",
                                          "12-flannel"], timeout=10)
         objs = manifest_objects([r.spec for r in groups.values()])
-        assert len(objs) == sum(r.spec.count for r in groups.values()) == 18
+        assert len(objs) == sum(r.spec.count for r in groups.values()) == 20
         for o in objs:
             check_object(o)
 

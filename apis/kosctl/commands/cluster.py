@@ -346,9 +346,39 @@ async def _bring_up(args: argparse.Namespace, state: Any, configs: dict[str, str
         if not args.wait:
             return True
         _step("waiting for the cluster to be healthy")
-        nodes = ClusterNodes([n.ip for n in cps], [n.ip for n in state.nodes if n.role == "worker"])
+        kube = f"https://127.0.0.1:{cps[0].kube_port}" if getattr(cps[0], "kube_port", 0) else None
+        nodes = ClusterNodes([n.ip for n in cps], [n.ip for n in state.nodes if n.role == "worker"],
+                             kube_endpoint=kube)
+        if kube is not None:
+            await _write_kubeconfig(conn, cps[0].ip, Path(state.dir) / "kubeconfig", kube, args.name)
         remaining = max(1.0, args.wait_timeout)
         return await run_checks(conn, nodes, timeout=remaining, out=lambda s: print(f"    {s}", flush=True))
+
+
+async def _write_kubeconfig(conn: Any, node: str, path: Path, server: str, cluster: str) -> None:
+    """An admin kubeconfig for the forwarded Kubernetes API (the node's admin certificate)."""
+    import anyio
+
+    from kos.apis.client.connection import APIError
+    from kos.apis.client.state import GrpcState
+    from kos.resources.pki import render_kubeconfig
+    from kos.resources.core.errors import NotFoundError
+    from kos.resources.secrets import K8S_CERTS, K8S_CERTS_ID
+
+    for _ in range(120):
+        try:
+            spec = (await GrpcState(conn, node=node).get(K8S_CERTS.pointer(K8S_CERTS_ID))).spec
+            if spec.admin_cert:
+                break
+        except (APIError, NotFoundError):
+            pass
+        await anyio.sleep(0.5)
+    else:
+        print(f"    no Kubernetes admin certificate on {node} yet: no kubeconfig written", flush=True)
+        return
+    _write_private(path, render_kubeconfig(cluster=cluster, server=server, ca_pem=spec.ca_cert, user="admin",
+                                           client_cert_pem=spec.admin_cert, client_key_pem=spec.admin_key))
+    _step(f"kubeconfig for {server} written ({path})")
 
 
 def _kosconfig_path(args: argparse.Namespace) -> Path:

@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, KeyError) as exc:
         raise CLIError(f"client config: {exc}") from None
     cps, workers = _split(args.control_plane_nodes), _split(args.worker_nodes)
+    kube: str | None = None  # the Kubernetes API: the cluster endpoint, or a local cluster's forwarded port
     if args.cluster:
         from kos.platform.provision.namespaces import NamespaceProvisioner, ProvisionError
 
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(str(exc)) from None
         cps = [n.ip for n in state.nodes if n.role == "controlplane"]
         workers = [n.ip for n in state.nodes if n.role == "worker"]
+        kube = next((f"https://127.0.0.1:{n.kube_port}" for n in state.nodes if getattr(n, "kube_port", 0)), None)
     endpoint = getattr(args, "endpoints", None)
     endpoint = _split(endpoint)[0] if endpoint else None
 
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             node = ctx.nodes[0] if ctx.nodes else None
             if args.server:
                 return await server_checks(conn, node, ClusterNodes(cps, workers), args.wait_timeout)
-            nodes = ClusterNodes(cps, workers)
+            nodes = ClusterNodes(cps, workers, kube_endpoint=kube)
             if not cps:
                 nodes = await discovered_nodes(conn, node)
                 print(line(discovery_event(nodes)), flush=True)
