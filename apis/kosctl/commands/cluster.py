@@ -361,8 +361,8 @@ async def _write_kubeconfig(conn: Any, node: str, path: Path, server: str, clust
 
     from kos.apis.client.connection import APIError
     from kos.apis.client.state import GrpcState
-    from kos.resources.pki import render_kubeconfig
     from kos.resources.core.errors import NotFoundError
+    from kos.resources.pki import render_kubeconfig
     from kos.resources.secrets import K8S_CERTS, K8S_CERTS_ID
 
     for _ in range(120):
