@@ -165,14 +165,16 @@ def kube_proxy(inp: ManifestInputs) -> list[dict[str, Any]]:
                         "env": [{"name": "NODE_NAME",
                                  "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}}],
                         "securityContext": {"privileged": True},
+                        # no /lib/modules: iptables mode loads nothing itself (the kernel
+                        # autoloads netfilter modules), and kos nodes may have no module tree
                         "volumeMounts": [
-                            {"name": "lib-modules", "mountPath": "/lib/modules", "readOnly": True},
                             {"name": "ssl-certs-host", "mountPath": "/etc/ssl/certs", "readOnly": True},
+                            {"name": "xtables-lock", "mountPath": "/run/xtables.lock"},
                         ],
                     }],
                     "volumes": [
-                        {"name": "lib-modules", "hostPath": {"path": "/lib/modules"}},
                         {"name": "ssl-certs-host", "hostPath": {"path": "/etc/ssl/certs"}},
+                        {"name": "xtables-lock", "hostPath": {"path": "/run/xtables.lock", "type": "FileOrCreate"}},
                     ],
                 },
             },
@@ -330,10 +332,12 @@ def flannel(inp: ManifestInputs) -> list[dict[str, Any]]:
                         "securityContext": {"privileged": False,
                                             "capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
                         "volumeMounts": [{"name": "run", "mountPath": "/run/flannel"},
-                                         {"name": "flannel-cfg", "mountPath": "/etc/kube-flannel/"}],
+                                         {"name": "flannel-cfg", "mountPath": "/etc/kube-flannel/"},
+                                         {"name": "xtables-lock", "mountPath": "/run/xtables.lock"}],
                     }],
                     "volumes": [
                         {"name": "run", "hostPath": {"path": "/run/flannel"}},
+                        {"name": "xtables-lock", "hostPath": {"path": "/run/xtables.lock", "type": "FileOrCreate"}},
                         {"name": "cni-plugin", "hostPath": {"path": "/opt/cni/bin"}},
                         {"name": "cni", "hostPath": {"path": "/etc/cni/net.d"}},
                         {"name": "flannel-cfg", "configMap": {"name": "kube-flannel-cfg"}},

@@ -1,0 +1,287 @@
+"""Kubernetes on kos, for real: ``kosctl cluster create`` of 1 control plane + 1 worker
+(namespace nodes) ends with both Nodes Ready in the built ``kubectl``; the control plane
+runs as static pods from kos's manifests, talking to the node's etcd; kube-proxy, flannel
+and CoreDNS come from kos's bootstrap manifests; the worker joined with the bootstrap token
+and its serving certificate came from a CSR kos approved.
+
+Then, on the same cluster: a Deployment of 2 busybox replicas spreads over both nodes;
+pod-to-pod traffic crosses nodes (flannel vxlan); a ClusterIP Service is reached by name
+(CoreDNS + kube-proxy) from another pod; ``kubectl logs``/``exec`` reach a pod on the worker
+(the kubelet's serving certificate); a killed kubelet is restarted by machined and shows in
+``kosctl services``; an image that is not there is named by the pod and by ``kosctl health``;
+the worker reboots and is Ready again with its pod; ``kosctl reset`` of the worker cordons and
+drains it and its Node leaves.
+
+Skipped only when the built Kubernetes binaries or images are absent (rootfs-build/k8s)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from kos.platform.provision.kubernetes import Artifacts
+from kos.platform.provision.namespaces import ClusterState
+
+ART = Artifacts.locate()
+NEEDED_IMAGES = ("pause.tar", "kube-apiserver.tar", "kube-controller-manager.tar", "kube-scheduler.tar",
+                 "kube-proxy.tar", "coredns.tar", "flannel.tar", "flannel-cni-plugin.tar", "busybox.tar")
+_missing = [b for b in ("kubelet", "kubectl") if not (ART.bin_dir / b).exists()] + \
+    [i for i in NEEDED_IMAGES if not (ART.image_dir / i).exists()]
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    pytest.mark.skipif(bool(_missing), reason=f"built Kubernetes artifacts absent in {ART.base}: "
+                                              f"{', '.join(_missing)} (run rootfs-build/k8s/build.py)"),
+]
+
+BUSYBOX = "docker.io/library/busybox:1.35.0"
+MISSING_IMAGE = "registry.k8s.io/coredns/coredns:v0.0.0-kos-missing"
+T = TypeVar("T")
+
+
+@dataclass
+class Cluster:
+    name: str
+    root: Path
+    env: dict[str, str]
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.name
+
+    def kosctl(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "kos.apis.kosctl.main", *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kosctl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def ctl(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.kosctl("--context", self.name, *args, **kw)
+
+    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(ART.bin_dir / "kubectl"), "--kubeconfig", str(self.dir / "kubeconfig"), *args],
+                              capture_output=True, text=True, input=stdin, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def state(self) -> ClusterState:
+        return ClusterState.load(self.dir)
+
+
+def until(what: str, fn: Callable[[], T | None], timeout: float = 120, every: float = 1.0) -> T:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            got = fn()
+            if got:
+                return got
+            last = got
+        except (AssertionError, subprocess.SubprocessError, ValueError, KeyError) as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {str(last)[-1500:]})")
+        time.sleep(every)
+
+
+def ready(node: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+
+
+def _consoles(c: Cluster) -> str:
+    out = []
+    for log in sorted(c.dir.glob("*/console.log")):
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if '"debug"' not in ln]
+        out.append(f"--- {log}\n" + "\n".join(lines[-30:]))
+    return "\n".join(out)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    tmp = tmp_path_factory.mktemp("k8s")
+    env = dict(os.environ, KOSCONFIG=str(tmp / "kosconfig"), PYTHONPATH=os.pathsep.join(sys.path))
+    c = Cluster("k" + uuid.uuid4().hex[:6], tmp / "clusters", env)
+    started = time.monotonic()
+    proc = c.kosctl("cluster", "create", "--name", c.name, "--state-root", str(c.root), "--controlplanes", "1",
+                    "--workers", "1", "--wait-timeout", "240",
+                    "--config-patch", '{"cluster": {"allowSchedulingOnControlPlanes": true}}',
+                    check=False, timeout=400)
+    try:
+        if proc.returncode != 0:
+            raise AssertionError(f"cluster create failed:\n{proc.stdout}\n{proc.stderr}\n{_consoles(c)}")
+        print(f"cluster create: {time.monotonic() - started:.1f} s")
+        for check in ("all k8s nodes to report ready: OK", "all control plane static pods to be running: OK",
+                      "kube-proxy to report ready: OK", "coredns to report ready: OK"):
+            assert check in proc.stdout, proc.stdout
+        yield c
+    finally:
+        c.kosctl("cluster", "destroy", "--name", c.name, "--state-root", str(c.root), check=False)
+
+
+WEB = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      topologySpreadConstraints:
+        - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule,
+           labelSelector: {matchLabels: {app: web}}}
+      terminationGracePeriodSeconds: 2
+      containers:
+        - name: web
+          image: BUSYBOX
+          imagePullPolicy: Never
+          command: ["sh", "-c", "echo started $(hostname); mkdir -p /www; hostname > /www/index.html;
+                    exec httpd -f -p 8080 -h /www"]
+          ports: [{containerPort: 8080}]
+          readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+""".replace("BUSYBOX", BUSYBOX)
+
+
+def _web_pods(c: Cluster) -> dict[str, dict[str, Any]]:
+    """node name -> running, ready web pod"""
+    pods = c.get("pods", "-l", "app=web")["items"]
+    return {p["spec"]["nodeName"]: p for p in pods
+            if p["status"].get("phase") == "Running" and p["metadata"].get("deletionTimestamp") is None
+            and any(cs.get("ready") for cs in p["status"].get("containerStatuses") or [])}
+
+
+def _kubelet_host_pid(c: Cluster, node: str) -> int:
+    """The host PID of the kubelet running in ``node`` (found by its cgroup)."""
+    cg = f"kos-{c.name}-{node}/"
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            if Path(p, "comm").read_text().strip() == "kubelet" and cg in Path(p, "cgroup").read_text():
+                return int(p.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no kubelet process in {node}")
+
+
+def test_kubernetes_runs_on_kos(cluster: Cluster) -> None:
+    c = cluster
+    st = c.state()
+    cp = next(n for n in st.nodes if n.role == "controlplane")
+    w = next(n for n in st.nodes if n.role == "worker")
+
+    # both Nodes Ready, reached through the host's forwarded port with the built kubectl
+    nodes = {n["metadata"]["name"]: n for n in c.get("nodes")["items"]}
+    assert sorted(nodes) == [cp.name, w.name] and all(ready(n) for n in nodes.values())
+    assert nodes[w.name]["status"]["nodeInfo"]["kubeletVersion"] == "v1.32.13"
+    # the worker joined with the bootstrap token; its serving certificate came through kos's approver
+    csrs = c.get("csr")["items"]
+    assert any(r["spec"]["username"].startswith("system:bootstrap:") for r in csrs)
+    serving = [r for r in csrs if r["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
+               and r["spec"]["username"] == f"system:node:{w.name}"]
+    assert serving and all(any(cd["type"] == "Approved" for cd in r["status"]["conditions"]) for r in serving)
+
+    # kube-system: static pods, kube-proxy, flannel, CoreDNS all Running
+    def system_running() -> list[str] | None:
+        pods = c.get("pods", "-n", "kube-system")["items"]
+        names = [p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running"]
+        if len(names) != len(pods):
+            return None
+        return names
+    names = until("kube-system pods Running", system_running)
+    for prefix, count in (("kube-apiserver-", 1), ("kube-controller-manager-", 1), ("kube-scheduler-", 1),
+                          ("kube-proxy-", 2), ("kube-flannel-", 2), ("coredns-", 2)):
+        assert len([n for n in names if n.startswith(prefix)]) == count, (prefix, names)
+
+    # a Deployment of 2 busybox replicas spreads over both nodes
+    c.kubectl("apply", "-f", "-", stdin=WEB)
+    web = until("web pods ready on both nodes", lambda: (p := _web_pods(c)) and len(p) == 2 and p, timeout=90)
+    assert sorted(web) == [cp.name, w.name]
+    on_cp, on_w = web[cp.name], web[w.name]
+
+    # pod-to-pod across nodes (flannel vxlan)
+    out = c.kubectl("exec", on_cp["metadata"]["name"], "--", "wget", "-qO-", "-T", "5",
+                    f"http://{on_w['status']['podIP']}:8080/").stdout
+    assert out.strip() == on_w["metadata"]["name"]
+
+    # a ClusterIP Service by name, through CoreDNS and kube-proxy, from the worker's pod
+    def by_name() -> str:
+        return c.kubectl("exec", on_w["metadata"]["name"], "--", "wget", "-qO-", "-T", "5",
+                         "http://web.default.svc.cluster.local/").stdout.strip()
+    assert until("the Service answers by name", by_name, timeout=60) in {p["metadata"]["name"] for p in web.values()}
+
+    # kubectl logs and exec on the worker (its kubelet's serving certificate, approved by kos)
+    assert f"started {on_w['metadata']['name']}" in c.kubectl("logs", on_w["metadata"]["name"]).stdout
+    assert c.kubectl("exec", on_w["metadata"]["name"], "--", "hostname").stdout.strip() == on_w["metadata"]["name"]
+
+    # a crashed kubelet is restarted by machined (with backoff) and shows in kosctl services
+    def kubelet_line() -> str:
+        return next(ln for ln in c.ctl("-n", w.ip, "services").stdout.splitlines() if " kubelet " in ln)
+    before = kubelet_line()
+    assert "Running" in before and "started (pid" in before, before
+    os.kill(_kubelet_host_pid(c, w.name), signal.SIGKILL)
+
+    def kubelet_back() -> str | None:
+        line = kubelet_line()
+        return line if "Running" in line and "started (pid" in line and line.split("pid")[-1] != \
+            before.split("pid")[-1] else None
+    print(until("kosctl services shows the kubelet restarted", kubelet_back, timeout=60))
+    until("worker Ready after its kubelet crashed", lambda: ready(c.get("node", w.name)), timeout=60)
+
+    # an image that is not present (nor pullable): the pod and kosctl health name it
+    patch = c.dir / "missing-image.yaml"
+    patch.write_text(json.dumps({"cluster": {"coreDNS": {"image": MISSING_IMAGE}}}))
+    c.ctl("-n", cp.ip, "patch", "machineconfig", "-p", f"@{patch}", "--mode", "no-reboot")
+
+    def pull_failed() -> str | None:
+        for p in c.get("pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")["items"]:
+            for cs in p["status"].get("containerStatuses") or []:
+                reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason", "")
+                if reason in ("ErrImagePull", "ImagePullBackOff") and cs["image"] == MISSING_IMAGE:
+                    return reason
+        return None
+    until("the CoreDNS pod reports the missing image", pull_failed, timeout=90)
+    health = c.ctl("health", "--cluster", c.name, "--wait-timeout", "10", check=False)
+    assert health.returncode != 0
+    assert MISSING_IMAGE in health.stdout and "cannot be pulled" in health.stdout, health.stdout
+
+    # the worker reboots and comes back Ready with its pod
+    c.ctl("-n", w.ip, "reboot", "--wait", "--timeout", "120")
+    until("worker Ready after reboot", lambda: ready(c.get("node", w.name)), timeout=120)
+    until("a web pod running on the worker after reboot", lambda: w.name in _web_pods(c), timeout=120)
+
+    # kosctl reset of the worker: cordon, drain, and its Node leaves; the web pod moves to the cp
+    c.ctl("-n", w.ip, "reset", "--graceful", timeout=180)
+    until("the worker's Node gone", lambda: w.name not in [n["metadata"]["name"] for n in c.get("nodes")["items"]],
+          timeout=90)
+    events = c.get("events", "-A", "--field-selector", "reason=Evicted")["items"] or []
+    print(f"eviction events: {len(events)}")
+    until("both web pods on the control plane", lambda: (
+        len([p for p in c.get("pods", "-l", "app=web")["items"] if p["status"].get("phase") == "Running"
+             and p["spec"]["nodeName"] == cp.name]) == 2), timeout=90)
