@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kos.resources.core import ECHO_CHARS, cap, echo
+
 ADMIN = "os:admin"
 OPERATOR = "os:operator"
 READER = "os:reader"
@@ -169,16 +171,16 @@ class ResourcePolicy:
     def check_read(self, roles: frozenset[str], namespace: str, type: str, sensitive: bool) -> None:
         if MAINTENANCE in roles:
             if type not in self.maintenance_readable:
-                raise AccessDenied(f"{type}: not readable in maintenance mode")
+                raise AccessDenied(f"{cap(type, ECHO_CHARS)}: not readable in maintenance mode")
             return
         if sensitive and ADMIN not in roles:
-            raise AccessDenied(f"{type} is sensitive: reading it requires the {ADMIN} role")
+            raise AccessDenied(f"{cap(type, ECHO_CHARS)} is sensitive: reading it requires the {ADMIN} role")
 
     def check_write(self, roles: frozenset[str], namespace: str, type: str) -> None:
         if ADMIN not in roles:
-            raise AccessDenied(f"writing {type} requires the {ADMIN} role")
+            raise AccessDenied(f"writing {cap(type, ECHO_CHARS)} requires the {ADMIN} role")
         if namespace not in self.writable_namespaces:
             allowed = ", ".join(sorted(self.writable_namespaces)) or "none"
             raise AccessDenied(
-                f"namespace {namespace!r} is read-only through the API (writable namespaces: {allowed})"
+                f"namespace {echo(namespace)} is read-only through the API (writable namespaces: {allowed})"
             )

@@ -19,16 +19,15 @@ import grpclib.server
 import structlog
 from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
-from grpclib.exceptions import GRPCError
+from grpclib.exceptions import GRPCError, StreamTerminatedError
 
-from kos.apis import auth
+from kos.apis import auth, limits
 from kos.apis.endpoint import split_endpoint as split_endpoint
+from kos.apis.limits import MAX_REQUEST_BYTES as MAX_REQUEST_BYTES
 from kos.apis.wire import RawMessage, _ld
+from kos.resources.core import ECHO_CHARS, MESSAGE_CHARS, cap
 
 log = structlog.get_logger("kos.apis")
-
-MAX_REQUEST_BYTES = 4 * 1024 * 1024
-"""Largest accepted request message (gRPC's default receive limit)."""
 
 Stream = grpclib.server.Stream[RawMessage, RawMessage]
 
@@ -42,11 +41,7 @@ class Call:
     async def request(self) -> bytes:
         msg = await self.stream.recv_message()
         data = b"" if msg is None else msg.data
-        if len(data) > MAX_REQUEST_BYTES:
-            raise GRPCError(
-                Status.RESOURCE_EXHAUSTED,
-                f"request of {len(data)} bytes exceeds the limit of {MAX_REQUEST_BYTES} bytes",
-            )
+        limits.check_size(self.method, len(data))
         return data
 
     async def send(self, data: bytes) -> None:
@@ -101,25 +96,34 @@ class Dispatcher:
                 return
             try:
                 await handler(call)
-            except (GRPCError, GeneratorExit):
+            except GRPCError as exc:
+                # the one place every status leaves: no message quotes more than ``cap`` allows
+                if exc.message and len(exc.message) > MESSAGE_CHARS:
+                    raise GRPCError(exc.status, cap(exc.message), exc.details) from None
+                raise
+            except GeneratorExit:
                 raise
             except auth.AccessDenied as exc:
                 log.info("access denied", method=method, roles=sorted(roles), peer=_peer(stream), reason=str(exc))
                 raise GRPCError(Status.PERMISSION_DENIED, str(exc)) from None
             except NotImplementedError as exc:
-                raise GRPCError(Status.UNIMPLEMENTED, str(exc) or f"{method} is not implemented") from None
+                raise GRPCError(Status.UNIMPLEMENTED, cap(str(exc)) or f"{method} is not implemented") from None
             except Exception as exc:
                 log.warning("rpc failed", method=method, error=repr(exc))
-                raise GRPCError(Status.UNKNOWN, f"{type(exc).__name__}: {exc}") from None
+                raise GRPCError(Status.UNKNOWN, cap(f"{type(exc).__name__}: {exc}")) from None
 
         return run
 
     async def _forward(self, call: Call, target: str, card: Cardinality) -> None:
         if self.node.maintenance or self.node.forward_ssl is None:
-            raise GRPCError(Status.UNAVAILABLE, f"node {target}: this node does not forward requests")
+            raise GRPCError(Status.UNAVAILABLE, f"node {cap(target, ECHO_CHARS)}: this node does not forward requests")
         if card in (Cardinality.STREAM_UNARY, Cardinality.STREAM_STREAM):
             raise GRPCError(Status.UNIMPLEMENTED, f"{call.method}: client streams are not forwarded to other nodes")
-        host, port = split_endpoint(target, self.node.port)
+        shown = cap(target, ECHO_CHARS)
+        try:
+            host, port = split_endpoint(target, self.node.port)
+        except ValueError as exc:
+            raise GRPCError(Status.INVALID_ARGUMENT, f"node metadata: {cap(str(exc), 300)}") from None
         request = await call.request()
         tag = call.method.startswith(auth.MACHINE)
         channel = Channel(host, port, ssl=self.node.forward_ssl)
@@ -130,9 +134,14 @@ class Dispatcher:
                 async for msg in _replies(s):
                     await call.send(msg.data + (_node_tag(target) if tag else b""))
         except GRPCError as exc:
-            raise GRPCError(exc.status, f"node {target}: {exc.message}") from None
+            raise GRPCError(exc.status, cap(f"node {shown}: {exc.message}")) from None
+        except StreamTerminatedError as exc:
+            raise GRPCError(
+                Status.UNAVAILABLE, f"node {shown}: the connection to it was lost in the middle of the call ({exc}): "
+                "the node went away or restarted, or the network between the nodes failed",
+            ) from None
         except OSError as exc:
-            raise GRPCError(Status.UNAVAILABLE, f"node {target}: {exc}") from None
+            raise GRPCError(Status.UNAVAILABLE, f"node {shown}: {exc}") from None
         finally:
             channel.close()
 

@@ -12,7 +12,11 @@
   ALREADY_EXISTS (Create) / FAILED_PRECONDITION, PhaseConflict -> INVALID_ARGUMENT (Update),
   bad bookmark -> FAILED_PRECONDITION, bad label term or regexp -> INVALID_ARGUMENT,
   malformed request -> INVALID_ARGUMENT, anything else -> UNKNOWN;
-* access: ``kos.apis.auth.ResourcePolicy`` (sensitive types, writable namespaces).
+* access: ``kos.apis.auth.ResourcePolicy`` (sensitive types, writable namespaces);
+* cost: requests are bounded by ``kos.apis.limits`` (size per method, label terms, values,
+  regexp length) before any work; large requests are parsed in a worker thread; the List
+  loop yields to the event loop in time slices; caller input quoted in an error is cut by
+  ``kos.resources.core.echo``.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
+import anyio
 import betterproto
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 
-from kos.apis import auth, wire
+from kos.apis import auth, limits, wire
 from kos.apis.gen.cosi import resource as pb
 from kos.apis.server.dispatch import Call, Dispatcher
+from kos.resources.core import ECHO_CHARS, TimeSlice, cap, echo
 from kos.resources.core.definition import REGISTRY, Registry
 from kos.resources.core.errors import (
     ConflictError,
@@ -61,12 +67,19 @@ def parse(cls: type[M], data: bytes) -> M:
         wire.fields(data)
         return cls().parse(data)
     except Exception as exc:
-        raise GRPCError(Status.INVALID_ARGUMENT, f"malformed {cls.__name__}: {exc}") from None
+        raise GRPCError(Status.INVALID_ARGUMENT, cap(f"malformed {cls.__name__}: {exc}", 300)) from None
+
+
+async def parse_request(cls: type[M], data: bytes) -> M:
+    """``parse``, in a worker thread when ``data`` is larger than ``limits.INLINE_PARSE_BYTES``."""
+    if len(data) <= limits.INLINE_PARSE_BYTES:
+        return parse(cls, data)
+    return await anyio.to_thread.run_sync(parse, cls, data)
 
 
 def status_for(exc: Exception, method: str) -> GRPCError:
-    """COSI's error-code mapping."""
-    msg = str(exc)
+    """COSI's error-code mapping (the message with the resource's pointer cut, see ``_message``)."""
+    msg = _message(exc)
     if isinstance(exc, NotFoundError):
         return GRPCError(Status.NOT_FOUND, msg)
     if isinstance(exc, OwnerConflictError):
@@ -82,10 +95,24 @@ def status_for(exc: Exception, method: str) -> GRPCError:
     return GRPCError(Status.UNKNOWN, msg)
 
 
+def _message(exc: Exception) -> str:
+    """``str(exc)``, bounded: a pointer built from a caller's long id or type is cut to
+    ``ECHO_CHARS`` per part."""
+    msg = str(exc)
+    ptr = getattr(exc, "ptr", None)
+    if isinstance(ptr, Pointer) and len(shown := str(ptr)) > ECHO_CHARS:
+        short = f"{cap(ptr.type, ECHO_CHARS)}({cap(ptr.namespace, ECHO_CHARS)}/{cap(ptr.id, ECHO_CHARS)})"
+        msg = msg.replace(shown, short)
+    return cap(msg)
+
+
 _NEEDS_VALUE = {LabelOp.EQUAL, LabelOp.LT, LabelOp.LTE, LabelOp.LT_NUMERIC, LabelOp.LTE_NUMERIC}
 
 
-def label_queries(queries: Sequence[pb.LabelQuery]) -> list[LabelQuery]:
+def label_queries(queries: Sequence[pb.LabelQuery], id_regexp: str = "") -> list[LabelQuery]:
+    """The request's label queries, checked against ``kos.apis.limits`` (with the id regexp's
+    length) before anything is built from them."""
+    limits.check_query([[(t.key, list(t.value)) for t in q.terms] for q in queries], id_regexp)
     out = []
     for qi, q in enumerate(queries):
         terms = []
@@ -102,7 +129,7 @@ def label_queries(queries: Sequence[pb.LabelQuery]) -> list[LabelQuery]:
             if op in (LabelOp.LT_NUMERIC, LabelOp.LTE_NUMERIC) and parse_number(t.value[0]) is None:
                 raise GRPCError(
                     Status.INVALID_ARGUMENT,
-                    f"{where}: {t.value[0]!r} is not a number (expected digits with an optional k/Ki.. unit)",
+                    f"{where}: {echo(t.value[0])} is not a number (expected digits with an optional k/Ki.. unit)",
                 )
             terms.append(LabelTerm(t.key, op, tuple(t.value), t.invert))
         out.append(LabelQuery(terms))
@@ -112,6 +139,7 @@ def label_queries(queries: Sequence[pb.LabelQuery]) -> list[LabelQuery]:
 def id_query(q: pb.IdQuery | None) -> IDQuery | None:
     if q is None or not q.regexp:
         return None
+    limits.check_query([], q.regexp)
     try:
         return IDQuery(q.regexp)
     except ValueError as exc:
@@ -195,7 +223,7 @@ class StateService:
             rd = await self.state.get(Pointer(META_NAMESPACE, RD_TYPE, type.lower()))
         except NotFoundError:
             raise GRPCError(
-                Status.NOT_FOUND, f"type: resource type {type!r} is not registered on this node (see kosctl get rd)"
+                Status.NOT_FOUND, f"type: resource type {echo(type)} is not registered on this node (see kosctl get rd)"
             ) from None
         return int(getattr(rd.spec, "sensitivity", 0)) == 1
 
@@ -212,7 +240,7 @@ class StateService:
         try:
             r = wire.decode_resource(data, registry=self.registry)
         except wire.WireError as exc:
-            raise GRPCError(Status.INVALID_ARGUMENT, f"{what}: {exc}") from None
+            raise GRPCError(Status.INVALID_ARGUMENT, cap(f"{what}: {exc}", 300)) from None
         if isinstance(r.spec, DynamicSpec) or r.is_tombstone:
             # keep what the client sent; a typed spec would re-render the same
             return r
@@ -220,7 +248,7 @@ class StateService:
 
     # -- unary ------------------------------------------------------------------------------
     async def get(self, call: Call) -> None:
-        req = parse(pb.GetRequest, await call.request())
+        req = await parse_request(pb.GetRequest, await call.request())
         await self._read(call, req.namespace, req.type)
         try:
             r = await self.state.get(Pointer(req.namespace, req.type, req.id))
@@ -229,16 +257,19 @@ class StateService:
         await call.send(wire.encode_resource_response(r))
 
     async def list(self, call: Call) -> None:
-        req = parse(pb.ListRequest, await call.request())
+        req = await parse_request(pb.ListRequest, await call.request())
         await self._read(call, req.namespace, req.type)
         opts = req.options
-        lq = label_queries(opts.label_query) if opts else []
+        regexp = opts.id_query.regexp if opts and opts.id_query else ""
+        lq = label_queries(opts.label_query, regexp) if opts else []
         iq = id_query(opts.id_query) if opts else None
         try:
             items = await self.state.list(Kind(req.namespace, req.type), label_queries=lq, id_query=iq)
         except Exception as exc:
             raise status_for(exc, "List") from None
+        slicer = TimeSlice()
         for r in items:
+            await slicer.checkpoint()
             await call.send(wire.encode_resource_response(r))
 
     def _request_resource(self, data: bytes, number: int, what: str) -> tuple[Resource[Any], bytes]:
@@ -251,10 +282,15 @@ class StateService:
             raise GRPCError(Status.INVALID_ARGUMENT, f"{what}: missing")
         return self._resource(raw, what), raw
 
+    async def _request_resource_async(self, data: bytes, number: int, what: str) -> tuple[Resource[Any], bytes]:
+        if len(data) <= limits.INLINE_PARSE_BYTES:
+            return self._request_resource(data, number, what)
+        return await anyio.to_thread.run_sync(self._request_resource, data, number, what)
+
     async def create(self, call: Call) -> None:
         data = await call.request()
-        req = parse(pb.CreateRequest, data)
-        r, _ = self._request_resource(data, 1, "resource")
+        req = await parse_request(pb.CreateRequest, data)
+        r, _ = await self._request_resource_async(data, 1, "resource")
         await self._write(call, r.metadata.namespace, r.metadata.type)
         if not r.metadata.id:
             raise GRPCError(Status.INVALID_ARGUMENT, "resource.metadata.id: must not be empty")
@@ -266,8 +302,8 @@ class StateService:
 
     async def update(self, call: Call) -> None:
         data = await call.request()
-        req = parse(pb.UpdateRequest, data)
-        r, _ = self._request_resource(data, 2, "new_resource")
+        req = await parse_request(pb.UpdateRequest, data)
+        r, _ = await self._request_resource_async(data, 2, "new_resource")
         await self._write(call, r.metadata.namespace, r.metadata.type)
         expected: Phase | None = None
         owner = ""
@@ -285,7 +321,7 @@ class StateService:
         await call.send(wire.encode_resource_response(r))
 
     async def destroy(self, call: Call) -> None:
-        req = parse(pb.DestroyRequest, await call.request())
+        req = await parse_request(pb.DestroyRequest, await call.request())
         await self._write(call, req.namespace, req.type)
         try:
             await self.state.destroy(
@@ -296,7 +332,7 @@ class StateService:
         await call.send(b"")
 
     async def teardown(self, call: Call) -> None:
-        req = parse(pb.TeardownRequest, await call.request())
+        req = await parse_request(pb.TeardownRequest, await call.request())
         await self._write(call, req.namespace, req.type)
         try:
             ready = await self.state.teardown(
@@ -307,7 +343,7 @@ class StateService:
         await call.send(b"\x08\x01" if ready else b"")
 
     async def teardown_and_destroy(self, call: Call) -> None:
-        req = parse(pb.TeardownAndDestroyRequest, await call.request())
+        req = await parse_request(pb.TeardownAndDestroyRequest, await call.request())
         await self._write(call, req.namespace, req.type)
         try:
             await self.state.teardown_and_destroy(
@@ -319,7 +355,7 @@ class StateService:
 
     # -- watch ------------------------------------------------------------------------------
     async def watch(self, call: Call) -> None:
-        req = parse(pb.WatchRequest, await call.request())
+        req = await parse_request(pb.WatchRequest, await call.request())
         await self._read(call, req.namespace, req.type)
         o = req.options or pb.WatchOptions()
         if o.tail_events < 0:
@@ -341,7 +377,7 @@ class StateService:
                 bootstrap_bookmark=o.bootstrap_bookmark,
                 tail_events=o.tail_events,
                 start_from_bookmark=bookmark,
-                label_queries=label_queries(o.label_query),
+                label_queries=label_queries(o.label_query, o.id_query.regexp if o.id_query else ""),
                 id_query=id_query(o.id_query),
             )
             if o.aggregated:

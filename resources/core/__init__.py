@@ -5,6 +5,7 @@ Everything a controller or an API needs to talk about resources is importable fr
     from kos.resources.core import Metadata, Resource, Phase, InMemoryState, ...
 """
 
+from kos.resources.core.echo import ECHO_CHARS, MESSAGE_CHARS, cap, echo
 from kos.resources.core.errors import (
     ConflictError,
     InvalidWatchBookmarkError,
@@ -18,8 +19,11 @@ from kos.resources.core.errors import (
 from kos.resources.core.metadata import Kind, Metadata, Phase, Pointer
 from kos.resources.core.query import IDQuery, LabelOp, LabelQuery, LabelTerm
 from kos.resources.core.resource import Resource, tombstone
+from kos.resources.core.slicing import TimeSlice
 
 __all__ = [
+    "ECHO_CHARS",
+    "MESSAGE_CHARS",
     "ConflictError",
     "IDQuery",
     "InvalidWatchBookmarkError",
@@ -35,7 +39,10 @@ __all__ = [
     "Pointer",
     "Resource",
     "StateError",
+    "TimeSlice",
     "UnsupportedError",
+    "cap",
+    "echo",
     "is_conflict",
     "tombstone",
 ]

@@ -43,6 +43,7 @@ from kos.resources.core.events import Event, EventType
 from kos.resources.core.metadata import Kind, Metadata, Phase, Pointer
 from kos.resources.core.query import IDQuery, LabelQuery, matches_labels
 from kos.resources.core.resource import Resource, tombstone
+from kos.resources.core.slicing import TimeSlice
 from kos.resources.core.state import AggregatedWatchStream, State, WatchStream
 
 _COOKIE = os.urandom(8)
@@ -219,10 +220,14 @@ class InMemoryState(State):
         self, kind: Kind, *, label_queries: Sequence[LabelQuery] = (), id_query: IDQuery | None = None
     ) -> list[Resource[Any]]:
         storage = self._coll(kind.namespace, kind.type).storage
+        # a consistent snapshot (stored objects are immutable), then matched and copied in
+        # time slices: a large kind or an elaborate query does not hold the event loop
+        snapshot = [storage[id] for id in sorted(storage)]
         out = []
-        for id in sorted(storage):
-            r = storage[id]
-            if id_query is not None and not id_query.matches(id):
+        slicer = TimeSlice()
+        for r in snapshot:
+            await slicer.checkpoint()
+            if id_query is not None and not id_query.matches(r.metadata.id):
                 continue
             if label_queries and not matches_labels(label_queries, r.metadata.labels):
                 continue
@@ -426,6 +431,8 @@ class InMemoryState(State):
         label_queries = tuple(label_queries)
         c = self._coll(kind.namespace, kind.type)
         first: builtins.list[Event] = []
+        snapshot: builtins.list[Resource[Any]] | None = None
+        bootstrapped: Event | None = None
         if start_from_bookmark is not None:
             p = decode_bookmark(start_from_bookmark)
             if p < -1 or p < c.oldest_valid() - 1 or p >= c.write_pos:
@@ -439,15 +446,10 @@ class InMemoryState(State):
         else:
             pos = c.write_pos
             if bootstrap_contents:
-                for id in sorted(c.storage):
-                    r = c.storage[id]
-                    if id_query is not None and not id_query.matches(id):
-                        continue
-                    if label_queries and not matches_labels(label_queries, r.metadata.labels):
-                        continue
-                    first.append(Event(_CREATED, r))
+                # the snapshot now; matched against the queries in time slices when iterated
+                snapshot = [c.storage[id] for id in sorted(c.storage)]
                 marker = tombstone(Pointer(kind.namespace, kind.type, ""))
-                first.append(Event(EventType.BOOTSTRAPPED, marker, bookmark=encode_bookmark(pos - 1)))
+                bootstrapped = Event(EventType.BOOTSTRAPPED, marker, bookmark=encode_bookmark(pos - 1))
             elif bootstrap_bookmark:
                 marker = tombstone(Pointer(kind.namespace, kind.type, ""))
                 first.append(Event(EventType.NOOP, marker, bookmark=encode_bookmark(pos - 1)))
@@ -455,9 +457,21 @@ class InMemoryState(State):
         filtering = bool(label_queries) or id_query is not None
 
         async def iterate() -> AsyncIterator[builtins.list[Event]]:
-            nonlocal pos
+            nonlocal pos, first
+            slicer = TimeSlice()
+            if snapshot is not None:
+                for r in snapshot:
+                    await slicer.checkpoint()
+                    if id_query is not None and not id_query.matches(r.metadata.id):
+                        continue
+                    if label_queries and not matches_labels(label_queries, r.metadata.labels):
+                        continue
+                    first.append(Event(_CREATED, r))
+                assert bootstrapped is not None
+                first.append(bootstrapped)
             if first:
                 yield first
+                first = []
             while True:
                 await c.wait(pos)
                 end = c.write_pos
@@ -467,9 +481,12 @@ class InMemoryState(State):
                 batch = c.events(pos, end)
                 pos = end
                 if filtering:
-                    batch = [
-                        f for ev in batch if (f := _filter_kind_event(ev, label_queries, id_query)) is not None
-                    ]
+                    kept = []
+                    for ev in batch:
+                        await slicer.checkpoint()
+                        if (f := _filter_kind_event(ev, label_queries, id_query)) is not None:
+                            kept.append(f)
+                    batch = kept
                     if not batch:
                         continue
                 yield batch

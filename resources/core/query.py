@@ -1,8 +1,14 @@
-"""Label and id queries (cosi-semantics.md 1.3).
+r"""Label and id queries (cosi-semantics.md 1.3).
 
 Terms of one ``LabelQuery`` are ANDed; a list of queries is ORed (an empty list matches
 everything). Matching is tri-state internally: a missing key with an LT* operator or an
 unparsable number yields *no answer*, which is false even when the term is inverted.
+
+``IDQuery`` is RE2 (``google-re2``), the engine and syntax of COSI's Go ``regexp``: ``\pL``,
+``\z``, ``(?U)``, ``\Q..\E`` and ``[[:alpha:]]`` work; lookaround and backreferences are
+syntax errors; matching is linear in the id's length, and a pattern too large or nested too
+deeply (over 1000 levels) is refused when it is compiled. An ``IN`` term looks its values up
+in a set, so a term costs the same whatever the number of its values.
 """
 
 from __future__ import annotations
@@ -12,7 +18,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import re2
+
+from kos.resources.core.echo import echo
 from kos.resources.core.metadata import Metadata
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # errors are raised, not written to stderr
+_RE2_OPTIONS.max_mem = 8 << 20  # RE2's default, explicit: bounds the compiled program
 
 
 class LabelOp(enum.IntEnum):
@@ -59,6 +72,7 @@ class LabelTerm:
     op: LabelOp = LabelOp.EXISTS
     values: tuple[str, ...] = ()
     invert: bool = False
+    _set: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.op == LabelOp.NOT_EXISTS:
@@ -66,6 +80,8 @@ class LabelTerm:
             object.__setattr__(self, "invert", not self.invert)
         if not isinstance(self.values, tuple):
             object.__setattr__(self, "values", tuple(self.values))
+        if self.op == LabelOp.IN:
+            object.__setattr__(self, "_set", frozenset(self.values))
 
     def evaluate(self, labels: Mapping[str, str]) -> bool | None:
         """Tri-state match: True, False, or None (no answer, never inverted)."""
@@ -86,7 +102,7 @@ class LabelTerm:
         if op == LabelOp.EQUAL:
             return value == self.values[0]
         if op == LabelOp.IN:
-            return value in self.values
+            return value in self._set
         if op == LabelOp.LT:
             return value.encode() < self.values[0].encode()
         if op == LabelOp.LTE:
@@ -113,21 +129,67 @@ class LabelQuery:
 
 @dataclass(frozen=True, slots=True)
 class IDQuery:
-    """An unanchored regular expression over the resource id; empty means no filter."""
+    """An unanchored RE2 regular expression over the resource id; empty means no filter."""
 
     regexp: str = ""
-    _compiled: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _compiled: re2._Regexp | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.regexp:
+            if _group_depth(self.regexp) > MAX_NESTING:
+                raise ValueError(f"invalid id regexp {echo(self.regexp)}: expression nests too deeply")
             try:
-                compiled = re.compile(self.regexp)
-            except re.error as exc:
-                raise ValueError(f"invalid id regexp {self.regexp!r}: {exc}") from None
+                compiled = re2.compile(self.regexp, _RE2_OPTIONS)
+            except re2.error as exc:
+                raise ValueError(f"invalid id regexp {echo(self.regexp)}: {_re2_reason(exc)}") from None
             object.__setattr__(self, "_compiled", compiled)
 
     def matches(self, id: str) -> bool:
         return self._compiled is None or self._compiled.search(id) is not None
+
+
+MAX_NESTING = 1000
+"""Deepest group nesting accepted (Go's ``regexp/syntax`` refuses deeper expressions)."""
+
+
+def _group_depth(pattern: str) -> int:
+    """How deep the groups of ``pattern`` nest (escapes, ``\\Q..\\E`` and classes skipped)."""
+    depth = deepest = 0
+    i, n, in_class = 0, len(pattern), False
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            if pattern.startswith("Q", i + 1):
+                end = pattern.find("\\E", i + 2)
+                i = n if end < 0 else end + 2
+                continue
+            i += 2
+            continue
+        if in_class:
+            if c == "]":
+                in_class = False
+        elif c == "[":
+            in_class = True
+            i += 2 if pattern.startswith("^]", i + 1) else 1  # a leading ] is a literal
+            if i < n and pattern[i] == "]":
+                i += 1
+            continue
+        elif c == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c == ")":
+            depth = max(depth - 1, 0)
+        i += 1
+    return deepest
+
+
+def _re2_reason(exc: Exception) -> str:
+    """RE2's reason without the pattern it quotes (``missing ): <whole pattern>``)."""
+    text = exc.args[0] if exc.args else str(exc)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    reason, sep, quoted = str(text).partition(": ")
+    return f"{reason}: {echo(quoted, 60)}" if sep else reason
 
 
 def matches_labels(queries: Sequence[LabelQuery], labels: Mapping[str, str]) -> bool:
