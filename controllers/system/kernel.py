@@ -27,6 +27,10 @@ SHARED_KERNEL_REASON = (
     "this node shares the host's kernel (namespace node): only net.* sysctls are per network namespace; "
     "set it on the host or use a QEMU node"
 )
+SHARED_SYSFS_REASON = (
+    "this node shares the host's kernel (namespace node): /sys belongs to the host; set it on the host or use a "
+    "QEMU node"
+)
 
 
 def node_owns(spec: KernelParamSpecSpec) -> bool:
@@ -62,7 +66,8 @@ class KernelParamApplyController(ApplyController):
 
     async def _apply(self, spec: KernelParamSpecSpec, old: KernelParamStatusSpec | None) -> KernelParamStatusSpec:
         if self.shared_kernel and not node_owns(spec):
-            return KernelParamStatusSpec(state="unsupported", reason=SHARED_KERNEL_REASON, path=spec.path)
+            reason = SHARED_SYSFS_REASON if spec.path.startswith("sys/") else SHARED_KERNEL_REASON
+            return KernelParamStatusSpec(state="unsupported", reason=reason, path=spec.path)
         root, path, value = self.root, spec.path, spec.value
 
         def apply() -> tuple[str, str]:
