@@ -8,7 +8,18 @@ Flow: MachineConfig -> ``*Specs`` (``render``, pure) -> apply controllers -> ``*
 """
 
 from kos.controllers.system.assembly import hosts_dir, system_controllers
-from kos.controllers.system.fields import FIELDS, SUBFIELDS, Host, Identity, Reads, Unsupported, entry, not_acted_on
+from kos.controllers.system.fields import (
+    FIELDS,
+    SUBFIELDS,
+    Host,
+    Identity,
+    Reads,
+    Unsupported,
+    entry,
+    fields_reference,
+    not_acted_on,
+    schema_paths,
+)
 from kos.controllers.system.logship import SHIPPER, LogShipper
 
 __all__ = [
@@ -21,7 +32,9 @@ __all__ = [
     "Reads",
     "Unsupported",
     "entry",
+    "fields_reference",
     "hosts_dir",
     "not_acted_on",
+    "schema_paths",
     "system_controllers",
 ]

@@ -23,12 +23,14 @@ accepted silently. A field added to the schema without an entry fails the test.
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from kos.resources.machineconfig import ConfigContainer
+from kos.resources.machineconfig import DOCUMENT_KINDS, Config, ConfigContainer
 from kos.resources.machineconfig.generate import DEFAULT_ETCD_IMAGE, DEFAULT_INSTALLER_IMAGE
+from kos.resources.machineconfig.schema import Model
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Reads:
     module: str
     name: str
     here: Here | None = None
+    note: str = ""  # for the docs: what ``here`` may refuse
 
 
 @dataclass(frozen=True)
@@ -231,9 +234,11 @@ FIELDS: dict[str, Entry] = {
     "machine.time.disabled": Reads(VIEWS, "disabled"),
     "machine.time.servers": Reads(VIEWS, "servers"),
     "machine.time.bootTimeout": Unsupported("boot does not wait for time sync"),
-    "machine.sysctls": Reads(SYS, "sysctls", here=_sysctls_here),
+    "machine.sysctls": Reads(SYS, "sysctls", here=_sysctls_here,
+                             note="namespace nodes set only the net.* sysctls (per network namespace)"),
     "machine.sysfs": Reads(SYS, "sysfs", here=_shared_kernel("/sys belongs to the host; not set here "
-                                                              "(see KernelParamStatuses)")),
+                                                              "(see KernelParamStatuses)"),
+                           note="not on namespace nodes (/sys is the host's)"),
     "machine.registries": Reads(SYS, "registries"),
     "machine.systemDiskEncryption": Unsupported(
         "system disk encryption (LUKS) is not implemented: the image has no cryptsetup"),
@@ -399,3 +404,46 @@ def not_acted_on(c: ConfigContainer, host: Host) -> list[tuple[str, str]]:
                 if reason:
                     out[path.replace("[]", "")] = reason
     return sorted(out.items())
+
+
+def schema_paths() -> list[str]:
+    """Every leaf field of the config schema: the v1alpha1 document's (nested models walked,
+    ``[]`` for list items), then each multi-doc kind's as ``<Kind>.<field>``."""
+
+    def walk(cls: type[Model], prefix: str) -> list[str]:
+        out: list[str] = []
+        hints = typing.get_type_hints(cls)
+        for key, attr in cls.yaml_keys().items():
+            tp = hints[attr]
+            path = f"{prefix}.{key}" if prefix else key
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if isinstance(tp, type) and issubclass(tp, Model):
+                out += walk(tp, path)
+            elif typing.get_origin(tp) is list and isinstance(args[0], type) and issubclass(args[0], Model):
+                out += walk(args[0], path + "[]")
+            else:
+                out.append(path)
+        return out
+
+    return walk(Config, "") + [p for kind, cls in DOCUMENT_KINDS.items() for p in walk(cls, kind)]
+
+
+def fields_reference() -> str:
+    """The markdown table of docs/config.md: every schema path (in schema order) and what the
+    node does with it, then the keys inside opaque sections that are not acted on."""
+    rows = ["| field | on a node |", "|---|---|"]
+
+    def cell(e: Entry) -> str:
+        if isinstance(e, Reads):
+            text = f"acted on (`{e.module.removeprefix('kos.')}`)"
+            return f"{text}; {e.note}" if e.note else text
+        if isinstance(e, Identity):
+            return f"identifies the document: {e.reason}"
+        return f"**not acted on**: {e.reason}"
+
+    for path in schema_paths():
+        e = entry(path)
+        rows.append(f"| `{path}` | {cell(e) if e is not None else '**missing**'} |")
+    for path, e in SUBFIELDS.items():
+        rows.append(f"| `{path}` | {cell(e)} |")
+    return "\n".join(rows) + "\n"

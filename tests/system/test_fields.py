@@ -7,33 +7,25 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
-import typing
+from pathlib import Path
 
 import pytest
 
-from kos.controllers.system import FIELDS, SUBFIELDS, Host, Identity, Reads, Unsupported, entry, not_acted_on
-from kos.resources.machineconfig import DOCUMENT_KINDS, Config, ConfigContainer
-from kos.resources.machineconfig.schema import Model
+from kos.controllers.system import (
+    FIELDS,
+    SUBFIELDS,
+    Host,
+    Identity,
+    Reads,
+    Unsupported,
+    entry,
+    fields_reference,
+    not_acted_on,
+    schema_paths,
+)
+from kos.resources.machineconfig import ConfigContainer
 
-
-def schema_paths(cls: type[Model], prefix: str = "") -> list[str]:
-    """Every leaf of a config model: nested models are walked, list items get ``[]``."""
-    out: list[str] = []
-    hints = typing.get_type_hints(cls)
-    for key, attr in cls.yaml_keys().items():
-        tp = hints[attr]
-        path = f"{prefix}.{key}" if prefix else key
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if isinstance(tp, type) and issubclass(tp, Model):
-            out += schema_paths(tp, path)
-        elif typing.get_origin(tp) is list and isinstance(args[0], type) and issubclass(args[0], Model):
-            out += schema_paths(args[0], path + "[]")
-        else:
-            out.append(path)
-    return out
-
-
-ALL_PATHS = schema_paths(Config) + [p for kind, cls in DOCUMENT_KINDS.items() for p in schema_paths(cls, kind)]
+ALL_PATHS = schema_paths()
 
 
 def test_the_schema_is_walked() -> None:
@@ -124,3 +116,12 @@ machine:
 cluster: {}
 """)
     assert not_acted_on(c, Host(shared_kernel=True)) == []
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
+
+
+def test_the_docs_table_is_the_registry() -> None:
+    table = fields_reference()
+    assert "| `machine.sysctls` | acted on (`controllers.system.render`)" in table
+    assert table in DOC.read_text(), "regenerate the table in docs/config.md from fields_reference()"
