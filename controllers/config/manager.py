@@ -41,6 +41,7 @@ import anyio
 import structlog
 
 from kos.controllers.config import acquire as acq
+from kos.resources.machineconfig import quiet_gc
 from kos.resources.machineconfig.container import ConfigContainer
 from kos.resources.machineconfig.diff import changed_paths, config_diff, reboot_required
 from kos.resources.machineconfig.errors import ConfigErrors
@@ -85,18 +86,20 @@ class _Loaded:
 def _load(data: bytes | str, mode: str, what: str) -> tuple[ConfigContainer, list[str]]:
     """Strict load and validation; ConfigErrors with every error (naming ``what``)."""
     try:
-        container = ConfigContainer.load(data, strict=True)
-        warnings = container.validate(mode)
+        with quiet_gc():
+            container = ConfigContainer.load(data, strict=True)
+            warnings = container.validate(mode)
     except ConfigErrors as exc:
-        raise ConfigErrors(exc.errors, what=what) from None
+        raise ConfigErrors(exc.errors, what=what, dropped=exc.dropped) from None
     return container, [str(w) for w in [*container.warnings, *warnings]]
 
 
 def _compare(cur: ConfigContainer | None, new: ConfigContainer) -> tuple[str, list[str], list[str]]:
     """The diff, the changed paths and those needing a reboot (runs in a worker thread)."""
-    diff = config_diff(cur, new)
-    changed = changed_paths(cur, new) if cur is not None else ["<all>"]
-    needs_reboot = reboot_required(cur, new) if cur is not None else []
+    with quiet_gc():
+        diff = config_diff(cur, new)
+        changed = changed_paths(cur, new) if cur is not None else ["<all>"]
+        needs_reboot = reboot_required(cur, new) if cur is not None else []
     return diff, changed, needs_reboot
 
 

@@ -20,6 +20,7 @@ Public API::
 from kos.resources.machineconfig import views
 from kos.resources.machineconfig.clientconfig import ClientConfig, Context
 from kos.resources.machineconfig.container import ConfigContainer, load
+from kos.resources.machineconfig.cooperate import quiet_gc
 from kos.resources.machineconfig.diff import changed_paths, config_diff, reboot_required
 from kos.resources.machineconfig.documents import (
     DOCUMENT_KINDS,
@@ -81,6 +82,7 @@ __all__ = [
     "load_config",
     "normalize_endpoint",
     "parse_patch",
+    "quiet_gc",
     "reboot_required",
     "remove_leftovers",
     "save_config",

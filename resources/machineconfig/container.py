@@ -46,8 +46,8 @@ class ConfigContainer:
                     dec.error(prefix, "v1alpha1", "at most one v1alpha1 document")
                     continue
                 version = data.get("version", MISSING)
-                if (version is MISSING or isinstance(version, str)) and version != "v1alpha1":
-                    dec.error("version", data.get("version", MISSING), "'v1alpha1'")
+                if version != "v1alpha1":
+                    dec.error("version", version, "'v1alpha1'")
                 out.v1alpha1 = Config.decode(data, "", dec)
                 continue
             kind = data.get("kind", MISSING)

@@ -12,6 +12,9 @@ _MISSING: Any = object()
 
 SHOW_CHARS = 80
 MAX_SHOWN_ERRORS = 20
+MAX_KEPT_ERRORS = 1000
+"""Collectors keep this many errors and only count the rest (a 4 MB list of wrong values
+must not become millions of error objects)."""
 """A message lists at most this many errors, then how many more there are (a status
 message with thousands of lines is slow to encode and useless to read)."""
 
@@ -89,13 +92,26 @@ class ConfigError:
 MISSING = _MISSING
 
 
+class ErrorList(list[ConfigError]):
+    """A list of errors that keeps the first ``MAX_KEPT_ERRORS`` and counts the rest."""
+
+    dropped: int = 0
+
+    def append(self, e: ConfigError) -> None:
+        if len(self) < MAX_KEPT_ERRORS:
+            super().append(e)
+        else:
+            self.dropped += 1
+
+
 class ConfigErrors(ValueError):
     """All the errors found in a config, one per line."""
 
-    def __init__(self, errors: Iterable[ConfigError], *, what: str = "config") -> None:
+    def __init__(self, errors: Iterable[ConfigError], *, what: str = "config", dropped: int = 0) -> None:
         self.errors = list(errors)
         self.what = what
-        n = len(self.errors)
+        self.dropped = dropped  # errors counted but not kept (past MAX_KEPT_ERRORS)
+        n = len(self.errors) + dropped
         lines = "\n".join(f"  - {e}" for e in self.errors[:MAX_SHOWN_ERRORS])
         more = f"\n  ... and {n - MAX_SHOWN_ERRORS} more" if n > MAX_SHOWN_ERRORS else ""
         super().__init__(f"{what}: {n} error{'s' if n != 1 else ''}:\n{lines}{more}")

@@ -71,4 +71,4 @@ def load_config(path: str | os.PathLike[str], *, strict: bool = True) -> ConfigC
     try:
         return ConfigContainer.load(text, strict=strict)
     except ConfigErrors as exc:
-        raise ConfigErrors(exc.errors, what=str(path)) from exc
+        raise ConfigErrors(exc.errors, what=str(path), dropped=exc.dropped) from exc

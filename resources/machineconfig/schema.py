@@ -20,7 +20,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from kos.resources.machineconfig.errors import ConfigError, ConfigErrors, join_path
+from kos.resources.machineconfig.cooperate import breathe
+from kos.resources.machineconfig.errors import ConfigError, ConfigErrors, ErrorList, join_path
 
 REDACTED = "******"
 
@@ -35,8 +36,8 @@ class Decoder:
     """Decoding context: strictness and the errors/warnings collected so far."""
 
     strict: bool = True
-    errors: list[ConfigError] = field(default_factory=list)
-    warnings: list[ConfigError] = field(default_factory=list)
+    errors: list[ConfigError] = field(default_factory=ErrorList)
+    warnings: list[ConfigError] = field(default_factory=ErrorList)
 
     def error(self, path: str, value: Any, expected: str) -> None:
         self.errors.append(ConfigError(path, value, expected))
@@ -47,7 +48,7 @@ class Decoder:
 
     def raise_if_errors(self, what: str = "config") -> None:
         if self.errors:
-            raise ConfigErrors(self.errors, what=what)
+            raise ConfigErrors(self.errors, what=what, dropped=getattr(self.errors, "dropped", 0))
 
 
 _HINTS: dict[type, dict[str, Any]] = {}
@@ -174,6 +175,7 @@ def type_name(tp: Any) -> str:
 
 def decode_value(tp: Any, v: Any, path: str, dec: Decoder) -> Any:
     """Decode plain YAML data ``v`` as type ``tp``; on error record it and return a default."""
+    breathe()
     origin = typing.get_origin(tp)
     if tp is Any:
         return v

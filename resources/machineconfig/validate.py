@@ -11,8 +11,9 @@ import re
 from urllib.parse import urlsplit
 
 from kos.resources.machineconfig.container import ConfigContainer
+from kos.resources.machineconfig.cooperate import breathe
 from kos.resources.machineconfig.documents import HostnameConfig, LinkConfig, ResolverConfig, StaticHostConfig
-from kos.resources.machineconfig.errors import MISSING, ConfigError, ConfigErrors
+from kos.resources.machineconfig.errors import MISSING, ConfigError, ConfigErrors, ErrorList
 from kos.resources.machineconfig.v1alpha1 import Config, Interface, PEMEncodedCertificateAndKey
 
 MODES = ("metal", "cloud", "container")
@@ -29,10 +30,11 @@ class _V:
     """Collector of errors/warnings with small typed checks."""
 
     def __init__(self) -> None:
-        self.errors: list[ConfigError] = []
-        self.warnings: list[ConfigError] = []
+        self.errors = ErrorList()
+        self.warnings = ErrorList()
 
     def err(self, path: str, value: object, expected: str) -> None:
+        breathe()
         self.errors.append(ConfigError(path, value, expected))
 
     def warn(self, path: str, value: object, expected: str) -> None:
@@ -55,6 +57,7 @@ class _V:
                      (" (optionally prefixed by !)" if allow_negation else ""))
 
     def address_cidr(self, path: str, value: str) -> None:
+        breathe()
         try:
             ipaddress.ip_interface(value)
             if "/" not in value:
@@ -105,7 +108,7 @@ def validate(container: ConfigContainer, mode: str = "metal") -> list[ConfigErro
         _validate_v1alpha1(v, container.v1alpha1, mode)
     _validate_documents(v, container, mode)
     if v.errors:
-        raise ConfigErrors(v.errors)
+        raise ConfigErrors(v.errors, dropped=v.errors.dropped)
     return [*container.warnings, *v.warnings]
 
 

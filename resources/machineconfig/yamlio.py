@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from kos.resources.machineconfig.cooperate import breathe
 from kos.resources.machineconfig.errors import ConfigError, ConfigErrors, join_path
 
 # -- limits (one request's worth) -------------------------------------------------------------
@@ -34,15 +35,17 @@ MAX_DOCUMENTS = 256
 MAX_DEPTH = 64
 """Deepest nesting of mappings/lists (Talos configs nest about 12 deep)."""
 MAX_ALIASES = 1024
+NODE_COST = 32
 MAX_EXPANDED = MAX_CONFIG_BYTES
-"""Budget for the size of the data once aliases are expanded (scalar bytes + 1 per node):
-an input may not describe more than a request's worth of data."""
+"""Budget for the size of the data once aliases are expanded: scalar bytes + ``NODE_COST``
+per node (what a node weighs in memory and in work), so an input may not describe more than
+a request's worth of data, nor more than ~130 000 values (a Talos config has ~1000)."""
 MAX_INT_DIGITS = 40
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_RESOLVER = yaml.resolver.Resolver()
+_RESOLVE: Any = yaml.resolver.Resolver().resolve
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 _NON_PRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -84,9 +87,10 @@ def dump_all(docs: list[Any]) -> str:
 class _Bad(Exception):
     """One problem in the current document (stops building it)."""
 
-    def __init__(self, path: str, value: Any, expected: str) -> None:
+    def __init__(self, path: str, value: Any, expected: str, *, fatal: bool = False) -> None:
         super().__init__(expected)
         self.path, self.value, self.expected = path, value, expected
+        self.fatal = fatal  # a budget of the whole stream is spent: stop reading
 
 
 def _where(ev: Any) -> str:
@@ -109,12 +113,26 @@ class _Frame:
     merging: bool = False
 
 
-def _scalar(ev: Any, path: str) -> Any:
-    """Construct one plain scalar with the YAML 1.1 core schema, bounded."""
+_PLAIN_INT = re.compile(r"[1-9][0-9]{0,17}|0")
+_SCALAR_CACHE: dict[str, Any] = {}
+
+
+def _scalar(ev: Any, path: str = "") -> Any:
+    """Construct one scalar with the YAML 1.1 core schema, bounded (``path`` is filled in by
+    the caller when this raises)."""
     value: str = ev.value
     tag = ev.tag
+    if tag is None and ev.implicit[0]:
+        # fast paths for the common plain scalars (a 4 MB config has a million of them)
+        if _PLAIN_INT.fullmatch(value):
+            return int(value)
+        hit = _SCALAR_CACHE.get(value, _SCALAR_CACHE)
+        if hit is not _SCALAR_CACHE:
+            return hit
     if tag in (None, "!"):
-        tag = _RESOLVER.resolve(yaml.ScalarNode, value, ev.implicit)
+        tag = _RESOLVE(yaml.ScalarNode, value, ev.implicit)
+        if tag == f"{_T}str" and ev.implicit[0] and len(value) <= 64 and len(_SCALAR_CACHE) < 4096:
+            _SCALAR_CACHE[value] = value
     elif tag not in _CORE_TAGS:
         raise _Bad(path, tag, "plain YAML without custom tags" + _where(ev))
     if tag == f"{_T}null":
@@ -179,7 +197,8 @@ class _Reader:
                         self.errors.append(ConfigError(f"<document {index}>", f"more than {MAX_DOCUMENTS} documents",
                                                        f"at most {MAX_DOCUMENTS} documents in one config"))
                         break
-                    self._document(events, index)
+                    if not self._document(events, index):
+                        break
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "unknown position"
@@ -189,45 +208,80 @@ class _Reader:
             raise ConfigErrors(self.errors, what=self.what)
         return [d for d in self.docs if d is not None]
 
-    def _document(self, events: Any, index: int) -> None:
+    def _document(self, events: Any, index: int) -> bool:
+        """Read one document; False when reading must stop (a stream-wide budget is spent)."""
         stack: list[_Frame] = []
         anchors: dict[str, tuple[Any, int]] = {}
         open_anchors: set[str] = set()
         root: list[Any] = []
         bad: _Bad | None = None
+        depth = 0
         for ev in events:
             if isinstance(ev, yaml.DocumentEndEvent):
                 break
+            if isinstance(ev, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH and bad is not None:
+                    break  # deep flow nesting makes the parser itself quadratic: stop reading
+            elif isinstance(ev, yaml.SequenceEndEvent | yaml.MappingEndEvent):
+                depth -= 1
             if bad is not None:
-                continue  # skip the rest of a broken document
+                continue  # skip the rest of a broken document (depth still watched above)
             try:
                 self._event(ev, stack, anchors, open_anchors, root)
             except _Bad as exc:
                 bad = exc
+                if exc.fatal:
+                    break
         top = root[0] if root else (stack[0].value if stack else None)
+        if bad is not None and depth > MAX_DEPTH:
+            bad.fatal = True
         if bad is not None:
             label = _doc_label(top, index)
             path = join_path(label, bad.path) if bad.path else (label or f"<document {index}>")
             if path.startswith("."):
                 path = path[1:]
             self.errors.append(ConfigError(path, bad.value, bad.expected))
-            return
+            return not bad.fatal
         self.docs.append(top)
+        return True
 
     def _charge(self, cost: int, ev: Any, path: str) -> None:
         self.expanded += cost
         if self.expanded > MAX_EXPANDED:
             raise _Bad(path, f"<{self.expanded} bytes once aliases are expanded>",
-                       f"a config of at most {MAX_EXPANDED} bytes with aliases expanded" + _where(ev))
+                       f"a config of at most {MAX_EXPANDED} bytes with aliases expanded (each value counts "
+                       f"{NODE_COST} bytes)" + _where(ev), fatal=True)
 
     def _event(self, ev: Any, stack: list[_Frame], anchors: dict[str, tuple[Any, int]], open_anchors: set[str],
                root: list[Any]) -> None:
+        breathe()
         parent = stack[-1] if stack else None
-        path = self._child_path(parent)
+        try:
+            self._handle(ev, parent, stack, anchors, open_anchors, root)
+        except _Bad as exc:
+            if not exc.path:
+                exc.path = self._child_path(parent)
+            raise
+
+    def _handle(self, ev: Any, parent: _Frame | None, stack: list[_Frame], anchors: dict[str, tuple[Any, int]],
+                open_anchors: set[str], root: list[Any]) -> None:
+        path = ""  # the caller names the path when something is wrong
+        if type(ev) is yaml.ScalarEvent:
+            value = _scalar(ev)
+            cost = len(ev.value) + NODE_COST
+            self.expanded += cost
+            if self.expanded > MAX_EXPANDED:
+                self._charge(0, ev, path)
+            if ev.anchor is not None:
+                anchors[ev.anchor] = (value, cost)
+            self._add(parent, value, cost, ev, root)
+            return
         if isinstance(ev, yaml.AliasEvent):
             self.aliases += 1
             if self.aliases > MAX_ALIASES:
-                raise _Bad(path, f"*{ev.anchor}", f"at most {MAX_ALIASES} aliases in one config" + _where(ev))
+                raise _Bad(path, f"*{ev.anchor}", f"at most {MAX_ALIASES} aliases in one config" + _where(ev),
+                           fatal=True)
             if ev.anchor in open_anchors:
                 raise _Bad(path, f"*{ev.anchor}", "an alias that does not refer to a node containing it "
                            "(self-referencing)" + _where(ev))
@@ -237,23 +291,16 @@ class _Reader:
             self._charge(cost, ev, path)
             self._add(parent, value, cost, ev, root, is_alias=True)
             return
-        if isinstance(ev, yaml.ScalarEvent):
-            value = _scalar(ev, path)
-            cost = len(ev.value) + 1
-            self._charge(cost, ev, path)
-            if ev.anchor is not None:
-                anchors[ev.anchor] = (value, cost)
-            self._add(parent, value, cost, ev, root)
-            return
         if isinstance(ev, yaml.SequenceStartEvent | yaml.MappingStartEvent):
             if ev.tag not in (None, "!") and ev.tag not in _CORE_TAGS:
                 raise _Bad(path, ev.tag, "plain YAML without custom tags" + _where(ev))
             if len(stack) >= MAX_DEPTH:
                 raise _Bad(path, f"<nesting deeper than {MAX_DEPTH}>",
-                           f"mappings and lists nested at most {MAX_DEPTH} deep" + _where(ev))
+                           f"mappings and lists nested at most {MAX_DEPTH} deep" + _where(ev), fatal=True)
             if parent is not None and isinstance(parent.value, dict) and not parent.have_key:
                 raise _Bad(path, "<mapping or list used as a key>", "a plain scalar key" + _where(ev))
-            self._charge(1, ev, path)
+            self._charge(NODE_COST, ev, path)
+            path = self._child_path(parent)
             container: dict[Any, Any] | list[Any] = {} if isinstance(ev, yaml.MappingStartEvent) else []
             if ev.anchor is not None:
                 open_anchors.add(ev.anchor)
@@ -336,7 +383,12 @@ def load_all(text: str | bytes, *, what: str = "config") -> list[Any]:
     skipped. Raises ``ConfigErrors`` (never anything else) naming the document, the path or
     line/column, the value and what was expected."""
     text = decode_text(text, what=what)
-    bad = _NON_PRINTABLE.search(text)
+    bad = None
+    for start in range(0, len(text), 1 << 17):  # in slices: a regex scan holds the GIL
+        breathe(force=True)
+        bad = _NON_PRINTABLE.search(text, start, start + (1 << 17))
+        if bad is not None:
+            break
     if bad is not None:
         line = text.count("\n", 0, bad.start()) + 1
         column = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
@@ -346,7 +398,7 @@ def load_all(text: str | bytes, *, what: str = "config") -> list[Any]:
 
 
 def data_cost(value: Any, budget: int = MAX_EXPANDED) -> int:
-    """The size of plain data as ``load_all`` counts it (scalar bytes + 1 per node), walked
+    """The size of plain data as ``load_all`` counts it (scalar bytes + ``NODE_COST`` per node), walked
     without recursion; stops counting once ``budget`` is passed (returns a value above it)."""
     total = 0
     stack: list[tuple[Any, int]] = [(value, 0)]
@@ -355,14 +407,13 @@ def data_cost(value: Any, budget: int = MAX_EXPANDED) -> int:
         if depth > MAX_DEPTH:
             return budget + 1
         if isinstance(v, dict):
-            total += 1
+            total += NODE_COST + sum(len(str(k)) + NODE_COST for k in v)
             stack.extend((x, depth + 1) for x in v.values())
-            total += sum(len(str(k)) + 1 for k in v)
         elif isinstance(v, list):
-            total += 1
+            total += NODE_COST
             stack.extend((x, depth + 1) for x in v)
         else:
-            total += len(v) + 1 if isinstance(v, str) else 2
+            total += NODE_COST + (len(v) if isinstance(v, str) else 1)
         if total > budget:
             return total
     return total

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         container = ConfigContainer.load(text, strict=not args.no_strict_fields)
         warnings = container.validate(args.mode)
     except ConfigErrors as exc:
-        raise CLIError(str(ConfigErrors(exc.errors, what=args.config))) from exc
+        raise CLIError(str(ConfigErrors(exc.errors, what=args.config, dropped=exc.dropped))) from exc
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     if warnings and args.strict:
