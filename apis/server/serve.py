@@ -1,5 +1,9 @@
 """Assembly of the API server: one grpclib server with the State, machine and security
 services behind the dispatcher, over mutual TLS, or server-only TLS in maintenance mode.
+
+HTTP/2: a client may keep ``MAX_CONCURRENT_STREAMS`` calls open at once on one connection
+(h2 announces 100 by default, so the 101st watch of a client would wait for one of the first
+hundred to end; grpc-go servers announce no limit).
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from typing import Any
 
 import anyio
 import structlog
+from grpclib.protocol import H2Protocol
 from grpclib.server import Server
+from h2.settings import SettingCodes
 
 from kos.apis.server.dispatch import Dispatcher, Node
 from kos.apis.server.machine import MachineService
@@ -22,6 +28,20 @@ from kos.apis.server.state import StateService
 from kos.resources.pki import CertificateAndKey
 
 log = structlog.get_logger("kos.apis")
+
+MAX_CONCURRENT_STREAMS = 4096
+"""Calls one client connection may have open at once (watches are long-lived)."""
+
+
+class _H2Protocol(H2Protocol):
+    """grpclib's server protocol announcing ``MAX_CONCURRENT_STREAMS`` right after h2's
+    initial SETTINGS (the client's ACK of it reaches us before any stream it opens later)."""
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        h2 = self.connection._connection
+        h2.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS})
+        self.connection.flush()
 
 
 class _Server(Server):
@@ -35,7 +55,8 @@ class _Server(Server):
         self.protocols: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def _protocol_factory(self) -> Any:
-        proto = super()._protocol_factory()
+        base = super()._protocol_factory()  # grpclib's handler bookkeeping
+        proto = _H2Protocol(base.handler, base.config, base.h2_config)
         self.protocols.add(proto)
         return proto
 
