@@ -5,7 +5,10 @@ and never takes long or much memory; the limits themselves are pinned here."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -107,3 +110,28 @@ def test_patch_cannot_grow_a_config_past_the_limit() -> None:
     ops = [{"op": "copy", "from": "/machine", "path": f"/machine/c{i}"} for i in range(40)]
     with pytest.raises(mc.PatchError, match="exceed"):
         mc.apply_patches(doc, [mc.JSON6902Patch(tuple(ops))])
+
+
+def test_cli_reports_hostile_files_without_traceback(tmp_path: Path) -> None:
+    cp, _ = base_configs()
+    good = tmp_path / "good.yaml"
+    good.write_text(cp)
+    files = {
+        "binary": bytes(range(256)) * 4,
+        "non-utf8": b"version: v1alpha1\nmachine: \xff\n",
+        "deep": ("a: " + "[" * 5000 + "]" * 5000).encode(),
+        "bomb": BILLION_LAUGHS.encode(),
+        "self-alias": b"a: &a [*a]\n",
+        "bigint": b"version: v1alpha1\nmachine:\n  type: " + b"9" * 5000 + b"\n",
+        "huge": b"a: " + b"x" * (yamlio.MAX_CONFIG_BYTES + 10),
+    }
+    for name, data in files.items():
+        f = tmp_path / f"{name}.yaml"
+        f.write_bytes(data)
+        for args in (["validate", "-c", str(f), "-m", "metal"], ["mc", "patch", str(good), "-p", f"@{f}"],
+                     ["mc", "patch", str(f), "-p", "machine: {}"], ["mc", "diff", str(good), str(f)]):
+            r = subprocess.run([sys.executable, "-m", "kos.apis.kosctl.main", *args], capture_output=True, text=True,
+                               timeout=60, check=False)
+            assert r.returncode == 1, (name, args, r.stderr)
+            assert "Traceback" not in r.stderr and r.stderr.strip(), (name, args, r.stderr)
+            assert len(r.stderr) < 8000, (name, args)
