@@ -241,3 +241,58 @@ class KubePrismStatusSpec(Spec):
 
 KUBEPRISM_CONFIGS = Kind(NAMESPACE, KubePrismConfigSpec.definition.type)
 KUBEPRISM_STATUSES = Kind(NAMESPACE, KubePrismStatusSpec.definition.type)
+
+
+# -- the Node object's labels, annotations and taints (kos.controllers.system.node) -----------
+
+
+@resource_type("NodeLabelSpecs.k8s.kos.dev", namespace=NAMESPACE, print_columns=[("Value", "{.value}")])
+@dataclass
+class NodeLabelSpecSpec(Spec):
+    """A label of this node's Node object (id: the key): ``machine.nodeLabels`` and, on
+    control planes, ``node-role.kubernetes.io/control-plane``."""
+
+    key: str = spec_field(1, default="")
+    value: str = spec_field(2, default="")
+
+
+@resource_type("NodeAnnotationSpecs.k8s.kos.dev", namespace=NAMESPACE, print_columns=[("Value", "{.value}")])
+@dataclass
+class NodeAnnotationSpecSpec(Spec):
+    """An annotation of this node's Node object (id: the key), from ``machine.nodeAnnotations``."""
+
+    key: str = spec_field(1, default="")
+    value: str = spec_field(2, default="")
+
+
+@resource_type("NodeTaintSpecs.k8s.kos.dev", namespace=NAMESPACE,
+               print_columns=[("Value", "{.value}"), ("Effect", "{.effect}")])
+@dataclass
+class NodeTaintSpecSpec(Spec):
+    """A taint of this node (id: the key): ``machine.nodeTaints`` and the control-plane taint
+    unless ``cluster.allowSchedulingOnControlPlanes``."""
+
+    key: str = spec_field(1, default="")
+    value: str = spec_field(2, default="")
+    effect: str = spec_field(3, default="NoSchedule")
+
+
+@resource_type("NodeApplyStatuses.k8s.kos.dev", namespace=NAMESPACE,
+               print_columns=[("Applied", "{.applied}"), ("Error", "{.error}")])
+@dataclass
+class NodeApplyStatusSpec(Spec):
+    """What was server-side applied to the Node object (id: the nodename), with which identity,
+    or why not yet (``error``: no credentials, not registered, API unreachable)."""
+
+    applied: bool = spec_field(1, default=False)
+    labels: list[str] = spec_field(2, default_factory=list)
+    annotations: list[str] = spec_field(3, default_factory=list)
+    taints: list[str] = spec_field(4, default_factory=list)
+    identity: str = spec_field(5, default="")
+    error: str = spec_field(6, default="")
+
+
+NODE_LABEL_SPECS = Kind(NAMESPACE, NodeLabelSpecSpec.definition.type)
+NODE_ANNOTATION_SPECS = Kind(NAMESPACE, NodeAnnotationSpecSpec.definition.type)
+NODE_TAINT_SPECS = Kind(NAMESPACE, NodeTaintSpecSpec.definition.type)
+NODE_APPLY_STATUSES = Kind(NAMESPACE, NodeApplyStatusSpec.definition.type)
