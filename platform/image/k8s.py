@@ -1,0 +1,87 @@
+"""The Kubernetes parts kos builds from source (``rootfs-build/k8s/build``): the pinned
+versions (one constant each), where the build cache keeps them, the image names, and the
+import of the image archives into a containerd.
+
+Cache layout (``$KOS_K8S_DIR``, default ``~/.cache/kos/k8s/<KUBERNETES_VERSION>``):
+
+* ``bin/``    kubelet kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl,
+  coredns, flanneld, pause
+* ``cni/``    bridge host-local loopback portmap (Debian's containernetworking-plugins) and flannel
+* ``images/`` one archive per image (``<name>.tar``: OCI layout + docker ``manifest.json``)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+KUBERNETES_VERSION = "v1.32.13"
+COREDNS_VERSION = "v1.11.3"
+FLANNEL_VERSION = "v0.28.10"
+# The flannel CNI plugin image flannel v0.28.10 pairs with. Its content here is built from
+# github.com/containernetworking/plugins v0.9.1 (plugins/meta/flannel), because
+# github.com/flannel-io/cni-plugin is not served by the Go module proxy: see docs/kubernetes.md.
+FLANNEL_CNI_TAG = "v1.9.1-flannel3"
+CNI_PLUGINS_SOURCE_VERSION = "v0.9.1"
+PAUSE_VERSION = "3.10"
+BUSYBOX_VERSION = "1.35.0"  # Debian 12's busybox-static
+
+KUBERNETES_BINARIES = ("kubelet", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy",
+                       "kubectl")
+CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap", "flannel")
+
+# image reference -> archive file name under images/
+IMAGES: dict[str, str] = {
+    f"registry.k8s.io/kube-apiserver:{KUBERNETES_VERSION}": "kube-apiserver.tar",
+    f"registry.k8s.io/kube-controller-manager:{KUBERNETES_VERSION}": "kube-controller-manager.tar",
+    f"registry.k8s.io/kube-scheduler:{KUBERNETES_VERSION}": "kube-scheduler.tar",
+    f"registry.k8s.io/kube-proxy:{KUBERNETES_VERSION}": "kube-proxy.tar",
+    f"registry.k8s.io/pause:{PAUSE_VERSION}": "pause.tar",
+    f"registry.k8s.io/coredns/coredns:{COREDNS_VERSION}": "coredns.tar",
+    f"ghcr.io/flannel-io/flannel:{FLANNEL_VERSION}": "flannel.tar",
+    f"ghcr.io/flannel-io/flannel-cni-plugin:{FLANNEL_CNI_TAG}": "flannel-cni-plugin.tar",
+    f"docker.io/library/busybox:{BUSYBOX_VERSION}": "busybox.tar",
+}
+PAUSE_IMAGE = f"registry.k8s.io/pause:{PAUSE_VERSION}"
+COREDNS_IMAGE = f"registry.k8s.io/coredns/coredns:{COREDNS_VERSION}"
+FLANNEL_IMAGE = f"ghcr.io/flannel-io/flannel:{FLANNEL_VERSION}"
+FLANNEL_CNI_IMAGE = f"ghcr.io/flannel-io/flannel-cni-plugin:{FLANNEL_CNI_TAG}"
+BUSYBOX_IMAGE = f"docker.io/library/busybox:{BUSYBOX_VERSION}"
+
+
+def component_image(component: str, version: str = KUBERNETES_VERSION) -> str:
+    """``kube-apiserver`` -> ``registry.k8s.io/kube-apiserver:v1.32.13``."""
+    return f"registry.k8s.io/{component}:{version}"
+
+
+def cache_root() -> Path:
+    return Path.home() / ".cache" / "kos" / "k8s"
+
+
+def cache_dir(version: str = KUBERNETES_VERSION) -> Path:
+    """The build output directory (``$KOS_K8S_DIR`` when set)."""
+    env = os.environ.get("KOS_K8S_DIR")
+    return Path(env) if env else cache_root() / version
+
+
+def binary(name: str, base: Path | None = None) -> Path:
+    return (base or cache_dir()) / "bin" / name
+
+
+def image_archives(base: Path | None = None) -> dict[str, Path]:
+    """Image reference -> archive path, for the archives that exist."""
+    d = (base or cache_dir()) / "images"
+    return {ref: d / name for ref, name in IMAGES.items() if (d / name).is_file()}
+
+
+def import_images(address: str, archives: Iterable[Path], namespace: str = "k8s.io",
+                  ctr: str = "ctr", timeout: float = 300.0) -> None:
+    """``ctr --address ADDRESS -n NAMESPACE images import`` for each archive (blocking; run it
+    in a worker thread from async code). The archives name their images themselves."""
+    for path in archives:
+        proc = subprocess.run([ctr, "--address", address, "-n", namespace, "images", "import", str(path)],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"importing {path} into containerd at {address}: {proc.stderr.strip()[-2000:]}")

@@ -1,0 +1,3 @@
+module kos.dev/pause
+
+go 1.21
