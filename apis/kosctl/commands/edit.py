@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 MODES = {"auto": 0, "no-reboot": 1, "reboot": 2, "staged": 3, "try": 4}
 TARGETS = ("machineconfig", "machineconfigs", "mc")
+MAX_ATTEMPTS = 10  # editor rounds for a config that does not load
 
 EDIT_EXAMPLES = """examples:
   kosctl edit machineconfig -n 10.5.0.2
@@ -81,7 +82,7 @@ async def current_config(conn: common.Connection, node: str | None) -> str:
 
     from .get import _api_error
 
-    st = GrpcState(conn, node=node)
+    st = GrpcState(conn, node=node, registry=None)
     try:
         r = await st.get(Pointer(NAMESPACE, MachineConfigSpec.definition.type, ACTIVE_ID))
     except NotFoundError:
@@ -164,7 +165,7 @@ def edit_text(original: str, label: str, mode: str) -> str | None:
     error = ""
     with tempfile.TemporaryDirectory(prefix="kosctl-edit-") as tmp:
         path = os.path.join(tmp, "machineconfig.yaml")
-        while True:
+        for _attempt in range(MAX_ATTEMPTS):
             head = HEADER.format(node=label, mode=mode)
             if error:
                 head += "#\n# The edited config does not load:\n" + "".join(
@@ -190,6 +191,7 @@ def edit_text(original: str, label: str, mode: str) -> str | None:
                 body, error = edited, str(exc)
                 continue
             return edited
+        raise CLIError(f"the edited config still does not load after {MAX_ATTEMPTS} attempts: {error}")
 
 
 def run_edit(args: argparse.Namespace) -> int:
