@@ -361,7 +361,7 @@ class MachineService:
         sup = self._sup()
         known = sup.log_ids() if hasattr(sup, "log_ids") else sup.ids()  # services and machined itself
         if req.id not in known:
-            raise GRPCError(Status.NOT_FOUND, f"log {req.id!r} not found (known: {', '.join(known)})")
+            raise GRPCError(Status.NOT_FOUND, f"service {req.id!r} not found (known: {', '.join(known)})")
         ring = sup.log(req.id)
         tail = req.tail_lines if req.tail_lines > 0 else None
         if not req.follow:
