@@ -8,6 +8,7 @@ promote a learner member which is in sync with leader") and the gRPC status.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -151,11 +152,18 @@ class EtcdClient:
         return ch
 
     async def _on(self, endpoint: str, call: Callable[[grpclib.client.Channel], Awaitable[T]]) -> T:
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
         try:
             return await call(self._channel(endpoint))
         except grpclib.exceptions.GRPCError as exc:
             raise EtcdError(f"{endpoint}: {exc.message or exc.status.name}", exc.status) from None
         except (OSError, TimeoutError, ssl.SSLError, grpclib.exceptions.StreamTerminatedError) as exc:
+            # grpclib ends a call whose connection is lost by cancelling the task and turning the
+            # CancelledError into StreamTerminatedError without uncancel(): the stray request would
+            # make the next cancel scope (anyio's) that exits re-raise CancelledError
+            while task is not None and task.cancelling() > cancelling:
+                task.uncancel()
             self._drop(endpoint)
             raise EtcdError(f"{endpoint}: unreachable: {exc!r}") from None
 

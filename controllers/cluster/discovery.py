@@ -19,6 +19,7 @@ destroyed. While the registry is unreachable the last answer stays.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ssl
 import time
@@ -134,21 +135,64 @@ async def run_registry(state: State, host: str = "0.0.0.0", port: int = REGISTRY
 
 
 async def hello(endpoint: str, port: int, token: str, ca_pem: bytes, affiliate: Resource[Any], *,
-                timeout: float = 10.0) -> list[Resource[Any]]:
-    """One exchange with a registry; raises OSError/GRPCError/TimeoutError on failure."""
+                timeout: float = 10.0, channel: Channel | None = None) -> list[Resource[Any]]:
+    """One exchange with a registry (over ``channel`` if given, else a connection of its own);
+    raises OSError/GRPCError/TimeoutError on failure."""
+    if channel is not None:
+        return await _exchange(channel, token, affiliate, timeout)
     ctx: ssl.SSLContext = client_context(ca_pem, None)
-    channel = Channel(endpoint, port, ssl=ctx)
-    out: list[Resource[Any]] = []
+    own = Channel(endpoint, port, ssl=ctx)
     try:
-        with anyio.fail_after(timeout):
-            async with channel.request(HELLO, Cardinality.UNARY_STREAM, RawMessage, RawMessage,
-                                       metadata={TOKEN_METADATA: token}) as s:
-                await s.send_message(RawMessage(wire.encode_resource(affiliate)), end=True)
-                while (msg := await s.recv_message()) is not None:
-                    out.append(wire.decode_resource(msg.data))
-                await s.recv_trailing_metadata()
+        return await _exchange(own, token, affiliate, timeout)
     finally:
-        channel.close()
+        own.close()
+
+
+class RegistryClient:
+    """Hellos to one registry over one kept connection (an idle node says hello every few
+    seconds: a TLS handshake each time would be most of its idle CPU). A new endpoint, port or
+    CA, or a failed hello, starts a new connection."""
+
+    def __init__(self) -> None:
+        self._key: tuple[str, int, bytes] | None = None
+        self._channel: Channel | None = None
+
+    async def hello(self, endpoint: str, port: int, token: str, ca_pem: bytes, affiliate: Resource[Any], *,
+                    timeout: float = 10.0) -> list[Resource[Any]]:
+        key = (endpoint, port, ca_pem)
+        if self._channel is None or self._key != key:
+            self.close()
+            self._channel, self._key = Channel(endpoint, port, ssl=client_context(ca_pem, None)), key
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
+        try:
+            return await _exchange(self._channel, token, affiliate, timeout)
+        except StreamTerminatedError:
+            # grpclib ends a call on a lost connection by cancelling the task and raising this
+            # without uncancel(): undo that stray cancellation request (see EtcdClient._on)
+            while task is not None and task.cancelling() > cancelling:
+                task.uncancel()
+            self.close()
+            raise
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        self._channel = self._key = None
+
+
+async def _exchange(channel: Channel, token: str, affiliate: Resource[Any], timeout: float) -> list[Resource[Any]]:
+    out: list[Resource[Any]] = []
+    with anyio.fail_after(timeout):
+        async with channel.request(HELLO, Cardinality.UNARY_STREAM, RawMessage, RawMessage,
+                                   metadata={TOKEN_METADATA: token}) as s:
+            await s.send_message(RawMessage(wire.encode_resource(affiliate)), end=True)
+            while (msg := await s.recv_message()) is not None:
+                out.append(wire.decode_resource(msg.data))
+            await s.recv_trailing_metadata()
     return out
 
 
@@ -167,6 +211,7 @@ class DiscoveryController(Controller):
         self.wakeup = wakeup or Wakeup()
         self.retry = min(1.0, interval)  # after a failed hello (registry not up yet)
         self._failed = False
+        self._client = RegistryClient()
 
     def inputs(self) -> Sequence[Input]:
         return [
@@ -179,10 +224,13 @@ class DiscoveryController(Controller):
         return [Output(AFFILIATES.type, OutputKind.SHARED)]
 
     async def run(self, rt: ControllerRuntime) -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._ticker, rt)
-            async for _ in rt.events():
-                await self.reconcile(rt)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._ticker, rt)
+                async for _ in rt.events():
+                    await self.reconcile(rt)
+        finally:
+            self._client.close()
 
     async def _ticker(self, rt: ControllerRuntime) -> None:
         while True:
@@ -209,7 +257,7 @@ class DiscoveryController(Controller):
         if not host or not token or not ca:
             return
         try:
-            known = await hello(host, self.port, token, ca, local)
+            known = await self._client.hello(host, self.port, token, ca, local)
         except (OSError, TimeoutError, GRPCError, StreamTerminatedError, wire.WireError) as exc:
             if not self._failed:
                 log.info("discovery registry not reachable; keeping the last members", endpoint=host, error=str(exc))

@@ -49,18 +49,41 @@ def etcd_health_probe(endpoint: str | Callable[[], str], tls: TLSFiles | None) -
     """Healthy: the member answers Maintenance.Status with a leader and no errors. ``endpoint``
     may be a callable, read at every probe (the runner's current spec)."""
 
+    kept: list[tuple[object, EtcdClient]] = []  # one client between probes: no TLS handshake per probe
+
     async def probe() -> None:
         ep = endpoint() if callable(endpoint) else endpoint
-        async with EtcdClient([ep], tls, timeout=1.0) as c:
+        key = (ep, tls, _mtimes(tls))  # renewed certificate files: a new client
+        if kept and kept[0][0] != key:
+            kept.pop()[1].close()
+        if not kept:
+            kept.append((key, EtcdClient([ep], tls, timeout=1.0)))
+        c = kept[0][1]
+        try:
             st = await c.status()
+        except BaseException:
+            kept.pop()[1].close()
+            raise
         if st.errors:
             raise EtcdError(f"member reports errors: {', '.join(st.errors)}")
         if st.leader == 0:
             raise EtcdError("no leader")
 
-    # fast until healthy (each start probes anew), then every 5 s: a probe is a TLS handshake and
-    # a Status call, and a crash is seen by the supervisor from the exit, not from the probe
+    # fast until healthy (each start probes anew), then every 5 s over the kept connection (a
+    # Status call); a crash is seen by the supervisor from the exit, not from the probe
     return HealthCheck(probe, interval=0.25, timeout=1.5, healthy_interval=5.0)
+
+
+def _mtimes(tls: TLSFiles | None) -> tuple[float, ...]:
+    if tls is None:
+        return ()
+    out = []
+    for path in (tls.ca, tls.cert, tls.key):
+        try:
+            out.append(os.stat(path).st_mtime)
+        except OSError:
+            out.append(0.0)
+    return tuple(out)
 
 
 def etcd_service(

@@ -11,7 +11,7 @@ import anyio
 import grpclib.server
 import pytest
 from grpclib.const import Status
-from grpclib.exceptions import GRPCError
+from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from kos.apis.tls import server_context
 from kos.controllers.cluster.discovery import Registry, RegistryService, hello
@@ -92,5 +92,41 @@ async def test_registry_over_tls_requires_the_machine_token() -> None:
         with pytest.raises(OSError):
             await hello("127.0.0.1", port, "s3cret", other_ca.cert_pem, _aff("c", "w-2"))
     finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_registry_client_says_hello_over_one_kept_connection() -> None:
+    """An idle node says hello every few seconds: one TLS connection for all of them, a new one
+    only after a failure (or a new endpoint/CA)."""
+    from kos.controllers.cluster.discovery import RegistryClient
+    from tests.support.countingproxy import counting_proxy
+
+    ca = generate_ca("os")
+    cert = issue_certificate(ca, common_name="cp-1", ip_addresses=["127.0.0.1"], server=True)
+
+    async def token() -> str:
+        return "s3cret"
+
+    server = grpclib.server.Server([RegistryService(Registry(), token)])
+    await server.start("127.0.0.1", 0, ssl=server_context(cert, None))
+    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    client = RegistryClient()
+    try:
+        async with counting_proxy("127.0.0.1", "127.0.0.1", port) as proxy:
+            for i in range(5):
+                known = await client.hello("127.0.0.1", proxy.port, "s3cret", ca.cert_pem, _aff(f"n{i}", f"w-{i}"))
+                assert len(known) == i + 1
+            assert proxy.accepted == 1
+            proxy.drop_all()  # the registry restarts: a new connection (at most one failed hello)
+            await anyio.sleep(0.1)
+            try:
+                await client.hello("127.0.0.1", proxy.port, "s3cret", ca.cert_pem, _aff("x", "w-x"))
+            except (OSError, GRPCError, StreamTerminatedError):
+                await client.hello("127.0.0.1", proxy.port, "s3cret", ca.cert_pem, _aff("x", "w-x"))
+            await client.hello("127.0.0.1", proxy.port, "s3cret", ca.cert_pem, _aff("y", "w-y"))
+            assert proxy.accepted == 2
+    finally:
+        client.close()
         server.close()
         await server.wait_closed()
