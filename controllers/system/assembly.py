@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from kos.controllers.runtime import Controller
-from kos.controllers.system import render
+from kos.controllers.system import node, render
 from kos.controllers.system.configspecs import ConfigSpecsController
 from kos.controllers.system.environment import EnvironmentApplyController
 from kos.controllers.system.fields import Host
@@ -24,6 +24,7 @@ from kos.controllers.system.kubeprism import KubePrismConfigController, KubePris
 from kos.controllers.system.logship import LogDestinationApplyController, LogShipper
 from kos.controllers.system.registries import HOSTS_DIR, RegistryHostApplyController
 from kos.controllers.system.status import config_field_status_controller
+from kos.resources.k8s import NodeAnnotationSpecSpec, NodeLabelSpecSpec, NodeTaintSpecSpec
 from kos.resources.runtime import (
     EnvironmentSpecSpec,
     KernelParamSpecSpec,
@@ -56,5 +57,9 @@ def system_controllers(*, root: str, container_mode: bool, log_shipper: LogShipp
         LogDestinationApplyController(shipper=log_shipper),
         KubePrismConfigController(),
         KubePrismController(),
+        ConfigSpecsController("system.NodeLabelConfigController", NodeLabelSpecSpec, node.node_labels),
+        ConfigSpecsController("system.NodeAnnotationConfigController", NodeAnnotationSpecSpec, node.node_annotations),
+        ConfigSpecsController("system.NodeTaintConfigController", NodeTaintSpecSpec, node.node_taints_specs),
+        node.NodeApplyController(root=root),
         config_field_status_controller(host),
     ]

@@ -84,6 +84,7 @@ SECRETS = "kos.controllers.secrets.root"
 BLOCK = "kos.controllers.block.config"
 ETCD = "kos.controllers.etcd.config"
 PRISM = "kos.controllers.system.kubeprism"
+NODE = "kos.controllers.system.node"
 
 SHARED_KERNEL = "this node shares the host's kernel (namespace node)"
 
@@ -263,8 +264,7 @@ FIELDS: dict[str, Entry] = {
                                   "kernel; the development host's kernel has no loadable modules)"),
     "machine.seccompProfiles": Unsupported("seccomp profiles are not written to the kubelet's seccomp directory"),
     "machine.nodeLabels": Reads(K8S_KUBELET, "node_labels"),
-    "machine.nodeAnnotations": Unsupported(
-        "node annotations need the Node object patched through the API; the kubelet cannot register them"),
+    "machine.nodeAnnotations": Reads(NODE, "node_annotations"),
     "machine.nodeTaints": Reads(K8S_KUBELET, "node_taints"),
     "machine.baseRuntimeSpecOverrides": Unsupported("containerd's base OCI runtime spec is not overridden"),
     # -- cluster --
