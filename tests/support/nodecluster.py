@@ -2,7 +2,7 @@
 
 Each ``ApiNode`` is what a machined would host for etcd: its own InMemoryState, controller
 Runtime (``etcd_controllers``), service Supervisor (the ``etcd`` service, own cgroups) and the
-machine API on ``127.a.b.N`` over mutual TLS with ``EtcdAPI`` plugged in. The inputs other
+machine API on ``127.a.b.N`` over mutual TLS with ``EtcdAPI`` and ``EtcdMaintenanceAPI`` plugged in. The inputs other
 parts of kos produce are written like they would be: the machine config (a generated
 control-plane config whose ``controlPlane.endpoint`` is node 0, subnet filters selecting the
 node's own address), the machine type, ``HostnameStatuses`` and ``NodeAddresses``; the real
@@ -36,6 +36,7 @@ from kos.controllers.etcd.marker import EtcdPaths
 from kos.controllers.runtime import Runtime
 from kos.controllers.secrets.assembly import secrets_controllers
 from kos.machined.api.etcd import EtcdAPI
+from kos.machined.api.etcdmaint import EtcdMaintenanceAPI
 from kos.machined.services.etcd import etcd_service_definition
 from kos.machined.services.supervisor import Supervisor
 from kos.resources.config import ACTIVE_ID, MACHINE_TYPE_ID, MachineConfigSpec, MachineTypeSpec
@@ -175,7 +176,7 @@ class NodeCluster:
                                       election_ms=self.election_ms, join_retry=0.25, healthy_timeout=30.0):
                 runtime.register(c)
             machine = MachineService(config=ConfigStore(root / "config.yaml"), supervisor=sup,
-                                     extensions=[EtcdAPI(state, sup, paths)])
+                                     extensions=[EtcdAPI(state, sup, paths), EtcdMaintenanceAPI(state, sup, paths)])
             server_id = issue_certificate(self.os_ca, common_name=name, ip_addresses=[ip], server=True)
             server = await APIServer.start(
                 ip, 0, server_context(server_id, self.os_ca.cert_pem), node=Node(names=frozenset({ip}), port=0),
