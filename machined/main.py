@@ -19,8 +19,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from kos.machined.platforms import PLATFORMS, platform_named
+
 VERSION = "0.1.0"
-PLATFORMS = ("process", "container", "metal", "nocloud", "qemu")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     if args.state_dir is None:
-        if platform == "process":
+        if platform_named(platform).mode.is_process:
             print("machined: --state-dir is required to run a node", file=sys.stderr)
             return 2
         args.state_dir = Path("/system/state")
@@ -93,9 +94,10 @@ def _run(args: argparse.Namespace, platform: str, *, pid1: bool) -> int:
     from kos.machined.node import NodeOptions, run_node
     from kos.machined.platforms import load_platform
 
+    mode = platform_named(platform).mode
     if pid1:
         init.mount_early()
-        if platform != "container":
+        if not mode.namespace_node:
             init.ctrl_alt_del_signal()
     plat = load_platform(platform)
     try:
@@ -104,13 +106,11 @@ def _run(args: argparse.Namespace, platform: str, *, pid1: bool) -> int:
         print(f"machined: platform {platform}: {exc}", file=sys.stderr)
         initial = None
     network = None
-    get_network = getattr(plat, "network", None)
-    if get_network is not None:
-        try:
-            network = get_network()
-        except ValueError as exc:
-            print(f"machined: platform {platform}: {exc}", file=sys.stderr)
-    ephemeral = args.ephemeral_dir or (Path("/var") if platform == "container" else None)
+    try:
+        network = plat.network()
+    except ValueError as exc:
+        print(f"machined: platform {platform}: {exc}", file=sys.stderr)
+    ephemeral = args.ephemeral_dir or (Path("/var") if mode.namespace_node else None)
     opts = NodeOptions(
         state_dir=args.state_dir,
         listen=args.listen,
@@ -130,7 +130,7 @@ def _run(args: argparse.Namespace, platform: str, *, pid1: bool) -> int:
         if pid1:
             # from inside the loop: closing it would wait for executor threads (a DNS lookup
             # can hang for many seconds), and everything that matters has stopped already
-            init.power_off(action, unmount=platform != "container")
+            init.power_off(action, unmount=not mode.namespace_node)
         return action
 
     try:

@@ -61,6 +61,14 @@ class MachineConfigSpec(Spec):
         return cached
 
 
+CONTROL_PLANE_TYPES = ("controlplane", "init")
+
+
+def is_control_plane(machine_type: str) -> bool:
+    """Whether a machine of this type runs the control plane (``init`` is a bootstrapping one)."""
+    return machine_type in CONTROL_PLANE_TYPES
+
+
 @resource_type("MachineTypes.config.kos.dev", namespace=NAMESPACE, print_columns=[("Type", "{.machineType}")])
 @dataclass
 class MachineTypeSpec(Spec):
@@ -75,7 +83,7 @@ class MachineTypeSpec(Spec):
 
     @property
     def is_control_plane(self) -> bool:
-        return self.machine_type in ("controlplane", "init")
+        return is_control_plane(self.machine_type)
 
 
 @resource_type("ConfigFieldStatuses.config.kos.dev", namespace=NAMESPACE,

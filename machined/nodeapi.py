@@ -1,0 +1,127 @@
+"""The node's API serving: the maintenance API (TLS without client certificates) until a config
+arrives, then the full API over mutual TLS with the node certificate from
+``APICerts(secrets/api)``, else from the config's OS CA, else from a CA of the node's own; the
+machine-API extensions of ``kos.machined.api``; trustd and the discovery registry on control
+planes.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from kos.apis import auth
+from kos.apis.server.dispatch import Node
+from kos.apis.server.machine import MachineService
+from kos.apis.server.nodepki import NodePKI, generate_client_configuration
+from kos.apis.server.security import SecurityService
+from kos.apis.server.serve import APIServer
+from kos.apis.server.state import StateService
+from kos.apis.tls import client_context, server_context
+from kos.controllers.cluster.discovery import run_registry
+from kos.machined.api.containers import ContainersAPI
+from kos.machined.api.diagnostics import DiagnosticsAPI
+from kos.machined.api.disks import DisksAPI
+from kos.machined.api.etcd import EtcdAPI
+from kos.machined.api.etcdmaint import EtcdMaintenanceAPI
+from kos.machined.api.files import FilePolicy, FilesAPI
+from kos.machined.api.health import ClusterHealthAPI
+from kos.machined.api.lifecycle import LifecycleService
+from kos.machined.nodebase import write_endpoint
+from kos.machined.nodeidentity import NodeIdentity, maintenance_identity
+from kos.resources.config import is_control_plane
+
+log = structlog.get_logger("kos.machined")
+
+class NodeAPI(NodeIdentity):
+    async def _serve_maintenance(self) -> None:
+        identity = await anyio.to_thread.run_sync(maintenance_identity, self.names)
+        node = Node(names=frozenset(self.opts.node_names), port=self.port, maintenance=True)
+        machine = MachineService(config=self.store, maintenance=True, supervisor=self.supervisor, events=self.events,
+                                 platform_name=self.opts.platform)
+        server = await APIServer.start(
+            self.host, self.port, server_context(identity, None), node=node,
+            state=StateService(self.state, self.policy), machine=machine,
+        )  # fmt: skip
+        self.port = server.port
+        write_endpoint(self.opts.state_dir, self.host, server.port)
+        self.ready.set()
+        try:
+            await self._wait_machine_config(timeout=None)
+            log.info("configuration applied in maintenance mode: switching to mutual TLS")
+            await anyio.sleep(0.5)  # closing cancels running calls: let the apply's answer leave
+        finally:
+            with anyio.CancelScope(shield=True):
+                await server.close(grace=2.0)
+
+
+    async def _task_api(self) -> None:
+        ident = await self._identity()
+        node = Node(
+            names=frozenset([*self.opts.node_names, socket.gethostname()]),
+            port=self.port,
+            forward_ssl=client_context(ident.ca_pem, ident.forward),
+        )
+        shown = self.host if self.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        pki = ident.pki
+        client_config = None
+        if pki is not None and pki.ca.has_key:
+            def client_config(roles: list[str], ttl: int, pki: NodePKI = pki) -> Any:
+                return generate_client_configuration(pki, "kos", [f"{shown}:{node.port}"], roles, ttl)
+        machine = MachineService(
+            config=self.store, supervisor=self.supervisor, events=self.events, client_config=client_config,
+            extensions=self._extensions(node.forward_ssl), platform_name=self.opts.platform,
+        )
+        ca_for_signing = pki.ca if pki is not None and pki.ca.has_key else None
+        self._server = await APIServer.start(
+            self.host, self.port, server_context(ident.server, ident.ca_pem), node=node,
+            state=StateService(self.state, self.policy), machine=machine, security=SecurityService(ca_for_signing),
+        )  # fmt: skip
+        self.port = self._server.port
+        if pki is not None and pki.ca.has_key:
+            cfg = pki.client_config("kos", [f"{shown}:{self._server.port}"], [auth.ADMIN], 365 * 86400)
+            await anyio.to_thread.run_sync(cfg.save, self.opts.state_dir / "kosconfig")
+        write_endpoint(self.opts.state_dir, self.host, self._server.port)
+        self.events.publish("api", {"action": "listening", "port": self._server.port, "certificates": ident.source})
+        assert self._tg is not None
+        if ident.source == "APICerts":
+            from kos.controllers.secrets.trustd import follow_api_certs
+
+            server = self._server
+            self._tg.start_soon(lambda: follow_api_certs(
+                self.state, lambda pair, ca: server.reload_identity(pair, ca), skip_version=ident.version
+            ))
+            container = self._container()
+            if container is not None and is_control_plane(container.machine_type):
+                from kos.controllers.secrets.trustd import run_trustd
+
+                await self._tg.start(run_trustd, self.state)
+                await self._tg.start(lambda task_status: run_registry(
+                    self.state, wakeup=self._discovery_wakeup, task_status=task_status))
+        self.ready.set()
+
+    def _extensions(self, forward_ssl: Any = None) -> list[Any]:
+        out: list[Any] = [LifecycleService(self.lifecycle)]
+        out.append(EtcdAPI(self.state, self.supervisor, self._etcd_paths()))
+        # the socket machined.assembly.node_services gives containerd
+        out.append(ContainersAPI(Path(self._root()) / "run/containerd/containerd.sock"))
+        if forward_ssl is not None:  # the health checks call this node's API with its client identity
+            out.append(ClusterHealthAPI(self._local_endpoint, forward_ssl))
+        # the operator's daily tools: files, diagnostics, disks/META, etcd maintenance
+        secret_dirs = (*FilePolicy().secret_dirs, str(self.opts.state_dir))
+        out.append(FilesAPI(FilePolicy(secret_dirs=secret_dirs)))
+        out.append(DiagnosticsAPI(self.state, lambda: list(self._runtimes)))
+        out.append(DisksAPI(self.state))
+        out.append(EtcdMaintenanceAPI(self.state, self.supervisor, self._etcd_paths()))
+        return out
+
+    def _local_endpoint(self) -> str:
+        """This node's API as the node itself reaches it (the bound port, once serving)."""
+        host = self.host if self.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+
