@@ -95,6 +95,7 @@ METHOD_RULES: dict[str, frozenset[str]] = {
     MACHINE + "EtcdAlarmDisarm": _ADMIN,
     MACHINE + "EtcdDefragment": _ADMIN,
     MACHINE + "ControllerRuntimeDependencies": _READ,
+    MACHINE + "SystemStat": _READ,
     SECURITY + "Certificate": _ADMIN | {IMPERSONATOR},
 }
 

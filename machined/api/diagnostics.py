@@ -1,4 +1,5 @@
-"""Diagnostics RPCs of the machine service: Netstat, Time and ControllerRuntimeDependencies.
+"""Diagnostics RPCs of the machine service: Netstat, Time, SystemStat and
+ControllerRuntimeDependencies.
 
 ``DiagnosticsAPI(state, runtimes)`` is a machine-API extension:
 
@@ -9,6 +10,7 @@
   first configured one (``TimeServerStatuses(net/timeservers)``) that answers; the offset is
   what the node's clock is behind (+) or ahead (-); UNAVAILABLE when no server answers,
   FAILED_PRECONDITION when none is configured;
+* SystemStat: CPU times, load averages, uptime and process counts (``/proc``), for the dashboard;
 * ControllerRuntimeDependencies: the controller/resource edges and each controller's live
   counters (reconciles, errors, crashes, restarts, queue depth, last error) of the node's
   controller runtimes (``runtimes()`` returns them; none when controllers do not run).
@@ -113,6 +115,32 @@ def socket_owners(proc: str = "/proc") -> dict[int, tuple[int, str]]:
     return owners
 
 
+def read_system_stat(proc: str = "/proc") -> pb.SystemStatResponse:
+    """CPU times, load, uptime and process counts from /proc (blocking)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    resp = pb.SystemStatResponse(hostname=socket.gethostname(), cpu_count=os.cpu_count() or 0)
+    with open(f"{proc}/stat") as f:
+        for line in f:
+            fields = line.split()
+            if fields[0] == "cpu":
+                v = [int(x) / tick for x in fields[1:9]] + [0.0] * 8
+                resp.cpu_total = pb.CpuStat(user=v[0], nice=v[1], system=v[2], idle=v[3], iowait=v[4], irq=v[5],
+                                            soft_irq=v[6], steal=v[7])
+            elif fields[0] == "btime":
+                resp.boot_time = int(fields[1])
+            elif fields[0] == "ctxt":
+                resp.context_switches = int(fields[1])
+            elif fields[0] == "procs_running":
+                resp.process_running = int(fields[1])
+    with open(f"{proc}/loadavg") as f:
+        load = f.read().split()
+    resp.load1, resp.load5, resp.load15 = (float(x) for x in load[:3])
+    resp.process_count = int(load[3].split("/")[1])
+    with open(f"{proc}/uptime") as f:
+        resp.uptime = float(f.read().split()[0])
+    return resp
+
+
 def listening(r: pb.ConnectRecord) -> bool:
     return r.state == "LISTEN" or (r.l4_proto.startswith("udp") and r.remoteport == 0)
 
@@ -129,6 +157,7 @@ class DiagnosticsAPI:
         d.add(p + "Netstat", self.netstat, unary)
         d.add(p + "Time", self.time, unary)
         d.add(p + "ControllerRuntimeDependencies", self.dependencies, unary)
+        d.add(p + "SystemStat", self.system_stat, unary)
 
     async def netstat(self, call: Call) -> None:
         req = parse(pb.NetstatRequest, await call.request())
@@ -181,6 +210,10 @@ class DiagnosticsAPI:
             await call.send(bytes(resp))
             return
         raise GRPCError(Status.UNAVAILABLE, "no time server answered: " + "; ".join(errors))
+
+    async def system_stat(self, call: Call) -> None:
+        parse(pb.SystemStatRequest, await call.request())
+        await call.send(bytes(await anyio.to_thread.run_sync(read_system_stat)))
 
     async def dependencies(self, call: Call) -> None:
         parse(pb.ControllerRuntimeDependenciesRequest, await call.request())

@@ -766,6 +766,43 @@ class ControllerRuntimeDependenciesResponse(betterproto.Message):
     controllers: List["ControllerStats"] = betterproto.message_field(3)
 
 
+@dataclass(eq=False, repr=False)
+class SystemStatRequest(betterproto.Message):
+    pass
+
+
+@dataclass(eq=False, repr=False)
+class CpuStat(betterproto.Message):
+    """
+    Cumulative CPU time in seconds since boot (all CPUs, /proc/stat's "cpu" line).
+    """
+
+    user: float = betterproto.double_field(1)
+    nice: float = betterproto.double_field(2)
+    system: float = betterproto.double_field(3)
+    idle: float = betterproto.double_field(4)
+    iowait: float = betterproto.double_field(5)
+    irq: float = betterproto.double_field(6)
+    soft_irq: float = betterproto.double_field(7)
+    steal: float = betterproto.double_field(8)
+
+
+@dataclass(eq=False, repr=False)
+class SystemStatResponse(betterproto.Message):
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+    cpu_total: "CpuStat" = betterproto.message_field(2)
+    cpu_count: int = betterproto.uint32_field(3)
+    load1: float = betterproto.double_field(4)
+    load5: float = betterproto.double_field(5)
+    load15: float = betterproto.double_field(6)
+    uptime: float = betterproto.double_field(7)
+    boot_time: int = betterproto.uint64_field(8)
+    process_count: int = betterproto.uint64_field(9)
+    process_running: int = betterproto.uint64_field(10)
+    context_switches: int = betterproto.uint64_field(11)
+    hostname: str = betterproto.string_field(12)
+
+
 class MachineServiceStub(betterproto.ServiceStub):
     async def version(
         self,
@@ -1508,6 +1545,23 @@ class MachineServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def system_stat(
+        self,
+        system_stat_request: "SystemStatRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "SystemStatResponse":
+        return await self._unary_unary(
+            "/kos.machine.MachineService/SystemStat",
+            system_stat_request,
+            SystemStatResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class MachineServiceBase(ServiceBase):
 
@@ -1703,6 +1757,11 @@ class MachineServiceBase(ServiceBase):
         self,
         controller_runtime_dependencies_request: "ControllerRuntimeDependenciesRequest",
     ) -> "ControllerRuntimeDependenciesResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def system_stat(
+        self, system_stat_request: "SystemStatRequest"
+    ) -> "SystemStatResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def __rpc_version(
@@ -2045,6 +2104,13 @@ class MachineServiceBase(ServiceBase):
         response = await self.controller_runtime_dependencies(request)
         await stream.send_message(response)
 
+    async def __rpc_system_stat(
+        self, stream: "grpclib.server.Stream[SystemStatRequest, SystemStatResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.system_stat(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> Dict[str, grpclib.const.Handler]:
         return {
             "/kos.machine.MachineService/Version": grpclib.const.Handler(
@@ -2304,5 +2370,11 @@ class MachineServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 ControllerRuntimeDependenciesRequest,
                 ControllerRuntimeDependenciesResponse,
+            ),
+            "/kos.machine.MachineService/SystemStat": grpclib.const.Handler(
+                self.__rpc_system_stat,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SystemStatRequest,
+                SystemStatResponse,
             ),
         }
