@@ -4,10 +4,12 @@ Each function takes a ``ConfigContainer`` and returns ``{id: spec}``; a config t
 rendered raises ``ValueError`` naming the field, the value and what was expected (the config
 controller then keeps the previous specs). No I/O here.
 
-* ``kernel_params``: ``machine.sysctls`` (id = the key) and ``machine.sysfs`` (id ``sysfs.<key>``);
+* ``kernel_params``: ``machine.sysctls`` and ``SysctlConfig.params`` (id = the key) and
+  ``machine.sysfs`` (id ``sysfs.<key>``);
 * ``machine_files``: ``machine.files`` (id = the path; only below ``/var/``, as Talos allows);
 * ``environment``: ``machine.env`` (id ``machine``);
-* ``registry_hosts(hosts_dir)``: ``machine.registries`` -> containerd ``hosts.toml`` per registry;
+* ``registry_hosts(hosts_dir)``: ``machine.registries`` and the ``RegistryMirrorConfig``/
+  ``RegistryAuthConfig``/``RegistryTLSConfig`` documents -> containerd ``hosts.toml`` per registry;
 * ``log_destinations``: ``machine.logging.destinations``.
 """
 
@@ -17,6 +19,7 @@ import base64
 import binascii
 import posixpath
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,13 +45,22 @@ LOG_SCHEMES = ("tcp", "udp")
 def kernel_params(c: ConfigContainer) -> dict[str, Spec]:
     out: dict[str, Spec] = {}
     m = c.config.machine
-    for field, params, sysfs in (("machine.sysctls", m.sysctls, False), ("machine.sysfs", m.sysfs, True)):
+    for where, params, sysfs in (("machine.sysctls", m.sysctls, False), ("machine.sysfs", m.sysfs, True)):
         for key, value in params.items():
             try:
                 path = param_path(key, sysfs=sysfs)
             except KernelParamError as exc:
-                raise ValueError(f"{field}.{key}: {exc}") from None
-            out[f"sysfs.{key}" if sysfs else key] = KernelParamSpecSpec(value=str(value), path=path, source=field)
+                raise ValueError(f"{where}.{key}: {exc}") from None
+            out[f"sysfs.{key}" if sysfs else key] = KernelParamSpecSpec(value=str(value), path=path, source=where)
+    for d in c.documents:  # SysctlConfig documents (Talos v1.12+), over machine.sysctls
+        if d.kind != "SysctlConfig":
+            continue
+        for key, value in dict(getattr(d, "params", {})).items():
+            try:
+                path = param_path(key)
+            except KernelParamError as exc:
+                raise ValueError(f"SysctlConfig.params.{key}: {exc}") from None
+            out[key] = KernelParamSpecSpec(value=str(value), path=path, source="SysctlConfig")
     return out
 
 
@@ -85,14 +97,17 @@ def _toml(s: str) -> str:
 
 
 def _pem(path: str, text: Any) -> str:
+    """PEM text, or base64 of it (v1alpha1 writes base64; the multi-doc kinds write PEM)."""
     if not isinstance(text, str) or not text:
-        raise ValueError(f"{path}: expected base64 of a PEM block")
+        raise ValueError(f"{path}: expected a PEM block (or base64 of one)")
+    if "-----BEGIN" in text:
+        return text if text.endswith("\n") else text + "\n"
     try:
         pem = base64.b64decode(text.encode(), validate=True).decode()
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise ValueError(f"{path}: {text[:20]!r}... is not base64 of a PEM block") from None
+        raise ValueError(f"{path}: {text[:20]!r}... is not a PEM block or base64 of one") from None
     if "-----BEGIN" not in pem:
-        raise ValueError(f"{path}: expected base64 of a PEM block")
+        raise ValueError(f"{path}: expected a PEM block (or base64 of one)")
     return pem
 
 
@@ -117,32 +132,77 @@ def _default_server(name: str) -> str:
     return "https://registry-1.docker.io" if name == "docker.io" else f"https://{name}"
 
 
-class _HostBlock:
-    """The settings of one host (a mirror endpoint or the registry itself) from ``config``."""
+@dataclass
+class _HostSettings:
+    """TLS and credentials of one registry host (PEM texts already decoded)."""
 
-    def __init__(self, cfg_path: str, cfg: dict[str, Any], files: dict[str, str], prefix: str, dir_path: str):
-        self.lines: list[str] = []
-        tls = _mapping(f"{cfg_path}.tls", cfg.get("tls"))
-        auth = _mapping(f"{cfg_path}.auth", cfg.get("auth"))
-        if tls.get("insecureSkipVerify"):
-            self.lines.append("  skip_verify = true")
+    path: str  # where it was configured, for errors
+    ca: str = ""
+    client: tuple[str, str] | None = None
+    skip_verify: bool = False
+    username: str = ""
+    password: str = ""
+    auth: str = ""
+
+
+@dataclass
+class _Registries:
+    mirrors: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)  # name -> [(url, overridePath)]
+    hosts: dict[str, _HostSettings] = field(default_factory=dict)  # endpoint host -> settings
+    where: dict[str, str] = field(default_factory=dict)  # mirror name -> path of its endpoints, for errors
+
+
+def _from_v1alpha1(c: ConfigContainer, out: _Registries) -> None:
+    reg = _mapping("machine.registries", c.config.machine.registries)
+    for name, m in _mapping("machine.registries.mirrors", reg.get("mirrors")).items():
+        mpath = f"machine.registries.mirrors.{name}"
+        mirror = _mapping(mpath, m)
+        endpoints = mirror.get("endpoints") or []
+        if not isinstance(endpoints, list) or not all(isinstance(e, str) for e in endpoints):
+            raise ValueError(f"{mpath}.endpoints: {endpoints!r} is invalid, expected a list of URLs")
+        override = bool(mirror.get("overridePath"))
+        out.mirrors[str(name)] = [(e, override) for e in endpoints]
+        out.where[str(name)] = f"{mpath}.endpoints[{{}}]"
+    for host, cfg in _mapping("machine.registries.config", reg.get("config")).items():
+        cpath = f"machine.registries.config.{host}"
+        cfg = _mapping(cpath, cfg)
+        tls = _mapping(f"{cpath}.tls", cfg.get("tls"))
+        auth = _mapping(f"{cpath}.auth", cfg.get("auth"))
+        s = _HostSettings(cpath, skip_verify=bool(tls.get("insecureSkipVerify")))
         if tls.get("ca"):
-            files[f"{prefix}ca.crt"] = _pem(f"{cfg_path}.tls.ca", tls["ca"])
-            self.lines.append(f"  ca = {_toml(posixpath.join(dir_path, prefix + 'ca.crt'))}")
-        ident = _mapping(f"{cfg_path}.tls.clientIdentity", tls.get("clientIdentity"))
+            s.ca = _pem(f"{cpath}.tls.ca", tls["ca"])
+        ident = _mapping(f"{cpath}.tls.clientIdentity", tls.get("clientIdentity"))
         if ident:
-            files[f"{prefix}client.crt"] = _pem(f"{cfg_path}.tls.clientIdentity.crt", ident.get("crt"))
-            files[f"{prefix}client.key"] = _pem(f"{cfg_path}.tls.clientIdentity.key", ident.get("key"))
-            crt, key = (posixpath.join(dir_path, prefix + n) for n in ("client.crt", "client.key"))
-            self.lines.append(f"  client = [[{_toml(crt)}, {_toml(key)}]]")
-        header = ""
-        if auth.get("username") or auth.get("password"):
-            user, pw = str(auth.get("username", "")), str(auth.get("password", ""))
-            header = "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
-        elif auth.get("auth"):
-            header = f"Basic {auth['auth']}"
-        if header:
-            self.lines.append(f"  [host.{{}}.header]\n    authorization = [{_toml(header)}]")
+            s.client = (_pem(f"{cpath}.tls.clientIdentity.crt", ident.get("crt")),
+                        _pem(f"{cpath}.tls.clientIdentity.key", ident.get("key")))
+        s.username, s.password = str(auth.get("username", "")), str(auth.get("password", ""))
+        s.auth = str(auth.get("auth", ""))
+        out.hosts[str(host)] = s
+
+
+def _from_documents(c: ConfigContainer, out: _Registries) -> None:
+    """RegistryMirrorConfig / RegistryAuthConfig / RegistryTLSConfig (Talos v1.12+ documents)."""
+    for d in c.documents:
+        name = str(getattr(d, "name", ""))
+        where = f"{d.kind}[{name}]"
+        if d.kind == "RegistryMirrorConfig":
+            eps = [(str(getattr(e, "url", "")), bool(getattr(e, "override_path", False)))
+                   for e in getattr(d, "endpoints", [])]
+            out.mirrors[name] = eps
+            out.where[name] = f"{where}.endpoints[{{}}].url"
+        elif d.kind == "RegistryAuthConfig":
+            s = out.hosts.setdefault(name, _HostSettings(where))
+            s.username, s.password = str(getattr(d, "username", "")), str(getattr(d, "password", ""))
+            s.auth = str(getattr(d, "auth", ""))
+        elif d.kind == "RegistryTLSConfig":
+            s = out.hosts.setdefault(name, _HostSettings(where))
+            s.skip_verify = bool(getattr(d, "insecure_skip_verify", False))
+            if getattr(d, "ca", ""):
+                s.ca = _pem(f"{where}.ca", d.ca)  # type: ignore[attr-defined]
+            ident = getattr(d, "client_identity", None)
+            if ident is not None and (ident.crt or ident.key):
+                s.client = (_pem(f"{where}.clientIdentity.crt", ident.crt),
+                            _pem(f"{where}.clientIdentity.key", ident.key))
 
 
 def _host_key(url: str, path: str) -> str:
@@ -152,41 +212,58 @@ def _host_key(url: str, path: str) -> str:
     return u.netloc
 
 
+def _host_lines(ep: str, s: _HostSettings, files: dict[str, str], prefix: str, dir_path: str) -> list[str]:
+    lines: list[str] = []
+    if s.skip_verify:
+        lines.append("  skip_verify = true")
+    if s.ca:
+        files[f"{prefix}ca.crt"] = s.ca
+        lines.append(f"  ca = {_toml(posixpath.join(dir_path, prefix + 'ca.crt'))}")
+    if s.client is not None:
+        files[f"{prefix}client.crt"], files[f"{prefix}client.key"] = s.client
+        crt, key = (posixpath.join(dir_path, prefix + n) for n in ("client.crt", "client.key"))
+        lines.append(f"  client = [[{_toml(crt)}, {_toml(key)}]]")
+    header = ""
+    if s.username or s.password:
+        header = "Basic " + base64.b64encode(f"{s.username}:{s.password}".encode()).decode()
+    elif s.auth:
+        header = f"Basic {s.auth}"
+    if header:  # a sub-table: after every key of the host
+        lines.append(f"  [host.{_toml(ep)}.header]\n    authorization = [{_toml(header)}]")
+    return lines
+
+
 def registry_hosts(hosts_dir: str) -> Render:
-    """The renderer for hosts.toml files below ``hosts_dir`` (the CRI ``config_path``)."""
+    """The renderer for hosts.toml files below ``hosts_dir`` (the CRI ``config_path``), from
+    ``machine.registries`` and the RegistryMirrorConfig/AuthConfig/TLSConfig documents."""
 
     def render(c: ConfigContainer) -> dict[str, Spec]:
-        reg = _mapping("machine.registries", c.config.machine.registries)
-        mirrors = _mapping("machine.registries.mirrors", reg.get("mirrors"))
-        configs = _mapping("machine.registries.config", reg.get("config"))
+        reg = _Registries()
+        _from_v1alpha1(c, reg)
+        _from_documents(c, reg)
         out: dict[str, Spec] = {}
-        for name in sorted({*mirrors, *configs}, key=str):
-            d = _registry_dir(str(name))
+        for name in sorted({*reg.mirrors, *reg.hosts}, key=str):
+            d = _registry_dir(name)
             dir_path = posixpath.join(hosts_dir, d)
             files: dict[str, str] = {}
-            mpath = f"machine.registries.mirrors.{name}"
-            mirror = _mapping(mpath, mirrors.get(name))
-            endpoints = mirror.get("endpoints") or []
-            if not isinstance(endpoints, list) or not all(isinstance(e, str) for e in endpoints):
-                raise ValueError(f"{mpath}.endpoints: {endpoints!r} is invalid, expected a list of URLs")
-            server = "" if name == "*" else _default_server(str(name))
+            mirror = reg.mirrors.get(name, [])
+            server = "" if name == "*" else _default_server(name)
             lines = [f"server = {_toml(server)}", ""] if server else []
-            hosts = list(endpoints)
-            if name in configs and server and server not in hosts:
-                hosts.append(server)  # the registry's own TLS/auth settings apply to its server
-            for i, ep in enumerate(hosts):
-                key = _host_key(ep, f"{mpath}.endpoints[{i}]")
-                cfg_name = next((k for k in (key, name) if k in configs), None)
+            hosts = list(mirror)
+            if name in reg.hosts and server and server not in [u for u, _ in hosts]:
+                hosts.append((server, False))  # the registry's own TLS/auth settings apply to its server
+            for i, (ep, override) in enumerate(hosts):
+                key = _host_key(ep, reg.where.get(name, f"registry {name!r} endpoint [{{}}]").format(i))
                 lines.append(f"[host.{_toml(ep)}]")
                 lines.append('  capabilities = ["pull", "resolve"]')
-                if mirror.get("overridePath") and ep in endpoints:
+                if override:
                     lines.append("  override_path = true")
-                if cfg_name is not None:
-                    cpath = f"machine.registries.config.{cfg_name}"
-                    block = _HostBlock(cpath, _mapping(cpath, configs[cfg_name]), files, f"{i}-", dir_path)
-                    lines += [ln.replace("{}", _toml(ep)) for ln in block.lines]
+                settings = reg.hosts.get(key) or reg.hosts.get(name)
+                if settings is not None:
+                    lines += _host_lines(ep, settings, files, f"{i}-", dir_path)
                 lines.append("")
-            out[d] = RegistryHostSpecSpec(server=server, endpoints=hosts, hosts_toml="\n".join(lines), files=files)
+            out[d] = RegistryHostSpecSpec(server=server, endpoints=[u for u, _ in hosts],
+                                          hosts_toml="\n".join(lines), files=files)
         return out
 
     return render
