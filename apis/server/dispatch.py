@@ -17,13 +17,13 @@ from typing import Any
 import grpclib.const
 import grpclib.server
 import structlog
-from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from kos.apis import auth, limits
 from kos.apis.endpoint import split_endpoint as split_endpoint
 from kos.apis.limits import MAX_REQUEST_BYTES as MAX_REQUEST_BYTES
+from kos.apis.server.forwarding import ForwardChannels
 from kos.apis.wire import RawMessage, _ld
 from kos.resources.core import ECHO_CHARS, MESSAGE_CHARS, cap
 
@@ -59,6 +59,7 @@ class Node:
     port: int
     maintenance: bool = False
     forward_ssl: Any = None  # ssl.SSLContext for node-to-node calls (None: no forwarding)
+    forward_channels: ForwardChannels = field(default_factory=ForwardChannels)  # shared per target node
 
 
 @dataclass
@@ -126,10 +127,11 @@ class Dispatcher:
             raise GRPCError(Status.INVALID_ARGUMENT, f"node metadata: {cap(str(exc), 300)}") from None
         request = await call.request()
         tag = call.method.startswith(auth.MACHINE)
-        channel = Channel(host, port, ssl=self.node.forward_ssl)
         try:
             md = {auth.ROLES_METADATA: ",".join(sorted(call.roles))}
-            async with channel.request(call.method, card, RawMessage, RawMessage, metadata=md) as s:
+            # one connection per target node, shared by every forwarded call (ForwardChannels)
+            async with self.node.forward_channels.channel(host, port, self.node.forward_ssl) as channel, \
+                    channel.request(call.method, card, RawMessage, RawMessage, metadata=md) as s:
                 await s.send_message(RawMessage(request), end=True)
                 async for msg in _replies(s):
                     await call.send(msg.data + (_node_tag(target) if tag else b""))
@@ -142,8 +144,6 @@ class Dispatcher:
             ) from None
         except OSError as exc:
             raise GRPCError(Status.UNAVAILABLE, f"node {shown}: {exc}") from None
-        finally:
-            channel.close()
 
 
 def _peer(stream: Stream) -> str:
