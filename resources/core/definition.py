@@ -11,10 +11,21 @@ plural with each proper prefix of the suffix.
 The ``resource_type`` decorator attaches an RD to a spec dataclass and registers it in the
 process-wide ``REGISTRY``; the registry resolves what a user types (``kosctl get addr``)
 to a type, case-insensitively, by RD id (lower-cased type) or any alias.
+
+Aliases are unique in a registry (one node's types). Fill() looks at one type at a time, so
+its automatic aliases collide across types (``as``: AddressSpecs and AddressStatuses). The
+registry settles every collision the same way, whatever the registration order: an alias
+given explicitly (``aliases=``) wins over automatic ones; an automatic alias claimed by two or
+more types (or equal to another type's RD id) is dropped from all of them, and resolving it
+is an error naming the candidates. Two explicit claims of one alias, or an explicit alias
+equal to another type's RD id, are refused at registration. ``definition()``, iteration (what
+``publish_meta`` writes as ResourceDefinitions) and ``resolve()`` all see the settled aliases;
+``ResourceDefinition.make`` alone stays exactly COSI's ``Fill()``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -138,10 +149,26 @@ class ResourceDefinition:
         )
 
 
+def automatic_aliases(type: str) -> tuple[str, ...]:
+    """The aliases and all-aliases ``Fill()`` adds to ``type`` by itself."""
+    return ResourceDefinition.make(type, "-").all_aliases
+
+
+class AmbiguousTypeError(LookupError):
+    """A name that several resource types claim; ``candidates`` are their types."""
+
+    def __init__(self, name: str, candidates: Iterable[str]) -> None:
+        self.candidates = tuple(sorted(candidates))
+        super().__init__(
+            f"resource type {name!r} is ambiguous: it may mean {', '.join(self.candidates)} (name one of them)"
+        )
+
+
 @dataclass
 class _Entry:
-    definition: ResourceDefinition
+    definition: ResourceDefinition  # as registered (Fill())
     spec_class: type[Any]
+    explicit: frozenset[str]  # aliases given by the declaration, not by Fill()
 
 
 @dataclass
@@ -149,34 +176,92 @@ class Registry:
     """Known resource types: RD plus the spec class that decodes it."""
 
     _by_type: dict[str, _Entry] = field(default_factory=dict)
+    _settled: dict[str, ResourceDefinition] | None = field(default=None, repr=False)
+    _ambiguous: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     def register(self, definition: ResourceDefinition, spec_class: type[Any]) -> None:
         existing = self._by_type.get(definition.type)
         if existing is not None and existing.spec_class.__qualname__ != spec_class.__qualname__:
                 raise ValueError(f"resource type {definition.type} is already registered")
-        self._by_type[definition.type] = _Entry(definition, spec_class)
+        auto = () if definition.skip_automatic_aliases else automatic_aliases(definition.type)
+        explicit = frozenset(a for a in definition.all_aliases if a not in auto)
+        for other in self._by_type.values():
+            if other.definition.type == definition.type:
+                continue
+            for a in sorted(explicit):
+                if a in other.explicit or a == other.definition.id:
+                    raise ValueError(
+                        f"resource type {definition.type}: alias {a!r} is already {other.definition.type}'s "
+                        f"{'alias' if a in other.explicit else 'id'}"
+                    )
+            for a in sorted(other.explicit):
+                if a == definition.id:
+                    raise ValueError(f"resource type {definition.type}: its id is already an alias of "
+                                     f"{other.definition.type}")
+        self._by_type[definition.type] = _Entry(definition, spec_class, explicit)
+        self._settled = None
+
+    def _settle(self) -> dict[str, ResourceDefinition]:
+        if self._settled is not None:
+            return self._settled
+        ids = {e.definition.id for e in self._by_type.values()}
+        explicit = {a for e in self._by_type.values() for a in e.explicit}
+        claims: dict[str, list[str]] = {}
+        for e in self._by_type.values():
+            for a in e.definition.all_aliases:
+                if a not in e.explicit:
+                    claims.setdefault(a, []).append(e.definition.type)
+        dropped: dict[str, set[str]] = {}
+        self._ambiguous = {}
+        for alias, types in claims.items():
+            if len(types) == 1 and alias not in explicit and (alias not in ids or alias == types[0].lower()):
+                continue
+            for t in types:
+                dropped.setdefault(t, set()).add(alias)
+            if alias not in explicit and alias not in ids:  # nobody wins it
+                self._ambiguous[alias] = tuple(sorted(types))
+        settled = {}
+        for t, e in self._by_type.items():
+            d, drop = e.definition, dropped.get(t, set())
+            if drop:
+                d = dataclasses.replace(
+                    d,
+                    aliases=tuple(a for a in d.aliases if a not in drop),
+                    all_aliases=tuple(a for a in d.all_aliases if a not in drop),
+                )
+            settled[t] = d
+        self._settled = settled
+        return settled
 
     def definition(self, type: str) -> ResourceDefinition | None:
-        e = self._by_type.get(type)
-        return e.definition if e else None
+        return self._settle().get(type)
 
     def spec_class(self, type: str) -> type[Any] | None:
         e = self._by_type.get(type)
         return e.spec_class if e else None
 
     def __iter__(self) -> Iterator[ResourceDefinition]:
-        return iter(sorted((e.definition for e in self._by_type.values()), key=lambda d: d.type))
+        return iter(sorted(self._settle().values(), key=lambda d: d.type))
 
     def __len__(self) -> int:
         return len(self._by_type)
 
+    def ambiguous(self) -> dict[str, tuple[str, ...]]:
+        """Automatic aliases nobody may use (alias -> the types Fill() gave it to)."""
+        self._settle()
+        return dict(self._ambiguous)
+
     def resolve(self, name: str) -> ResourceDefinition:
-        """Resolve user input (type, RD id, or alias) to a definition, case-insensitively."""
+        """Resolve user input (type, RD id, or alias) to a definition, case-insensitively;
+        ``AmbiguousTypeError`` (a LookupError) names the candidates of a shared alias."""
         lower = name.lower()
-        for e in self._by_type.values():
-            d = e.definition
-            if lower == d.id or lower in d.all_aliases:
-                return d
+        found = [d for d in self._settle().values() if lower == d.id or lower in d.all_aliases]
+        if len(found) == 1:
+            return found[0]
+        if found:  # cannot happen once settled; kept so that a bug never picks one at random
+            raise AmbiguousTypeError(name, (d.type for d in found))
+        if lower in self._ambiguous:
+            raise AmbiguousTypeError(name, self._ambiguous[lower])
         raise LookupError(f"resource type {name!r} is not registered (try 'kosctl get rd')")
 
 

@@ -127,17 +127,36 @@ async def resolve(conn: Connection, node: str | None, name: str) -> dict[str, An
         pass
     lower = name.lower()
     rds = [_rd_yaml(r) for r in await st.list(Kind("meta", RD_TYPE))]
-    # an alias, else the singular of a plural alias ("rd" for "rds", as talosctl users type)
-    for candidate in (lower, lower + "s"):
-        for rd in rds:
-            if candidate in [str(a).lower() for a in rd.get("allAliases") or []]:
-                return rd
     from grpclib.const import Status
 
     from kos.apis.client.connection import APIError
 
-    raise APIError(node or conn.endpoint, Status.NOT_FOUND,
-                   f"resource type {name!r} not found (list them with 'kosctl get rd')")
+    where = node or conn.endpoint
+    # an alias, else the singular of a plural alias ("rd" for "rds", as talosctl users type);
+    # a name several types claim is an error naming them, never the first one found
+    for candidate in (lower, lower + "s"):
+        found = [rd for rd in rds if candidate in [str(a).lower() for a in rd.get("allAliases") or []]]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise APIError(where, Status.INVALID_ARGUMENT, _ambiguous(name, [str(rd.get("type")) for rd in found]))
+    # an automatic alias the node dropped because several types share it (kos.resources.core.definition)
+    from kos.resources.core.definition import automatic_aliases
+
+    shared = []
+    for rd in rds:
+        try:
+            if lower in automatic_aliases(str(rd.get("type"))):
+                shared.append(str(rd.get("type")))
+        except ValueError:  # a type name Fill() would refuse: it has no automatic aliases
+            continue
+    if len(shared) > 1:
+        raise APIError(where, Status.INVALID_ARGUMENT, _ambiguous(name, shared))
+    raise APIError(where, Status.NOT_FOUND, f"resource type {name!r} not found (list them with 'kosctl get rd')")
+
+
+def _ambiguous(name: str, types: list[str]) -> str:
+    return f"resource type {name!r} is ambiguous: it may mean {', '.join(sorted(types))} (name one of them)"
 
 
 def run(args: argparse.Namespace) -> int:
