@@ -267,3 +267,92 @@ def test_support_bundle_collects_and_redacts(node: Node, tmp_path: Path) -> None
     assert kosctl("support", "-O", str(tgz), kosconfig=node.kosconfig, timeout=120).returncode == 0
     with tarfile.open(tgz) as tar:
         assert f"{base}/version.txt" in tar.getnames()
+
+
+# -- shell completion ---------------------------------------------------------------------------
+
+
+def test_bash_completion_walks_the_command_tree(tmp_path: Path) -> None:
+    script = tmp_path / "kosctl.bash"
+    r = kosctl("completion", "bash")
+    assert r.returncode == 0
+    script.write_text(r.stdout)
+
+    def complete(*words: str) -> list[str]:
+        arr = " ".join(f"'{w}'" for w in ("kosctl", *words))
+        p = subprocess.run(["bash", "-c", f'source {script}; COMP_WORDS=({arr}); COMP_CWORD={len(words)}; _kosctl; '
+                            'printf "%s\\n" "${COMPREPLY[@]}"'], capture_output=True, text=True, check=True)
+        return p.stdout.split()
+
+    assert complete("et") == ["etcd"] and complete("ed") == ["edit"]
+    assert complete("-n", "a,b", "etcd", "alarm", "") == ["--help", "-h", "disarm", "list"]
+    assert complete("ls", "--r") == ["--recurse"]
+    assert "machineconfig" in complete("patch", "")
+    assert complete("wipe", "d") == ["disk"]
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed (.ci/setup installs it)")
+def test_zsh_completion_walks_the_command_tree(tmp_path: Path) -> None:
+    script = tmp_path / "_kosctl"
+    script.write_text(kosctl("completion", "zsh").stdout)
+
+    def complete(*words: str) -> list[str]:
+        arr = " ".join(f"'{w}'" for w in ("kosctl", *words))
+        # compadd stubbed to print what the completion function offers
+        p = subprocess.run(["zsh", "-f", "-c", f'source {script}; compadd() {{ shift; print -l -- "$@"; }}; '
+                            f'words=({arr}); CURRENT={len(words) + 1}; _kosctl'], capture_output=True, text=True,
+                           check=True)
+        return p.stdout.split()
+
+    assert {"etcd", "events", "ls", "support", "dashboard"} <= set(complete(""))
+    assert {"list", "disarm"} <= set(complete("etcd", "alarm", ""))
+    assert "--dry-run" in complete("edit", "mc", "")
+
+
+# -- dashboard ----------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/setup installs it)")
+def test_dashboard_in_a_terminal_switches_nodes_and_screens(node: Node) -> None:
+    pytest.importorskip("textual")
+    session = f"kosdash-{uuid.uuid4().hex[:6]}"
+    other = socket.gethostname()  # the same machined, addressed by its host name: a second node label
+    cmd = (f"KOSCONFIG={node.kosconfig} {sys.executable} -m kos.apis.kosctl.main dashboard "
+           f"-n {node.endpoint},{other} --interval 0.5")
+    env_path = os.pathsep.join(sys.path)
+
+    def tmux(*args: str) -> str:
+        return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+    def screen_shows(*texts: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        shown = ""
+        while time.monotonic() < deadline:
+            shown = tmux("capture-pane", "-p", "-t", session)
+            if all(t in shown for t in texts):
+                return shown
+            time.sleep(0.2)
+        raise AssertionError(f"the dashboard did not show {texts}:\n{shown}")
+
+    tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "50", f"PYTHONPATH={env_path} {cmd}")
+    try:
+        first = screen_shows(f"NODE {node.endpoint} (1/2)", "[1] SUMMARY", "VERSION    kos ", "SERVICES", "MEMORY")
+        assert f"of {os.cpu_count()} CPUs" in first and "load " in first
+        tmux("send-keys", "-t", session, "Right")
+        screen_shows(f"NODE {other} (2/2)", "HOST       ")
+        tmux("send-keys", "-t", session, "2")
+        procs = screen_shows("[2] PROCESSES", "PROCESSES (by CPU)", "COMMAND")
+        assert "python" in procs  # machined itself
+        tmux("send-keys", "-t", session, "3")
+        screen_shows("[3] NETWORK", "LISTENING", f"127.0.0.1:{node.endpoint.rsplit(':', 1)[1]}")
+        tmux("send-keys", "-t", session, "4")
+        screen_shows("[4] LOGS", "KERNEL LOG")
+        tmux("send-keys", "-t", session, "Left")
+        screen_shows(f"NODE {node.endpoint} (1/2)", "[4] LOGS")
+        tmux("send-keys", "-t", session, "q")
+        deadline = time.monotonic() + 10
+        while subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0:
+            assert time.monotonic() < deadline, "q did not end the dashboard"
+            time.sleep(0.2)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

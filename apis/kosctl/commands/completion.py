@@ -39,6 +39,8 @@ def tree(parser: argparse.ArgumentParser, path: str = "kosctl") -> dict[str, lis
                     continue
                 seen.add(id(child))
                 out.update(tree(child, f"{path} {name}"))
+        elif not action.option_strings and action.choices:  # a positional with fixed values
+            words.extend(str(c) for c in action.choices)
         else:
             words.extend(s for s in action.option_strings if s.startswith("--") or len(s) == 2)
     out[path] = sorted(set(words))
