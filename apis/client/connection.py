@@ -2,6 +2,10 @@
 ``node`` metadata (the endpoint forwards the call to that node).
 
 Errors are ``APIError(node, status, message)``; ``str()`` gives the one-line form kosctl prints.
+A connection that ends under a call is told apart by whether the node ever answered on it:
+a node that answered and then went away (killed, rebooted, network gone) is "lost in the
+middle of the call"; one that closes the connection right after the TLS handshake refused
+the client certificate (TLS 1.3 reports that only as a lost connection).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import anyio
 from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
+from grpclib.protocol import H2Protocol
 
 from kos.apis.client.config import DEFAULT_PORT, Context
 from kos.apis.endpoint import split_endpoint
@@ -28,6 +33,37 @@ class APIError(Exception):
         self.node = node
         self.status = status
         self.message = message
+
+
+class _Protocol(H2Protocol):
+    """grpclib's client protocol, remembering whether the server ever sent anything (its
+    HTTP/2 SETTINGS come only once its side of the TLS handshake accepted us)."""
+
+    answered = False
+
+    def data_received(self, data: bytes) -> None:
+        self.answered = True
+        super().data_received(data)
+
+
+class _Channel(Channel):
+    """A grpclib channel whose connections are ``_Protocol``s."""
+
+    _current: _Protocol | None = None
+
+    def _protocol_factory(self) -> H2Protocol:
+        base = super()._protocol_factory()
+        self._current = _Protocol(base.handler, base.config, base.h2_config)
+        return self._current
+
+    @property
+    def answered(self) -> bool:
+        """Whether the node answered on the current (or last) connection."""
+        return self._current is not None and self._current.answered
+
+
+LOST_MID_CALL = ("the connection to the node was lost in the middle of the call: the node went away "
+                 "(stopped, crashed or rebooted) or the network to it failed")
 
 
 class Connection:
@@ -48,7 +84,7 @@ class Connection:
         self.ssl = ssl_context or client_context(ca, identity, insecure=insecure)
         self.timeout = timeout
         self.has_identity = identity is not None or ssl_context is not None
-        self._channel: Channel | None = None
+        self._channel: _Channel | None = None
 
     @classmethod
     def from_context(
@@ -64,7 +100,7 @@ class Connection:
     @property
     def channel(self) -> Channel:
         if self._channel is None:
-            self._channel = Channel(self.host, self.port, ssl=self.ssl)
+            self._channel = _Channel(self.host, self.port, ssl=self.ssl)
         return self._channel
 
     def close(self) -> None:
@@ -86,6 +122,8 @@ class Connection:
             return APIError(who, exc.status, exc.message or "")
         if isinstance(exc, StreamTerminatedError):
             hint = ""
+            if "Connection lost" in str(exc) and self._channel is not None and self._channel.answered:
+                return APIError(who, Status.UNAVAILABLE, f"{LOST_MID_CALL} ({exc})")
             if "Connection lost" in str(exc):  # TLS 1.3 reports a refused client certificate this way
                 hint = (" (the node closed the connection: it requires a client certificate, so it is not in "
                         "maintenance mode; use a kosconfig context instead of --insecure)" if not self.has_identity
