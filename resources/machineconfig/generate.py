@@ -15,6 +15,7 @@ from kos.resources.machineconfig.patch import Patch, apply_patches
 from kos.resources.machineconfig.secrets import SecretsBundle
 from kos.resources.machineconfig.v1alpha1 import (
     CNI,
+    APIServer,
     Cluster,
     ClusterNetwork,
     Component,
@@ -174,7 +175,7 @@ def _machine_config(opts: GenOptions, b: SecretsBundle, endpoint: str, host: str
         cluster.secretbox_encryption_secret = b.secrets.secretbox_encryption_secret
         cluster.aggregator_ca = b.certs.k8s_aggregator
         cluster.service_account = b.certs.k8s_service_account
-        cluster.api_server = Component(image=f"registry.k8s.io/kube-apiserver:{kv}",
+        cluster.api_server = APIServer(image=f"registry.k8s.io/kube-apiserver:{kv}",
                                        cert_sans=list(dict.fromkeys([host, *opts.additional_sans])))
         cluster.controller_manager = Component(image=f"registry.k8s.io/kube-controller-manager:{kv}")
         cluster.scheduler = Component(image=f"registry.k8s.io/kube-scheduler:{kv}")

@@ -1,12 +1,16 @@
 """Config patches on the plain YAML data of a (multi-document) config.
 
-* Strategic merge: a patch is one or more partial documents. Maps merge key by key; lists
-  are appended, except ``machine.network.interfaces`` (merged by ``interface``) and
-  ``vlans`` (merged by ``vlanId``); a list containing ``{$patch: replace}`` replaces the
-  original list; a map containing ``$patch: replace`` replaces the original map;
-  ``key: {$patch: delete}`` deletes ``key``; a keyed list item with ``$patch: delete``
-  deletes that item; a multi-doc patch document with ``$patch: delete`` deletes the
-  matching document (by apiVersion/kind/name).
+* Strategic merge, with Talos's semantics: a patch is one or more partial documents. Maps
+  merge key by key; lists are appended, except ``machine.network.interfaces`` (an item
+  merges into the one with the same ``interface`` or ``deviceSelector``), their ``vlans``
+  (by ``vlanId``) and ``cluster.apiServer.admissionControl`` (by ``name``);
+  ``cluster.network.podSubnets``/``serviceSubnets`` and ``cluster.apiServer.auditPolicy``
+  are replaced whole. A list containing ``{$patch: replace}`` replaces the original list; a
+  map containing ``$patch: replace`` replaces the original map; ``key: {$patch: delete}``
+  deletes ``key``; a list item with ``$patch: delete`` deletes the matching items (by the
+  list's key, else by every field it gives), in v1alpha1 and multi-doc documents alike; a
+  multi-doc patch document with ``$patch: delete`` deletes the matching document (by
+  apiVersion/kind/name).
 * JSON patch (RFC 6902): a YAML/JSON list of ``add``/``remove``/``replace``/``move``/
   ``copy``/``test`` operations applied to the v1alpha1 document.
 
@@ -31,8 +35,18 @@ class PatchError(ValueError):
 
 DIRECTIVE = "$patch"
 _DELETE: Any = object()
-# list name -> key that identifies items, for lists merged item by item
-MERGE_KEYS = {"interfaces": "interface", "vlans": "vlanId"}
+# Talos's merge semantics by YAML path (list item indices left out):
+REPLACE_PATHS = frozenset({
+    # ``merge:"replace"`` fields: a patch replaces them whole
+    "cluster.network.podSubnets", "cluster.network.serviceSubnets", "cluster.apiServer.auditPolicy",
+})
+KEYED_LISTS: dict[str, tuple[str, ...]] = {
+    # lists merged item by item: an item matching an existing one by one of these keys merges into it
+    "machine.network.interfaces": ("interface", "deviceSelector"),
+    "machine.network.interfaces.vlans": ("vlanId",),
+    "cluster.apiServer.admissionControl": ("name",),
+}
+MERGE_KEYS = {"interfaces": "interface", "vlans": "vlanId"}  # kept for callers; see KEYED_LISTS
 
 
 @dataclass(frozen=True)
@@ -81,28 +95,31 @@ def _strip(v: Any) -> Any:
     return v
 
 
-def merge(base: Any, patch: Any, key: str = "") -> Any:
-    """Strategic merge of ``patch`` into ``base`` (neither is modified)."""
+def merge(base: Any, patch: Any, path: str = "") -> Any:
+    """Strategic merge of ``patch`` into ``base`` at YAML ``path`` (neither is modified)."""
     if isinstance(patch, dict):
         directive = patch.get(DIRECTIVE)
         if directive == "delete":
             return _DELETE
-        if directive == "replace" or not isinstance(base, dict):
+        if directive == "replace" or not isinstance(base, dict) or path in REPLACE_PATHS:
             return _strip(patch)
         if directive is not None:
-            raise PatchError(f"{key or '<root>'}: {DIRECTIVE}: {directive!r} is invalid, expected delete or replace")
+            raise PatchError(f"{path or '<root>'}: {DIRECTIVE}: {str(directive)[:40]!r} is invalid, expected delete "
+                             "or replace")
         out = dict(base)
         for k, v in patch.items():
-            merged = merge(out[k], v, k) if k in out else (_DELETE if _is_delete(v) else _strip(v))
+            sub = f"{path}.{k}" if path else str(k)
+            merged = merge(out[k], v, sub) if k in out else (_DELETE if _is_delete(v) else _strip(v))
             if merged is _DELETE:
                 out.pop(k, None)
             else:
                 out[k] = merged
         return out
     if isinstance(patch, list):
-        if any(isinstance(x, dict) and x.get(DIRECTIVE) == "replace" for x in patch) or not isinstance(base, list):
+        if (any(isinstance(x, dict) and x.get(DIRECTIVE) == "replace" for x in patch) or not isinstance(base, list)
+                or path in REPLACE_PATHS):
             return _strip(patch)
-        return _merge_list(base, patch, key)
+        return _merge_list(base, patch, path)
     return patch
 
 
@@ -110,20 +127,37 @@ def _is_delete(v: Any) -> bool:
     return isinstance(v, dict) and v.get(DIRECTIVE) == "delete"
 
 
-def _merge_list(base: list[Any], patch: list[Any], key: str) -> list[Any]:
-    mkey = MERGE_KEYS.get(key)
+def _list_keys(path: str) -> tuple[str, ...]:
+    keys = KEYED_LISTS.get(path)
+    if keys is None:
+        last = path.rsplit(".", 1)[-1]
+        keys = (MERGE_KEYS[last],) if last in MERGE_KEYS and path.startswith("machine.") else ()
+    return keys
+
+
+def _same(item: Any, selector: dict[str, Any], keys: tuple[str, ...]) -> bool:
+    """Does list item ``item`` match ``selector``: by the list's key when the selector has
+    one, else by every field the selector gives (``{content: hello, $patch: delete}``)."""
+    if not isinstance(item, dict) or not selector:
+        return False
+    for k in keys:
+        if k in selector:
+            return bool(item.get(k) == selector[k])
+    return all(item.get(k) == v for k, v in selector.items())
+
+
+def _merge_list(base: list[Any], patch: list[Any], path: str) -> list[Any]:
+    keys = _list_keys(path)
     out = list(base)
     for item in patch:
-        if mkey is not None and isinstance(item, dict) and mkey in item:
-            idx = next((i for i, b in enumerate(out) if isinstance(b, dict) and b.get(mkey) == item[mkey]), None)
+        if _is_delete(item):
+            selector = {k: v for k, v in item.items() if k != DIRECTIVE}
+            out = [b for b in out if not _same(b, selector, keys)]
+            continue
+        if keys and isinstance(item, dict) and any(k in item for k in keys):
+            idx = next((i for i, b in enumerate(out) if _same(b, item, keys)), None)
             if idx is not None:
-                merged = merge(out[idx], item, key)
-                if merged is _DELETE:
-                    del out[idx]
-                else:
-                    out[idx] = merged
-                continue
-            if _is_delete(item):
+                out[idx] = merge(out[idx], item, path)
                 continue
         out.append(_strip(item))
     return out
@@ -142,7 +176,7 @@ def strategic_merge_documents(docs: list[Any], patch: StrategicMergePatch) -> li
                 if not _is_delete(pd):
                     out.insert(0, _strip(pd))
                 continue
-            merged = merge(out[idx], pd)
+            merged = merge(out[idx], pd, "")
             if merged is _DELETE:
                 del out[idx]
             else:
@@ -156,8 +190,7 @@ def strategic_merge_documents(docs: list[Any], patch: StrategicMergePatch) -> li
         if _is_delete(pd):
             del out[idx]
         else:
-            merged = merge(out[idx], pd)
-            out[idx] = merged
+            out[idx] = merge(out[idx], pd, str(pd.get("kind", "")))
     return out
 
 

@@ -99,12 +99,30 @@ class Model:
 
     def encode(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        present = type(self)._present_when_set()
         for key, attr in type(self).yaml_keys().items():
-            v = encode_value(getattr(self, attr))
+            raw = getattr(self, attr)
+            v = encode_value(raw)
+            if v is None and attr in present and raw is not None:
+                out[key] = {}  # an optional section that is set, even if empty (``nodeID: {}``)
+                continue
             if v is None or v == [] or v == {} or v == "" or (type(v) is int and v == 0):
                 continue
             out[key] = v
         return out
+
+    @classmethod
+    def _present_when_set(cls) -> frozenset[str]:
+        """Attributes declared ``Model | None``: their presence is meaningful."""
+        got = cls.__dict__.get("_present")
+        if got is None:
+            got = frozenset(
+                fl.name for fl in dataclasses.fields(cls)  # type: ignore[arg-type]
+                if fl.default is None and any(isinstance(a, type) and issubclass(a, Model)
+                                              for a in typing.get_args(_hints(cls)[fl.name]))
+            )
+            cls._present = got  # type: ignore[attr-defined]
+        return got
 
     def redacted(self) -> Self:
         """A deep copy with every sensitive, non-empty field replaced by ``******``."""

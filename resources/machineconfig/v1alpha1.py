@@ -102,9 +102,22 @@ class STP(Model):
 
 
 @dataclass
+class BridgeVLAN(Model):
+    vlan_filtering: bool | None = spec_field(default=None)
+
+
+@dataclass
 class Bridge(Model):
     interfaces: list[str] = spec_field(default_factory=list)
     stp: STP = spec_field(default_factory=STP)
+    vlan: BridgeVLAN = spec_field(default_factory=BridgeVLAN)
+
+
+@dataclass
+class BridgePort(Model):
+    """This interface is a port of the bridge named ``master``."""
+
+    master: str = spec_field(default="")
 
 
 @dataclass
@@ -115,6 +128,7 @@ class Interface(Model):
     routes: list[Route] = spec_field(default_factory=list)
     bond: Opaque = spec_field(default_factory=dict)
     bridge: Bridge = spec_field(default_factory=Bridge)
+    bridge_port: BridgePort = spec_field(default_factory=BridgePort)
     vlans: list[Opaque] = spec_field(default_factory=list)
     mtu: int = spec_field(default=0)
     dhcp: bool | None = spec_field(default=None)
@@ -164,6 +178,7 @@ class Install(Model):
     wipe: bool | None = spec_field(default=None)
     legacy_bios_support: bool | None = spec_field(yaml="legacyBIOSSupport", default=None)
     bootloader: bool | None = spec_field(default=None)
+    grub_use_uki_cmdline: bool | None = spec_field(yaml="grubUseUKICmdline", default=None)
 
 
 @dataclass
@@ -188,6 +203,11 @@ class KubePrism(Model):
 
 
 @dataclass
+class ImageCache(Model):
+    local_enabled: bool | None = spec_field(default=None)
+
+
+@dataclass
 class Features(Model):
     rbac: bool | None = spec_field(default=None)
     stable_hostname: bool | None = spec_field(default=None)
@@ -196,6 +216,7 @@ class Features(Model):
     kubernetes_talos_api_access: Opaque = spec_field(yaml="kubernetesTalosAPIAccess", default_factory=dict)
     kube_prism: KubePrism = spec_field(default_factory=KubePrism)
     host_dns: Opaque = spec_field(yaml="hostDNS", default_factory=dict)
+    image_cache: ImageCache = spec_field(default_factory=ImageCache)
     node_address_sort_algorithm: str = spec_field(default="")
 
 
@@ -255,6 +276,15 @@ class ClusterNetwork(Model):
 
 
 @dataclass
+class Authorizer(Model):
+    """One entry of ``apiServer.authorizationConfig`` (Node and RBAC are always added)."""
+
+    type: str = spec_field(default="")
+    name: str = spec_field(default="")
+    webhook: Opaque = spec_field(default_factory=dict)
+
+
+@dataclass
 class Component(Model):
     """apiServer / controllerManager / scheduler / proxy: shared shape."""
 
@@ -270,6 +300,13 @@ class Component(Model):
     disabled: bool | None = spec_field(default=None)
     mode: str = spec_field(default="")
     config: Opaque = spec_field(default_factory=dict)
+
+
+@dataclass
+class APIServer(Component):
+    """``cluster.apiServer``: a component plus the authorizers of ``authorizationConfig``."""
+
+    authorization_config: list[Authorizer] = spec_field(default_factory=list)
 
 
 @dataclass
@@ -309,7 +346,7 @@ class Cluster(Model):
         yaml="aggregatorCA", default_factory=PEMEncodedCertificateAndKey
     )
     service_account: PEMEncodedKey = spec_field(default_factory=PEMEncodedKey)
-    api_server: Component = spec_field(yaml="apiServer", default_factory=Component)
+    api_server: APIServer = spec_field(yaml="apiServer", default_factory=APIServer)
     controller_manager: Component = spec_field(default_factory=Component)
     proxy: Component = spec_field(default_factory=Component)
     scheduler: Component = spec_field(default_factory=Component)

@@ -10,11 +10,12 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
+from kos.resources.machineconfig.checks import Checks as _V
 from kos.resources.machineconfig.container import ConfigContainer
-from kos.resources.machineconfig.cooperate import breathe
-from kos.resources.machineconfig.documents import HostnameConfig, LinkConfig, ResolverConfig, StaticHostConfig
-from kos.resources.machineconfig.errors import MISSING, ConfigError, ConfigErrors, ErrorList
-from kos.resources.machineconfig.v1alpha1 import Config, Interface, PEMEncodedCertificateAndKey
+from kos.resources.machineconfig.documents import HostnameConfig, LinkDocument, ResolverConfig, StaticHostConfig
+from kos.resources.machineconfig.docvalidate import validate_documents
+from kos.resources.machineconfig.errors import MISSING, ConfigError, ConfigErrors
+from kos.resources.machineconfig.v1alpha1 import Config, Interface
 
 MODES = ("metal", "cloud", "container")
 MACHINE_TYPES = ("controlplane", "worker", "init")
@@ -23,80 +24,6 @@ FILE_OPS = ("create", "append", "overwrite")
 TOKEN_RE = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 DNS1123_SUBDOMAIN_RE = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
-_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$")
-
-
-class _V:
-    """Collector of errors/warnings with small typed checks."""
-
-    def __init__(self) -> None:
-        self.errors = ErrorList()
-        self.warnings = ErrorList()
-
-    def err(self, path: str, value: object, expected: str) -> None:
-        breathe()
-        self.errors.append(ConfigError(path, value, expected))
-
-    def warn(self, path: str, value: object, expected: str) -> None:
-        self.warnings.append(ConfigError(path, value, expected))
-
-    def required(self, path: str, value: object, expected: str) -> bool:
-        if not value:
-            self.err(path, MISSING, expected)
-            return False
-        return True
-
-    def cidr(self, path: str, value: str, *, allow_negation: bool = False) -> None:
-        text = value[1:] if allow_negation and value.startswith("!") else value
-        try:
-            ipaddress.ip_network(text, strict=False)
-            if "/" not in text:
-                raise ValueError("no prefix length")
-        except ValueError:
-            self.err(path, value, "an IP prefix in CIDR notation, e.g. 10.0.0.0/8" +
-                     (" (optionally prefixed by !)" if allow_negation else ""))
-
-    def address_cidr(self, path: str, value: str) -> None:
-        breathe()
-        try:
-            ipaddress.ip_interface(value)
-            if "/" not in value:
-                raise ValueError("no prefix length")
-        except ValueError:
-            self.err(path, value, "an address with prefix length, e.g. 192.168.2.10/24")
-
-    def ip(self, path: str, value: str) -> None:
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            self.err(path, value, "an IP address, e.g. 192.168.2.1 or fd00::1")
-
-    def hostname(self, path: str, value: str) -> None:
-        if len(value) > 253 or not _HOSTNAME_RE.match(value) or any(len(p) > 63 for p in value.split(".")):
-            self.err(path, value, "a hostname of letters, digits, '-' and '.' (labels <= 63, total <= 253)")
-
-    def mtu(self, path: str, value: int) -> None:
-        if value and not 68 <= value <= 65535:
-            self.err(path, value, "an MTU between 68 and 65535")
-
-    def pem_pair(self, path: str, pair: PEMEncodedCertificateAndKey, *, need_key: bool, what: str) -> None:
-        if not pair.crt:
-            self.err(f"{path}.crt", MISSING, f"the base64 PEM certificate of the {what}")
-        else:
-            self._b64_pem(f"{path}.crt", pair.crt, "CERTIFICATE")
-        if need_key and not pair.key:
-            self.err(f"{path}.key", MISSING, f"the base64 PEM private key of the {what} (required on control planes)")
-        elif pair.key:
-            self._b64_pem(f"{path}.key", pair.key, "PRIVATE KEY")
-
-    def _b64_pem(self, path: str, text: str, marker: str) -> None:
-        try:
-            pem = base64.b64decode(text.encode(), validate=True)
-        except (binascii.Error, ValueError):
-            self.err(path, text, "base64 of a PEM block")
-            return
-        if b"-----BEGIN" not in pem or marker.encode() not in pem:
-            self.err(path, text, f"base64 of a PEM {marker}")
 
 
 def validate(container: ConfigContainer, mode: str = "metal") -> list[ConfigError]:
@@ -186,7 +113,9 @@ def _validate_cluster(v: _V, cfg: Config, control_plane: bool) -> None:
             ok = False
         if not ok:
             v.err("cluster.controlPlane.endpoint", ep, "an https URL with a host, e.g. https://10.5.0.2:6443")
-    if v.required("cluster.clusterName", c.cluster_name, "the cluster name") and (
+    # Talos writes no clusterName into worker configs: required on control planes only
+    if (c.cluster_name or control_plane) and v.required("cluster.clusterName", c.cluster_name,
+                                                        "the cluster name") and (
         len(c.cluster_name) > 253 or not DNS1123_SUBDOMAIN_RE.match(c.cluster_name)
     ):
         v.err("cluster.clusterName", c.cluster_name, "lower-case letters, digits, '-' and '.' (DNS-1123)")
@@ -197,6 +126,14 @@ def _validate_cluster(v: _V, cfg: Config, control_plane: bool) -> None:
         for i, s in enumerate(subnets):
             v.cidr(f"cluster.network.{name}[{i}]", s)
     _check_overlap(v, n.pod_subnets, n.service_subnets)
+    for i, a in enumerate(c.api_server.authorization_config):
+        p = f"cluster.apiServer.authorizationConfig[{i}]"
+        v.one_of(f"{p}.type", a.type, ("Node", "RBAC", "Webhook"), required=True)
+        v.required(f"{p}.name", a.name, "a name for the authorizer")
+        if a.type == "Webhook" and not a.webhook:
+            v.err(f"{p}.webhook", MISSING, "the webhook configuration of a Webhook authorizer")
+        if a.type != "Webhook" and a.webhook:
+            v.err(f"{p}.webhook", a.webhook, f"no webhook configuration for a {a.type} authorizer")
     if n.cni.name and n.cni.name not in CNI_NAMES:
         v.err("cluster.network.cni.name", n.cni.name, f"one of {', '.join(CNI_NAMES)}")
     if n.cni.name == "custom" and not n.cni.urls:
@@ -317,20 +254,12 @@ def _validate_documents(v: _V, container: ConfigContainer, mode: str) -> None:
             v.err("HostnameConfig.hostname", doc.hostname,
                   f"the hostname set in one place only (machine.network.hostname is {cfg.machine.network.hostname!r})")
     v1_links = {i.interface for i in cfg.machine.network.interfaces} if cfg is not None else set()
-    for link in container.documents_of(LinkConfig):
-        p = f"LinkConfig[{link.name}]"
+    for link in container.documents:
+        if not isinstance(link, LinkDocument):
+            continue
+        p = f"{link.KIND}[{link.name}]"
         if link.name in v1_links:
             v.err(f"{p}.name", link.name, "a link not also configured in machine.network.interfaces")
-        v.mtu(f"{p}.mtu", link.mtu)
-        for j, a in enumerate(link.addresses):
-            v.address_cidr(f"{p}.addresses[{j}].address", a.address)
-        for j, r in enumerate(link.routes):
-            if r.destination:
-                v.cidr(f"{p}.routes[{j}].destination", r.destination)
-            if r.gateway:
-                v.ip(f"{p}.routes[{j}].gateway", r.gateway)
-            if not r.destination and not r.gateway:
-                v.err(f"{p}.routes[{j}]", r.encode(), "a destination and/or a gateway")
         if mode == "container":
             v.warn(p, link.name, "no link config in container mode (the container runtime owns networking)")
     for res in container.documents_of(ResolverConfig):
@@ -343,3 +272,4 @@ def _validate_documents(v: _V, container: ConfigContainer, mode: str) -> None:
         v.ip(f"StaticHostConfig[{sh.name}].name", sh.name)
         if not sh.hostnames:
             v.err(f"StaticHostConfig[{sh.name}].hostnames", MISSING, "at least one hostname")
+    validate_documents(v, container)

@@ -3,17 +3,29 @@
 these functions decide once how they combine (typed documents win where both could apply;
 validation already rejects configuring one thing in both places).
 
-* ``links(c)``: every statically configured link with its addresses, routes, MTU, DHCP;
+* ``links(c)``: every statically configured link with its addresses, routes, MTU, DHCP
+  (``DHCPv4Config`` documents turn DHCP on for their link), its Layer 2 VIP (v1alpha1 ``vip``
+  or a ``Layer2VIPConfig``) and bridge ports (``bridge.interfaces`` plus interfaces naming
+  the bridge in ``bridgePort.master``);
 * ``hostname(c)``: the static hostname (or ``""``) and whether a stable one should be made;
-* ``nameservers(c)`` / ``search_domains(c)`` / ``static_hosts(c)`` / ``time_servers(c)``.
+* ``nameservers(c)`` / ``search_domains(c)`` / ``static_hosts(c)`` / ``time_servers(c)`` (a
+  ``TimeSyncConfig`` document wins over ``machine.time``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kos.resources.machineconfig.container import ConfigContainer
-from kos.resources.machineconfig.documents import HostnameConfig, LinkConfig, ResolverConfig, StaticHostConfig
+from kos.resources.machineconfig.documents import (
+    DHCPv4Config,
+    HostnameConfig,
+    Layer2VIPConfig,
+    LinkConfig,
+    ResolverConfig,
+    StaticHostConfig,
+    TimeSyncConfig,
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,32 @@ def links(c: ConfigContainer) -> list[LinkView]:
                                    r.source, r.metric, r.mtu) for r in doc.routes),
             source=f"LinkConfig[{doc.name}]",
         ))
+    return _with_documents(c, out)
+
+
+def _with_documents(c: ConfigContainer, out: list[LinkView]) -> list[LinkView]:
+    """DHCPv4Config, Layer2VIPConfig and bridgePort.master applied to the link views (a link
+    named only by one of them gets a view of its own)."""
+
+    def at(name: str, source: str) -> int:
+        idx = next((i for i, v in enumerate(out) if v.name == name), None)
+        if idx is None:
+            out.append(LinkView(name=name, source=source))
+            idx = len(out) - 1
+        return idx
+
+    for d in c.documents_of(DHCPv4Config):
+        i = at(d.name, f"DHCPv4Config[{d.name}]")
+        out[i] = replace(out[i], dhcp=True)
+    for vip in c.documents_of(Layer2VIPConfig):
+        i = at(vip.link, f"Layer2VIPConfig[{vip.name}]")
+        out[i] = replace(out[i], vip=vip.name)
+    for iface in c.config.machine.network.interfaces:
+        master = iface.bridge_port.master
+        if master and iface.interface:
+            i = at(master, f"machine.network.interfaces[{iface.interface}].bridgePort")
+            if iface.interface not in out[i].bridge_ports:
+                out[i] = replace(out[i], bridge_ports=(*out[i].bridge_ports, iface.interface))
     return out
 
 
@@ -116,5 +154,8 @@ def static_hosts(c: ConfigContainer) -> list[StaticHost]:
 
 def time_servers(c: ConfigContainer) -> list[str]:
     """Configured NTP servers ([] when time sync is disabled; callers apply their default)."""
+    doc = c.document(TimeSyncConfig)
+    if doc is not None:
+        return [] if doc.enabled is False else list(doc.ntp.servers)
     t = c.config.machine.time
     return [] if t.disabled else list(t.servers)

@@ -164,10 +164,10 @@ auto: sometimes
 """
     with pytest.raises(ConfigErrors) as ei:
         ConfigContainer.load(text).validate("metal")
-    assert ei.value.paths == [
+    assert sorted(ei.value.paths) == [
         "HostnameConfig.auto",
-        "LinkConfig[eth0].mtu",
         "LinkConfig[eth0].addresses[0].address",
+        "LinkConfig[eth0].mtu",
         "LinkConfig[eth0].routes[0]",
         "ResolverConfig.nameservers[0].address",
     ]
