@@ -145,9 +145,9 @@ def write_layer(entries: Iterable[Entry], blob_dir: Path) -> Layer:
     try:
         with os.fdopen(fd, "wb") as raw:
             compressed = _Hashing(raw)
-            with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=6) as gz:  # type: ignore[arg-type]
+            with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=6) as gz:
                 plain = _Hashing(gz)  # type: ignore[arg-type]
-                with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+                with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                     for e in _complete(entries):
                         _add(tar, e)
         blob = Blob("sha256:" + compressed.sha.hexdigest(), compressed.size, blob_dir / compressed.sha.hexdigest())
