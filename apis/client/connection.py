@@ -35,6 +35,18 @@ class APIError(Exception):
         self.message = message
 
 
+def _os_error_text(exc: OSError) -> str:
+    """The reason of a failed connection, never empty: asyncio reports a connection closed in
+    the middle of the TLS handshake as a bare ``ConnectionResetError()``."""
+    text = exc.strerror or str(exc)
+    if text:
+        return text
+    if isinstance(exc, ConnectionResetError):
+        return ("the server closed the connection before the TLS handshake finished (ConnectionResetError): "
+                "the node is not serving yet, or a port forwarder in between could not reach it (see its log)")
+    return type(exc).__name__
+
+
 class _Protocol(H2Protocol):
     """grpclib's client protocol, remembering whether the server ever sent anything (its
     HTTP/2 SETTINGS come only once its side of the TLS handshake accepted us)."""
@@ -133,7 +145,7 @@ class Connection:
         if isinstance(exc, ssl.SSLError):
             return APIError(who, Status.UNAVAILABLE, f"TLS handshake failed: {exc.reason or exc}")
         if isinstance(exc, OSError | ConnectionError):
-            return APIError(who, Status.UNAVAILABLE, f"connection failed: {exc.strerror or exc}")
+            return APIError(who, Status.UNAVAILABLE, f"connection failed: {_os_error_text(exc)}")
         return APIError(who, Status.UNKNOWN, repr(exc))
 
     def _metadata(self, node: str | None) -> dict[str, str] | None:

@@ -14,6 +14,7 @@ from kos.platform.image import install, meta
 from kos.platform.provision.namespaces import NodeRequest, _pid_alive
 from kos.platform.provision.network import netns_exists
 from kos.platform.provision.qemu import QemuProvisioner
+from tests.support.speed import scaled
 
 pytestmark = [pytest.mark.vm, pytest.mark.root, pytest.mark.timeout(600)]
 
@@ -43,12 +44,13 @@ def test_vm_boots_to_the_maintenance_api(provisioner: QemuProvisioner) -> None:
 
     state = provisioner.create("ci", [NodeRequest("n1", "controlplane", [])], cidr="10.93.0.0/24")
     node = state.nodes[0]
-    assert provisioner.wait_console(node, r"booting slot A from /dev/vda\d", 120)
-    m = provisioner.wait_console(node, r"API up at ([\d.]+) s uptime", 240)
+    # waits follow this machine's speed (TCG on a busy or slower machine), the checks do not
+    assert provisioner.wait_console(node, r"booting slot A from /dev/vda\d", scaled(120))
+    m = provisioner.wait_console(node, r"API up at ([\d.]+) s uptime", scaled(240))
     assert float(m.group(1)) > 0
 
     async def version() -> pb.VersionResponse:
-        async with Connection(f"127.0.0.1:{node.host_port}", insecure=True, timeout=20) as conn:
+        async with Connection(f"127.0.0.1:{node.host_port}", insecure=True, timeout=scaled(20)) as conn:
             return pb.VersionResponse().parse(await conn.unary("/kos.machine.MachineService/Version", b""))
 
     v = anyio.run(version)
