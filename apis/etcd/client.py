@@ -294,8 +294,8 @@ class EtcdClient:
         async def call(ch: grpclib.client.Channel) -> pb.AlarmResponse:
             out = pb.AlarmResponse()
             for member_id, name in active:
-                req = pb.AlarmRequest(action=pb.AlarmRequestAlarmAction.DEACTIVATE, member_id=member_id,
-                                      alarm=pb.AlarmType[name])
+                deactivate = pb.AlarmRequestAlarmAction(pb.AlarmRequestAlarmAction.DEACTIVATE)
+                req = pb.AlarmRequest(action=deactivate, member_id=member_id, alarm=pb.AlarmType[name])
                 out = await pb.MaintenanceStub(ch).alarm(req, timeout=self.timeout)
             return out
 

@@ -108,7 +108,7 @@ class DisksAPI:
             except device.DeviceRefusedError as exc:
                 raise GRPCError(Status.FAILED_PRECONDITION, f"devices[{i}].device: {exc}") from None
             refs.append((ref, dev.method))
-        wiped = []
+        wiped: list[str] = []
         async with self._lock:
             for ref, method in refs:
                 try:

@@ -127,7 +127,7 @@ async def fetch(conn: common.Connection, node: str | None, d: NodeData) -> None:
     async def network() -> None:
         d.links = await _specs(conn, node, "network", "LinkStatuses.net.kos.dev")
         d.addresses = await _specs(conn, node, "network", "AddressStatuses.net.kos.dev")
-        req = pb.NetstatRequest(filter=pb.NetstatRequestFilter.LISTENING, pid=True)
+        req = pb.NetstatRequest(filter=pb.NetstatRequestFilter(pb.NetstatRequestFilter.LISTENING), pid=True)
         d.listening = list(pb.NetstatResponse().parse(await conn.unary(M + "Netstat", bytes(req), node=node)).records)
 
     async def kmsg() -> None:

@@ -146,7 +146,7 @@ def run_time(args: argparse.Namespace) -> int:
     rows = [["NODE", "NTP-SERVER", "NODE-TIME", "NTP-SERVER-TIME", "OFFSET", "RTT"]]
 
     def ts(v: Any) -> str:
-        return v.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        return str(v.strftime("%Y-%m-%dT%H:%M:%S.%f"))[:-3] + "Z"
 
     async def call(conn: common.Connection, node: str | None) -> None:
         r = pb.TimeResponse().parse(await conn.unary(M + "Time", bytes(pb.TimeRequest(server=args.check)), node=node))

@@ -17,6 +17,7 @@ still gets resources, logs and status; what it may not read is listed in errors.
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 from typing import Any
@@ -243,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
         # one node after another: the archive is written in order, and nodes are not hammered
         for node in t.labels():
             one = common.Target(t.context, t.endpoint, [node] if node else [], t.insecure)
-            common.run(lambda one=one: common.fan_out(one, call, timeout=60))
+            common.run(functools.partial(common.fan_out, one, call, timeout=60))
     finally:
         bundle.close()
     for line in summary:
