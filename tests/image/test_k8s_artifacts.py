@@ -7,6 +7,7 @@ Skipped when the cache is not built (``.ci/setup`` builds it)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -158,3 +159,16 @@ def test_pause_as_pid_one_reaps_orphans() -> None:
         else:
             p.kill()
         assert p.wait(10) == 0 or pause_pid is None
+
+
+def test_a_second_build_only_checks() -> None:
+    """.ci/setup built the cache: running the build again rebuilds nothing and takes seconds."""
+    script = Path(__file__).resolve().parents[2] / "rootfs-build" / "k8s" / "build"
+    t0 = time.monotonic()
+    out = subprocess.run([str(script), "--out", str(BASE), "--json"], capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    assert time.monotonic() - t0 < 30
+    summary = json.loads(out[out.index("{"):])
+    assert summary["built"] == [] and summary["version"] == k8s.KUBERNETES_VERSION
+    for part in ("kubernetes", "coredns", "flannel", "cni-flannel", "pause", "cni", "images"):
+        assert f"{part}: cached" in out
