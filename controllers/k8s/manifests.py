@@ -141,8 +141,10 @@ def _critical_tolerations() -> list[dict[str, Any]]:
 
 def kube_proxy(inp: ManifestInputs) -> list[dict[str, Any]]:
     labels = {"k8s-app": "kube-proxy", "tier": "node"}
+    # the API server as in-cluster config with the endpoint instead of the kubernetes Service
+    # (kube-proxy is what makes that Service work): service account token and cluster CA
     flags = {"cluster-cidr": ",".join(inp.pod_subnets), "hostname-override": "$(NODE_NAME)",
-             "master": inp.endpoint, "proxy-mode": "iptables", "conntrack-max-per-core": "0"}
+             "proxy-mode": "iptables", "conntrack-max-per-core": "0"}
     for k, v in sorted(inp.proxy_extra_args.items()):
         flags[k.removeprefix("--")] = v
     ds = {
@@ -163,7 +165,9 @@ def kube_proxy(inp: ManifestInputs) -> list[dict[str, Any]]:
                         "image": inp.proxy_image,
                         "command": ["/usr/local/bin/kube-proxy", *[f"--{k}={v}" for k, v in flags.items()]],
                         "env": [{"name": "NODE_NAME",
-                                 "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}}],
+                                 "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}},
+                                {"name": "KUBERNETES_SERVICE_HOST", "value": _endpoint_host(inp.endpoint)},
+                                {"name": "KUBERNETES_SERVICE_PORT", "value": str(_endpoint_port(inp.endpoint))}],
                         "securityContext": {"privileged": True},
                         # no /lib/modules: iptables mode loads nothing itself (the kernel
                         # autoloads netfilter modules), and kos nodes may have no module tree
@@ -283,7 +287,8 @@ def flannel(inp: ManifestInputs) -> list[dict[str, Any]]:
         net_conf["IPv6Network"] = v6[0]
     if not v4:
         net_conf["EnableIPv4"] = False
-    cni_conf = {"name": "cbr0", "cniVersion": "1.0.0", "plugins": [
+    # 0.3.1: the flannel plugin (containernetworking/plugins 0.9.1) speaks CNI up to 0.4.0
+    cni_conf = {"name": "cbr0", "cniVersion": "0.3.1", "plugins": [
         {"type": "flannel", "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
         {"type": "portmap", "capabilities": {"portMappings": True}},
     ]}
