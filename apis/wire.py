@@ -16,11 +16,19 @@ import math
 from typing import Any
 
 from kos.apis.yamlenc import spec_yaml_text
-from kos.resources.core.definition import REGISTRY, Registry
-from kos.resources.core.events import Event, EventType
-from kos.resources.core.metadata import Metadata, Phase, parse_version
-from kos.resources.core.resource import Resource
-from kos.resources.core.spec import EMPTY_SPEC, DynamicSpec, EmptySpec
+from kos.resources.core import (
+    EMPTY_SPEC,
+    REGISTRY,
+    DynamicSpec,
+    EmptySpec,
+    Event,
+    EventType,
+    Metadata,
+    Phase,
+    Registry,
+    Resource,
+    parse_version,
+)
 
 
 class WireError(ValueError):

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from kos.resources.core.yamlfmt import dump, spec_yaml
+from kos.resources.core import dump, spec_yaml
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_./][A-Za-z0-9_./+=@-]*$")
 _RESOLVER = yaml.resolver.Resolver()

@@ -30,8 +30,7 @@ MiB = 1 << 20
 
 async def _load(ctx: object, nodes: list[str], clients: int, duration: float) -> tuple[int, int]:
     from kos.apis import auth
-    from kos.apis.client import Connection, GrpcState
-    from kos.apis.client.connection import APIError
+    from kos.apis.client import APIError, Connection, GrpcState
     from kos.resources.runtime import MACHINE_STATUSES
 
     calls = errors = 0

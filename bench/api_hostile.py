@@ -26,11 +26,9 @@ from typing import Any
 import anyio
 
 from kos.apis import auth
-from kos.apis.client.connection import Connection
+from kos.apis.client import Connection
 from kos.apis.gen.cosi import resource as rpb
-from kos.resources.core import Resource
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.meta import NamespaceSpec, publish_meta
+from kos.resources.core import InMemoryState, NamespaceSpec, Resource, publish_meta
 from tests.support.hostile import NAMESPACE, NS_TYPE, largest_query, list_request, populate, watch_request
 from tests.support.loopback import loopback_pki, serve_state
 

@@ -30,16 +30,18 @@ import anyio
 import anyio.lowlevel
 
 from kos.apis import auth
-from kos.apis.client import GrpcState
-from kos.apis.client.config import ClientConfig, Context
-from kos.resources.core import Kind
-from kos.resources.core.definition import resource_type
-from kos.resources.core.events import EventType
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.meta import publish_meta
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.resource import Resource
-from kos.resources.core.spec import Spec, spec_field
+from kos.apis.client import ClientConfig, Context, GrpcState
+from kos.resources.core import (
+    EventType,
+    InMemoryState,
+    Kind,
+    Pointer,
+    Resource,
+    Spec,
+    publish_meta,
+    resource_type,
+    spec_field,
+)
 from tests.support.loopback import loopback_pki, serve_state
 
 RUNS = 5
@@ -168,7 +170,7 @@ async def _raw_rate(conn: Any, pipe: Pipe) -> float:
 
 
 def _connect(port: int) -> Any:
-    from kos.apis.client.connection import Connection
+    from kos.apis.client import Connection
 
     pki = loopback_pki()
     return Connection(f"127.0.0.1:{port}", ca=pki.ca.cert_pem, identity=pki.client((auth.ADMIN,)))

@@ -34,8 +34,7 @@ from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_resources
 from kos.platform.block import device, sysfs, udev
 from kos.resources.block import DISKS, VOLUME_STATUSES, VolumePhase
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 
 MiB = 1024 * 1024
 SMALL_XFS = {**os.environ, "TEST_DIR": "1", "TEST_DEV": "1", "QA_CHECK_FS": "1"}

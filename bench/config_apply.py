@@ -37,8 +37,7 @@ from kos.controllers.runtime.testing import assert_resources
 from kos.controllers.secrets.assembly import secrets_controllers
 from kos.resources import secrets as s
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.metadata import Pointer
+from kos.resources.core import InMemoryState, Pointer
 from kos.resources.machineconfig import ConfigContainer
 from kos.resources.machineconfig.generate import GenOptions, generate
 from kos.resources.machineconfig.secrets import SecretsBundle

@@ -32,13 +32,12 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 
 from kos.apis import auth
-from kos.apis.client import GrpcState
-from kos.apis.client.connection import APIError, Connection
+from kos.apis.client import APIError, Connection, GrpcState
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.machine import MachineService
 from kos.controllers.config.api import ManagedConfigStore
 from kos.resources.config import MACHINE_TYPE_ID, MachineTypeSpec
-from kos.resources.core.metadata import Pointer
+from kos.resources.core import Pointer
 from tests.config.helpers import node
 from tests.machineconfig.hostile import CONFIG_ERRORS, base_configs, exercise, hostile_inputs, worst_inputs
 from tests.support.loopback import serve_state

@@ -26,7 +26,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from kos.apis.client.connection import APIError
+from kos.apis.client import APIError
 from kos.apis.etcd import machine as etcd_api
 from tests.support.nodecluster import NodeCluster
 

@@ -25,10 +25,7 @@ from kos.controllers.network.assembly import network_controllers
 from kos.controllers.runtime import Runtime
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec
 from kos.resources.config import NAMESPACE as CONFIG_NS
-from kos.resources.core.events import EventType
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import EventType, InMemoryState, Pointer, Resource
 from kos.resources.machineconfig import views  # noqa: F401 (imported before timing, as in machined)
 from kos.resources.network import ADDRESS_STATUSES, LINK_STATUSES
 

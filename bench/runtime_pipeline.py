@@ -24,11 +24,7 @@ import structlog
 
 from kos.controllers.runtime import Runtime, transform
 from kos.controllers.runtime.testing import assert_resources
-from kos.resources.core.definition import resource_type
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.metadata import Kind, Pointer
-from kos.resources.core.resource import Resource
-from kos.resources.core.spec import Spec, spec_field
+from kos.resources.core import InMemoryState, Kind, Pointer, Resource, Spec, resource_type, spec_field
 
 NS = "bench"
 

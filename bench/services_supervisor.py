@@ -27,7 +27,7 @@ from kos.machined.services import (
     ServiceState,
     Supervisor,
 )
-from kos.resources.core.inmem import InMemoryState
+from kos.resources.core import InMemoryState
 
 
 async def main(runs: int) -> None:

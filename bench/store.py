@@ -15,11 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from kos.resources.core import Kind
-from kos.resources.core.definition import resource_type
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
-from kos.resources.core.spec import Spec, spec_field
+from kos.resources.core import InMemoryState, Kind, Resource, Spec, resource_type, spec_field
 
 
 @resource_type("BenchItems.bench.kos.dev", namespace="bench")

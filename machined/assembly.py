@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from kos.controllers.runtime.controller import Controller
+from kos.controllers.runtime import Controller
 
 log = structlog.get_logger("kos.machined.assembly")
 

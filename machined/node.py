@@ -48,8 +48,7 @@ from kos.machined.nodelifecycle import NodeLifecycle
 from kos.machined.platforms import platform_named
 from kos.machined.sequencer import Phase, Sequence, SequenceError, Sequencer
 from kos.machined.services import Supervisor
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.meta import publish_meta
+from kos.resources.core import InMemoryState, publish_meta
 
 __all__ = ["DEFAULT_LISTEN", "APIIdentity", "MachineNode", "NodeOptions", "run_node"]
 

@@ -27,12 +27,12 @@ from kos.apis.server.serve import APIServer
 from kos.controllers.cluster.discovery import Wakeup
 from kos.controllers.config.manager import ConfigManager
 from kos.controllers.etcd.marker import EtcdPaths
-from kos.machined.api.lifecycle import LifecycleController
+from kos.machined.api import LifecycleController
 from kos.machined.init import Action
 from kos.machined.platforms import Platform
 from kos.machined.sequencer import Sequencer
 from kos.machined.services import Supervisor
-from kos.resources.core.inmem import InMemoryState
+from kos.resources.core import InMemoryState
 
 log = structlog.get_logger("kos.machined")
 

@@ -19,7 +19,7 @@ from kos.machined.nodebase import NodeBase, machine_id, read_cmdline
 from kos.machined.services.etcd import etcd_service_definition
 from kos.machined.services.kubelet import IMAGE_DIR, kubelet_service
 from kos.resources.config import is_control_plane
-from kos.resources.core.resource import Resource
+from kos.resources.core import Resource
 
 log = structlog.get_logger("kos.machined")
 
@@ -93,7 +93,7 @@ class NodeConfig(NodeBase):
 
     async def _wait_machine_config(self, timeout: float | None = 30.0) -> None:
         from kos.resources.config import ACTIVE_ID, NAMESPACE, MachineConfigSpec
-        from kos.resources.core.metadata import Kind
+        from kos.resources.core import Kind
 
         kind = Kind(NAMESPACE, MachineConfigSpec.definition.type)
         with anyio.fail_after(timeout):

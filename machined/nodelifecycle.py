@@ -12,12 +12,7 @@ import anyio
 import structlog
 
 from kos.controllers.block.wipe import wipe as block_wipe
-from kos.machined.api.lifecycle import (
-    LifecycleRefusedError,
-    LifecycleRequestError,
-    ResetOptions,
-    UpgradeUnavailableError,
-)
+from kos.machined.api import LifecycleRefusedError, LifecycleRequestError, ResetOptions, UpgradeUnavailableError
 from kos.machined.init import Action
 from kos.machined.nodebase import NodeBase, empty_directory
 from kos.machined.sequencer import PREEMPTIVE, Phase, Sequence, SequenceBusyError, SequenceError

@@ -29,9 +29,7 @@ from typing import Any, Protocol
 import anyio
 import structlog
 
-from kos.resources.core.errors import NotFoundError
-from kos.resources.core.resource import Resource
-from kos.resources.core.state import State
+from kos.resources.core import NotFoundError, Resource, State
 from kos.resources.runtime import (
     MACHINE_STATUS_ID,
     MACHINE_STATUSES,

@@ -16,8 +16,7 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass
 
-from kos.resources.core.definition import resource_type
-from kos.resources.core.spec import Spec, spec_field
+from kos.resources.core import Spec, resource_type, spec_field
 
 if typing.TYPE_CHECKING:
     from kos.resources.machineconfig import ConfigContainer

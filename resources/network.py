@@ -36,9 +36,7 @@ import enum
 import ipaddress
 from dataclasses import dataclass
 
-from kos.resources.core.definition import resource_type
-from kos.resources.core.metadata import Kind
-from kos.resources.core.spec import Spec, spec_field
+from kos.resources.core import Kind, Spec, resource_type, spec_field
 
 CONFIG_NAMESPACE = "network-config"
 NAMESPACE = "network"

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kos.resources.core.definition import resource_type
-from kos.resources.core.metadata import Kind
-from kos.resources.core.spec import Spec, spec_field
+from kos.resources.core import Kind, Spec, resource_type, spec_field
 
 NAMESPACE = "secrets"
 

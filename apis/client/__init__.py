@@ -9,16 +9,19 @@ machine service calls, and ``GrpcState``, a ``kos.resources.core.state.State`` o
         r = await state.get(Pointer("meta", "Namespaces.meta.cosi.dev", "meta"))
 """
 
-from kos.apis.client.config import ClientConfig, ConfigError, Context
+from kos.apis.client.config import DEFAULT_PORT, ClientConfig, ConfigError, Context, default_path
 from kos.apis.client.connection import APIError, Connection
-from kos.apis.client.state import AccessDeniedError, GrpcState
+from kos.apis.client.state import AccessDeniedError, EventDecoder, GrpcState
 
 __all__ = [
+    "DEFAULT_PORT",
     "APIError",
     "AccessDeniedError",
     "ClientConfig",
     "ConfigError",
     "Connection",
     "Context",
+    "EventDecoder",
     "GrpcState",
+    "default_path",
 ]

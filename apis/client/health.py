@@ -78,7 +78,7 @@ async def _version(conn: Any, nodes: ClusterNodes) -> str | None:
 async def _machine_status(conn: Any, node: str) -> Any:
     from kos.apis.client.connection import APIError
     from kos.apis.client.state import GrpcState
-    from kos.resources.core.errors import NotFoundError
+    from kos.resources.core import NotFoundError
     from kos.resources.runtime import MACHINE_STATUS_ID, MACHINE_STATUSES
 
     try:
@@ -105,7 +105,7 @@ async def _time(conn: Any, nodes: ClusterNodes) -> str | None:
     or (namespace nodes) a clock that is not the node's to set: the host's, shared by all."""
     from kos.apis.client.connection import APIError
     from kos.apis.client.state import GrpcState
-    from kos.resources.core.errors import NotFoundError
+    from kos.resources.core import NotFoundError
     from kos.resources.network import TIME_STATUSES
 
     bad, shared = [], []

@@ -25,21 +25,29 @@ from grpclib.const import Status
 
 from kos.apis import auth, wire
 from kos.apis.client.connection import APIError, Connection
-from kos.resources.core.definition import REGISTRY, Registry
-from kos.resources.core.errors import (
+from kos.resources.core import (
+    REGISTRY,
+    AggregatedWatchStream,
     ConflictError,
+    Event,
+    EventType,
+    IDQuery,
     InvalidWatchBookmarkError,
+    Kind,
+    LabelQuery,
+    Metadata,
     NotFoundError,
     OwnerConflictError,
+    Phase,
     PhaseConflictError,
+    Pointer,
+    Registry,
+    Resource,
+    State,
     StateError,
     UnsupportedError,
+    WatchStream,
 )
-from kos.resources.core.events import Event, EventType
-from kos.resources.core.metadata import Kind, Metadata, Phase, Pointer
-from kos.resources.core.query import IDQuery, LabelQuery
-from kos.resources.core.resource import Resource
-from kos.resources.core.state import AggregatedWatchStream, State, WatchStream
 
 _ld = wire._ld
 S = auth.STATE

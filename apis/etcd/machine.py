@@ -15,7 +15,7 @@ from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from kos.apis import auth
-from kos.apis.client.connection import APIError, Connection
+from kos.apis.client import APIError, Connection
 from kos.apis.gen.kos import machine as pb
 from kos.apis.wire import RawMessage
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from kos.apis.kosctl.errors import CLIError
 
 if TYPE_CHECKING:
-    from kos.apis.client.config import ClientConfig, Context
-    from kos.apis.client.connection import Connection as Connection
+    from kos.apis.client import ClientConfig, Context
+    from kos.apis.client import Connection as Connection
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ def split_list(value: str | None) -> list[str]:
 
 
 def load_config(args: argparse.Namespace, *, missing_ok: bool = True) -> ClientConfig:
-    from kos.apis.client.config import ClientConfig, ConfigError
+    from kos.apis.client import ClientConfig, ConfigError
 
     try:
         return ClientConfig.load(getattr(args, "kosconfig", None), missing_ok=missing_ok)
@@ -64,7 +64,7 @@ class Target:
         return node or self.endpoint
 
     def connect(self, timeout: float | None = 30.0) -> Connection:
-        from kos.apis.client.connection import Connection as Connection
+        from kos.apis.client import Connection as Connection
 
         try:
             return Connection.from_context(
@@ -76,7 +76,7 @@ class Target:
 
 def target(args: argparse.Namespace, *, insecure: bool = False) -> Target:
     """The endpoint and nodes from the flags, falling back to the current context's."""
-    from kos.apis.client.config import ConfigError, Context
+    from kos.apis.client import ConfigError, Context
 
     endpoints = split_list(getattr(args, "endpoints", None))
     nodes = split_list(getattr(args, "nodes", None))
@@ -115,7 +115,7 @@ def reachable(endpoints: list[str], timeout: float = 3.0) -> str:
         return endpoints[0]
     import socket
 
-    from kos.apis.client.config import DEFAULT_PORT
+    from kos.apis.client import DEFAULT_PORT
     from kos.apis.endpoint import split_endpoint
 
     for e in endpoints:
@@ -135,7 +135,7 @@ def run(main: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine function; APIError -> CLIError (``node: CODE: message``)."""
     import anyio
 
-    from kos.apis.client.connection import APIError
+    from kos.apis.client import APIError
 
     try:
         return anyio.run(main)
@@ -147,7 +147,7 @@ def run(main: Callable[[], Awaitable[T]]) -> T:
 
 def _first(exc: BaseException) -> BaseException:
     """The first leaf of an exception group, as a CLIError when it is an API error."""
-    from kos.apis.client.connection import APIError
+    from kos.apis.client import APIError
 
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
@@ -161,7 +161,7 @@ async def fan_out(
     message`` and makes the exit code 1 without stopping the others."""
     import anyio
 
-    from kos.apis.client.connection import APIError
+    from kos.apis.client import APIError
 
     failed = 0
     conn = t.connect(timeout)

@@ -160,8 +160,7 @@ class Printer:
             self._pending.append((node, r))
 
     def _emit(self, node: str, r: Any, event: str | None) -> None:
-        from kos.resources.core.metadata import version_string
-        from kos.resources.core.yamlfmt import metadata_yaml, resource_yaml, spec_yaml
+        from kos.resources.core import metadata_yaml, resource_yaml, spec_yaml, version_string
 
         md = r.metadata
         if self.format == "table":
@@ -238,6 +237,6 @@ class Printer:
 
 def _display(type: str) -> str:
     """``AddressStatuses.net.kos.dev`` -> ``AddressStatus`` (the RD's display type)."""
-    from kos.resources.core.definition import singular
+    from kos.resources.core import singular
 
     return singular(type.partition(".")[0])

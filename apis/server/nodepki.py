@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kos.apis import auth
-from kos.apis.client.config import ClientConfig, Context
+from kos.apis.client import ClientConfig, Context
 from kos.apis.gen.kos import machine as pb
 from kos.resources.pki import CertificateAndKey, generate_ca, issue_certificate
 

@@ -35,22 +35,33 @@ from grpclib.exceptions import GRPCError
 from kos.apis import auth, limits, wire
 from kos.apis.gen.cosi import resource as pb
 from kos.apis.server.dispatch import Call, Dispatcher
-from kos.resources.core import ECHO_CHARS, TimeSlice, cap, echo
-from kos.resources.core.definition import REGISTRY, Registry
-from kos.resources.core.errors import (
+from kos.resources.core import (
+    ECHO_CHARS,
+    REGISTRY,
     ConflictError,
+    DynamicSpec,
+    Event,
+    EventType,
+    IDQuery,
     InvalidWatchBookmarkError,
+    Kind,
+    LabelOp,
+    LabelQuery,
+    LabelTerm,
     NotFoundError,
     OwnerConflictError,
+    Phase,
     PhaseConflictError,
+    Pointer,
+    Registry,
+    Resource,
+    State,
+    TimeSlice,
     UnsupportedError,
+    cap,
+    echo,
+    parse_number,
 )
-from kos.resources.core.events import Event, EventType
-from kos.resources.core.metadata import Kind, Phase, Pointer
-from kos.resources.core.query import IDQuery, LabelOp, LabelQuery, LabelTerm, parse_number
-from kos.resources.core.resource import Resource
-from kos.resources.core.spec import DynamicSpec
-from kos.resources.core.state import State
 
 M = TypeVar("M", bound=betterproto.Message)
 

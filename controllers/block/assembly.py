@@ -9,7 +9,7 @@ from __future__ import annotations
 from kos.controllers.block.config import VolumeConfigController
 from kos.controllers.block.discovery import DiscoveryController
 from kos.controllers.block.volumes import VolumeController
-from kos.controllers.runtime.controller import Controller
+from kos.controllers.runtime import Controller
 
 
 def block_controllers(*, root: str = "/", container_mode: bool = False) -> list[Controller]:

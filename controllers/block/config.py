@@ -21,12 +21,11 @@ import structlog
 
 from kos.controllers.block.defaults import system_volumes, user_volume
 from kos.controllers.block.selector import SelectorError, compile_disk_selector, parse_size
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, Output
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output
 from kos.resources.block import VOLUME_CONFIGS, VolumeConfigSpec
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec
 from kos.resources.config import NAMESPACE as CONFIG_NS
-from kos.resources.core.resource import Resource
+from kos.resources.core import Resource
 from kos.resources.machineconfig.v1alpha1 import Config
 
 log = structlog.get_logger("kos.controllers.block.config")

@@ -16,8 +16,7 @@ import anyio
 import anyio.abc
 import structlog
 
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, Output
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output
 from kos.platform.block import probe, sysfs, udev
 from kos.resources.block import (
     DEVICES,
@@ -28,7 +27,7 @@ from kos.resources.block import (
     DiskSpec,
     pretty_size,
 )
-from kos.resources.core.resource import Resource
+from kos.resources.core import Resource
 
 log = structlog.get_logger("kos.controllers.block.discovery")
 

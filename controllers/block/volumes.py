@@ -30,8 +30,7 @@ import structlog
 from kos.controllers.block import planner
 from kos.controllers.block.discovery import Observation, observe
 from kos.controllers.block.selector import SelectorError, compile_disk_selector, compile_volume_locator
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, Output
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output
 from kos.platform.block import device, filesystem, mount, partition, probe, sysfs, udev
 from kos.platform.block.tools import ToolError
 from kos.resources.block import (
@@ -55,7 +54,7 @@ from kos.resources.block import (
     VolumeType,
     pretty_size,
 )
-from kos.resources.core.resource import Resource
+from kos.resources.core import Resource
 
 log = structlog.get_logger("kos.controllers.block.volumes")
 

@@ -13,7 +13,7 @@ import structlog
 
 from kos.platform.block import device, filesystem
 from kos.resources.block import DEVICES, DISCOVERED_VOLUMES, DISKS, SYSTEM_DISK_ID, SYSTEM_DISKS
-from kos.resources.core.state import State
+from kos.resources.core import State
 
 log = structlog.get_logger("kos.controllers.block.wipe")
 

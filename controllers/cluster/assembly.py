@@ -13,7 +13,7 @@ from pathlib import Path
 from kos.controllers.cluster.discovery import REGISTRY_PORT, DiscoveryController, Wakeup
 from kos.controllers.cluster.local import IdentityController, LocalAffiliateController
 from kos.controllers.cluster.members import member_controller
-from kos.controllers.runtime.controller import Controller
+from kos.controllers.runtime import Controller
 
 
 def cluster_controllers(*, state_dir: Path, discovery_interval: float = 5.0,

@@ -43,9 +43,7 @@ from kos.controllers.runtime import Controller, ControllerRuntime, Input, InputK
 from kos.resources.cluster import AFFILIATES, IDENTITIES, LOCAL_IDENTITY_ID, AffiliateSpec
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec
 from kos.resources.config import NAMESPACE as CONFIG_NS
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.resource import Resource
-from kos.resources.core.state import State
+from kos.resources.core import Pointer, Resource, State
 
 log = structlog.get_logger("kos.controllers.cluster.discovery")
 

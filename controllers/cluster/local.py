@@ -21,7 +21,7 @@ from kos.controllers.runtime import Controller, ControllerRuntime, Input, InputK
 from kos.resources.cluster import AFFILIATES, IDENTITIES, LOCAL_IDENTITY_ID, AffiliateSpec, IdentitySpec
 from kos.resources.config import MACHINE_TYPE_ID, MachineTypeSpec
 from kos.resources.config import NAMESPACE as CONFIG_NS
-from kos.resources.core.resource import Resource
+from kos.resources.core import Resource
 from kos.resources.network import HOSTNAME_STATUSES, NODE_ADDRESSES
 
 ALPHABET = string.ascii_letters + string.digits
@@ -123,6 +123,6 @@ class LocalAffiliateController(Controller):
 
 
 def _mt_ptr() -> Any:
-    from kos.resources.core.metadata import Pointer
+    from kos.resources.core import Pointer
 
     return Pointer(CONFIG_NS, MachineTypeSpec.definition.type, MACHINE_TYPE_ID)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kos.controllers.runtime import transform
-from kos.controllers.runtime.transform import TransformController
+from kos.controllers.runtime import TransformController, transform
 from kos.resources.cluster import AffiliateSpec, MemberSpec
-from kos.resources.core.resource import Resource
+from kos.resources.core import Resource
 
 
 def _map(inp: Resource[Any]) -> Resource[Any] | None:

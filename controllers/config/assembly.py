@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from kos.controllers.config.controller import MachineConfigController, MachineTypeController
 from kos.controllers.config.manager import ConfigManager
-from kos.controllers.runtime.controller import Controller
+from kos.controllers.runtime import Controller
 
 
 def config_controllers(*, config_manager: ConfigManager | None = None) -> list[Controller]:

@@ -19,13 +19,11 @@ import anyio
 import structlog
 
 from kos.controllers.config.manager import ConfigManager
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, Output
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output
 from kos.resources.config import ACTIVE_ID, MACHINE_TYPE_ID, STAGED_ID, MachineConfigSpec, MachineTypeSpec
 from kos.resources.config import MACHINE_TYPES as MACHINE_TYPE_NAMES
 from kos.resources.config import NAMESPACE as CONFIG_NS
-from kos.resources.core.metadata import Kind
-from kos.resources.core.resource import Resource
+from kos.resources.core import Kind, Resource
 
 log = structlog.get_logger("kos.controllers.config")
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, OutputKind, kind_of
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec
-from kos.resources.core.resource import Resource
+from kos.resources.core import Resource
 from kos.resources.etcd import ETCD_CONFIGS, EtcdConfigSpec
 from kos.resources.machineconfig import ConfigContainer
 

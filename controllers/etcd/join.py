@@ -21,8 +21,7 @@ import anyio
 import grpclib.const
 
 from kos.apis.etcd import EtcdClient, EtcdError, MemberInfo
-from kos.resources.core.resource import Resource
-from kos.resources.core.state import State
+from kos.resources.core import Resource, State
 from kos.resources.etcd import EtcdMemberSpec, EtcdSpecSpec
 
 

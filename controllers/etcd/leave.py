@@ -15,7 +15,7 @@ import anyio
 from kos.apis.etcd import EtcdClient, format_member_id
 from kos.controllers.etcd.join import leave_cluster
 from kos.controllers.etcd.marker import EtcdPaths, publish_marker, read_marker
-from kos.resources.core.state import State
+from kos.resources.core import State
 from kos.resources.etcd import ETCD_SPECS
 
 

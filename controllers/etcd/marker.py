@@ -18,8 +18,7 @@ from typing import Any
 import anyio
 
 from kos.apis.etcd import TLSFiles
-from kos.resources.core.resource import Resource
-from kos.resources.core.state import State
+from kos.resources.core import Resource, State
 from kos.resources.etcd import EtcdBootstrapSpec
 
 MARKER_OWNER = "etcd-api"

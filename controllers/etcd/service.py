@@ -24,8 +24,7 @@ from kos.controllers.runtime import (
     ServiceDefiner,
     ServiceManager,
 )
-from kos.resources.core.metadata import Phase
-from kos.resources.core.resource import Resource
+from kos.resources.core import Phase, Resource
 from kos.resources.etcd import ETCD_MEMBERS, ETCD_SPECS, EtcdMemberSpec, EtcdSpecSpec
 
 SPEC_ID = "etcd"

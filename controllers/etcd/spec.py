@@ -46,8 +46,7 @@ from kos.controllers.etcd.marker import (
 )
 from kos.controllers.etcd.render import EtcdSpecError, render_args
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, OutputKind
-from kos.resources.core.metadata import Phase
-from kos.resources.core.resource import Resource
+from kos.resources.core import Phase, Resource
 from kos.resources.etcd import (
     ETCD_BOOTSTRAPS,
     ETCD_CONFIGS,

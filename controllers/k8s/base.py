@@ -10,8 +10,7 @@ from typing import Any
 
 from kos.controllers.runtime import Controller, ControllerRuntime, Output, OutputKind
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec, MachineTypeSpec
-from kos.resources.core.metadata import Kind, Phase
-from kos.resources.core.resource import Resource
+from kos.resources.core import Kind, Phase, Resource
 from kos.resources.machineconfig import ConfigErrors
 from kos.resources.machineconfig.v1alpha1 import Config
 

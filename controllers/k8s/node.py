@@ -20,7 +20,7 @@ from kos.controllers.k8s.base import MACHINE_CONFIGS, K8sController, machine_con
 from kos.controllers.k8s.flags import TARGET_VERSION, unknown_flags
 from kos.controllers.runtime import ControllerRuntime, Input
 from kos.resources.config import ACTIVE_ID
-from kos.resources.core.resource import Resource
+from kos.resources.core import Resource
 from kos.resources.k8s import (
     KUBELET_CONFIGS,
     KUBELET_ID,

@@ -25,7 +25,7 @@ import anyio
 from kos.controllers.k8s.kubelet import KubeletPaths
 from kos.controllers.k8s.staticpods import write_atomic
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, ServiceDefiner, ServiceManager
-from kos.resources.core.metadata import Phase
+from kos.resources.core import Phase
 from kos.resources.k8s import KUBELET_ID, KUBELET_SPECS, KubeletSpecSpec
 
 SERVICE_ID = "kubelet"

@@ -24,12 +24,9 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, InputKind, Output, OutputKind
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, InputKind, Output, OutputKind
 from kos.platform.network.netlink import LinkCreate, LinkInfo, Netlink, NetlinkError, Op, RouteInfo
-from kos.resources.core.metadata import Kind, Phase
-from kos.resources.core.query import IDQuery
-from kos.resources.core.resource import Resource
+from kos.resources.core import IDQuery, Kind, Phase, Resource
 from kos.resources.network import (
     ADDRESS_SPECS,
     ADDRESS_STATUSES,

@@ -30,7 +30,7 @@ from kos.controllers.network.nodeaddress import NodeAddressController
 from kos.controllers.network.operators import Election, OperatorController
 from kos.controllers.network.status import NetlinkStatusController
 from kos.controllers.network.timesync import TimeSyncController
-from kos.controllers.runtime.controller import Controller
+from kos.controllers.runtime import Controller
 from kos.resources.network import (
     AddressSpecSpec,
     HostnameSpecSpec,

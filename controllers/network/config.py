@@ -30,12 +30,10 @@ from kos.controllers.network.layers import (
     default_layer,
     platform_layer,
 )
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, InputKind, Output, OutputKind
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, InputKind, Output, OutputKind
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec
 from kos.resources.config import NAMESPACE as CONFIG_NS
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import Pointer, Resource
 from kos.resources.network import (
     ADDRESS_SPECS,
     APPLY_ERRORS,

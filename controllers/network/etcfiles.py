@@ -13,13 +13,11 @@ from typing import Any
 
 import anyio
 
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, Output, OutputKind
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, OutputKind
 from kos.platform.network.etcfiles import digest, render_hostname, render_hosts, render_resolv_conf, write_atomic
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec
 from kos.resources.config import NAMESPACE as CONFIG_NS
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import Pointer, Resource
 from kos.resources.network import (
     ETC_FILE_STATUSES,
     HOSTNAME_STATUSES,

@@ -13,10 +13,8 @@ from typing import Any
 
 import anyio
 
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, Output, OutputKind
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.resource import Resource
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, OutputKind
+from kos.resources.core import Pointer, Resource
 from kos.resources.network import HOSTNAME_SPECS, HOSTNAME_STATUSES, NAMESPACE, HostnameStatusSpec
 
 

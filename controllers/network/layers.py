@@ -23,8 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from kos.controllers.network.cmdline import CmdlineNetwork
-from kos.resources.core.metadata import Kind
-from kos.resources.core.spec import Spec
+from kos.resources.core import Kind, Spec
 from kos.resources.network import (
     ADDRESS_SPECS,
     HOSTNAME_SPECS,

@@ -26,12 +26,8 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, InputKind, Output, OutputKind
-from kos.resources.core.errors import NotFoundError
-from kos.resources.core.metadata import Kind, Phase, Pointer
-from kos.resources.core.resource import Resource
-from kos.resources.core.spec import Spec
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, InputKind, Output, OutputKind
+from kos.resources.core import Kind, NotFoundError, Phase, Pointer, Resource, Spec
 from kos.resources.network import (
     NAMESPACE,
     ConfigLayer,

@@ -12,12 +12,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kos.controllers.runtime import transform
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, Output, OutputKind
-from kos.controllers.runtime.transform import TransformController
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.resource import Resource
+from kos.controllers.runtime import (
+    Controller,
+    ControllerRuntime,
+    Input,
+    Output,
+    OutputKind,
+    TransformController,
+    transform,
+)
+from kos.resources.core import Pointer, Resource
 from kos.resources.network import (
     ETC_FILE_STATUSES,
     HOSTNAME_STATUSES,

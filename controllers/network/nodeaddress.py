@@ -17,9 +17,8 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, Output, OutputKind
-from kos.resources.core.resource import Resource
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, OutputKind
+from kos.resources.core import Resource
 from kos.resources.network import ADDRESS_STATUSES, NAMESPACE, NODE_ADDRESSES, OPERATOR_SPECS, NodeAddressSpec
 
 _Key = tuple[int, int, int]

@@ -28,13 +28,12 @@ import anyio.abc
 
 from kos.controllers.network.config import layered_outputs, write_layer
 from kos.controllers.network.layers import Layer, address_spec, route_spec
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input
+from kos.controllers.runtime import Controller, ControllerRuntime, Input
 from kos.platform.network.arp import send_gratuitous_arp
 from kos.platform.network.dhcp4 import Client, DHCPError, Lease
 from kos.resources.config import MACHINE_TYPE_ID, MachineTypeSpec
 from kos.resources.config import NAMESPACE as CONFIG_NS
-from kos.resources.core.metadata import Phase, Pointer
+from kos.resources.core import Phase, Pointer
 from kos.resources.network import (
     HOSTNAME_STATUSES,
     LINK_STATUSES,

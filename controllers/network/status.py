@@ -19,12 +19,9 @@ from typing import Any
 
 import anyio
 
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, Output, OutputKind
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, OutputKind
 from kos.platform.network.netlink import AddressInfo, Change, LinkInfo, Netlink, RouteInfo
-from kos.resources.core.errors import NotFoundError
-from kos.resources.core.metadata import Kind, Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import Kind, NotFoundError, Pointer, Resource
 from kos.resources.network import (
     ADDRESS_STATUSES,
     LINK_STATUSES,

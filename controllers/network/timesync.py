@@ -16,11 +16,9 @@ from typing import Any
 
 import anyio
 
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, Output, OutputKind
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, OutputKind
 from kos.platform.network.sntp import Sample, SNTPError, query, step_clock
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import Pointer, Resource
 from kos.resources.network import NAMESPACE, TIME_STATUSES, TIMESERVER_SPECS, TimeStatusSpec
 
 

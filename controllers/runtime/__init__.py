@@ -28,8 +28,9 @@ from kos.controllers.runtime.errors import (
     RuntimeWatchError,
     SkipReconcile,
 )
-from kos.controllers.runtime.qruntime import QRuntime
+from kos.controllers.runtime.qruntime import Job, QRuntime
 from kos.controllers.runtime.qtransform import QTransformController, qtransform
+from kos.controllers.runtime.queue import WorkQueue
 from kos.controllers.runtime.runtime import Runtime
 from kos.controllers.runtime.services import ServiceDefiner, ServiceManager
 from kos.controllers.runtime.transform import TransformController, TransformErrors, kind_of, transform
@@ -46,6 +47,7 @@ __all__ = [
     "EdgeType",
     "Input",
     "InputKind",
+    "Job",
     "Output",
     "OutputKind",
     "QController",
@@ -62,6 +64,7 @@ __all__ = [
     "SkipReconcile",
     "TransformController",
     "TransformErrors",
+    "WorkQueue",
     "destroy",
     "kind_of",
     "qtransform",

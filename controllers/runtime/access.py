@@ -27,11 +27,18 @@ import structlog
 from kos.controllers.runtime.backoff import Backoff
 from kos.controllers.runtime.controller import FINALIZER_INPUT_KINDS, Input
 from kos.controllers.runtime.errors import AccessDeniedError
-from kos.resources.core.errors import ConflictError, NotFoundError, PhaseConflictError
-from kos.resources.core.metadata import Kind, Phase, Pointer
-from kos.resources.core.query import IDQuery, LabelQuery
-from kos.resources.core.resource import Resource
-from kos.resources.core.state import State
+from kos.resources.core import (
+    ConflictError,
+    IDQuery,
+    Kind,
+    LabelQuery,
+    NotFoundError,
+    Phase,
+    PhaseConflictError,
+    Pointer,
+    Resource,
+    State,
+)
 
 if TYPE_CHECKING:
     from kos.controllers.runtime.runtime import Runtime

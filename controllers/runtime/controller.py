@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kos.controllers.runtime.errors import RegistrationError
-from kos.resources.core.metadata import Kind, Phase, Pointer
+from kos.resources.core import Kind, Phase, Pointer
 
 if TYPE_CHECKING:
     from kos.controllers.runtime.adapter import ControllerRuntime

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from kos.controllers.runtime.controller import Input, InputKind, Output, OutputKind
 from kos.controllers.runtime.errors import RegistrationError
-from kos.resources.core.metadata import Kind
+from kos.resources.core import Kind
 
 
 class EdgeType(enum.IntEnum):

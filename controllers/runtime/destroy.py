@@ -8,8 +8,7 @@ from typing import Any
 from kos.controllers.runtime.controller import Input, InputKind, Output, OutputKind, QController, QSettings
 from kos.controllers.runtime.qruntime import QRuntime
 from kos.controllers.runtime.transform import kind_of
-from kos.resources.core.errors import NotFoundError
-from kos.resources.core.metadata import Kind, Phase, Pointer
+from kos.resources.core import Kind, NotFoundError, Phase, Pointer
 
 
 class DestroyController(QController):

@@ -25,7 +25,7 @@ from kos.controllers.runtime.backoff import Backoff
 from kos.controllers.runtime.controller import InputKind, QController, QSettings, ReducedMetadata
 from kos.controllers.runtime.errors import RequeueError, SkipReconcile
 from kos.controllers.runtime.queue import WorkQueue
-from kos.resources.core.metadata import Pointer
+from kos.resources.core import Pointer
 
 if TYPE_CHECKING:
     from kos.controllers.runtime.controller import Input

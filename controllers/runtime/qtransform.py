@@ -33,9 +33,7 @@ from kos.controllers.runtime.transform import (
     kind_of,
     maybe_await,
 )
-from kos.resources.core.errors import NotFoundError, PhaseConflictError
-from kos.resources.core.metadata import Kind, Phase, Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import Kind, NotFoundError, Phase, PhaseConflictError, Pointer, Resource
 
 UnmapFn = Callable[[Pointer], Pointer | None]
 ExtraMapFn = Callable[[QRuntime, ReducedMetadata], Awaitable[Sequence[Pointer]]]

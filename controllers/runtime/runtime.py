@@ -36,9 +36,7 @@ from kos.controllers.runtime.controller import (
 from kos.controllers.runtime.dependency import DependencyDB, Edge
 from kos.controllers.runtime.errors import RegistrationError, RuntimeWatchError
 from kos.controllers.runtime.qruntime import QRuntime
-from kos.resources.core.events import EventType
-from kos.resources.core.metadata import Kind
-from kos.resources.core.state import State
+from kos.resources.core import EventType, Kind, State
 
 _SKIP = (EventType.BOOTSTRAPPED, EventType.NOOP)
 

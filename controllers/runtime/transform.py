@@ -34,9 +34,7 @@ from kos.controllers.runtime.controller import (
     OutputKind,
 )
 from kos.controllers.runtime.errors import SkipReconcile
-from kos.resources.core.errors import NotFoundError, is_conflict
-from kos.resources.core.metadata import Kind, Phase, Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import Kind, NotFoundError, Phase, Pointer, Resource, is_conflict
 
 MapFn = Callable[[Resource[Any]], Resource[Any] | None]
 TransformFn = Callable[[Any, Resource[Any], Resource[Any]], object]

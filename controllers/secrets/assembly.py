@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 
-from kos.controllers.runtime.controller import Controller
+from kos.controllers.runtime import Controller
 from kos.controllers.secrets.certs import (
     APICertsController,
     EtcdCertsController,

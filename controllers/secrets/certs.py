@@ -22,13 +22,11 @@ from typing import Any
 import anyio
 import structlog
 
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, Output
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output
 from kos.controllers.secrets import issue, sans
 from kos.controllers.secrets.certsans import network_inputs, node_identity
 from kos.resources import secrets as s
-from kos.resources.core.metadata import Kind, Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import Kind, Pointer, Resource
 from kos.resources.pki import create_csr, generate_private_key, private_key_pem
 
 log = structlog.get_logger("kos.controllers.secrets")

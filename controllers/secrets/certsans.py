@@ -9,13 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, Output
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output
 from kos.controllers.secrets import sans
 from kos.resources import secrets as s
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.resource import Resource
-from kos.resources.core.spec import DynamicSpec
+from kos.resources.core import DynamicSpec, Pointer, Resource
 
 NETWORK_NS = "network"
 NODE_ADDRESSES_TYPE = "NodeAddresses.net.kos.dev"

@@ -17,12 +17,11 @@ from typing import Any
 
 import structlog
 
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, Output
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output
 from kos.resources import secrets as s
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec
 from kos.resources.config import NAMESPACE as CONFIG_NS
-from kos.resources.core.resource import Resource
+from kos.resources.core import Resource
 from kos.resources.machineconfig.v1alpha1 import Config, PEMEncodedCertificateAndKey, PEMEncodedKey
 
 log = structlog.get_logger("kos.controllers.secrets.root")

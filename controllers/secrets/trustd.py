@@ -30,9 +30,7 @@ from kos.apis.server.security import TRUSTD_PORT, TrustdService
 from kos.apis.server.serve import reload_context
 from kos.apis.tls import server_context
 from kos.resources import secrets as s
-from kos.resources.core.events import EventType
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.state import State
+from kos.resources.core import EventType, Pointer, State
 from kos.resources.pki import CertificateAndKey
 
 log = structlog.get_logger("kos.controllers.secrets.trustd")

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, InputKind, Output, OutputKind, kind_of
-from kos.resources.core.metadata import Phase
-from kos.resources.core.resource import Resource
+from kos.resources.core import Phase, Resource
 
 
 class ApplyController(Controller):

@@ -11,8 +11,7 @@ from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output
 from kos.controllers.system.render import Render
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec
 from kos.resources.config import NAMESPACE as CONFIG_NS
-from kos.resources.core.metadata import Kind, Phase, Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import Kind, Phase, Pointer, Resource
 from kos.resources.machineconfig import ConfigErrors
 
 MACHINE_CONFIG = Pointer(CONFIG_NS, MachineConfigSpec.definition.type, ACTIVE_ID)

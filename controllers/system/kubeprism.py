@@ -26,8 +26,7 @@ from anyio.abc import SocketStream, TaskStatus
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, InputKind, Output, OutputKind
 from kos.controllers.system.configspecs import MACHINE_CONFIG
 from kos.resources.cluster import MEMBERS, MemberSpec
-from kos.resources.core.metadata import Phase
-from kos.resources.core.resource import Resource
+from kos.resources.core import Phase, Resource
 from kos.resources.k8s import (
     KUBEPRISM_CONFIGS,
     KUBEPRISM_ID,

@@ -31,9 +31,7 @@ from kos.controllers.k8s.kubelet import CONTROL_PLANE_TAINT, node_taints
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, InputKind, Output, OutputKind
 from kos.resources.config import MACHINE_TYPE_ID, MachineTypeSpec
 from kos.resources.config import NAMESPACE as CONFIG_NS
-from kos.resources.core.metadata import Phase, Pointer
-from kos.resources.core.resource import Resource
-from kos.resources.core.spec import Spec
+from kos.resources.core import Phase, Pointer, Resource, Spec
 from kos.resources.k8s import (
     NAMESPACE,
     NODE_ANNOTATION_SPECS,

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kos.platform.linux.kernelparams import KernelParamError, param_path
-from kos.resources.core.spec import Spec
+from kos.resources.core import Spec
 from kos.resources.machineconfig import ConfigContainer
 from kos.resources.runtime import (
     EnvironmentSpecSpec,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from kos.controllers.system.configspecs import ConfigSpecsController
 from kos.controllers.system.fields import Host, not_acted_on
 from kos.resources.config import ConfigFieldStatusSpec
-from kos.resources.core.spec import Spec
+from kos.resources.core import Spec
 from kos.resources.machineconfig import ConfigContainer
 
 

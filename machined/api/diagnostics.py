@@ -36,9 +36,7 @@ from kos.apis.gen.kos import machine as pb
 from kos.apis.server.dispatch import Call, Dispatcher
 from kos.apis.server.state import parse
 from kos.platform.network.sntp import SNTPError, query
-from kos.resources.core.errors import NotFoundError
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.state import State
+from kos.resources.core import NotFoundError, Pointer, State
 from kos.resources.network import NAMESPACE as NET_NAMESPACE
 from kos.resources.network import TimeServerStatusSpec
 

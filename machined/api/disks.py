@@ -30,8 +30,7 @@ from kos.apis.server.dispatch import Call, Dispatcher
 from kos.apis.server.state import parse
 from kos.platform.block import device, filesystem
 from kos.platform.image import install, installer, meta
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.state import State
+from kos.resources.core import Pointer, State
 
 RESERVED_KEYS = frozenset({"active", "fallback", "tries", "good-a", "good-b"})
 ZERO_CHUNK = 4 * 1024 * 1024

@@ -35,7 +35,7 @@ from kos.apis.server.state import parse
 from kos.controllers.etcd.join import remove_member
 from kos.controllers.etcd.leave import NotRunningError, OnlyVoterError, leave_local_member
 from kos.controllers.etcd.marker import EtcdPaths, MarkerError, has_member, publish_marker, read_marker
-from kos.resources.core.state import State
+from kos.resources.core import State
 from kos.resources.etcd import ETCD_CONFIGS, ETCD_SPECS, EtcdBootstrapSpec, EtcdSpecSpec
 
 log = structlog.get_logger("kos.apis.etcd")

@@ -27,8 +27,7 @@ from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 
 from kos.apis import auth
-from kos.apis.client import health
-from kos.apis.client.connection import Connection
+from kos.apis.client import Connection, health
 from kos.apis.endpoint import split_endpoint
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.dispatch import Call, Dispatcher

@@ -14,10 +14,7 @@ from typing import Any
 
 import anyio
 
-from kos.resources.core.events import EventType
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.resource import Resource
-from kos.resources.core.state import State
+from kos.resources.core import EventType, Pointer, Resource, State
 
 
 class Condition(abc.ABC):

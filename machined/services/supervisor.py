@@ -36,13 +36,12 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from kos.controllers.runtime.backoff import Backoff
+from kos.controllers.runtime import Backoff
 from kos.machined.services.conditions import Condition, all_of
 from kos.machined.services.health import HealthCheck
 from kos.machined.services.logring import DEFAULT_CAPACITY, MACHINED, OWN_LOG, LogRing, LogStore
 from kos.machined.services.runners import RunContext, Runner
-from kos.resources.core.resource import Resource
-from kos.resources.core.state import State
+from kos.resources.core import Resource, State
 from kos.resources.runtime import ServiceSpec
 
 log = structlog.get_logger(__name__)

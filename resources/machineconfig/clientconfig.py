@@ -141,7 +141,7 @@ class ClientConfig:
 
     def dump(self) -> str:
         data = {"context": self.context, "contexts": {n: c.to_yaml() for n, c in self.contexts.items()}}
-        from kos.resources.core.yamlfmt import dump
+        from kos.resources.core import dump
 
         return dump(data)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from kos.resources.core.spec import spec_field
+from kos.resources.core import spec_field
 from kos.resources.machineconfig.schema import Model
 
 

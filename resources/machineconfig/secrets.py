@@ -10,7 +10,7 @@ import secrets as _secrets
 import string
 from dataclasses import dataclass
 
-from kos.resources.core.spec import spec_field
+from kos.resources.core import spec_field
 from kos.resources.machineconfig import yamlio
 from kos.resources.machineconfig.schema import Decoder, Model
 from kos.resources.machineconfig.v1alpha1 import PEMEncodedCertificateAndKey, PEMEncodedKey

@@ -13,7 +13,7 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
-from kos.resources.core.spec import spec_field
+from kos.resources.core import spec_field
 from kos.resources.machineconfig.schema import Model
 from kos.resources.pki import CertificateAndKey
 

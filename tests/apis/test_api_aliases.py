@@ -8,12 +8,16 @@ import pytest
 from grpclib.const import Status
 
 from kos.apis import auth
-from kos.apis.client.connection import APIError
+from kos.apis.client import APIError
 from kos.apis.kosctl.commands.get import resolve
-from kos.resources.core import Resource
-from kos.resources.core.definition import Registry, ResourceDefinition
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.meta import ResourceDefinitionSpec, publish_meta
+from kos.resources.core import (
+    InMemoryState,
+    Registry,
+    Resource,
+    ResourceDefinition,
+    ResourceDefinitionSpec,
+    publish_meta,
+)
 from tests.support.loopback import serve_state
 
 pytestmark = pytest.mark.anyio

@@ -10,9 +10,7 @@ import pytest
 
 from kos.apis import auth
 from kos.apis.gen.cosi import resource as rpb
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.meta import NamespaceSpec
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, NamespaceSpec, Resource
 from tests.support.loopback import serve_state
 
 pytestmark = pytest.mark.anyio

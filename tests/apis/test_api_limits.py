@@ -20,11 +20,9 @@ import pytest
 from grpclib.const import Status
 
 from kos.apis import auth, limits
-from kos.apis.client.connection import APIError, Connection
+from kos.apis.client import APIError, Connection
 from kos.apis.gen.cosi import resource as rpb
-from kos.resources.core import ECHO_CHARS
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.meta import publish_meta
+from kos.resources.core import ECHO_CHARS, InMemoryState, publish_meta
 from tests.support.hostile import NAMESPACE, NS_TYPE, largest_query, list_request, populate, watch_request
 from tests.support.loopback import LoopbackAPI, serve_state
 

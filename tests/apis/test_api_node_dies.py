@@ -18,11 +18,9 @@ import pytest
 from grpclib.const import Status
 
 from kos.apis import auth
-from kos.apis.client.connection import APIError, Connection
+from kos.apis.client import APIError, Connection
 from kos.apis.gen.cosi import resource as rpb
-from kos.resources.core import Pointer, Resource
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.meta import NamespaceSpec
+from kos.resources.core import InMemoryState, NamespaceSpec, Pointer, Resource
 from kos.resources.pki import generate_ca, issue_certificate
 from tests.support.loopback import loopback_pki, serve_state
 

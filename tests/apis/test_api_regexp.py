@@ -10,11 +10,9 @@ import pytest
 from grpclib.const import Status
 
 from kos.apis import auth
-from kos.apis.client.connection import APIError, Connection
+from kos.apis.client import APIError, Connection
 from kos.apis.gen.cosi import resource as rpb
-from kos.resources.core import Resource
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.meta import NamespaceSpec, publish_meta
+from kos.resources.core import InMemoryState, NamespaceSpec, Resource, publish_meta
 from tests.support.loopback import LoopbackAPI, serve_state
 
 pytestmark = pytest.mark.anyio

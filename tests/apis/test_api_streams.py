@@ -13,9 +13,7 @@ import pytest
 from kos.apis import auth
 from kos.apis.gen.cosi import resource as rpb
 from kos.apis.server.serve import MAX_CONCURRENT_STREAMS
-from kos.resources.core import Resource
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.meta import NamespaceSpec
+from kos.resources.core import InMemoryState, NamespaceSpec, Resource
 from tests.support.loopback import serve_state
 
 pytestmark = pytest.mark.anyio

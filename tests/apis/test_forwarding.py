@@ -23,9 +23,7 @@ from kos.apis.server.machine import ConfigStore, MachineService
 from kos.apis.server.serve import APIServer
 from kos.apis.server.state import StateService
 from kos.apis.tls import PEMPair, client_context, server_context
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.meta import NamespaceSpec
-from kos.resources.core.metadata import Kind
+from kos.resources.core import InMemoryState, Kind, NamespaceSpec
 from tests.support.countingproxy import counting_proxy
 from tests.support.loopback import loopback_pki
 

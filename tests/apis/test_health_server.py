@@ -17,14 +17,13 @@ import pytest
 from grpclib.const import Status
 
 from kos.apis import auth
-from kos.apis.client import health
-from kos.apis.client.connection import APIError, Connection
+from kos.apis.client import APIError, Connection, health
 from kos.apis.gen.kos import machine as pb
 from kos.apis.kosctl.commands.health import server_checks
 from kos.apis.server.machine import ConfigStore, MachineService
 from kos.apis.tls import client_context
-from kos.machined.api.health import ClusterHealthAPI, check_address, wait_timeout
-from kos.resources.core.inmem import InMemoryState
+from kos.machined.api import ClusterHealthAPI, check_address, wait_timeout
+from kos.resources.core import InMemoryState
 from tests.support.loopback import LoopbackAPI, loopback_pki, serve_state
 
 pytestmark = pytest.mark.anyio

@@ -19,15 +19,10 @@ import pytest
 from grpclib.const import Status
 
 from kos.apis import auth
-from kos.apis.client import AccessDeniedError, ClientConfig, Connection, GrpcState
-from kos.apis.client.connection import APIError
+from kos.apis.client import AccessDeniedError, APIError, ClientConfig, Connection, GrpcState
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.nodepki import NodePKI
-from kos.resources.core.errors import NotFoundError
-from kos.resources.core.events import EventType
-from kos.resources.core.meta import NamespaceSpec
-from kos.resources.core.metadata import Kind, Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import EventType, Kind, NamespaceSpec, NotFoundError, Pointer, Resource
 
 from .nodeproc import kosctl, machined
 

@@ -18,13 +18,12 @@ from cryptography.x509.oid import NameOID
 from grpclib.const import Status
 
 from kos.apis import auth
-from kos.apis.client.config import ClientConfig, Context
-from kos.apis.client.connection import APIError, Connection
+from kos.apis.client import APIError, ClientConfig, Connection, Context
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.machine import ConfigStore, EventBus, MachineService
 from kos.apis.server.nodepki import NodePKI, generate_client_configuration
 from kos.machined.services import ProcessRunner, RestartPolicy, ServiceDefinition, ServiceState, Supervisor
-from kos.resources.core.inmem import InMemoryState
+from kos.resources.core import InMemoryState
 from tests.support.loopback import LoopbackAPI, serve_state
 
 pytestmark = pytest.mark.anyio

@@ -10,10 +10,9 @@ import pytest
 from grpclib.const import Status
 
 from kos.apis import auth
-from kos.apis.client import AccessDeniedError, ClientConfig, Connection, GrpcState
-from kos.apis.client.connection import APIError
+from kos.apis.client import AccessDeniedError, APIError, ClientConfig, Connection, GrpcState
 from kos.apis.gen.kos import machine as pb
-from kos.resources.core.metadata import Pointer
+from kos.resources.core import Pointer
 
 from .nodeproc import kosctl, machined, wait_file
 

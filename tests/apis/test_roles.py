@@ -11,14 +11,10 @@ import pytest
 from grpclib.const import Cardinality, Status
 
 from kos.apis import auth
-from kos.apis.client import AccessDeniedError, GrpcState
-from kos.apis.client.connection import APIError, Connection
+from kos.apis.client import AccessDeniedError, APIError, Connection, GrpcState
 from kos.apis.wire import RawMessage
 from kos.resources import secrets
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.meta import NamespaceSpec, publish_meta
-from kos.resources.core.metadata import Kind, Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Kind, NamespaceSpec, Pointer, Resource, publish_meta
 from tests.support.loopback import LoopbackAPI, serve_state
 
 pytestmark = pytest.mark.anyio

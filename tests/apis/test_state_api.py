@@ -11,14 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from kos.apis.client import AccessDeniedError, ClientConfig, Connection, GrpcState
-from kos.apis.client.config import Context
+from kos.apis.client import AccessDeniedError, ClientConfig, Connection, Context, GrpcState
 from kos.apis.server.nodepki import NodePKI
-from kos.resources.core.errors import ConflictError, NotFoundError
-from kos.resources.core.events import EventType
-from kos.resources.core.meta import NamespaceSpec
-from kos.resources.core.metadata import Kind, Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import ConflictError, EventType, Kind, NamespaceSpec, NotFoundError, Pointer, Resource
 
 NS_TYPE = "Namespaces.meta.cosi.dev"
 

@@ -17,17 +17,12 @@ from cryptography.x509.oid import NameOID
 from grpclib.const import Status
 
 from kos.apis import auth
-from kos.apis.client import GrpcState
-from kos.apis.client.connection import APIError, Connection
+from kos.apis.client import APIError, Connection, GrpcState
 from kos.apis.gen.cosi import resource as rpb
 from kos.apis.gen.kos import machine as mpb
 from kos.apis.server.dispatch import MAX_REQUEST_BYTES
 from kos.apis.server.machine import ConfigStore, MachineService
-from kos.resources.core.errors import NotFoundError
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.meta import publish_meta
-from kos.resources.core.metadata import Kind, Pointer
-from kos.resources.core.query import IDQuery
+from kos.resources.core import IDQuery, InMemoryState, Kind, NotFoundError, Pointer, publish_meta
 from kos.resources.pki import CertificateAndKey, generate_ca, issue_certificate
 from tests.support.loopback import LoopbackAPI, serve_state
 

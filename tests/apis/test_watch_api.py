@@ -14,9 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hst
 
 from kos.apis import auth, wire
-from kos.apis.client import GrpcState
-from kos.apis.client.connection import APIError, Connection
-from kos.apis.client.state import EventDecoder
+from kos.apis.client import APIError, Connection, EventDecoder, GrpcState
 from kos.apis.gen.cosi import resource as rpb
 from kos.apis.server import state as state_service
 from kos.apis.server.dispatch import Node
@@ -24,13 +22,16 @@ from kos.apis.server.machine import ConfigStore, MachineService
 from kos.apis.server.serve import APIServer
 from kos.apis.server.state import StateService
 from kos.apis.tls import server_context
-from kos.resources.core.definition import REGISTRY
-from kos.resources.core.errors import InvalidWatchBookmarkError, StateError
-from kos.resources.core.events import EventType
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.meta import NamespaceSpec
-from kos.resources.core.metadata import Kind
-from kos.resources.core.resource import Resource
+from kos.resources.core import (
+    REGISTRY,
+    EventType,
+    InMemoryState,
+    InvalidWatchBookmarkError,
+    Kind,
+    NamespaceSpec,
+    Resource,
+    StateError,
+)
 from tests.support.loopback import LoopbackAPI, loopback_pki, serve_state
 
 pytestmark = pytest.mark.anyio

@@ -17,8 +17,7 @@ from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
 from kos.resources.block import VOLUME_CONFIGS
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 from kos.resources.machineconfig.container import ConfigContainer
 
 CONFIG = """version: v1alpha1

@@ -13,8 +13,7 @@ from kos.controllers.block.volumes import VolumeController
 from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_resources
 from kos.resources.block import VOLUME_STATUSES, VolumePhase, VolumeType
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 
 pytestmark = pytest.mark.anyio
 

@@ -31,8 +31,7 @@ from kos.resources.block import (
     VolumeConfigSpec,
     VolumePhase,
 )
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 
 from .conftest import LoopFactory, blkid, resize_loop
 

@@ -16,7 +16,7 @@ from kos.controllers.config.assembly import config_controllers
 from kos.controllers.config.manager import ConfigManager
 from kos.controllers.runtime import Runtime
 from kos.controllers.secrets.assembly import secrets_controllers
-from kos.resources.core.inmem import InMemoryState
+from kos.resources.core import InMemoryState
 from kos.resources.machineconfig import ConfigContainer
 from kos.resources.machineconfig.generate import GenOptions, generate
 from kos.resources.machineconfig.secrets import SecretsBundle

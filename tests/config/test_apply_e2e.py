@@ -13,14 +13,14 @@ import pytest
 from grpclib.const import Status
 
 from kos.apis import auth
-from kos.apis.client.connection import APIError, Connection
+from kos.apis.client import APIError, Connection
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.machine import MachineService
 from kos.controllers.config.api import ManagedConfigStore
 from kos.controllers.runtime.testing import assert_resources
 from kos.resources import secrets as s
 from kos.resources.config import ACTIVE_ID, MACHINE_TYPE_ID
-from kos.resources.core.inmem import InMemoryState
+from kos.resources.core import InMemoryState
 from tests.support.loopback import LoopbackAPI, serve_state
 
 from .helpers import configs, node, patched

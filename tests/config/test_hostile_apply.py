@@ -15,13 +15,12 @@ import pytest
 from grpclib.const import Status
 
 from kos.apis import auth
-from kos.apis.client import GrpcState
-from kos.apis.client.connection import APIError, Connection
+from kos.apis.client import APIError, Connection, GrpcState
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.machine import MachineService
 from kos.controllers.config.api import ManagedConfigStore
 from kos.resources.config import MACHINE_TYPE_ID
-from kos.resources.core.metadata import Pointer
+from kos.resources.core import Pointer
 from tests.machineconfig.hostile import worst_inputs
 from tests.support.loopback import serve_state
 

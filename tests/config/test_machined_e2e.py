@@ -13,7 +13,7 @@ import pytest
 from grpclib.const import Status
 
 from kos.apis import auth
-from kos.apis.client.connection import APIError, Connection
+from kos.apis.client import APIError, Connection
 from kos.apis.gen.kos import machine as pb
 from kos.controllers.runtime.testing import assert_resources
 from kos.resources.config import ACTIVE_ID, STAGED_ID

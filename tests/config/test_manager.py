@@ -13,7 +13,7 @@ import pytest
 from kos.controllers.config.manager import ApplyError, ErrorCode
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
 from kos.resources.config import ACTIVE_ID, MACHINE_TYPE_ID, STAGED_ID, MachineConfigSpec, MachineTypeSpec
-from kos.resources.core.metadata import Kind, Pointer
+from kos.resources.core import Kind, Pointer
 
 from .helpers import configs, node, patched
 

@@ -17,7 +17,7 @@ import pytest
 from grpclib.const import Status
 
 from kos.apis import auth
-from kos.apis.client.connection import APIError
+from kos.apis.client import APIError
 from kos.apis.etcd import EtcdError, format_member_id
 from kos.apis.etcd import machine as etcd_api
 from kos.apis.gen.kos import machine as pb

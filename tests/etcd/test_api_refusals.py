@@ -10,13 +10,12 @@ import pytest
 from grpclib.const import Status
 
 from kos.apis import auth
-from kos.apis.client.connection import APIError, Connection
+from kos.apis.client import APIError, Connection
 from kos.apis.etcd import machine as etcd_api
 from kos.apis.server.machine import ConfigStore, MachineService
 from kos.controllers.etcd.marker import EtcdPaths, read_marker
-from kos.machined.api.etcd import EtcdAPI
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.machined.api import EtcdAPI
+from kos.resources.core import InMemoryState, Resource
 from kos.resources.etcd import ETCD_BOOTSTRAPS, EtcdBootstrapSpec, EtcdConfigSpec
 from tests.support.loopback import LoopbackAPI, serve_state
 

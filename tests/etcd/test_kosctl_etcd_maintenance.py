@@ -11,7 +11,7 @@ import grpclib.client
 import pytest
 
 from kos.apis import auth
-from kos.apis.client.config import ClientConfig, Context
+from kos.apis.client import ClientConfig, Context
 from kos.apis.etcd import EtcdError
 from kos.apis.etcd.gen import etcdserverpb as epb
 from kos.resources.pki import issue_certificate

@@ -16,7 +16,7 @@ from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
 from kos.machined.services import ServiceState, Supervisor
 from kos.machined.services.etcd import etcd_service
-from kos.resources.core.resource import Resource
+from kos.resources.core import Resource
 from kos.resources.etcd import ETCD_MEMBERS
 from tests.support.localcluster import LocalCluster
 

@@ -17,8 +17,7 @@ from kos.controllers.etcd.marker import EtcdPaths, read_marker, write_marker
 from kos.controllers.etcd.spec import EtcdSpecController
 from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 from kos.resources.etcd import ETCD_CONFIGS, ETCD_ERRORS, ETCD_SPECS, EtcdBootstrapSpec, EtcdConfigSpec
 from kos.resources.network import HostnameStatusSpec, NodeAddressSpec
 from kos.resources.secrets import ETCD_CERTS_ID, EtcdCertsSpec

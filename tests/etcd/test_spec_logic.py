@@ -21,8 +21,7 @@ from kos.controllers.etcd.spec import EtcdConfigError, build_spec, same_member, 
 from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 from kos.resources.etcd import ETCD_CONFIGS, EtcdBootstrapSpec, EtcdConfigSpec
 from kos.resources.machineconfig import ConfigContainer
 from kos.resources.machineconfig.generate import GenOptions, generate

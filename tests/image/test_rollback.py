@@ -17,7 +17,7 @@ from grpclib.exceptions import GRPCError
 
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.dispatch import Call
-from kos.machined.api.lifecycle import LifecycleService
+from kos.machined.api import LifecycleService
 from kos.machined.init import Action
 from kos.machined.node import MachineNode, NodeOptions
 from kos.platform.image import boot, install, installer, layout, meta

@@ -7,8 +7,14 @@ import base64
 import os
 
 from kos.controllers.k8s.controlplane import ControlPlaneMaterial
-from kos.resources.pki import generate_ca, generate_private_key, issue_certificate, private_key_pem, public_key_pem
-from kos.resources.pki.x509 import CertificateAndKey
+from kos.resources.pki import (
+    CertificateAndKey,
+    generate_ca,
+    generate_private_key,
+    issue_certificate,
+    private_key_pem,
+    public_key_pem,
+)
 
 SERVICE_SUBNET = "10.96.0.0/12"
 ENDPOINT = "https://10.5.0.2:6443"

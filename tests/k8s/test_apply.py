@@ -28,8 +28,7 @@ from kos.controllers.k8s.applier import ManifestApplyController
 from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_resources
 from kos.resources import k8s
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 from kos.resources.pki import certificate_common_name, issue_certificate
 from kos.resources.secrets import KubernetesCertsSpec
 from tests.controllers.runtime.harness import wait_until

@@ -25,8 +25,7 @@ from kos.controllers.runtime.testing import assert_no_resource, assert_resources
 from kos.controllers.secrets.assembly import secrets_controllers
 from kos.resources import k8s
 from kos.resources.config import MachineConfigSpec, MachineTypeSpec
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 from kos.resources.machineconfig import ConfigContainer, GenOptions, SecretsBundle, generate
 from kos.resources.network import HostnameStatusSpec, NodeAddressSpec
 from kos.resources.pki import certificate_sans, check_kubeconfig, verify_chain

@@ -15,11 +15,9 @@ import anyio
 import pytest
 import yaml
 
-from kos.apis.client.config import ClientConfig
-from kos.apis.client.connection import Connection
-from kos.apis.client.state import GrpcState
+from kos.apis.client import ClientConfig, Connection, GrpcState
 from kos.controllers.secrets.issue import k8s_certs
-from kos.resources.core.resource import Resource
+from kos.resources.core import Resource
 from kos.resources.machineconfig import SecretsBundle
 from kos.resources.pki import check_kubeconfig
 from kos.resources.secrets import CertSANSpec, KubernetesRootSpec

@@ -21,8 +21,7 @@ from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_resources
 from kos.machined.services import ServiceDefinition, ServiceState, Supervisor, TaskRunner
 from kos.machined.services.kubelet import kubelet_service
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 from kos.resources.k8s import KubeletSpecSpec
 from kos.resources.runtime import SERVICES
 from tests.controllers.runtime.harness import wait_until

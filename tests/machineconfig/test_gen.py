@@ -150,7 +150,7 @@ def test_ipv6_endpoint() -> None:
 
 def test_kosconfig_readable_by_api_client(generated: mc.Generated) -> None:
     """The kosconfig gen config writes is what the API client library reads."""
-    from kos.apis.client.config import ClientConfig as APIClientConfig
+    from kos.apis.client import ClientConfig as APIClientConfig
 
     parsed = APIClientConfig.parse(generated.client.to_yaml())
     ctx = parsed.contexts[parsed.context]

@@ -14,9 +14,7 @@ from kos.resources.config import (
     MachineConfigSpec,
     MachineTypeSpec,
 )
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Pointer, Resource
 
 
 @pytest.mark.anyio

@@ -11,7 +11,7 @@ import pytest
 from kos.controllers.runtime import Runtime
 from kos.machined import assembly
 from kos.machined.services import Supervisor
-from kos.resources.core.inmem import InMemoryState
+from kos.resources.core import InMemoryState
 
 pytestmark = pytest.mark.anyio
 

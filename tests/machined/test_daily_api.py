@@ -18,8 +18,7 @@ import pytest
 from grpclib.const import Status
 
 from kos.apis import auth
-from kos.apis.client.config import ClientConfig, Context
-from kos.apis.client.connection import APIError
+from kos.apis.client import APIError, ClientConfig, Context
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.machine import ConfigStore, MachineService
 from kos.controllers.config.api import ManagedConfigStore
@@ -29,7 +28,7 @@ from kos.machined.api.diagnostics import DiagnosticsAPI
 from kos.machined.api.disks import DisksAPI
 from kos.platform.image import meta
 from kos.resources.config import ACTIVE_ID
-from kos.resources.core.inmem import InMemoryState
+from kos.resources.core import InMemoryState
 from tests.config.helpers import configs, node
 from tests.config.test_manager import MC, has
 from tests.controllers.runtime.conformance import FailingController

@@ -10,9 +10,7 @@ import time
 import anyio
 import pytest
 
-from kos.machined.services import HealthCheck, Supervisor
-from kos.machined.services.runners import ProcessRunner
-from kos.machined.services.supervisor import ServiceDefinition
+from kos.machined.services import HealthCheck, ProcessRunner, ServiceDefinition, Supervisor
 
 pytestmark = pytest.mark.anyio
 

@@ -19,8 +19,7 @@ from kos.machined.sequencer import (
     phases,
     service_unmet,
 )
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 from kos.resources.runtime import MACHINE_STATUSES, SERVICES, ServiceSpec
 
 pytestmark = pytest.mark.anyio

@@ -9,8 +9,7 @@ import anyio
 from kos.controllers.network.hostname import HostnameController
 from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_resources
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 from kos.resources.network import HOSTNAME_STATUSES, NAMESPACE, HostnameSpecSpec
 
 

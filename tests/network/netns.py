@@ -18,9 +18,7 @@ import pytest
 
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec
 from kos.resources.config import NAMESPACE as CONFIG_NS
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Pointer, Resource
 
 _counter = itertools.count()
 

@@ -15,13 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kos.controllers.network.merge import MergeController, merge_by_id
-from kos.controllers.runtime import Runtime
-from kos.controllers.runtime.adapter import ControllerRuntime
-from kos.controllers.runtime.controller import Controller, Input, InputKind, Output
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, InputKind, Output, Runtime
 from kos.controllers.runtime.testing import assert_length, assert_resources
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.metadata import Phase, Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Phase, Pointer, Resource
 from kos.resources.network import (
     ADDRESS_SPECS,
     CONFIG_NAMESPACE,

@@ -20,8 +20,7 @@ from kos.platform.network.arp import ETH_P_ARP, parse_arp
 from kos.platform.network.netns import socket_in
 from kos.resources.config import MACHINE_TYPE_ID, MachineTypeSpec
 from kos.resources.config import NAMESPACE as CONFIG_NS
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 from tests.network.netns import addresses, eventually, ip, links, needs_netns, netns, nsenter, put_config, routes
 
 pytestmark = [pytest.mark.anyio, needs_netns]

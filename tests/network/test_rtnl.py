@@ -72,7 +72,7 @@ async def test_status_view_from_notifications_equals_a_fresh_dump() -> None:
     exactly what a full dump says."""
     from kos.controllers.network.status import KernelView, NetlinkStatusController
     from kos.controllers.runtime import Runtime
-    from kos.resources.core.inmem import InMemoryState
+    from kos.resources.core import InMemoryState
     from kos.resources.network import ADDRESS_STATUSES, LINK_STATUSES, ROUTE_STATUSES
 
     with netns("view") as path:

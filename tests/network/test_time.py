@@ -19,9 +19,7 @@ from kos.controllers.network.timesync import TimeSyncController
 from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_resources
 from kos.platform.network.sntp import PACKET, SNTPError, decode_reply, encode_request, from_ntp, to_ntp
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Pointer, Resource
 from kos.resources.network import NAMESPACE, TIME_STATUSES, TIMESERVER_SPECS, TimeServerSpecSpec
 from tests.network.netns import ip, needs_netns, netns, nsenter
 

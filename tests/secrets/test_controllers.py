@@ -17,9 +17,7 @@ from kos.controllers.secrets.root import root_secrets
 from kos.resources import network as net
 from kos.resources import secrets as s
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Pointer, Resource
 from kos.resources.pki import (
     certificate_common_name,
     certificate_extended_usages,

@@ -50,10 +50,7 @@ def test_split_is_sorted_unique_and_partitions(entries: list[str]) -> None:
 async def _dynamic_identity() -> tuple[list[str], str, str]:
     from kos.controllers.runtime import Controller, Runtime
     from kos.controllers.secrets.certsans import network_inputs, node_identity
-    from kos.resources.core.inmem import InMemoryState
-    from kos.resources.core.metadata import Metadata
-    from kos.resources.core.resource import Resource
-    from kos.resources.core.spec import DynamicSpec
+    from kos.resources.core import DynamicSpec, InMemoryState, Metadata, Resource
 
     state = InMemoryState()
     for type_, id_, text in (("NodeAddresses.net.kos.dev", "accumulative", "addresses: [10.9.0.1/24]\n"),

@@ -22,8 +22,7 @@ from kos.controllers.secrets.trustd import run_trustd
 from kos.resources import network as net
 from kos.resources import secrets as s
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 from kos.resources.pki import (
     certificate_organizations,
     certificate_sans,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kos.resources import secrets
-from kos.resources.core.definition import REGISTRY, Sensitivity
+from kos.resources.core import REGISTRY, Sensitivity
 
 
 def test_types_are_registered_sensitive_in_secrets_namespace() -> None:

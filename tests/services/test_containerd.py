@@ -19,7 +19,7 @@ from kos.machined.services.containerd import (
     render_config,
 )
 from kos.machined.services.oci import build_oci_archive
-from kos.resources.core.inmem import InMemoryState
+from kos.resources.core import InMemoryState
 
 pytestmark = [pytest.mark.anyio, pytest.mark.root]
 

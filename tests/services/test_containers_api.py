@@ -11,15 +11,15 @@ import pytest
 from grpclib.const import Status
 
 from kos.apis import auth
-from kos.apis.client.connection import APIError
+from kos.apis.client import APIError
 from kos.apis.gen.kos import machine as pb
 from kos.apis.kosctl.commands.containers import namespace_of
 from kos.apis.kosctl.main import build_parser
 from kos.apis.server.machine import ConfigStore, MachineService
-from kos.machined.api.containers import ContainersAPI, parse_table
+from kos.machined.api import ContainersAPI, parse_table
 from kos.machined.services import Supervisor
 from kos.machined.services.containerd import ContainerdPaths, ctr, ensure_namespaces
-from kos.resources.core.inmem import InMemoryState
+from kos.resources.core import InMemoryState
 from tests.services.test_containerd import BUSYBOX, _build_busybox_image, containerd  # noqa: F401
 from tests.support.loopback import serve_state
 

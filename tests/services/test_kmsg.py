@@ -8,8 +8,8 @@ import uuid
 import anyio
 import pytest
 
+from kos.machined.services import LogRing
 from kos.machined.services.kmsg import parse_record, pump_kmsg
-from kos.machined.services.logring import LogRing
 
 
 def test_parse_record() -> None:

@@ -6,7 +6,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from kos.machined.services.logring import LogRing, LogStore, RingLogProcessor
+from kos.machined.services import LogRing, LogStore, RingLogProcessor
 
 
 def test_wraps_without_growing() -> None:

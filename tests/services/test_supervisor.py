@@ -17,6 +17,7 @@ import pytest
 from kos.machined.services import (
     BackoffPolicy,
     HealthCheck,
+    LogRing,
     PredicateCondition,
     ProcessRunner,
     ResourceCondition,
@@ -30,9 +31,7 @@ from kos.machined.services import (
     tcp_probe,
 )
 from kos.machined.services.cgroups import _candidate_dirs
-from kos.machined.services.logring import LogRing
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 from kos.resources.runtime import SERVICES, ServiceSpec
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from kos.apis import limits
 from kos.apis.gen.cosi import resource as rpb
-from kos.resources.core import Resource
-from kos.resources.core.meta import NamespaceSpec
-from kos.resources.core.state import State
+from kos.resources.core import NamespaceSpec, Resource, State
 
 NS_TYPE = "Namespaces.meta.cosi.dev"
 NAMESPACE = "user"

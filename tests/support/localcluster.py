@@ -20,9 +20,9 @@ from kos.controllers.etcd.flow import bootstrap_member, join_member
 from kos.controllers.etcd.join import (
     publish_local_member,
 )
+from kos.machined.services import Supervisor
 from kos.machined.services.etcd import EtcdRunner, etcd_service
-from kos.machined.services.supervisor import Supervisor
-from kos.resources.core.inmem import InMemoryState
+from kos.resources.core import InMemoryState
 from kos.resources.etcd import EtcdSpecSpec
 from kos.resources.pki import generate_ca, issue_certificate
 

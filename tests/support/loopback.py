@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kos.apis import auth
-from kos.apis.client.connection import Connection
+from kos.apis.client import Connection
 from kos.apis.server.dispatch import Node
 from kos.apis.server.machine import ConfigStore, MachineService
 from kos.apis.server.security import SecurityService
 from kos.apis.server.serve import APIServer
 from kos.apis.server.state import StateService
 from kos.apis.tls import server_context
-from kos.resources.core.state import State
+from kos.resources.core import State
 from kos.resources.pki import CertificateAndKey, generate_ca, issue_certificate
 
 

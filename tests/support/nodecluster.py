@@ -24,7 +24,7 @@ import anyio
 import anyio.abc
 
 from kos.apis import auth
-from kos.apis.client.connection import Connection
+from kos.apis.client import Connection
 from kos.apis.etcd import EtcdClient
 from kos.apis.server.dispatch import Node
 from kos.apis.server.machine import ConfigStore, MachineService
@@ -35,13 +35,12 @@ from kos.controllers.etcd.assembly import etcd_controllers
 from kos.controllers.etcd.marker import EtcdPaths
 from kos.controllers.runtime import Runtime
 from kos.controllers.secrets.assembly import secrets_controllers
-from kos.machined.api.etcd import EtcdAPI
+from kos.machined.api import EtcdAPI
 from kos.machined.api.etcdmaint import EtcdMaintenanceAPI
+from kos.machined.services import Supervisor
 from kos.machined.services.etcd import etcd_service_definition
-from kos.machined.services.supervisor import Supervisor
 from kos.resources.config import ACTIVE_ID, MACHINE_TYPE_ID, MachineConfigSpec, MachineTypeSpec
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 from kos.resources.machineconfig import ConfigContainer
 from kos.resources.machineconfig.generate import GenOptions, generate
 from kos.resources.machineconfig.secrets import SecretsBundle
@@ -133,7 +132,7 @@ class NodeCluster:
 
     def kosconfig(self, path: Path, i: int = 0) -> Path:
         """Write a kosctl client config (os:admin) whose endpoint is node ``i``."""
-        from kos.apis.client.config import ClientConfig, Context
+        from kos.apis.client import ClientConfig, Context
 
         ctx = Context(endpoints=[self.nodes[i].endpoint], ca=self.os_ca.cert_pem, crt=self.admin.cert_pem,
                       key=self.admin.key_pem)

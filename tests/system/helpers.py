@@ -11,9 +11,7 @@ import anyio
 from kos.controllers.runtime import Controller, Runtime
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec
 from kos.resources.config import NAMESPACE as CONFIG_NS
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.metadata import Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Pointer, Resource
 
 BASE = """version: v1alpha1
 machine:

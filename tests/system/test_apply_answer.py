@@ -14,7 +14,7 @@ from kos.controllers.runtime.testing import assert_no_resource, assert_resources
 from kos.controllers.system import Host, not_acted_on
 from kos.controllers.system.status import config_field_status_controller
 from kos.resources.config import ConfigFieldStatusSpec
-from kos.resources.core.metadata import Kind
+from kos.resources.core import Kind
 from kos.resources.machineconfig import ConfigContainer
 from tests.config.helpers import configs, node, patched
 

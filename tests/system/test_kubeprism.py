@@ -16,7 +16,7 @@ from kos.controllers.runtime.testing import assert_no_resource, assert_resources
 from kos.controllers.system.kubeprism import KubePrismConfigController, KubePrismController, kubeprism_config
 from kos.resources.cluster import NAMESPACE as CLUSTER_NS
 from kos.resources.cluster import MemberSpec
-from kos.resources.core.resource import Resource
+from kos.resources.core import Resource
 from kos.resources.k8s import KUBEPRISM_CONFIGS, KUBEPRISM_ID, KUBEPRISM_STATUSES
 from kos.resources.machineconfig import ConfigContainer
 from tests.system.helpers import running, set_config

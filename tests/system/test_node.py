@@ -24,8 +24,7 @@ from kos.controllers.system.node import (
 )
 from kos.resources.config import NAMESPACE as CONFIG_NS
 from kos.resources.config import MachineTypeSpec
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 from kos.resources.k8s import NAMESPACE as K8S_NS
 from kos.resources.k8s import (
     NODE_APPLY_STATUSES,

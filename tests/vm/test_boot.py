@@ -39,7 +39,7 @@ def test_rootfs_content(image: Path) -> None:
 
 
 def test_vm_boots_to_the_maintenance_api(provisioner: QemuProvisioner) -> None:
-    from kos.apis.client.connection import Connection
+    from kos.apis.client import Connection
     from kos.apis.gen.kos import machine as pb
 
     state = provisioner.create("ci", [NodeRequest("n1", "controlplane", [])], cidr="10.93.0.0/24")

@@ -279,8 +279,7 @@ def _yaml_dump(data: Any) -> str:
 async def _bring_up(args: argparse.Namespace, state: Any, configs: dict[str, str], client_text: str) -> bool:
     import anyio
 
-    from kos.apis.client.config import ClientConfig
-    from kos.apis.client.connection import APIError, Connection
+    from kos.apis.client import APIError, ClientConfig, Connection
     from kos.apis.client.health import ClusterNodes, run_checks
     from kos.apis.gen.kos import machine as pb
 
@@ -359,9 +358,8 @@ async def _write_kubeconfig(conn: Any, node: str, path: Path, server: str, clust
     """An admin kubeconfig for the forwarded Kubernetes API (the node's admin certificate)."""
     import anyio
 
-    from kos.apis.client.connection import APIError
-    from kos.apis.client.state import GrpcState
-    from kos.resources.core.errors import NotFoundError
+    from kos.apis.client import APIError, GrpcState
+    from kos.resources.core import NotFoundError
     from kos.resources.pki import render_kubeconfig
     from kos.resources.secrets import K8S_CERTS, K8S_CERTS_ID
 
@@ -382,14 +380,14 @@ async def _write_kubeconfig(conn: Any, node: str, path: Path, server: str, clust
 
 
 def _kosconfig_path(args: argparse.Namespace) -> Path:
-    from kos.apis.client.config import default_path
+    from kos.apis.client import default_path
 
     given = getattr(args, "kosconfig", None)
     return Path(given) if given else default_path()
 
 
 def _save_context(args: argparse.Namespace, name: str, ctx: Any) -> None:
-    from kos.apis.client.config import ClientConfig, ConfigError
+    from kos.apis.client import ClientConfig, ConfigError
 
     path = _kosconfig_path(args)
     try:
@@ -402,7 +400,7 @@ def _save_context(args: argparse.Namespace, name: str, ctx: Any) -> None:
 
 
 def _remove_context(args: argparse.Namespace, name: str) -> bool:
-    from kos.apis.client.config import ClientConfig, ConfigError
+    from kos.apis.client import ClientConfig, ConfigError
 
     path = _kosconfig_path(args)
     try:

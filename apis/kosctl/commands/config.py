@@ -66,7 +66,7 @@ def _cert_info(pem: bytes) -> tuple[str, str]:
 
 def run_info(args: argparse.Namespace) -> int:
     cfg = common.load_config(args, missing_ok=False)
-    from kos.apis.client.config import ConfigError
+    from kos.apis.client import ConfigError
 
     try:
         name, ctx = cfg.current(getattr(args, "context", None))
@@ -112,7 +112,7 @@ def _set_list(args: argparse.Namespace, key: str) -> int:
         except ValueError as exc:
             raise CLIError(str(exc)) from None
     cfg = common.load_config(args, missing_ok=False)
-    from kos.apis.client.config import ConfigError
+    from kos.apis.client import ConfigError
 
     try:
         name, ctx = cfg.current(getattr(args, "context", None))
@@ -125,7 +125,7 @@ def _set_list(args: argparse.Namespace, key: str) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from kos.apis.client.config import ClientConfig, ConfigError
+    from kos.apis.client import ClientConfig, ConfigError
 
     try:
         other = ClientConfig.load(args.file, missing_ok=False)
@@ -149,7 +149,7 @@ def _read(path: str, what: str) -> bytes:
 
 
 def run_add(args: argparse.Namespace) -> int:
-    from kos.apis.client.config import Context
+    from kos.apis.client import Context
 
     cfg = common.load_config(args)
     if args.name in cfg.contexts:

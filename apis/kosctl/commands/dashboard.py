@@ -65,8 +65,8 @@ class NodeData:
 async def _specs(conn: common.Connection, node: str | None, ns: str, typ: str) -> list[dict[str, Any]]:
     import yaml
 
-    from kos.apis.client.state import GrpcState
-    from kos.resources.core.metadata import Kind
+    from kos.apis.client import GrpcState
+    from kos.resources.core import Kind
 
     st = GrpcState(conn, node=node, registry=None)
     out = []

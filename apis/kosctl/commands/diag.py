@@ -165,8 +165,8 @@ def run_disks(args: argparse.Namespace) -> int:
     async def call(conn: common.Connection, node: str | None) -> None:
         import yaml
 
-        from kos.apis.client.state import GrpcState
-        from kos.resources.core.metadata import Kind, Pointer
+        from kos.apis.client import GrpcState
+        from kos.resources.core import Kind, Pointer
 
         from .get import _api_error
 

@@ -75,10 +75,9 @@ def _mode(args: argparse.Namespace) -> tuple[int, float]:
 
 async def current_config(conn: common.Connection, node: str | None) -> str:
     """The node's active machine config (YAML text)."""
-    from kos.apis.client.state import GrpcState
+    from kos.apis.client import GrpcState
     from kos.resources.config import ACTIVE_ID, NAMESPACE, MachineConfigSpec
-    from kos.resources.core.errors import NotFoundError
-    from kos.resources.core.metadata import Pointer
+    from kos.resources.core import NotFoundError, Pointer
 
     from .get import _api_error
 

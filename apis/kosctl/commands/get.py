@@ -17,9 +17,9 @@ from kos.apis.kosctl import common
 from kos.apis.kosctl.errors import CLIError
 
 if TYPE_CHECKING:
-    from kos.apis.client.connection import Connection
+    from kos.apis.client import Connection
     from kos.apis.kosctl.output import Printer
-    from kos.resources.core.query import LabelQuery
+    from kos.resources.core import LabelQuery
 
 RD_TYPE = "ResourceDefinitions.meta.cosi.dev"
 
@@ -75,7 +75,7 @@ def _split_selector(text: str) -> list[str]:
 
 def parse_selectors(selectors: list[str]) -> list[LabelQuery]:
     """All ``-l`` terms form one query (ANDed)."""
-    from kos.resources.core.query import LabelOp, LabelQuery, LabelTerm, parse_number
+    from kos.resources.core import LabelOp, LabelQuery, LabelTerm, parse_number
 
     terms = []
     for sel in selectors:
@@ -116,9 +116,8 @@ def _rd_yaml(r: Any) -> dict[str, Any]:
 
 async def resolve(conn: Connection, node: str | None, name: str) -> dict[str, Any]:
     """The resource definition (its YAML spec as a dict) that ``name`` names on the node."""
-    from kos.apis.client.state import GrpcState
-    from kos.resources.core.errors import NotFoundError
-    from kos.resources.core.metadata import Kind, Pointer
+    from kos.apis.client import GrpcState
+    from kos.resources.core import Kind, NotFoundError, Pointer
 
     st = GrpcState(conn, node=node, registry=None)
     try:
@@ -129,7 +128,7 @@ async def resolve(conn: Connection, node: str | None, name: str) -> dict[str, An
     rds = [_rd_yaml(r) for r in await st.list(Kind("meta", RD_TYPE))]
     from grpclib.const import Status
 
-    from kos.apis.client.connection import APIError
+    from kos.apis.client import APIError
 
     where = node or conn.endpoint
     # an alias, else the singular of a plural alias ("rd" for "rds", as talosctl users type);
@@ -141,7 +140,7 @@ async def resolve(conn: Connection, node: str | None, name: str) -> dict[str, An
         if found:
             raise APIError(where, Status.INVALID_ARGUMENT, _ambiguous(name, [str(rd.get("type")) for rd in found]))
     # an automatic alias the node dropped because several types share it (kos.resources.core.definition)
-    from kos.resources.core.definition import automatic_aliases
+    from kos.resources.core import automatic_aliases
 
     shared = []
     for rd in rds:
@@ -198,9 +197,8 @@ def _api_error(exc: Exception, label: str) -> Exception:
     """State errors from GrpcState -> the CLI's one-line API error."""
     from grpclib.const import Status
 
-    from kos.apis.client.connection import APIError
-    from kos.apis.client.state import AccessDeniedError
-    from kos.resources.core.errors import NotFoundError, StateError
+    from kos.apis.client import AccessDeniedError, APIError
+    from kos.resources.core import NotFoundError, StateError
 
     if isinstance(exc, AccessDeniedError):
         return APIError(label, Status.PERMISSION_DENIED, str(exc).split(": ", 1)[-1])
@@ -213,9 +211,8 @@ def _api_error(exc: Exception, label: str) -> Exception:
 
 async def _get(conn: Connection, node: str | None, t: common.Target, printer: Printer, namespace: str,
                rtype: str, id: str | None, queries: list[LabelQuery]) -> None:
-    from kos.apis.client.state import GrpcState
-    from kos.resources.core.errors import StateError
-    from kos.resources.core.metadata import Kind, Pointer
+    from kos.apis.client import GrpcState
+    from kos.resources.core import Kind, Pointer, StateError
 
     st = GrpcState(conn, node=node, registry=None)
     label = t.label(node)
@@ -234,11 +231,8 @@ async def _watch(conn: Connection, node: str | None, t: common.Target, printer: 
                  rtype: str, id: str | None, queries: list[LabelQuery]) -> None:
     from grpclib.const import Status
 
-    from kos.apis.client.connection import APIError
-    from kos.apis.client.state import GrpcState
-    from kos.resources.core.errors import StateError
-    from kos.resources.core.events import EventType
-    from kos.resources.core.metadata import Kind, Pointer
+    from kos.apis.client import APIError, GrpcState
+    from kos.resources.core import EventType, Kind, Pointer, StateError
 
     st = GrpcState(conn, node=node, registry=None)
     label = t.label(node)

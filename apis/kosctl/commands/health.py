@@ -42,7 +42,7 @@ async def discovered_nodes(conn: Any, node: str | None) -> ClusterNodes:
 async def server_checks(conn: Any, node: str | None, nodes: ClusterNodes, wait_timeout: float) -> bool:
     """``--server``: the node runs the checks and streams its lines, printed as they come;
     False when a check failed."""
-    from kos.apis.client.connection import APIError
+    from kos.apis.client import APIError
     from kos.apis.client.health import Status, from_response, line
     from kos.apis.gen.kos import machine as pb
 
@@ -79,8 +79,7 @@ def _split(value: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import anyio
 
-    from kos.apis.client.config import ClientConfig, ConfigError
-    from kos.apis.client.connection import Connection
+    from kos.apis.client import ClientConfig, ConfigError, Connection
     from kos.apis.client.health import ClusterNodes, discovery_event, line, run_checks
 
     if args.wait_timeout <= 0:

@@ -91,8 +91,8 @@ def _local(args: argparse.Namespace) -> str:
 
 
 def _remote(args: argparse.Namespace) -> str:
-    from kos.apis.client.state import GrpcState
-    from kos.resources.core.errors import NotFoundError
+    from kos.apis.client import GrpcState
+    from kos.resources.core import NotFoundError
     from kos.resources.pki import render_kubeconfig
     from kos.resources.secrets import K8S_CERTS, K8S_CERTS_ID
 

@@ -70,7 +70,7 @@ def _call(args: argparse.Namespace, method: str, request: bytes, response: Any, 
 
 async def _boot_marker(conn: Any, node: str | None) -> str | None:
     """The node's MachineStatus 'created' time: a new boot creates a new resource."""
-    from kos.apis.client.state import GrpcState
+    from kos.apis.client import GrpcState
     from kos.resources.runtime import MACHINE_STATUS_ID, MACHINE_STATUSES
 
     r = await GrpcState(conn, node=node).get(MACHINE_STATUSES.pointer(MACHINE_STATUS_ID))
@@ -81,9 +81,8 @@ async def _follow(conn: Any, node: str | None, label: str, before: str | None, *
                   timeout: float) -> None:
     import anyio
 
-    from kos.apis.client.connection import APIError
-    from kos.apis.client.state import GrpcState
-    from kos.resources.core.errors import NotFoundError
+    from kos.apis.client import APIError, GrpcState
+    from kos.resources.core import NotFoundError
     from kos.resources.runtime import MACHINE_STATUS_ID, MACHINE_STATUSES
 
     deadline = time.monotonic() + timeout

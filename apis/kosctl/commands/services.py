@@ -71,7 +71,7 @@ def run_service(args: argparse.Namespace) -> int:
         from grpclib.const import Status
 
         from kos.apis import auth
-        from kos.apis.client.connection import APIError
+        from kos.apis.client import APIError
         from kos.apis.gen.kos import machine as pb
 
         if args.action != "status":

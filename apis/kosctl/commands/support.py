@@ -110,10 +110,10 @@ async def collect(conn: common.Connection, node: str | None, label: str, bundle:
     """Everything of one node into ``bundle`` under ``<label>/``; returns the errors."""
     import yaml
 
-    from kos.apis.client.state import GrpcState
+    from kos.apis.client import GrpcState
     from kos.apis.etcd import machine as etcd_api
     from kos.apis.gen.kos import machine as pb
-    from kos.resources.core.metadata import Kind
+    from kos.resources.core import Kind
 
     from .edit import current_config
     from .get import _rd_yaml

@@ -21,8 +21,7 @@ from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
 from kos.resources.cluster import AFFILIATES, IDENTITIES, MEMBERS, AffiliateSpec
 from kos.resources.config import MachineTypeSpec
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.resource import Resource
+from kos.resources.core import InMemoryState, Resource
 from kos.resources.network import HostnameStatusSpec, NodeAddressSpec
 from kos.resources.pki import generate_ca, issue_certificate
 

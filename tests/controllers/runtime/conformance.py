@@ -17,8 +17,7 @@ from kos.controllers.runtime import (
     QSettings,
     ReducedMetadata,
 )
-from kos.resources.core import NotFoundError, Phase, Pointer
-from kos.resources.core.resource import Resource
+from kos.resources.core import NotFoundError, Phase, Pointer, Resource
 
 from .testtypes import INTS, NS, SENTENCES, STRS, IntSpec, SentenceSpec, StrSpec
 

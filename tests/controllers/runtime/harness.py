@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import anyio
 
 from kos.controllers.runtime import Runtime
-from kos.resources.core.inmem import InMemoryState
+from kos.resources.core import InMemoryState
 
 
 @asynccontextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kos.controllers.runtime import QTransformController, TransformController, qtransform, transform
-from kos.resources.core.resource import Resource
+from kos.resources.core import Resource
 
 from .testtypes import IntSpec, SentenceSpec, StrSpec
 

@@ -18,8 +18,7 @@ from kos.controllers.runtime import (
     Runtime,
 )
 from kos.controllers.runtime.testing import assert_resources
-from kos.resources.core import NotFoundError, OwnerConflictError, Phase
-from kos.resources.core.inmem import InMemoryState
+from kos.resources.core import InMemoryState, NotFoundError, OwnerConflictError, Phase
 
 from .harness import new_runtime, running
 from .testtypes import INTS, NS, SENTENCES, STRS, int_ptr, int_res, sentence_ptr, sentence_res, str_ptr, str_res

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kos.controllers.runtime.backoff import Backoff
-from kos.controllers.runtime.queue import WorkQueue
+from kos.controllers.runtime import Backoff, WorkQueue
 
 
 def test_backoff_defaults_grow_by_1_5_with_jitter_and_cap() -> None:

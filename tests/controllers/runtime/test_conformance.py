@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
-from kos.resources.core.resource import Resource
+from kos.resources.core import Resource
 
 from .conformance import (
     FailingController,

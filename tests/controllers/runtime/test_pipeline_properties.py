@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 
 from kos.controllers.runtime import Runtime
 from kos.controllers.runtime.testing import assert_length, assert_resources
-from kos.resources.core import NotFoundError, Phase
-from kos.resources.core.inmem import InMemoryState
+from kos.resources.core import InMemoryState, NotFoundError, Phase
 
 from .conformance import IntToStrController, StrToSentenceController
 from .harness import running

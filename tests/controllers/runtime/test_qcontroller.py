@@ -13,6 +13,7 @@ from anyio import wait_all_tasks_blocked
 from kos.controllers.runtime import (
     Input,
     InputKind,
+    Job,
     Output,
     OutputKind,
     QController,
@@ -22,7 +23,6 @@ from kos.controllers.runtime import (
     RequeueError,
     SkipReconcile,
 )
-from kos.controllers.runtime.qruntime import Job
 from kos.controllers.runtime.testing import assert_resources
 from kos.resources.core import Pointer
 

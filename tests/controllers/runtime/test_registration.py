@@ -17,7 +17,7 @@ from kos.controllers.runtime import (
     RegistrationError,
     Runtime,
 )
-from kos.resources.core.inmem import InMemoryState
+from kos.resources.core import InMemoryState
 
 from .conformance import IntToStrController, QIntToStrController, StrToSentenceController, SumController
 from .testtypes import INTS, NS, SENTENCES, STRS

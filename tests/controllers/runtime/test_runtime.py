@@ -22,7 +22,7 @@ from kos.controllers.runtime import (
     RuntimeWatchError,
 )
 from kos.controllers.runtime.testing import assert_resources
-from kos.resources.core.inmem import InMemoryState
+from kos.resources.core import InMemoryState
 
 from .conformance import FailingController, QIntToStrController, SumController
 from .harness import new_runtime, running, wait_until

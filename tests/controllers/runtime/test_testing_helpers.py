@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from kos.controllers.runtime.testing import assert_length, assert_no_resource, assert_resources
-from kos.resources.core.inmem import InMemoryState
+from kos.resources.core import InMemoryState
 
 from .testtypes import INTS, int_ptr, int_res
 

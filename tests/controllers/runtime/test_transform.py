@@ -9,8 +9,7 @@ from anyio import wait_all_tasks_blocked
 
 from kos.controllers.runtime import DestroyOutput, Input, InputKind, SkipReconcile, destroy, qtransform, transform
 from kos.controllers.runtime.testing import assert_no_resource, assert_resources
-from kos.resources.core import Phase
-from kos.resources.core.resource import Resource
+from kos.resources.core import Phase, Resource
 
 from .harness import new_runtime, running, wait_until
 from .pipeline import int_to_str, str_to_sentence

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kos.resources.core.definition import resource_type
-from kos.resources.core.metadata import Kind, Pointer
-from kos.resources.core.resource import Resource
-from kos.resources.core.spec import Spec, spec_field
+from kos.resources.core import Kind, Pointer, Resource, Spec, resource_type, spec_field
 
 NS = "default"
 

@@ -70,7 +70,7 @@ def test_a_target_that_listens_late_is_still_reached(netns: str, tmp_path: Path)
 def test_a_target_that_never_listens_resets_the_client_and_logs_why(netns: str, tmp_path: Path) -> None:
     import anyio
 
-    from kos.apis.client.connection import APIError, Connection
+    from kos.apis.client import APIError, Connection
 
     proc, port, log = _forwarder(netns, tmp_path, 1)
     try:

@@ -11,9 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
-from kos.resources.core.inmem import InMemoryState, NamespacedState
-from kos.resources.core.sqlite_store import SqliteStore
-from kos.resources.core.state import State
+from kos.resources.core import InMemoryState, NamespacedState, SqliteStore, State
 
 
 @asynccontextmanager

@@ -15,13 +15,7 @@ import re
 import pytest
 
 import kos.resources
-from kos.resources.core.definition import (
-    REGISTRY,
-    AmbiguousTypeError,
-    Registry,
-    ResourceDefinition,
-    automatic_aliases,
-)
+from kos.resources.core import REGISTRY, AmbiguousTypeError, Registry, ResourceDefinition, automatic_aliases
 
 
 def _registry(*decls: tuple[str, tuple[str, ...]]) -> Registry:

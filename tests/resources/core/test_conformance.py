@@ -13,6 +13,8 @@ import pytest
 
 from kos.resources.core import (
     ConflictError,
+    Event,
+    EventType,
     IDQuery,
     InvalidWatchBookmarkError,
     LabelOp,
@@ -22,10 +24,9 @@ from kos.resources.core import (
     OwnerConflictError,
     Phase,
     PhaseConflictError,
+    State,
     StateError,
 )
-from kos.resources.core.events import Event, EventType
-from kos.resources.core.state import State
 
 from .backends import BACKENDS
 from .testtypes import COUNTERS, CounterSpec, counter, ptr

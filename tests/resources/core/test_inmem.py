@@ -7,10 +7,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from kos.resources.core import Kind
-from kos.resources.core.events import EventType
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.sqlite_store import SqliteStore
+from kos.resources.core import EventType, InMemoryState, Kind, SqliteStore
 
 from .testtypes import COUNTERS, CounterSpec, counter, ptr
 

@@ -12,6 +12,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from kos.resources.core import (
     ConflictError,
+    EventType,
+    InMemoryState,
     LabelOp,
     LabelQuery,
     LabelTerm,
@@ -19,10 +21,8 @@ from kos.resources.core import (
     OwnerConflictError,
     Phase,
     PhaseConflictError,
+    matches_labels,
 )
-from kos.resources.core.events import EventType
-from kos.resources.core.inmem import InMemoryState
-from kos.resources.core.query import matches_labels
 
 from .testtypes import COUNTERS, counter, ptr
 

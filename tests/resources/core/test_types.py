@@ -9,13 +9,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kos.resources.core import LabelOp, LabelQuery, LabelTerm, Metadata, Phase
-from kos.resources.core.definition import Registry, ResourceDefinition, resource_type, singular
-from kos.resources.core.metadata import parse_version, version_string
-from kos.resources.core.query import IDQuery, parse_number
-from kos.resources.core.resource import Resource
-from kos.resources.core.spec import DynamicSpec, Spec, spec_field
-from kos.resources.core.yamlfmt import resource_yaml
+from kos.resources.core import (
+    DynamicSpec,
+    IDQuery,
+    LabelOp,
+    LabelQuery,
+    LabelTerm,
+    Metadata,
+    Phase,
+    Registry,
+    Resource,
+    ResourceDefinition,
+    Spec,
+    parse_number,
+    parse_version,
+    resource_type,
+    resource_yaml,
+    singular,
+    spec_field,
+    version_string,
+)
 
 # -- metadata --------------------------------------------------------------------------------
 
