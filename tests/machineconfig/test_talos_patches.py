@@ -278,3 +278,49 @@ endpoints:
     mirror = c.document(mc.RegistryMirrorConfig, "docker.io")
     assert ext is not None and [f.mount_path for f in ext.config_files] == ["/usr/local/etc/nut/upsmon.conf"]
     assert mirror is not None and [e.url for e in mirror.endpoints] == ["https://mirror-b.local"]
+
+
+LINK_BASE = """\
+apiVersion: v1alpha1
+kind: LinkConfig
+name: eth0
+addresses:
+  - address: 10.0.42.136/24
+routes:
+  - gateway: 10.0.42.1
+"""
+
+
+def test_patchlink_address_item_deleted_and_added() -> None:
+    out = patched(LINK_BASE, "apiVersion: v1alpha1\nkind: LinkConfig\nname: eth0\naddresses:\n"
+                             "  - address: 10.0.42.136/24\n    $patch: delete\n  - address: 10.0.42.137/24\n")
+    assert out == [{"apiVersion": "v1alpha1", "kind": "LinkConfig", "name": "eth0",
+                    "addresses": [{"address": "10.0.42.137/24"}], "routes": [{"gateway": "10.0.42.1"}]}]
+    assert mc.ConfigContainer.from_data(out).document(mc.LinkConfig, "eth0") is not None
+
+
+def test_patchmixed_documents_of_one_patch_apply_in_order() -> None:
+    base = "apiVersion: v1alpha1\nkind: RegistryMirrorConfig\nname: registry.k8s.io\nendpoints:\n" \
+           "  - url: http://172.20.0.1:5001\n---\n" + LINK_BASE
+    patch = """\
+apiVersion: v1alpha1
+kind: RegistryMirrorConfig
+name: registry.k8s.io
+endpoints:
+  $patch: delete
+---
+apiVersion: v1alpha1
+kind: RegistryMirrorConfig
+name: registry.k8s.io
+endpoints:
+  - url: http://172.20.0.251:50001
+---
+apiVersion: v1alpha1
+kind: RegistryMirrorConfig
+name: registry.k8s.io
+skipFallback: true
+"""
+    out = patched(base, patch)
+    assert out[0] == {"apiVersion": "v1alpha1", "kind": "RegistryMirrorConfig", "name": "registry.k8s.io",
+                      "endpoints": [{"url": "http://172.20.0.251:50001"}], "skipFallback": True}
+    assert out[1] == yaml.safe_load(LINK_BASE)
