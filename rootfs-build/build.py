@@ -6,6 +6,7 @@ Steps and their caches (under --cache, default build/kos-image):
   base-<hash>/    the Debian packages unpacked (dpkg-deb -x), usr-merged, trimmed, stdlib .pyc
   pydeps-<hash>/  kos's PyPI dependencies (pip install --target, compiled)
   kos/            kos itself from a wheel of this checkout's working tree (rebuilt every run: seconds)
+  k8s/            the kubelet and CNI plugins from rootfs-build/k8s/build's cache, when it has them
 Outputs (--out, default <cache>/out): vmlinux, vmlinuz, initramfs.xz, rootfs.sqsh, disk.raw (with BIOS GRUB
 when grub-pc-bin is installed: kos.platform.image.bootloader).
 Everything is deterministic: sorted entries, fixed times, stable GUIDs (see docs/image.md).
@@ -31,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 try:  # kos must be importable (.ci/setup installs this checkout in editable mode)
     from kos.platform.image import bootloader, cpio, layout, rootfs, vmlinux
+    from kos.platform.image import k8s as k8s_artifacts
 except ImportError as exc:
     raise SystemExit(f"build: cannot import kos ({exc}); install this checkout first: .ci/setup") from None
 
@@ -268,16 +270,26 @@ class Steps:
         self.timed("kos", t)
         return kdir
 
-    def k8s(self, bindir: Path | None) -> Path | None:
-        if bindir is None:
+    def k8s(self, bindir: Path | None, k8s_dir: Path | None) -> Path | None:
+        """The node's Kubernetes layer: ``--k8s-bin DIR`` (every file to /usr/local/bin), else
+        what ``rootfs-build/k8s/build`` left in its cache: the kubelet in /usr/local/bin and the
+        CNI plugins in /usr/lib/cni (images stay out: nodes pull them from the provisioner's
+        registry, see docs/kubernetes.md)."""
+        files: list[tuple[Path, str]] = []
+        if bindir is not None:
+            files = [(f, f"usr/local/bin/{f.name}") for f in sorted(bindir.iterdir()) if f.is_file()]
+        elif k8s_dir is not None and (k8s_dir / "bin/kubelet").is_file():
+            files = [(k8s_dir / "bin/kubelet", "usr/local/bin/kubelet")]
+            files += [(p, f"usr/lib/cni/{p.name}") for p in sorted((k8s_dir / "cni").glob("*")) if p.is_file()]
+        if not files:
             return None
         kdir = self.cache / "k8s"
         shutil.rmtree(kdir, ignore_errors=True)
-        (kdir / "usr/local/bin").mkdir(parents=True)
-        for f in sorted(bindir.iterdir()):
-            if f.is_file():
-                shutil.copy2(f, kdir / "usr/local/bin" / f.name)
-                os.chmod(kdir / "usr/local/bin" / f.name, 0o755)
+        for src, rel in files:
+            (kdir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, kdir / rel)
+            os.chmod(kdir / rel, 0o755)
+        log(f"kubernetes: {', '.join(sorted(rel for _, rel in files))}")
         return kdir
 
     # -- squashfs and disk -------------------------------------------------------------
@@ -323,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="output directory (default CACHE/out)")
     p.add_argument("--disk-size", type=int, default=2048, help="disk image size in MiB (default 2048)")
     p.add_argument("--k8s-bin", type=Path, default=None, help="directory of Kubernetes binaries for /usr/local/bin")
+    p.add_argument("--k8s-dir", type=Path, default=k8s_artifacts.cache_dir(),
+                   help="rootfs-build/k8s/build's output: its kubelet and CNI plugins go into the image "
+                        "when present (default %(default)s)")
+    p.add_argument("--no-k8s", action="store_true", help="no Kubernetes binaries in the image")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = p.parse_args(argv)
     if args.k8s_bin is not None and not args.k8s_bin.is_dir():
@@ -349,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copyfile(kdir / "vmlinuz", out / "vmlinuz")
     initrd = s.initramfs(kdir, order)
     layers = [s.base(pkgs), s.pydeps(), s.kos()]
-    k8s = s.k8s(args.k8s_bin)
+    k8s = None if args.no_k8s else s.k8s(args.k8s_bin, args.k8s_dir)
     if k8s is not None:
         layers.append(k8s)
     sqsh = s.squash(layers)
