@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 from grpclib.const import Status
@@ -46,6 +46,8 @@ from kos.resources.core import (
     State,
     StateError,
     UnsupportedError,
+    WatchKindArgs,
+    WatchKindOptions,
     WatchStream,
 )
 
@@ -256,36 +258,16 @@ class GrpcState(State):
     def watch_kind(
         self,
         kind: Kind,
-        *,
-        bootstrap_contents: bool = False,
-        bootstrap_bookmark: bool = False,
-        tail_events: int = 0,
-        start_from_bookmark: bytes | None = None,
-        label_queries: Sequence[LabelQuery] = (),
-        id_query: IDQuery | None = None,
+        **options: Unpack[WatchKindArgs],
     ) -> WatchStream:
-        return self._watch_flat(
-            kind.namespace, kind.type, None, bootstrap_contents=bootstrap_contents,
-            bootstrap_bookmark=bootstrap_bookmark, tail_events=tail_events,
-            start_from_bookmark=start_from_bookmark, label_queries=label_queries, id_query=id_query,
-        )
+        return self._watch_flat(kind.namespace, kind.type, None, **options)
 
     def watch_kind_aggregated(
         self,
         kind: Kind,
-        *,
-        bootstrap_contents: bool = False,
-        bootstrap_bookmark: bool = False,
-        tail_events: int = 0,
-        start_from_bookmark: bytes | None = None,
-        label_queries: Sequence[LabelQuery] = (),
-        id_query: IDQuery | None = None,
+        **options: Unpack[WatchKindArgs],
     ) -> AggregatedWatchStream:
-        return self._watch_batches(
-            kind.namespace, kind.type, None, aggregated=True, bootstrap_contents=bootstrap_contents,
-            bootstrap_bookmark=bootstrap_bookmark, tail_events=tail_events,
-            start_from_bookmark=start_from_bookmark, label_queries=label_queries, id_query=id_query,
-        )
+        return self._watch_batches(kind.namespace, kind.type, None, aggregated=True, **options)
 
     @asynccontextmanager
     async def _watch_flat(self, ns: str, type: str, id: str | None, **kw: Any) -> AsyncIterator[AsyncIterator[Event]]:
@@ -309,24 +291,20 @@ class GrpcState(State):
         id: str | None,
         *,
         aggregated: bool,
-        bootstrap_contents: bool = False,
-        bootstrap_bookmark: bool = False,
-        tail_events: int = 0,
-        start_from_bookmark: bytes | None = None,
-        label_queries: Sequence[LabelQuery] = (),
-        id_query: IDQuery | None = None,
+        **options: Unpack[WatchKindArgs],
     ) -> bytes:
+        opts = WatchKindOptions(**options)
         o = b""
-        if bootstrap_contents:
+        if opts.bootstrap_contents:
             o += b"\x08\x01"
-        if tail_events:
-            o += b"\x10" + wire.varint(tail_events)
-        o += _label_queries(b"\x1a", label_queries) + _id_query(b"\x22", id_query)
+        if opts.tail_events:
+            o += b"\x10" + wire.varint(opts.tail_events)
+        o += _label_queries(b"\x1a", opts.label_queries) + _id_query(b"\x22", opts.id_query)
         if aggregated:
             o += b"\x28\x01"
-        if start_from_bookmark is not None:
-            o += _ld(b"\x32", start_from_bookmark)
-        if bootstrap_bookmark:
+        if opts.start_from_bookmark is not None:
+            o += _ld(b"\x32", opts.start_from_bookmark)
+        if opts.bootstrap_bookmark:
             o += b"\x38\x01"
         return _kind_request(ns, type, id) + (_ld(b"\x22", o) if o else b"") + b"\x28\x01"
 

@@ -35,7 +35,7 @@ from kos.resources.core.resource import Resource, tombstone
 from kos.resources.core.slicing import TimeSlice
 from kos.resources.core.spec import EMPTY_SPEC, DynamicSpec, EmptySpec, Spec, spec_field
 from kos.resources.core.sqlite_store import SqliteStore
-from kos.resources.core.state import AggregatedWatchStream, State, WatchStream
+from kos.resources.core.state import AggregatedWatchStream, State, WatchKindArgs, WatchKindOptions, WatchStream
 from kos.resources.core.yamlfmt import dump, metadata_yaml, resource_yaml, spec_yaml
 
 __all__ = [
@@ -76,6 +76,8 @@ __all__ = [
     "StateError",
     "TimeSlice",
     "UnsupportedError",
+    "WatchKindArgs",
+    "WatchKindOptions",
     "WatchStream",
     "automatic_aliases",
     "cap",

@@ -28,7 +28,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 from kos.resources.core.errors import (
     ConflictError,
@@ -44,7 +44,7 @@ from kos.resources.core.metadata import Kind, Metadata, Phase, Pointer
 from kos.resources.core.query import IDQuery, LabelQuery, matches_labels
 from kos.resources.core.resource import Resource, tombstone
 from kos.resources.core.slicing import TimeSlice
-from kos.resources.core.state import AggregatedWatchStream, State, WatchStream
+from kos.resources.core.state import AggregatedWatchStream, State, WatchKindArgs, WatchKindOptions, WatchStream
 
 _COOKIE = os.urandom(8)
 _CREATED, _UPDATED, _DESTROYED = EventType.CREATED, EventType.UPDATED, EventType.DESTROYED
@@ -367,32 +367,16 @@ class InMemoryState(State):
     def watch_kind(
         self,
         kind: Kind,
-        *,
-        bootstrap_contents: bool = False,
-        bootstrap_bookmark: bool = False,
-        tail_events: int = 0,
-        start_from_bookmark: bytes | None = None,
-        label_queries: Sequence[LabelQuery] = (),
-        id_query: IDQuery | None = None,
+        **options: Unpack[WatchKindArgs],
     ) -> WatchStream:
-        return self._watch_kind_flat(
-            kind, bootstrap_contents, bootstrap_bookmark, tail_events, start_from_bookmark, label_queries, id_query
-        )
+        return self._watch_kind_flat(kind, WatchKindOptions(**options))
 
     def watch_kind_aggregated(
         self,
         kind: Kind,
-        *,
-        bootstrap_contents: bool = False,
-        bootstrap_bookmark: bool = False,
-        tail_events: int = 0,
-        start_from_bookmark: bytes | None = None,
-        label_queries: Sequence[LabelQuery] = (),
-        id_query: IDQuery | None = None,
+        **options: Unpack[WatchKindArgs],
     ) -> AggregatedWatchStream:
-        return self._watch_kind_batches(
-            kind, bootstrap_contents, bootstrap_bookmark, tail_events, start_from_bookmark, label_queries, id_query
-        )
+        return self._watch_kind_batches(kind, WatchKindOptions(**options))
 
     @asynccontextmanager
     async def _watch_kind_flat(self, *args: Any) -> AsyncIterator[AsyncIterator[Event]]:
@@ -413,13 +397,11 @@ class InMemoryState(State):
     async def _watch_kind_batches(
         self,
         kind: Kind,
-        bootstrap_contents: bool,
-        bootstrap_bookmark: bool,
-        tail_events: int,
-        start_from_bookmark: bytes | None,
-        label_queries: Sequence[LabelQuery],
-        id_query: IDQuery | None,
+        options: WatchKindOptions,
     ) -> AsyncIterator[AsyncIterator[builtins.list[Event]]]:
+        o = options
+        bootstrap_contents, bootstrap_bookmark, tail_events = o.bootstrap_contents, o.bootstrap_bookmark, o.tail_events
+        start_from_bookmark, label_queries, id_query = o.start_from_bookmark, o.label_queries, o.id_query
         if bootstrap_contents and (tail_events or start_from_bookmark is not None):
             raise UnsupportedError("bootstrap contents can't be combined with tail events or a bookmark")
         if tail_events and start_from_bookmark is not None:

@@ -25,7 +25,8 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import anyio
 
@@ -42,6 +43,29 @@ ANY_PHASE = None
 
 WatchStream = AbstractAsyncContextManager[AsyncIterator[Event]]
 AggregatedWatchStream = AbstractAsyncContextManager[AsyncIterator[list[Event]]]
+
+
+class WatchKindArgs(TypedDict, total=False):
+    """The keyword options of ``watch_kind`` / ``watch_kind_aggregated`` (every State takes these)."""
+
+    bootstrap_contents: bool
+    bootstrap_bookmark: bool
+    tail_events: int
+    start_from_bookmark: bytes | None
+    label_queries: Sequence[LabelQuery]
+    id_query: IDQuery | None
+
+
+@dataclass(frozen=True)
+class WatchKindOptions:
+    """``WatchKindArgs`` with their defaults: ``WatchKindOptions(**options)``."""
+
+    bootstrap_contents: bool = False
+    bootstrap_bookmark: bool = False
+    tail_events: int = 0
+    start_from_bookmark: bytes | None = None
+    label_queries: Sequence[LabelQuery] = ()
+    id_query: IDQuery | None = None
 
 
 class CoreState(abc.ABC):
@@ -89,13 +113,7 @@ class CoreState(abc.ABC):
     def watch_kind(
         self,
         kind: Kind,
-        *,
-        bootstrap_contents: bool = False,
-        bootstrap_bookmark: bool = False,
-        tail_events: int = 0,
-        start_from_bookmark: bytes | None = None,
-        label_queries: Sequence[LabelQuery] = (),
-        id_query: IDQuery | None = None,
+        **options: Unpack[WatchKindArgs],
     ) -> WatchStream:
         """Events of every resource of a kind matching the queries."""
 
@@ -103,13 +121,7 @@ class CoreState(abc.ABC):
     def watch_kind_aggregated(
         self,
         kind: Kind,
-        *,
-        bootstrap_contents: bool = False,
-        bootstrap_bookmark: bool = False,
-        tail_events: int = 0,
-        start_from_bookmark: bytes | None = None,
-        label_queries: Sequence[LabelQuery] = (),
-        id_query: IDQuery | None = None,
+        **options: Unpack[WatchKindArgs],
     ) -> AggregatedWatchStream:
         """Like ``watch_kind`` but yields batches (lists) of events."""
 
