@@ -1,5 +1,5 @@
-"""Diagnostics and disks: ``kosctl netstat``, ``time``, ``disks``, ``wipe disk``, ``meta`` and
-``inspect dependencies``.
+"""Diagnostics and disks: ``kosctl netstat``, ``time``, ``stats``, ``disks``, ``wipe disk``,
+``meta`` and ``inspect dependencies``.
 
 Reads are os:reader; ``wipe disk`` and ``meta write|delete`` need os:admin.
 """
@@ -56,6 +56,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t.add_argument("-c", "--check", default="", help="NTP server to check against (default: the configured ones)")
     common.add_target_args(t)
     t.set_defaults(func=run_time)
+
+    st = sub.add_parser("stats", help="CPU and memory of the containers containerd runs on the nodes")
+    group = st.add_mutually_exclusive_group()
+    group.add_argument("-k", "--kubernetes", action="store_true", help="the k8s.io namespace (Kubernetes pods)")
+    group.add_argument("--namespace", help="a containerd namespace (default system)")
+    group.add_argument("--all", action="store_true", help="every containerd namespace")
+    common.add_target_args(st)
+    st.set_defaults(func=run_stats)
 
     d = sub.add_parser("disks", help="the nodes' disks (the system disk marked)")
     common.add_target_args(d)
@@ -152,6 +160,25 @@ def run_time(args: argparse.Namespace) -> int:
         r = pb.TimeResponse().parse(await conn.unary(M + "Time", bytes(pb.TimeRequest(server=args.check)), node=node))
         rows.append([t.label(node), r.server, ts(r.localtime), ts(r.remotetime), f"{r.offset:+.6f}s",
                      f"{r.rtt * 1000:.3f}ms"])
+
+    rc = common.run(lambda: common.fan_out(t, call))
+    common.table(rows)
+    return rc
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from .containers import namespace_of
+
+    pb = _pb()
+    t = common.target(args)
+    req = pb.StatsRequest(namespace=namespace_of(args))
+    rows = [["NODE", "NAMESPACE", "ID", "MEMORY(MB)", "CPU"]]
+
+    async def call(conn: common.Connection, node: str | None) -> None:
+        r = pb.StatsResponse().parse(await conn.unary(M + "Stats", bytes(req), node=node))
+        for s in r.stats:
+            rows.append([t.label(node), s.namespace, s.id, f"{s.memory_usage / 1e6:.2f}",
+                         f"{s.cpu_usage / 1e9:.3f}s"])
 
     rc = common.run(lambda: common.fan_out(t, call))
     common.table(rows)
