@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 from grpclib.client import Channel
 
+from kos.platform.linux import memory
+
 
 @dataclass
 class _Held:
@@ -81,6 +83,7 @@ class ForwardChannels:
                     group.remove(held)
             if not group:
                 del self._held[key]
+                memory.release_soon()
         if self._held:
             self._schedule_reap()
 

@@ -25,6 +25,7 @@ from kos.apis.server.dispatch import Dispatcher, Node
 from kos.apis.server.machine import MachineService
 from kos.apis.server.security import SecurityService
 from kos.apis.server.state import StateService
+from kos.platform.linux import memory
 from kos.resources.pki import CertificateAndKey
 
 log = structlog.get_logger("kos.apis")
@@ -35,13 +36,19 @@ MAX_CONCURRENT_STREAMS = 4096
 
 class _H2Protocol(H2Protocol):
     """grpclib's server protocol announcing ``MAX_CONCURRENT_STREAMS`` right after h2's
-    initial SETTINGS (the client's ACK of it reaches us before any stream it opens later)."""
+    initial SETTINGS (the client's ACK of it reaches us before any stream it opens later).
+    A closed connection schedules a heap trim for when the connections stop coming and going
+    (``memory.release_soon``): RSS goes back down after a burst of clients."""
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         h2 = self.connection._connection
         h2.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS})
         self.connection.flush()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        memory.release_soon()
 
 
 class _Server(Server):
