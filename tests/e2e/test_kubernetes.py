@@ -73,8 +73,14 @@ class Cluster:
 
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([str(ART.bin_dir / "kubectl"), "--kubeconfig", str(self.dir / "kubeconfig"), *args],
-                              capture_output=True, text=True, input=stdin, timeout=timeout)
+        for _ in range(3):
+            proc = subprocess.run([str(ART.bin_dir / "kubectl"), "--kubeconfig", str(self.dir / "kubeconfig"),
+                                   *args], capture_output=True, text=True, input=stdin, timeout=timeout)
+            # the API server's pooled connection to a kubelet may have just been closed; a new
+            # request dials again (seen for exec/logs right after a kubelet got its serving cert)
+            if "use of closed network connection" not in proc.stderr:
+                break
+            time.sleep(1)
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -168,6 +174,9 @@ spec:
 """.replace("BUSYBOX", BUSYBOX)
 
 
+GET = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 %s %s"
+
+
 def _web_pods(c: Cluster) -> dict[str, dict[str, Any]]:
     """node name -> running, ready web pod"""
     pods = c.get("pods", "-l", "app=web")["items"]
@@ -225,16 +234,21 @@ def test_kubernetes_runs_on_kos(cluster: Cluster) -> None:
     assert sorted(web) == [cp.name, w.name]
     on_cp, on_w = web[cp.name], web[w.name]
 
-    # pod-to-pod across nodes (flannel vxlan)
-    out = c.kubectl("exec", on_cp["metadata"]["name"], "--", "wget", "-qO-", "-T", "5",
-                    f"http://{on_w['status']['podIP']}:8080/").stdout
-    assert out.strip() == on_w["metadata"]["name"]
+    # pod-to-pod across nodes (flannel vxlan). HTTP by hand with nc: Debian's static busybox
+    # wget crashes without glibc's NSS modules, which a busybox-only image does not have
+    out = c.kubectl("exec", on_cp["metadata"]["name"], "--", "sh", "-c", GET % (on_w["status"]["podIP"], 8080)).stdout
+    assert out.splitlines()[0].startswith("HTTP/1.") and out.strip().endswith(on_w["metadata"]["name"]), out
 
-    # a ClusterIP Service by name, through CoreDNS and kube-proxy, from the worker's pod
-    def by_name() -> str:
-        return c.kubectl("exec", on_w["metadata"]["name"], "--", "wget", "-qO-", "-T", "5",
-                         "http://web.default.svc.cluster.local/").stdout.strip()
-    assert until("the Service answers by name", by_name, timeout=60) in {p["metadata"]["name"] for p in web.values()}
+    # a ClusterIP Service by name, through CoreDNS (busybox nslookup) and kube-proxy, from the worker's pod
+    svc_ip = c.get("service", "web")["spec"]["clusterIP"]
+
+    def by_name() -> str | None:
+        script = ("ip=$(nslookup web.default.svc.cluster.local | awk '/^Address/ {a=$NF} END {print a}'); "
+                  "echo ip=$ip; " + GET % ("$ip", 80))
+        out = c.kubectl("exec", on_w["metadata"]["name"], "--", "sh", "-c", script, check=False).stdout
+        return out if f"ip={svc_ip}" in out and "200 OK" in out else None
+    answer = until("the Service answers by name", by_name, timeout=60).strip()
+    assert answer.splitlines()[-1] in {p["metadata"]["name"] for p in web.values()}, answer
 
     # kubectl logs and exec on the worker (its kubelet's serving certificate, approved by kos)
     assert f"started {on_w['metadata']['name']}" in c.kubectl("logs", on_w["metadata"]["name"]).stdout
@@ -267,7 +281,7 @@ def test_kubernetes_runs_on_kos(cluster: Cluster) -> None:
                     return reason
         return None
     until("the CoreDNS pod reports the missing image", pull_failed, timeout=90)
-    health = c.ctl("health", "--cluster", c.name, "--wait-timeout", "10", check=False)
+    health = c.ctl("health", "--cluster", c.name, "--state-root", str(c.root), "--wait-timeout", "10", check=False)
     assert health.returncode != 0
     assert MISSING_IMAGE in health.stdout and "cannot be pulled" in health.stdout, health.stdout
 

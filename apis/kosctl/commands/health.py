@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kos.apis.kosctl.errors import CLIError
@@ -64,6 +65,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("health", help="check the cluster's health (etcd, services, readiness)")
     p.add_argument("-e", "--endpoints", default=argparse.SUPPRESS, help="API endpoint to go through")
     p.add_argument("--cluster", help="a local cluster (kosctl cluster create): take its nodes")
+    p.add_argument("--state-root", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--control-plane-nodes", default="", help="comma-separated control-plane node addresses")
     p.add_argument("--worker-nodes", default="", help="comma-separated worker node addresses")
     p.add_argument("--wait-timeout", type=float, default=60.0, help="seconds to wait for every check (default 60)")
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         from kos.platform.provision.namespaces import NamespaceProvisioner, ProvisionError
 
         try:
-            state = NamespaceProvisioner().load(args.cluster)
+            state = NamespaceProvisioner(args.state_root).load(args.cluster)
         except ProvisionError as exc:
             raise CLIError(str(exc)) from None
         cps = [n.ip for n in state.nodes if n.role == "controlplane"]
