@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 import anyio.abc
 import structlog
 
-from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, set_spec
 from kos.platform.block import probe, sysfs, udev
 from kos.resources.block import (
     DEVICES,
@@ -178,15 +177,9 @@ class DiscoveryController(Controller):
         snapshot = await anyio.to_thread.run_sync(observe, self.disks, self.with_udev)
         rt.start_tracking_outputs()
         for name, o in snapshot.items():
-            await rt.modify(Resource.new(BlockDeviceSpec(), name), _set_spec(o.device))
+            await rt.modify(Resource.new(BlockDeviceSpec(), name), set_spec(o.device))
             if o.disk is not None:
-                await rt.modify(Resource.new(DiskSpec(), name), _set_spec(o.disk))
-            await rt.modify(Resource.new(DiscoveredVolumeSpec(), name), _set_spec(o.volume))
+                await rt.modify(Resource.new(DiskSpec(), name), set_spec(o.disk))
+            await rt.modify(Resource.new(DiscoveredVolumeSpec(), name), set_spec(o.volume))
         await rt.cleanup_outputs(DISKS, DEVICES, DISCOVERED_VOLUMES)
 
-
-def _set_spec(spec: Any) -> Any:
-    def apply(r: Resource[Any]) -> None:
-        r.spec = spec.copy()
-
-    return apply

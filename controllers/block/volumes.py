@@ -30,7 +30,7 @@ import structlog
 from kos.controllers.block import planner
 from kos.controllers.block.discovery import Observation, observe
 from kos.controllers.block.selector import SelectorError, compile_disk_selector, compile_volume_locator
-from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, set_spec
 from kos.platform.block import device, filesystem, mount, partition, probe, sysfs, udev
 from kos.platform.block.tools import ToolError
 from kos.resources.block import (
@@ -461,16 +461,16 @@ class VolumeController(Controller):
             statuses[cfg.id] = outcome.status
             if cfg.id in SYSTEM_VOLUMES and outcome.status.parent_location and not inv.system_disk:
                 inv.system_disk = os.path.basename(outcome.status.parent_location)
-            await rt.modify(Resource.new(VolumeStatusSpec(), cfg.id), _set_spec(outcome.status))
+            await rt.modify(Resource.new(VolumeStatusSpec(), cfg.id), set_spec(outcome.status))
             if outcome.mount is not None:
-                await rt.modify(Resource.new(MountStatusSpec(), cfg.id), _set_spec(outcome.mount))
+                await rt.modify(Resource.new(MountStatusSpec(), cfg.id), set_spec(outcome.mount))
         wanted = {cfg.id for cfg in configs}
         for m in await rt.list(MOUNT_STATUSES):
             if m.id not in wanted and m.metadata.owner == self.name:
                 await self._unmount_removed(m)
         if inv.system_disk:
             spec = SystemDiskSpec(disk_id=inv.system_disk, dev_path=f"/dev/{inv.system_disk}")
-            await rt.modify(Resource.new(SystemDiskSpec(), SYSTEM_DISK_ID), _set_spec(spec))
+            await rt.modify(Resource.new(SystemDiskSpec(), SYSTEM_DISK_ID), set_spec(spec))
         await rt.cleanup_outputs(VOLUME_STATUSES, MOUNT_STATUSES, SYSTEM_DISKS)
 
 
@@ -482,9 +482,3 @@ class VolumeController(Controller):
         except ToolError as exc:
             log.error("cannot unmount removed volume", volume=m.id, target=m.spec.target, error=str(exc))
 
-
-def _set_spec(spec: Any) -> Any:
-    def apply(r: Resource[Any]) -> None:
-        r.spec = spec.copy()
-
-    return apply

@@ -21,5 +21,5 @@ def _fill(rt: Any, inp: Resource[Any], out: Resource[Any]) -> None:
                           operating_system=a.operating_system, addresses=list(a.addresses))
 
 
-def member_controller() -> TransformController:
+def member_controller() -> TransformController[AffiliateSpec, MemberSpec]:
     return transform("cluster.MemberController", AffiliateSpec, MemberSpec, _fill, map_fn=_map)

@@ -31,9 +31,8 @@ from kos.controllers.k8s.base import (
     is_control_plane,
     machine_config,
     running_spec,
-    set_spec,
 )
-from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, OutputKind
+from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, OutputKind, set_spec
 from kos.resources.config import ACTIVE_ID
 from kos.resources.core import Resource
 from kos.resources.k8s import (

@@ -10,7 +10,7 @@ from typing import Any
 
 from kos.controllers.runtime import Controller, ControllerRuntime, Output, OutputKind
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec, MachineTypeSpec
-from kos.resources.core import Kind, Phase, Resource
+from kos.resources.core import Kind, Phase
 from kos.resources.machineconfig import ConfigErrors
 from kos.resources.machineconfig.v1alpha1 import Config
 
@@ -47,15 +47,6 @@ class K8sController(Controller):
 
     async def reconcile(self, rt: ControllerRuntime) -> None:
         raise NotImplementedError
-
-
-def set_spec(spec: Any) -> Any:
-    """A modify function replacing the output's spec with ``spec``."""
-
-    def apply(r: Resource[Any]) -> None:
-        r.spec = spec
-
-    return apply
 
 
 async def machine_config(rt: ControllerRuntime) -> Config | None:

@@ -16,9 +16,9 @@ import ipaddress
 from collections.abc import Sequence
 
 from kos.controllers.k8s import kubelet as render
-from kos.controllers.k8s.base import MACHINE_CONFIGS, K8sController, machine_config, running_spec, set_spec
+from kos.controllers.k8s.base import MACHINE_CONFIGS, K8sController, machine_config, running_spec
 from kos.controllers.k8s.flags import TARGET_VERSION, unknown_flags
-from kos.controllers.runtime import ControllerRuntime, Input
+from kos.controllers.runtime import ControllerRuntime, Input, set_spec
 from kos.resources.config import ACTIVE_ID
 from kos.resources.core import Resource
 from kos.resources.k8s import (

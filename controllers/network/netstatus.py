@@ -75,5 +75,5 @@ def _time_status(rt: Any, spec: Resource[TimeServerSpecSpec], out: Resource[Time
     out.spec.time_servers = list(spec.spec.time_servers)
 
 
-def time_server_status_controller() -> TransformController:
-    return transform("TimeServerStatusController", TimeServerSpecSpec, TimeServerStatusSpec, _time_status)
+def time_server_status_controller() -> TransformController[TimeServerSpecSpec, TimeServerStatusSpec]:
+    return transform("network.TimeServerStatusController", TimeServerSpecSpec, TimeServerStatusSpec, _time_status)

@@ -33,7 +33,14 @@ from kos.controllers.runtime.qtransform import QTransformController, qtransform
 from kos.controllers.runtime.queue import WorkQueue
 from kos.controllers.runtime.runtime import Runtime
 from kos.controllers.runtime.services import ServiceDefiner, ServiceManager
-from kos.controllers.runtime.transform import TransformController, TransformErrors, kind_of, transform
+from kos.controllers.runtime.transform import (
+    TransformController,
+    TransformErrors,
+    kind_of,
+    set_spec,
+    spec_transform,
+    transform,
+)
 
 __all__ = [
     "Access",
@@ -68,5 +75,7 @@ __all__ = [
     "destroy",
     "kind_of",
     "qtransform",
+    "set_spec",
+    "spec_transform",
     "transform",
 ]

@@ -16,13 +16,18 @@ namespace), ``fn(rt, in, out)`` fills the output's spec (sync or async). Each cy
    the restart backoff is reset.
 
 The finalizer name is the controller name.
+
+``spec_transform(name, In, Out, fn)`` is the pure 1:1 case: ``fn(in_spec)`` returns the output
+spec or None (no output: an existing one is torn down and destroyed); ``in_id``/``out_id``
+pin a singleton input/output (e.g. the active MachineConfig -> one EtcdConfig). Both helpers
+are generic over the input and output spec types.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from kos.controllers.runtime.access import Access
 from kos.controllers.runtime.adapter import ControllerRuntime
@@ -36,9 +41,12 @@ from kos.controllers.runtime.controller import (
 from kos.controllers.runtime.errors import SkipReconcile
 from kos.resources.core import Kind, NotFoundError, Phase, Pointer, Resource, is_conflict
 
-MapFn = Callable[[Resource[Any]], Resource[Any] | None]
-TransformFn = Callable[[Any, Resource[Any], Resource[Any]], object]
-FinalizerRemovalFn = Callable[[Any, Resource[Any]], object]
+InS = TypeVar("InS")
+OutS = TypeVar("OutS")
+
+MapFn = Callable[[Resource[InS]], Resource[OutS] | None]
+TransformFn = Callable[[Access, Resource[InS], Resource[OutS]], object]
+FinalizerRemovalFn = Callable[[Access, Resource[InS]], object]
 HookFn = Callable[[ControllerRuntime], object]
 
 
@@ -62,24 +70,24 @@ def kind_of(spec_class: type[Any], namespace: str | None = None) -> Kind:
     return Kind(d.default_namespace if namespace is None else namespace, d.type)
 
 
-def default_map(out_spec: type[Any], out_namespace: str) -> MapFn:
-    def map_fn(r: Resource[Any]) -> Resource[Any]:
+def default_map(out_spec: type[OutS], out_namespace: str) -> MapFn[Any, OutS]:
+    def map_fn(r: Resource[Any]) -> Resource[OutS]:
         return Resource.new(out_spec(), r.metadata.id, namespace=out_namespace)
 
     return map_fn
 
 
-class TransformController(Controller):
+class TransformController(Controller, Generic[InS, OutS]):
     def __init__(
         self,
         name: str,
         in_kind: Kind,
         out_kind: Kind,
-        map_fn: MapFn,
-        transform_fn: TransformFn,
+        map_fn: MapFn[InS, OutS],
+        transform_fn: TransformFn[InS, OutS],
         *,
         input_finalizers: bool = False,
-        finalizer_removal: FinalizerRemovalFn | None = None,
+        finalizer_removal: FinalizerRemovalFn[InS] | None = None,
         extra_inputs: Sequence[Input] = (),
         ignore_tearing_down_inputs: bool = False,
         pre_hook: HookFn | None = None,
@@ -166,8 +174,10 @@ class TransformController(Controller):
         rt.reset_restart_backoff()
 
 
-def bind_transform(fn: TransformFn, rt: Access, inp: Resource[Any]) -> Callable[[Resource[Any]], object]:
-    def apply(out: Resource[Any]) -> object:
+def bind_transform(
+    fn: TransformFn[InS, OutS], rt: Access, inp: Resource[InS]
+) -> Callable[[Resource[OutS]], object]:
+    def apply(out: Resource[OutS]) -> object:
         return fn(rt, inp, out)
 
     return apply
@@ -175,20 +185,20 @@ def bind_transform(fn: TransformFn, rt: Access, inp: Resource[Any]) -> Callable[
 
 def transform(
     name: str,
-    in_spec: type[Any],
-    out_spec: type[Any],
-    fn: TransformFn,
+    in_spec: type[InS],
+    out_spec: type[OutS],
+    fn: TransformFn[InS, OutS],
     *,
-    map_fn: MapFn | None = None,
+    map_fn: MapFn[InS, OutS] | None = None,
     in_namespace: str | None = None,
     out_namespace: str | None = None,
     input_finalizers: bool = False,
-    finalizer_removal: FinalizerRemovalFn | None = None,
+    finalizer_removal: FinalizerRemovalFn[InS] | None = None,
     extra_inputs: Sequence[Input] = (),
     ignore_tearing_down_inputs: bool = False,
     pre_hook: HookFn | None = None,
     post_hook: HookFn | None = None,
-) -> TransformController:
+) -> TransformController[InS, OutS]:
     """A Controller keeping one ``out_spec`` resource per ``in_spec`` resource (see module doc)."""
     in_kind = kind_of(in_spec, in_namespace)
     out_kind = kind_of(out_spec, out_namespace)
@@ -205,3 +215,45 @@ def transform(
         pre_hook=pre_hook,
         post_hook=post_hook,
     )
+
+
+def spec_transform(
+    name: str,
+    in_spec: type[InS],
+    out_spec: type[OutS],
+    fn: Callable[[InS], OutS | None],
+    *,
+    in_id: str | None = None,
+    out_id: str | None = None,
+    in_namespace: str | None = None,
+    out_namespace: str | None = None,
+) -> TransformController[InS, OutS]:
+    """A pure 1:1 transform: ``fn(input spec)`` is the output spec, or None for no output (an
+    existing one is torn down and destroyed). ``in_id`` restricts the inputs to one id,
+    ``out_id`` names the output (default: the input's id)."""
+    out_kind = kind_of(out_spec, out_namespace)
+    computed: dict[Pointer, OutS] = {}
+
+    def map_fn(r: Resource[InS]) -> Resource[OutS] | None:
+        if in_id is not None and r.metadata.id != in_id:
+            return None
+        spec = fn(r.spec)
+        if spec is None:
+            return None
+        computed[r.pointer] = spec
+        return Resource.new(out_spec(), out_id or r.metadata.id, namespace=out_kind.namespace)
+
+    def fill(rt: Access, inp: Resource[InS], out: Resource[OutS]) -> None:
+        out.spec = computed[inp.pointer]
+
+    return transform(name, in_spec, out_spec, fill, map_fn=map_fn, in_namespace=in_namespace,
+                     out_namespace=out_namespace, pre_hook=lambda rt: computed.clear())
+
+
+def set_spec(spec: Any) -> Callable[[Resource[Any]], None]:
+    """A modify function that gives the resource a copy of ``spec``."""
+
+    def apply(r: Resource[Any]) -> None:
+        r.spec = spec.copy()
+
+    return apply
