@@ -216,6 +216,12 @@ class MachineService:
         d.add(p + "ClusterHealthCheck", health, Cardinality.UNARY_STREAM)
         recover = self._unimplemented("EtcdRecover", "etcd is not managed yet")
         d.add(p + "EtcdRecover", recover, Cardinality.STREAM_UNARY)
+        # the daily tools (kos.machined.api): placeholders so that role checks apply everywhere
+        for name in ("Mounts", "Netstat", "Time", "SystemStat", "ControllerRuntimeDependencies", "BlockDeviceWipe",
+                     "MetaList", "MetaWrite", "MetaDelete", "EtcdAlarmList", "EtcdAlarmDisarm", "EtcdDefragment"):
+            d.add(p + name, self._unimplemented(name, "served by machined's API extensions"), unary)
+        for name in ("List", "Read", "Copy", "DiskUsage"):
+            d.add(p + name, self._unimplemented(name, "served by machined's API extensions"), Cardinality.UNARY_STREAM)
         d.add(p + "ServiceList", self.service_list, unary)
         d.add(p + "ServiceStart", self._service_action("start"), unary)
         d.add(p + "ServiceStop", self._service_action("stop"), unary)

@@ -20,7 +20,8 @@ from tests.support.loopback import LoopbackAPI, serve_state
 pytestmark = pytest.mark.anyio
 
 ROLES = [auth.ADMIN, auth.OPERATOR, auth.READER, auth.ETCD_BACKUP]
-STREAMS = {"List", "Watch", "Logs", "Dmesg", "Events", "EtcdSnapshot", "ClusterHealthCheck"}
+STREAMS = {"List", "Watch", "Logs", "Dmesg", "Events", "EtcdSnapshot", "ClusterHealthCheck", "Read", "Copy",
+           "DiskUsage"}
 SENSITIVE = secrets.OSRootSpec.definition.type
 NS_TYPE = "Namespaces.meta.cosi.dev"
 
