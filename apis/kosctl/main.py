@@ -8,7 +8,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from kos.apis.kosctl import commands
+from kos.apis.kosctl import commands, examples
 from kos.apis.kosctl.errors import CLIError
 
 VERSION = "0.1.0"
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         module.register(sub)
+    examples.apply(parser)  # --help examples for commands without their own
     return parser
 
 

@@ -356,3 +356,25 @@ def test_dashboard_in_a_terminal_switches_nodes_and_screens(node: Node) -> None:
             time.sleep(0.2)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+# -- --help examples ----------------------------------------------------------------------------
+
+
+def test_every_help_example_names_a_command_and_parses() -> None:
+    import shlex
+
+    from kos.apis.kosctl import examples
+    from kos.apis.kosctl.main import build_parser
+
+    parser = build_parser()
+    for path, lines in examples.EXAMPLES.items():
+        p = examples._find(parser, path.split())
+        assert p is not None, f"no command {path!r}"
+        assert p.epilog and "examples:" in p.epilog and lines[0] in p.epilog, path
+        for line in lines:
+            args = parser.parse_args(shlex.split(line)[1:])  # SystemExit on a bad example
+            assert getattr(args, "func", None) is not None, line
+    out = kosctl("logs", "--help").stdout
+    assert "examples:\n  kosctl logs etcd\n" in out
+
