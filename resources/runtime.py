@@ -235,3 +235,20 @@ REGISTRY_HOST_SPECS = Kind(NAMESPACE, RegistryHostSpecSpec.definition.type)
 REGISTRY_HOST_STATUSES = Kind(NAMESPACE, RegistryHostStatusSpec.definition.type)
 LOG_DESTINATION_SPECS = Kind(NAMESPACE, LogDestinationSpecSpec.definition.type)
 LOG_DESTINATION_STATUSES = Kind(NAMESPACE, LogDestinationStatusSpec.definition.type)
+
+
+@resource_type("BootArgsStatuses.runtime.kos.dev", namespace=NAMESPACE,
+               print_columns=[("State", "{.state}"), ("Args", "{.args}")])
+@dataclass
+class BootArgsStatusSpec(Spec):
+    """``machine.install.extraKernelArgs`` on the system disk's boot entries (id ``extra``):
+    ``written`` (in effect from the next boot), ``active`` (the running kernel has them),
+    ``unsupported`` (no boot loader of kos's: ``reason``) or ``failed``."""
+
+    args: list[str] = spec_field(1, default_factory=list)
+    state: str = spec_field(2, default="")
+    disk: str = spec_field(3, default="")
+    reason: str = spec_field(4, default="")
+
+
+BOOT_ARGS_STATUSES = Kind(NAMESPACE, BootArgsStatusSpec.definition.type)

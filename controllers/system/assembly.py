@@ -15,6 +15,7 @@ import os
 
 from kos.controllers.runtime import Controller
 from kos.controllers.system import node, render
+from kos.controllers.system.bootargs import BootArgsController
 from kos.controllers.system.configspecs import ConfigSpecsController
 from kos.controllers.system.environment import EnvironmentApplyController
 from kos.controllers.system.fields import Host
@@ -61,5 +62,6 @@ def system_controllers(*, root: str, container_mode: bool, log_shipper: LogShipp
         ConfigSpecsController("system.NodeAnnotationConfigController", NodeAnnotationSpecSpec, node.node_annotations),
         ConfigSpecsController("system.NodeTaintConfigController", NodeTaintSpecSpec, node.node_taints_specs),
         node.NodeApplyController(root=root),
+        BootArgsController(container_mode=container_mode),
         config_field_status_controller(host),
     ]

@@ -39,10 +39,18 @@ class Host:
 
     shared_kernel: bool = False  # a namespace node: the kernel, /sys and the disks are the host's
     modules: bool = True  # the kernel loads modules (/proc/modules exists)
+    boot_loader: bool = True  # booted from a kos system disk (its GRUB reads the extra kernel args)
 
     @classmethod
     def detect(cls, *, shared_kernel: bool) -> Host:
-        return cls(shared_kernel=shared_kernel, modules=os.path.exists("/proc/modules"))
+        from kos.platform.image.install import InstallError
+        from kos.platform.image.installer import system_disk
+
+        try:
+            boot_loader = not shared_kernel and bool(system_disk())
+        except (InstallError, OSError):
+            boot_loader = False
+        return cls(shared_kernel=shared_kernel, modules=os.path.exists("/proc/modules"), boot_loader=boot_loader)
 
 
 Here = Callable[[Any, Host], "str | None"]
@@ -85,6 +93,7 @@ BLOCK = "kos.controllers.block.config"
 ETCD = "kos.controllers.etcd.config"
 PRISM = "kos.controllers.system.kubeprism"
 NODE = "kos.controllers.system.node"
+BOOTARGS = "kos.controllers.system.bootargs"
 
 SHARED_KERNEL = "this node shares the host's kernel (namespace node)"
 
@@ -97,6 +106,16 @@ def _sysctls_here(v: Any, h: Host) -> str | None:
         return None
     return (f"{SHARED_KERNEL}: only net.* sysctls are per network namespace; not set here: {', '.join(other)} "
             "(see KernelParamStatuses)")
+
+
+def _boot_args_here(v: Any, h: Host) -> str | None:
+    if not _nonempty(v):
+        return None
+    if h.shared_kernel:
+        return f"{SHARED_KERNEL}: it has no boot loader of its own (see BootArgsStatuses)"
+    if not h.boot_loader:
+        return "this node did not boot from a kos system disk, so there is no kos boot loader to write them to"
+    return None
 
 
 def _shared_kernel(what: str) -> Here:
@@ -248,9 +267,9 @@ FIELDS: dict[str, Entry] = {
     "machine.disks[].partitions[].mountpoint": Reads(BLOCK, "mountpoint"),
     "machine.install.disk": Reads(BLOCK, "disk"),
     "machine.install.diskSelector": Reads(BLOCK, "disk_selector"),
-    "machine.install.extraKernelArgs": Unsupported(
-        "the boot entries are written when the image is built (kos does not rewrite the boot loader from the "
-        "config); namespace nodes have no boot loader"),
+    "machine.install.extraKernelArgs": Reads(BOOTARGS, "extra_kernel_args", here=_boot_args_here,
+                                             note="written to the system disk's boot entries, from the next boot; "
+                                                  "not on namespace nodes or nodes booted without a kos disk"),
     "machine.install.image": Unsupported("the installer image is given to the Upgrade RPC (kosctl upgrade --image); "
                                          "installs use the booted image",
                                          ignored=lambda v: _nonempty(v) and v != DEFAULT_INSTALLER_IMAGE),

@@ -15,6 +15,10 @@ the kos layout (``layout.write_image``), offline and without root or loop device
   boot drive taken from the BIOS, the drive check disabled; the core image's first sector
   (``diskboot.img``) gets the block list of the rest of it.
 
+``/grub/grubenv`` is a GRUB environment block the menu loads (``load_env``): its
+``kos_extra_args`` (``machine.install.extraKernelArgs``, written in place by the node,
+``kos.platform.image.bootenv``) end every kernel command line.
+
 The menu: ``kos`` (default) lets the initramfs choose the slot from META (active slot, boot
 tries, automatic rollback: ``bootslot.sh``), so an upgrade or a rollback changes what boots
 without touching the bootloader; ``kos slot A`` and ``kos slot B`` force a slot
@@ -31,12 +35,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from kos.platform.image import layout
+from kos.platform.image import bootenv, layout
 
 GRUB_DIR = Path("/usr/lib/grub/i386-pc")
 DEFAULT_CMDLINE = "console=tty0 console=ttyS0 panic=3"
 CORE_SECTOR = 64  # after the primary GPT (sectors 0..33), before the first partition (2048)
-MODULES = ("biosdisk", "part_gpt", "fat", "normal", "linux", "configfile", "echo", "test", "boot")
+MODULES = ("biosdisk", "part_gpt", "fat", "normal", "linux", "configfile", "echo", "test", "boot", "loadenv")
 KERNEL_SECTOR_OFF = 0x5C  # boot.img: 64-bit LBA of the core image's first sector
 BOOT_DRIVE_OFF = 0x64  # boot.img: 0xff = use the drive the BIOS passed in DL
 DRIVE_CHECK_OFF = 0x66  # boot.img: a jmp replaced by two nops for hard disks
@@ -51,10 +55,11 @@ class BootloaderError(RuntimeError):
 def grub_cfg(cmdline: str, timeout: int = 1) -> str:
     entries = [("kos", ""), ("kos slot A", " kos.slot=A"), ("kos slot B", " kos.slot=B")]
     out = [f"set timeout={timeout}", "set default=0", "serial --unit=0 --speed=115200",
-           "terminal_input console serial", "terminal_output console serial", ""]
+           "terminal_input console serial", "terminal_output console serial",
+           f"load_env {bootenv.EXTRA_ARGS}", ""]
     for title, extra in entries:
         out += [f"menuentry '{title}' {{", "  echo 'kos: GRUB loading the kernel'",
-                f"  linux /vmlinuz {cmdline}{extra}", "  initrd /initramfs.xz", "}", ""]
+                f"  linux /vmlinuz {cmdline}{extra} ${{{bootenv.EXTRA_ARGS}}}", "  initrd /initramfs.xz", "}", ""]
     return "\n".join(out)
 
 
@@ -111,7 +116,8 @@ def install_grub_bios(disk: Path, vmlinuz: Path, initramfs: Path, cmdline: str, 
             raise BootloaderError(f"GRUB core image of {sectors} sectors does not fit the {room} before EFI")
         fat = Path(tmp) / "efi.fat"
         fat_image(fat, efi.size, {"/vmlinuz": vmlinuz, "/initramfs.xz": initramfs,
-                                  "/grub/grub.cfg": grub_cfg(cmdline, timeout).encode()})
+                                  "/grub/grub.cfg": grub_cfg(cmdline, timeout).encode(),
+                                  "/grub/grubenv": bootenv.empty()})
         fat_bytes = fat.read_bytes()
     boot = bytearray((GRUB_DIR / "boot.img").read_bytes())
     struct.pack_into("<Q", boot, KERNEL_SECTOR_OFF, CORE_SECTOR)

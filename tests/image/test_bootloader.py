@@ -45,11 +45,12 @@ def test_grub_on_a_disk_image(tmp_path: Path) -> None:
 
     listing = subprocess.run(["mdir", "-b", "-/", "-i", f"{disk}@@1M", "::"], capture_output=True, text=True,
                              check=True).stdout.split()
-    assert sorted(listing) == ["::/grub/", "::/grub/grub.cfg", "::/initramfs.xz", "::/vmlinuz"]
+    assert sorted(listing) == ["::/grub/", "::/grub/grub.cfg", "::/grub/grubenv", "::/initramfs.xz", "::/vmlinuz"]
     cfg = subprocess.run(["mtype", "-i", f"{disk}@@1M", "::/grub/grub.cfg"], capture_output=True, text=True,
                          check=True).stdout
-    assert "menuentry 'kos' {" in cfg and "linux /vmlinuz console=ttyS0 panic=3\n" in cfg
-    assert "linux /vmlinuz console=ttyS0 panic=3 kos.slot=B" in cfg and "set default=0" in cfg
+    assert "menuentry 'kos' {" in cfg and "linux /vmlinuz console=ttyS0 panic=3 ${kos_extra_args}\n" in cfg
+    assert "linux /vmlinuz console=ttyS0 panic=3 kos.slot=B ${kos_extra_args}" in cfg and "set default=0" in cfg
+    assert "load_env kos_extra_args" in cfg
     kernel = subprocess.run(["mtype", "-i", f"{disk}@@1M", "::/vmlinuz"], capture_output=True, check=True).stdout
     assert kernel == b"kernel" * 1000
 
