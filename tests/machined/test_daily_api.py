@@ -230,3 +230,25 @@ async def test_wipe_disk_refuses_mounted_and_wipes_signatures(tmp_path: Path, lo
         assert _signature(loopdev) == ""
         reader = kosconfig(api, tmp_path / "r", (auth.READER,))
         assert "PERMISSION_DENIED" in await kosctl(reader, "wipe", "disk", name, rc=1)
+
+
+# -- disks --------------------------------------------------------------------------------------
+
+
+async def test_disks_lists_the_disks_resources_with_the_system_disk(tmp_path: Path) -> None:
+    from kos.resources.block import NAMESPACE, SYSTEM_DISK_ID, DiskSpec, SystemDiskSpec
+    from kos.resources.core import Resource
+
+    st = InMemoryState()
+    await st.create(Resource.new(DiskSpec(size=8 << 30, pretty_size="8.6 GB", model="QEMU HARDDISK", serial="s1",
+                                          transport="virtio", dev_path="/dev/vda"), "vda", namespace=NAMESPACE))
+    await st.create(Resource.new(DiskSpec(size=1 << 30, pretty_size="1.1 GB", readonly=True, dev_path="/dev/vdb"),
+                                 "vdb", namespace=NAMESPACE))
+    await st.create(Resource.new(SystemDiskSpec(disk_id="vda", dev_path="/dev/vda"), SYSTEM_DISK_ID,
+                                 namespace=NAMESPACE))
+    async with serve_state(st) as api:
+        rows = [line.split() for line in (await kosctl(kosconfig(api, tmp_path / "r", (auth.READER,)),
+                                                       "disks")).splitlines()]
+    assert rows[0] == ["NODE", "DEV", "MODEL", "SERIAL", "TRANSPORT", "SIZE", "RO", "SYSTEM"]
+    assert rows[1] == [api.endpoint, "/dev/vda", "QEMU", "HARDDISK", "s1", "virtio", "8.6", "GB", "false", "*"]
+    assert rows[2] == [api.endpoint, "/dev/vdb", "-", "-", "-", "1.1", "GB", "true"]
