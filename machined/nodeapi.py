@@ -13,11 +13,13 @@ from typing import Any
 
 import anyio
 import structlog
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 
 from kos.apis import auth
 from kos.apis.server.dispatch import Node
 from kos.apis.server.machine import MachineService
-from kos.apis.server.nodepki import NodePKI, generate_client_configuration
+from kos.apis.server.nodepki import issue_client_configuration
 from kos.apis.server.security import SecurityService
 from kos.apis.server.serve import APIServer
 from kos.apis.server.state import StateService
@@ -32,6 +34,7 @@ from kos.machined.api.stats import StatsAPI
 from kos.machined.nodebase import write_endpoint
 from kos.machined.nodeidentity import NodeIdentity, maintenance_identity
 from kos.resources.config import is_control_plane
+from kos.resources.pki import CertificateAndKey
 
 log = structlog.get_logger("kos.machined")
 
@@ -66,18 +69,36 @@ class NodeAPI(NodeIdentity):
         )
         shown = self.host if self.host not in ("0.0.0.0", "::") else "127.0.0.1"
         pki = ident.pki
-        client_config = None
-        if pki is not None and pki.ca.has_key:
-            def client_config(roles: list[str], ttl: int, pki: NodePKI = pki) -> Any:
-                return generate_client_configuration(pki, "kos", [f"{shown}:{node.port}"], roles, ttl)
+
+        from kos.controllers.secrets.trustd import issuing_ca
+
+        async def signing_ca() -> CertificateAndKey | None:
+            """The OS CA with its key: the machine config's secrets (OSRootSecrets; control
+            planes of a cluster, whose API certificate comes from APICerts), else the node's
+            own CA (a node started without a cluster's secrets)."""
+            ca = await issuing_ca(self.state)
+            if ca is None and pki is not None and pki.ca.has_key:
+                ca = pki.ca
+            return ca
+
+        async def client_config(roles: list[str], ttl: int) -> Any:
+            ca = await signing_ca()
+            if ca is None:
+                raise GRPCError(
+                    Status.FAILED_PRECONDITION,
+                    "this node holds no OS CA key (a worker): ask a control plane for client configurations",
+                )
+            return await anyio.to_thread.run_sync(
+                issue_client_configuration, ca, "kos", [f"{shown}:{node.port}"], roles, ttl
+            )
+
         machine = MachineService(
             config=self.store, supervisor=self.supervisor, events=self.events, client_config=client_config,
             extensions=self._extensions(node.forward_ssl), platform_name=self.opts.platform,
         )
-        ca_for_signing = pki.ca if pki is not None and pki.ca.has_key else None
         self._server = await APIServer.start(
             self.host, self.port, server_context(ident.server, ident.ca_pem), node=node,
-            state=StateService(self.state, self.policy), machine=machine, security=SecurityService(ca_for_signing),
+            state=StateService(self.state, self.policy), machine=machine, security=SecurityService(signing_ca),
         )  # fmt: skip
         self.port = self._server.port
         if pki is not None and pki.ca.has_key:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import datetime
 import difflib
+import inspect
 import os
 import platform
 import sys
@@ -31,6 +32,7 @@ from kos.apis import auth
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.dispatch import Call, Dispatcher
 from kos.apis.server.state import parse
+from kos.resources.core import ECHO_CHARS, cap
 
 VERSION = "0.1.0"
 
@@ -166,6 +168,19 @@ class HandlerProvider(Protocol):
     def register(self, d: Dispatcher) -> None: ...
 
 
+DEFAULT_CLIENT_CRT_TTL = 365 * 86400
+"""GenerateClientConfiguration: the certificate lifetime when the request leaves it 0."""
+MAX_CLIENT_CRT_TTL = 10 * 365 * 86400
+"""GenerateClientConfiguration: the longest certificate lifetime issued."""
+
+ClientConfigIssuer = (
+    Callable[[list[str], int], pb.GenerateClientConfigurationResponse]
+    | Callable[[list[str], int], Awaitable[pb.GenerateClientConfigurationResponse]]
+)
+"""Issues a client configuration for (roles, lifetime in seconds): a plain function (run in a
+worker thread) or a coroutine function (awaited; may read the state, raise GRPCError)."""
+
+
 class MachineService:
     def __init__(
         self,
@@ -174,7 +189,7 @@ class MachineService:
         maintenance: bool = False,
         supervisor: Any = None,
         events: EventBus | None = None,
-        client_config: Callable[[list[str], int], pb.GenerateClientConfigurationResponse] | None = None,
+        client_config: ClientConfigIssuer | None = None,
         kmsg_path: str = "/dev/kmsg",
         extensions: Sequence[HandlerProvider] = (),
         platform_name: str = "process",
@@ -439,15 +454,21 @@ class MachineService:
         req = parse(pb.GenerateClientConfigurationRequest, await call.request())
         if self.client_config is None:
             raise GRPCError(Status.UNIMPLEMENTED, "this node holds no CA key to issue client certificates")
-        roles = list(req.roles) or [auth.ADMIN]
+        roles = list(dict.fromkeys(req.roles)) or [auth.ADMIN]
         bad = [r for r in roles if r not in auth.ROLES]
         if bad:
+            raise GRPCError(Status.INVALID_ARGUMENT,
+                            f"roles: unknown {cap(str(bad), ECHO_CHARS)}, expected some of {sorted(auth.ROLES)}")
+        if not 0 <= req.crt_ttl <= MAX_CLIENT_CRT_TTL:
             raise GRPCError(
-                Status.INVALID_ARGUMENT, f"roles: unknown {bad}, expected some of {sorted(auth.ROLES)}"
+                Status.INVALID_ARGUMENT,
+                f"crt_ttl: {req.crt_ttl} s, expected 0 (one year) to {MAX_CLIENT_CRT_TTL} s (ten years)",
             )
-        if req.crt_ttl < 0:
-            raise GRPCError(Status.INVALID_ARGUMENT, "crt_ttl: must not be negative")
-        resp = await anyio.to_thread.run_sync(self.client_config, roles, int(req.crt_ttl) or 365 * 86400)
+        ttl = int(req.crt_ttl) or DEFAULT_CLIENT_CRT_TTL
+        if inspect.iscoroutinefunction(self.client_config):
+            resp = await self.client_config(roles, ttl)
+        else:
+            resp = await anyio.to_thread.run_sync(self.client_config, roles, ttl)
         await call.send(bytes(resp))
 
 

@@ -62,25 +62,40 @@ class NodePKI:
         return cls(ca, pairs["server"], pairs["node"])
 
     def client(self, roles: list[str], ttl_seconds: int, common_name: str = "kosctl") -> CertificateAndKey:
-        return issue_certificate(
-            self.ca,
-            common_name=common_name,
-            organizations=roles,
-            client=True,
-            ttl=datetime.timedelta(seconds=ttl_seconds),
-        )
+        return client_certificate(self.ca, roles, ttl_seconds, common_name)
 
     def client_config(self, name: str, endpoints: list[str], roles: list[str], ttl_seconds: int) -> ClientConfig:
-        pair = self.client(roles, ttl_seconds)
-        ctx = Context(endpoints=endpoints, nodes=[], ca=self.ca.cert_pem, crt=pair.cert_pem, key=pair.key_pem)
-        return ClientConfig(context=name, contexts={name: ctx})
+        return client_config(self.ca, name, endpoints, roles, ttl_seconds)
+
+
+def client_certificate(
+    ca: CertificateAndKey, roles: list[str], ttl_seconds: int, common_name: str = "kosctl"
+) -> CertificateAndKey:
+    """A client certificate signed by ``ca`` carrying ``roles`` (as O=) for ``ttl_seconds``."""
+    return issue_certificate(
+        ca, common_name=common_name, organizations=roles, client=True, ttl=datetime.timedelta(seconds=ttl_seconds)
+    )
+
+
+def client_config(
+    ca: CertificateAndKey, name: str, endpoints: list[str], roles: list[str], ttl_seconds: int
+) -> ClientConfig:
+    """A kosconfig with one context ``name``: a new client certificate from ``ca``."""
+    pair = client_certificate(ca, roles, ttl_seconds)
+    ctx = Context(endpoints=endpoints, nodes=[], ca=ca.cert_pem, crt=pair.cert_pem, key=pair.key_pem)
+    return ClientConfig(context=name, contexts={name: ctx})
+
+
+def issue_client_configuration(
+    ca: CertificateAndKey, name: str, endpoints: list[str], roles: list[str], ttl_seconds: int
+) -> pb.GenerateClientConfigurationResponse:
+    """The GenerateClientConfiguration answer: certificate, key, CA and a kosconfig with them."""
+    cfg = client_config(ca, name, endpoints, roles, ttl_seconds)
+    ctx = cfg.contexts[name]
+    return pb.GenerateClientConfigurationResponse(ca=ctx.ca, crt=ctx.crt, key=ctx.key, kosconfig=cfg.dump().encode())
 
 
 def generate_client_configuration(
     pki: NodePKI, name: str, endpoints: list[str], roles: list[str], ttl_seconds: int
 ) -> pb.GenerateClientConfigurationResponse:
-    cfg = pki.client_config(name, endpoints, roles, ttl_seconds)
-    ctx = cfg.contexts[name]
-    return pb.GenerateClientConfigurationResponse(
-        ca=ctx.ca, crt=ctx.crt, key=ctx.key, kosconfig=cfg.dump().encode()
-    )
+    return issue_client_configuration(pki.ca, name, endpoints, roles, ttl_seconds)

@@ -41,8 +41,14 @@ TOKEN_METADATA = "token"
 CERTIFICATE_METHOD = auth.SECURITY + "Certificate"
 
 
+CAProvider = Callable[[], Awaitable[CertificateAndKey | None]]
+
+
 class SecurityService:
-    def __init__(self, ca: CertificateAndKey | None) -> None:
+    """``ca``: the signing CA, or an async function giving it per request (the OS CA of the
+    machine config's secrets may appear or change under a running server)."""
+
+    def __init__(self, ca: CertificateAndKey | CAProvider | None) -> None:
         self.ca = ca
 
     def register(self, d: Dispatcher) -> None:
@@ -50,11 +56,11 @@ class SecurityService:
 
     async def certificate(self, call: Call) -> None:
         req = parse(pb.CertificateRequest, await call.request())
-        if self.ca is None or not self.ca.has_key:
+        ca = await self.ca() if callable(self.ca) else self.ca
+        if ca is None or not ca.has_key:
             raise GRPCError(
                 Status.UNIMPLEMENTED, "this node holds no CA key: certificates are signed by control planes"
             )
-        ca = self.ca
         override: list[str] | None = None if auth.ADMIN in call.roles else []  # nodes get certificates without roles
         try:
             crt = await anyio.to_thread.run_sync(

@@ -93,13 +93,19 @@ async def serve_with_api_certs(state: State, host: str, port: int, services: Seq
             await server.wait_closed()
 
 
+async def issuing_ca(state: State) -> CertificateAndKey | None:
+    """The OS CA with its key from ``OSRootSecrets`` (the machine config's secrets: control
+    planes hold the key, workers only the certificate), read per call; None without the key."""
+    r = await state.get_or_none(OS_ROOT_PTR)
+    if r is None or not r.spec.can_issue:
+        return None
+    return CertificateAndKey(r.spec.ca_cert.encode(), r.spec.ca_key.encode())
+
+
 async def run_trustd(state: State, host: str = "0.0.0.0", port: int = TRUSTD_PORT, *,
                      task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
     async def ca() -> CertificateAndKey | None:
-        r = await state.get_or_none(OS_ROOT_PTR)
-        if r is None or not r.spec.can_issue:
-            return None
-        return CertificateAndKey(r.spec.ca_cert.encode(), r.spec.ca_key.encode())
+        return await issuing_ca(state)
 
     async def token() -> str:
         return await machine_token(state)

@@ -1,6 +1,10 @@
 """``kosctl get-client-config PATH [--roles R,...] [--crt-ttl D]``: have a node issue a client
 certificate (GenerateClientConfiguration, os:admin only) and write a kosconfig with it, e.g.
-a read-only one for monitoring: ``kosctl get-client-config reader.kosconfig --roles os:reader``."""
+a read-only one for monitoring: ``kosctl get-client-config reader.kosconfig --roles os:reader``.
+
+The node names only itself as an endpoint, as it sees itself (``127.0.0.1:50000`` for a node of
+a local cluster); the kosconfig written gets the endpoints (and nodes) this call went through,
+so it works from where it was asked for."""
 
 from __future__ import annotations
 
@@ -50,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     rc = common.run(lambda: common.fan_out(t, call))
     if rc or not result:
         return rc or 1
+    result[0] = _reachable_from_here(result[0], t)
     if out is None:
         sys.stdout.write(result[0].decode())
         return 0
@@ -59,3 +64,18 @@ def run(args: argparse.Namespace) -> int:
         f.write(result[0])
     print(f"wrote {out} (roles {', '.join(roles)})")
     return 0
+
+
+def _reachable_from_here(kosconfig: bytes, t: common.Target) -> bytes:
+    """``kosconfig`` with the endpoints of the context used for this call (the one that reached
+    the node) and the node named with ``-n``, if any."""
+    from kos.apis.client import ClientConfig, ConfigError
+
+    try:
+        cfg = ClientConfig.parse(kosconfig.decode())
+        _, ctx = cfg.current()
+    except (ConfigError, UnicodeDecodeError) as exc:
+        raise CLIError(f"the node answered with a kosconfig that does not parse: {exc}") from None
+    ctx.endpoints = [t.endpoint, *(e for e in t.context.endpoints if e != t.endpoint)]
+    ctx.nodes = list(t.nodes)
+    return cfg.dump().encode()
