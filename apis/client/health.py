@@ -433,12 +433,13 @@ async def discovered_nodes(conn: Any, node: str | None) -> ClusterNodes:
     from kos.apis.client.connection import APIError
     from kos.apis.client.state import GrpcState
     from kos.resources.cluster import MEMBERS
+    from kos.resources.config import is_control_plane
 
     try:
         members = await GrpcState(conn, node=node).list(MEMBERS)
     except APIError as exc:
         raise DiscoveryError(f"discovering the nodes (Members): {exc}; give --control-plane-nodes") from None
-    cps = [m.spec.addresses[0] for m in members if m.spec.addresses and m.spec.machine_type in ("controlplane", "init")]
+    cps = [m.spec.addresses[0] for m in members if m.spec.addresses and is_control_plane(m.spec.machine_type)]
     workers = [m.spec.addresses[0] for m in members if m.spec.addresses and m.spec.machine_type == "worker"]
     if not cps:
         raise DiscoveryError("no control-plane member discovered: give --control-plane-nodes or --cluster")

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from kos.controllers.block.config import VolumeConfigController
-from kos.controllers.block.discovery import DiscoveryController
+from kos.controllers.block.discovery import BlockDiscoveryController
 from kos.controllers.block.volumes import VolumeController
 from kos.controllers.runtime import Controller
 
@@ -17,5 +17,5 @@ def block_controllers(*, root: str = "/", container_mode: bool = False) -> list[
     and volume provisioning under ``root``."""
     out: list[Controller] = [VolumeConfigController(), VolumeController(root=root, container_mode=container_mode)]
     if not container_mode:
-        out.insert(0, DiscoveryController())
+        out.insert(0, BlockDiscoveryController())
     return out

@@ -1,7 +1,7 @@
 """Discovery: sysfs + udev + the superblock probe -> Disks, Devices, DiscoveredVolumes.
 
 ``observe()`` (blocking) takes one snapshot of every block device with a non-zero size;
-``describe`` turns one device into its three specs (pure). ``DiscoveryController`` writes the
+``describe`` turns one device into its three specs (pure). ``BlockDiscoveryController`` writes the
 snapshot into the store and re-takes it whenever udev reports a block event (add, remove,
 change: partx, mkfs and wipes all cause one); it never polls.
 """
@@ -140,7 +140,7 @@ def observe(root_filter: Sequence[str] | None = None, with_udev: bool = True) ->
     return out
 
 
-class DiscoveryController(Controller):
+class BlockDiscoveryController(Controller):
     """Writes Disks, Devices and DiscoveredVolumes; refreshed by udev block events."""
 
     name = "block.DiscoveryController"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kos.controllers.cluster.discovery import REGISTRY_PORT, DiscoveryController, Wakeup
+from kos.controllers.cluster.discovery import REGISTRY_PORT, ClusterDiscoveryController, Wakeup
 from kos.controllers.cluster.local import IdentityController, LocalAffiliateController
 from kos.controllers.cluster.members import member_controller
 from kos.controllers.runtime import Controller
@@ -23,6 +23,6 @@ def cluster_controllers(*, state_dir: Path, discovery_interval: float = 5.0,
     return [
         IdentityController(state_dir),
         LocalAffiliateController(),
-        DiscoveryController(interval=discovery_interval, port=registry_port, wakeup=discovery_wakeup),
+        ClusterDiscoveryController(interval=discovery_interval, port=registry_port, wakeup=discovery_wakeup),
         member_controller(),
     ]

@@ -9,7 +9,7 @@ present the machine token in the ``token`` metadata (the same token workers use 
 checked against ``OSRootSecrets``): a wrong token is PERMISSION_DENIED. Entries expire
 ``ttl`` seconds after their last hello, so a node that is gone (reset, destroyed) drops out.
 
-``DiscoveryController`` (every node) says hello every ``interval`` seconds (and when its own
+``ClusterDiscoveryController`` (every node) says hello every ``interval`` seconds (and when its own
 affiliate changes, or at once when the registry on its own node saw a new or changed node:
 the shared ``Wakeup``) to the control-plane endpoint's host (``cluster.controlPlane.endpoint``),
 verifying the server against the OS CA of its config, and mirrors the answer into its
@@ -54,7 +54,7 @@ DEFAULT_TTL = 30.0
 
 
 class Wakeup:
-    """Wakes the local DiscoveryController early: the registry on this node saw a change, so
+    """Wakes the local ClusterDiscoveryController early: the registry on this node saw a change, so
     the node's own view can follow at once instead of at its next periodic hello."""
 
     def __init__(self) -> None:
@@ -200,7 +200,7 @@ def _endpoint_host(endpoint: str) -> str:
     return str(endpoint_host(endpoint))
 
 
-class DiscoveryController(Controller):
+class ClusterDiscoveryController(Controller):
     name = "cluster.DiscoveryController"
 
     def __init__(self, *, interval: float = 5.0, port: int = REGISTRY_PORT, wakeup: Wakeup | None = None) -> None:

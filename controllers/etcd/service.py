@@ -46,7 +46,7 @@ def etcd_runner(sup: ServiceManager) -> EtcdSpecRunner:
 
 
 class EtcdServiceController(Controller):
-    name = "EtcdServiceController"
+    name = "etcd.EtcdServiceController"
 
     def __init__(
         self,

@@ -175,7 +175,7 @@ def _move_into_place(scratch: str, data_dir: str) -> None:
 
 
 class EtcdSpecController(Controller):
-    name = "EtcdSpecController"
+    name = "etcd.EtcdSpecController"
 
     def __init__(
         self,

@@ -168,7 +168,7 @@ class LinkApplyController(_ApplyController):
     """Creates logical links (bridge, veth, vxlan, macvlan, vlan, bond, ...), sets MTU, master
     and up/down; deletes logical links and downs physical ones on teardown."""
 
-    name = "LinkApplyController"
+    name = "network.LinkApplyController"
     spec_kind = LINK_SPECS
     prefix = "link"
 
@@ -230,7 +230,7 @@ class LinkApplyController(_ApplyController):
 
 
 class AddressApplyController(_ApplyController):
-    name = "AddressApplyController"
+    name = "network.AddressApplyController"
     spec_kind = ADDRESS_SPECS
     prefix = "address"
 
@@ -272,7 +272,7 @@ def route_info(spec: RouteSpecSpec, oif: int) -> RouteInfo:
 
 
 class RouteApplyController(_ApplyController):
-    name = "RouteApplyController"
+    name = "network.RouteApplyController"
     spec_kind = ROUTE_SPECS
     prefix = "route"
 

@@ -119,7 +119,7 @@ async def physical_links(rt: ControllerRuntime) -> list[tuple[str, str]]:
 
 
 class DefaultLayerController(_LayerController):
-    name = "NetworkDefaultLayerController"
+    name = "network.NetworkDefaultLayerController"
     layer = ConfigLayer.DEFAULT
 
     def __init__(self, machine_id: str = "") -> None:
@@ -144,7 +144,7 @@ class DefaultLayerController(_LayerController):
 
 
 class CmdlineLayerController(_LayerController):
-    name = "NetworkCmdlineLayerController"
+    name = "network.NetworkCmdlineLayerController"
     layer = ConfigLayer.CMDLINE
 
     def __init__(self, cmdline: str) -> None:
@@ -159,7 +159,7 @@ class CmdlineLayerController(_LayerController):
 
 
 class PlatformLayerController(_LayerController):
-    name = "NetworkPlatformLayerController"
+    name = "network.NetworkPlatformLayerController"
     layer = ConfigLayer.PLATFORM
 
     def inputs(self) -> Sequence[Input]:
@@ -187,7 +187,7 @@ def layer_from_machine_config(spec: MachineConfigSpec, links: Sequence[tuple[str
 
 
 class ConfigurationLayerController(_LayerController):
-    name = "NetworkConfigurationLayerController"
+    name = "network.NetworkConfigurationLayerController"
     layer = ConfigLayer.CONFIGURATION
 
     def inputs(self) -> Sequence[Input]:

@@ -44,7 +44,7 @@ def static_hosts(spec: MachineConfigSpec | None) -> list[tuple[str, tuple[str, .
 
 
 class EtcFilesController(Controller):
-    name = "EtcFilesController"
+    name = "network.EtcFilesController"
 
     def __init__(self, etc_dir: str) -> None:
         self.etc_dir = Path(etc_dir)

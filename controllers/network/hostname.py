@@ -25,7 +25,7 @@ def _sethostname(name: str) -> None:
 
 
 class HostnameController(Controller):
-    name = "HostnameController"
+    name = "network.HostnameController"
 
     def __init__(self, *, manage: bool = True, set_hostname: Callable[[str], None] | None = None) -> None:
         self.manage = manage

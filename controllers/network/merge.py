@@ -114,7 +114,7 @@ class MergeController(Controller):
         self.merge = merge
         self.out_kind = Kind(NAMESPACE, spec_class.definition.type)
         self.in_kind = config_kind(self.out_kind)
-        self.name = f"{spec_class.definition.display_type}MergeController"
+        self.name = f"network.{spec_class.definition.display_type}MergeController"
 
     def inputs(self) -> Sequence[Input]:
         return (

@@ -36,7 +36,7 @@ from kos.resources.network import (
 
 
 class NetworkStatusController(Controller):
-    name = "NetworkStatusController"
+    name = "network.NetworkStatusController"
 
     def inputs(self) -> Sequence[Input]:
         return (

@@ -66,7 +66,7 @@ def node_addresses(
 
 
 class NodeAddressController(Controller):
-    name = "NodeAddressController"
+    name = "network.NodeAddressController"
 
     def inputs(self) -> Sequence[Input]:
         return (Input(ADDRESS_STATUSES.namespace, ADDRESS_STATUSES.type), Input(OPERATOR_SPECS.namespace,

@@ -124,7 +124,7 @@ def combine(results: dict[str, Layer]) -> Layer:
 
 
 class OperatorController(Controller):
-    name = "NetworkOperatorController"
+    name = "network.NetworkOperatorController"
 
     def __init__(self, netns: str | None = None, *, election: Election | None = None,
                  dhcp_attempt_timeout: float = 2.0, retry_delay: float = 5.0, garp_interval: float = 0.5) -> None:

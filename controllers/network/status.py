@@ -132,7 +132,7 @@ class KernelView:
 
 
 class NetlinkStatusController(Controller):
-    name = "NetlinkStatusController"
+    name = "network.NetlinkStatusController"
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns

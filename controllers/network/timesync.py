@@ -23,7 +23,7 @@ from kos.resources.network import NAMESPACE, TIME_STATUSES, TIMESERVER_SPECS, Ti
 
 
 class TimeSyncController(Controller):
-    name = "TimeSyncController"
+    name = "network.TimeSyncController"
 
     def __init__(self, netns: str | None = None, *, adjust: bool = False, interval: float = 64.0,
                  step_threshold: float = 0.4, timeout: float = 2.0, port: int = 123) -> None:

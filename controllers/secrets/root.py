@@ -19,7 +19,7 @@ import structlog
 
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output
 from kos.resources import secrets as s
-from kos.resources.config import ACTIVE_ID, MachineConfigSpec
+from kos.resources.config import ACTIVE_ID, MachineConfigSpec, is_control_plane
 from kos.resources.config import NAMESPACE as CONFIG_NS
 from kos.resources.core import Resource
 from kos.resources.machineconfig.v1alpha1 import Config, PEMEncodedCertificateAndKey, PEMEncodedKey
@@ -53,7 +53,7 @@ def root_secrets(cfg: Config) -> RootSecrets:
     os_crt, os_key = _pem(m.ca, "machine.ca")
     os_root = s.OSRootSpec(ca_cert=os_crt, ca_key=os_key, cert_sans=list(m.cert_sans), token=m.token)
     k8s_crt, k8s_key = _pem(c.ca, "cluster.ca")
-    if cfg.machine_type not in ("controlplane", "init"):
+    if not is_control_plane(cfg.machine_type):
         # a worker's kubelet needs the Kubernetes CA certificate (never its key), the bootstrap
         # token and the endpoint; it has no etcd root
         k8s_worker = s.KubernetesRootSpec(

@@ -26,6 +26,7 @@ from anyio.abc import SocketStream, TaskStatus
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, InputKind, Output, OutputKind
 from kos.controllers.system.configspecs import MACHINE_CONFIG
 from kos.resources.cluster import MEMBERS, MemberSpec
+from kos.resources.config import is_control_plane
 from kos.resources.core import Phase, Resource
 from kos.resources.k8s import (
     KUBEPRISM_CONFIGS,
@@ -55,13 +56,13 @@ def kubeprism_config(c: ConfigContainer, members: Sequence[MemberSpec] = ()) -> 
         raise ValueError(f"machine.features.kubePrism.port: {port} is invalid, expected a TCP port (1-65535)")
     api_port = cfg.cluster.control_plane.local_api_server_port or 6443
     out: list[str] = []
-    if c.machine_type in ("controlplane", "init"):
+    if is_control_plane(c.machine_type):
         out.append(_hostport("127.0.0.1", api_port))
     u = urlsplit(cfg.cluster.control_plane.endpoint)
     if u.hostname:
         out.append(_hostport(u.hostname, u.port or 443))
     for m in members:
-        if m.machine_type not in ("controlplane", "init"):
+        if not is_control_plane(m.machine_type):
             continue
         for addr in m.addresses:
             try:

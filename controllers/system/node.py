@@ -29,7 +29,7 @@ import anyio
 from kos.controllers.k8s.apiclient import APIError, KubeClient, tls_context
 from kos.controllers.k8s.kubelet import CONTROL_PLANE_TAINT, node_taints
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, InputKind, Output, OutputKind
-from kos.resources.config import MACHINE_TYPE_ID, MachineTypeSpec
+from kos.resources.config import MACHINE_TYPE_ID, MachineTypeSpec, is_control_plane
 from kos.resources.config import NAMESPACE as CONFIG_NS
 from kos.resources.core import Phase, Pointer, Resource, Spec
 from kos.resources.k8s import (
@@ -60,7 +60,7 @@ _NODE_ALLOWED_PREFIXES = ("kubelet.kubernetes.io/", "node.kubernetes.io/", "beta
 
 
 def _control_plane(c: ConfigContainer) -> bool:
-    return c.machine_type in ("controlplane", "init")
+    return is_control_plane(c.machine_type)
 
 
 def node_labels(c: ConfigContainer) -> dict[str, Spec]:

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from kos.controllers.block.defaults import disk_volume, system_volumes, user_volume
-from kos.controllers.block.discovery import DiscoveryController
+from kos.controllers.block.discovery import BlockDiscoveryController
 from kos.controllers.block.planner import MiB
 from kos.controllers.block.volumes import Inventory, Provisioner, VolumeController
 from kos.controllers.block.wipe import WipeError, wipe
@@ -63,7 +63,7 @@ async def node(
 ) -> AsyncIterator[Node]:
     state = state or InMemoryState(history_max=4096)
     runtime = Runtime(state, backoff_initial=0.05, backoff_max=0.5)
-    runtime.register(DiscoveryController([d.removeprefix("/dev/") for d in disks]))
+    runtime.register(BlockDiscoveryController([d.removeprefix("/dev/") for d in disks]))
     if volumes:
         runtime.register(VolumeController(root=str(root)))
     async with anyio.create_task_group() as tg:

@@ -230,7 +230,7 @@ def test_cluster_create_watch_apply_reboot_destroy(cluster: Cluster) -> None:
     own = c.ctl("-n", w, "logs", "machined", "--tail", "5").stdout.splitlines()
     assert len(own) == 5 and all(line.startswith("{") and line.endswith("}") for line in own), own
     everything = c.ctl("-n", w, "logs", "machined").stdout.splitlines()
-    assert len(everything) > 5 and any('"controller": "HostnameController"' in line for line in everything)
+    assert len(everything) > 5 and any('"controller": "network.HostnameController"' in line for line in everything)
 
     # the worker's machined dies (a crash): its keeper starts the node again, with its state
     pid1 = node_pid1(state.node("w-1"))

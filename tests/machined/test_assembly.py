@@ -50,5 +50,5 @@ async def test_every_domain_assembles_for_a_namespace_node(tmp_path: Path) -> No
     runtime = Runtime(InMemoryState())
     for c in controllers:  # registration checks that no two controllers own the same output
         runtime.register(c)
-    for expected in ("cluster.DiscoveryController", "EtcdServiceController", "secrets.APICertsController"):
+    for expected in ("cluster.DiscoveryController", "etcd.EtcdServiceController", "secrets.APICertsController"):
         assert expected in names
