@@ -35,11 +35,11 @@ MAX_DOCUMENTS = 256
 MAX_DEPTH = 64
 """Deepest nesting of mappings/lists (Talos configs nest about 12 deep)."""
 MAX_ALIASES = 1024
-NODE_COST = 32
+NODE_COST = 64
 MAX_EXPANDED = MAX_CONFIG_BYTES
 """Budget for the size of the data once aliases are expanded: scalar bytes + ``NODE_COST``
 per node (what a node weighs in memory and in work), so an input may not describe more than
-a request's worth of data, nor more than ~130 000 values (a Talos config has ~1000)."""
+a request's worth of data, nor more than ~65 000 values (a Talos config has ~1000)."""
 MAX_INT_DIGITS = 40
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
