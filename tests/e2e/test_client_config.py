@@ -44,7 +44,9 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    env = dict(os.environ, KOSCONFIG=str(tmp_path / "kosconfig"), PYTHONPATH=os.pathsep.join(sys.path))
+    # no Kubernetes here (tests/e2e/test_kubernetes.py runs it): the kubelet waits for its binary
+    env = dict(os.environ, KOSCONFIG=str(tmp_path / "kosconfig"), PYTHONPATH=os.pathsep.join(sys.path),
+               KOS_K8S_DIR=str(tmp_path / "no-kubernetes"))
     c = Cluster("g" + uuid.uuid4().hex[:6], tmp_path / "clusters", env)
     create = ["cluster", "create", "--name", c.name, "--state-root", str(c.root), "--controlplanes", "1",
               "--workers", "1", "--no-wait"]  # Kubernetes is not what this test is about

@@ -20,7 +20,9 @@ from kos.platform.provision.qemu import QEMU, QemuProvisioner, VMSpec, vm_pid
 
 
 def _kosctl(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # no Kubernetes here (tests/e2e/test_kubernetes.py runs it): the kubelet waits for its binary
     env = dict(os.environ, KOSCONFIG=str(tmp_path / "kosconfig"), PYTHONPATH=os.pathsep.join(sys.path),
+               KOS_K8S_DIR=str(tmp_path / "no-kubernetes"),
                **(env or {}))
     return subprocess.run([sys.executable, "-m", "kos.apis.kosctl.main", *args], env=env, capture_output=True,
                           text=True, timeout=60)

@@ -31,7 +31,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Created without waiting for the whole health (Kubernetes readiness is another area's
     test): ready once etcd answers on the control plane and both nodes are members."""
     tmp = tmp_path_factory.mktemp("daily")
-    env = dict(os.environ, KOSCONFIG=str(tmp / "kosconfig"), PYTHONPATH=os.pathsep.join(sys.path))
+    # no Kubernetes here (tests/e2e/test_kubernetes.py runs it): the kubelet waits for its binary
+    env = dict(os.environ, KOSCONFIG=str(tmp / "kosconfig"), PYTHONPATH=os.pathsep.join(sys.path),
+               KOS_K8S_DIR=str(tmp / "no-kubernetes"))
     c = Cluster("d" + uuid.uuid4().hex[:6], tmp / "clusters", env)
     try:
         c.kosctl("cluster", "create", "--name", c.name, "--state-root", str(c.root), "--controlplanes", "1",

@@ -26,7 +26,9 @@ pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.skipif(os.geteuid(
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     """One control plane whose node API serves (Kubernetes' own health is not what is tested here)."""
-    env = dict(os.environ, KOSCONFIG=str(tmp_path / "kosconfig"), PYTHONPATH=os.pathsep.join(sys.path))
+    # no Kubernetes here (tests/e2e/test_kubernetes.py runs it): the kubelet waits for its binary
+    env = dict(os.environ, KOSCONFIG=str(tmp_path / "kosconfig"), PYTHONPATH=os.pathsep.join(sys.path),
+               KOS_K8S_DIR=str(tmp_path / "no-kubernetes"))
     c = Cluster("s" + uuid.uuid4().hex[:6], tmp_path / "clusters", env)
     try:
         proc = c.kosctl("cluster", "create", "--name", c.name, "--state-root", str(c.root), "--controlplanes", "1",
