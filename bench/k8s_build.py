@@ -7,6 +7,8 @@
   total and per part (kubernetes, coredns, flannel, cni-flannel, pause, cni, images);
 * warm build: the same output directory again (the "second run only checks" path), median
   of N runs, and cold / warm;
+* the CPU time (user+sys) of the cold build, which contention on a shared machine does not
+  inflate the way it inflates wall time;
 * the load average before and after, and a calibration loop (a fixed pure-Python loop, median
   of 5) before and after, to compare runs on a shared 2-core machine.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -38,6 +41,11 @@ def calibrate() -> float:
             acc = (acc + i * i) % 1_000_003
         runs.append(time.perf_counter() - t0)
     return statistics.median(runs)
+
+
+def child_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def build(out: Path, env: dict[str, str]) -> tuple[float, dict[str, object]]:
@@ -72,8 +80,12 @@ def main() -> int:
             debs = out.parent / "debs"  # reuse the downloaded .debs: the figure is the build, not apt
             shutil.copytree(Path.home() / ".cache/kos/k8s/debs", debs, dirs_exist_ok=True)
             print("== cold build (empty Go build and module caches)")
+            cpu0 = child_cpu()
             wall, summary = build(out, env)
-            print(f"cold build: {wall:8.1f} s wall")
+            cpu = child_cpu() - cpu0
+            print(f"cold build: {wall:8.1f} s wall, {cpu:8.1f} s CPU (user+sys of the build and its children; "
+                  f"CPU / {os.cpu_count()} cores = {cpu / (os.cpu_count() or 1):.0f} s: the wall time on an idle "
+                  f"machine if the build kept every core busy)")
             steps = summary["steps"]
             assert isinstance(steps, dict)
             for step, secs in steps.items():
