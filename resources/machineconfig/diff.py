@@ -18,7 +18,6 @@ REBOOT_PATHS = (
     "machine.disks",
     "machine.kernel",
     "machine.systemDiskEncryption",
-    "machine.sysfs",
     "machine.udev",
     "machine.features.diskQuotaSupport",
     "cluster.id",

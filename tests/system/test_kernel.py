@@ -120,3 +120,12 @@ async def test_a_bad_key_keeps_the_previous_specs(tmp_path: Path) -> None:
         await set_config(state, machine_config('sysctls: {"net/../../x": "1"}'))
         await anyio.sleep(0.2)
         assert await state.get_or_none(KERNEL_PARAM_SPECS.pointer("net.ipv4.ip_forward")) is not None
+
+
+def test_sysfs_and_sysctl_changes_apply_without_a_reboot() -> None:
+    from kos.resources.machineconfig import ConfigContainer, reboot_required
+
+    old = ConfigContainer.load(machine_config('sysctls: {net.ipv4.ip_forward: "0"}'), strict=False)
+    new = ConfigContainer.load(machine_config('sysctls: {net.ipv4.ip_forward: "1"}\n'
+                                              'sysfs: {kernel.mm.transparent_hugepage.enabled: never}'), strict=False)
+    assert reboot_required(old, new) == []
