@@ -70,7 +70,7 @@ def varint(value: int) -> bytes:
 _SMALL = [bytes((i,)) for i in range(128)]
 
 
-def _ld(tag: bytes, data: bytes) -> bytes:
+def length_delimited(tag: bytes, data: bytes) -> bytes:
     n = len(data)
     return tag + (_SMALL[n] if n < 0x80 else varint(n)) + data
 
@@ -78,7 +78,7 @@ def _ld(tag: bytes, data: bytes) -> bytes:
 def _str(tag: bytes, s: str) -> bytes:
     if not s:
         return b""
-    return _ld(tag, s.encode())
+    return length_delimited(tag, s.encode())
 
 
 def _timestamp(tag: bytes, ts: float) -> bytes:
@@ -92,7 +92,7 @@ def _timestamp(tag: bytes, ts: float) -> bytes:
         seconds += 1
         nanos -= 1_000_000_000
     body = (b"\x08" + varint(seconds) if seconds else b"") + (b"\x10" + varint(nanos) if nanos else b"")
-    return _ld(tag, body)
+    return length_delimited(tag, body)
 
 
 _PHASE = {Phase.RUNNING: b"\x32\x07running", Phase.TEARING_DOWN: b"\x32\x0btearingDown"}
@@ -101,7 +101,7 @@ _PHASE = {Phase.RUNNING: b"\x32\x07running", Phase.TEARING_DOWN: b"\x32\x0bteari
 def _map(tag: bytes, m: dict[str, str]) -> bytes:
     parts = []
     for k, v in m.items():
-        parts.append(_ld(tag, _str(b"\x0a", k) + _str(b"\x12", v)))
+        parts.append(length_delimited(tag, _str(b"\x0a", k) + _str(b"\x12", v)))
     return b"".join(parts)
 
 
@@ -111,14 +111,14 @@ def encode_metadata(md: Metadata) -> bytes:
         _str(b"\x0a", md.namespace),
         _str(b"\x12", md.type),
         _str(b"\x1a", md.id),
-        _ld(b"\x22", b"undefined" if v is None else str(v).encode()),
+        length_delimited(b"\x22", b"undefined" if v is None else str(v).encode()),
         _str(b"\x2a", md.owner),
         _PHASE[md.phase],
         _timestamp(b"\x3a", md.created),
         _timestamp(b"\x42", md.updated),
     ]
     for f in md.finalizers:
-        parts.append(_ld(b"\x4a", f.encode()))
+        parts.append(length_delimited(b"\x4a", f.encode()))
     if md.labels:
         parts.append(_map(b"\x52", md.labels))
     if md.annotations:
@@ -136,37 +136,38 @@ def encode_spec(spec: Any, *, with_yaml: bool = True) -> bytes:
     else:
         proto = spec.marshal_proto()
         text = spec_yaml_text(spec) if with_yaml else ""
-    return (_ld(b"\x0a", proto) if proto else b"") + _str(b"\x12", text)
+    return (length_delimited(b"\x0a", proto) if proto else b"") + _str(b"\x12", text)
 
 
 def encode_resource(r: Resource[Any], *, with_yaml: bool = True) -> bytes:
     """``cosi.resource.Resource`` of a kos resource."""
-    return _ld(b"\x0a", encode_metadata(r.metadata)) + _ld(b"\x12", encode_spec(r.spec, with_yaml=with_yaml))
+    return (length_delimited(b"\x0a", encode_metadata(r.metadata))
+            + length_delimited(b"\x12", encode_spec(r.spec, with_yaml=with_yaml)))
 
 
 def encode_event(ev: Event, *, with_yaml: bool = True) -> bytes:
     parts = []
     if ev.resource is not None:
-        parts.append(_ld(b"\x0a", encode_resource(ev.resource, with_yaml=with_yaml)))
+        parts.append(length_delimited(b"\x0a", encode_resource(ev.resource, with_yaml=with_yaml)))
     if ev.type:
         parts.append(b"\x10" + _SMALL[int(ev.type)])
     if ev.old is not None:
-        parts.append(_ld(b"\x1a", encode_resource(ev.old, with_yaml=with_yaml)))
+        parts.append(length_delimited(b"\x1a", encode_resource(ev.old, with_yaml=with_yaml)))
     if ev.error is not None:
-        parts.append(_ld(b"\x22", ev.error.encode()))
+        parts.append(length_delimited(b"\x22", ev.error.encode()))
     if ev.bookmark is not None:
-        parts.append(_ld(b"\x2a", ev.bookmark))
+        parts.append(length_delimited(b"\x2a", ev.bookmark))
     return b"".join(parts)
 
 
 def encode_watch_response(events: list[Event], *, with_yaml: bool = True) -> bytes:
     """``cosi.resource.WatchResponse`` carrying ``events`` (empty list: the "established" message)."""
-    return b"".join(_ld(b"\x0a", encode_event(ev, with_yaml=with_yaml)) for ev in events)
+    return b"".join(length_delimited(b"\x0a", encode_event(ev, with_yaml=with_yaml)) for ev in events)
 
 
 def encode_resource_response(r: Resource[Any] | None) -> bytes:
     """Get/List/Create/Update responses: ``{Resource resource = 1}``."""
-    return b"" if r is None else _ld(b"\x0a", encode_resource(r))
+    return b"" if r is None else length_delimited(b"\x0a", encode_resource(r))
 
 
 # -- decoding -----------------------------------------------------------------------------

@@ -151,8 +151,8 @@ async def _raw_rate(conn: Any, pipe: Pipe) -> float:
     """Aggregated watch, counting events in the raw messages without building resources."""
     from kos.apis import wire
 
-    req = (wire._ld(b"\x0a", b"bench") + wire._ld(b"\x12", KIND.type.encode())
-           + wire._ld(b"\x22", b"\x28\x01\x38\x01") + b"\x28\x01")
+    req = (wire.length_delimited(b"\x0a", b"bench") + wire.length_delimited(b"\x12", KIND.type.encode())
+           + wire.length_delimited(b"\x22", b"\x28\x01\x38\x01") + b"\x28\x01")
     got = 0
     async with conn.stream(auth.STATE + "Watch", req) as replies:
         it = aiter(replies)

@@ -53,7 +53,7 @@ def _configure_logging() -> None:
     import structlog
 
     from kos.controllers.system import SHIPPER
-    from kos.machined.services.logring import OWN_LOG
+    from kos.machined.services import OWN_LOG
 
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"),

@@ -25,12 +25,18 @@ from kos.apis.server.serve import APIServer
 from kos.apis.server.state import StateService
 from kos.apis.tls import client_context, server_context
 from kos.controllers.cluster.discovery import run_registry
-from kos.machined.api import ClusterHealthAPI, ContainersAPI, EtcdAPI, LifecycleService
-from kos.machined.api.diagnostics import DiagnosticsAPI
-from kos.machined.api.disks import DisksAPI
-from kos.machined.api.etcdmaint import EtcdMaintenanceAPI
-from kos.machined.api.files import FilePolicy, FilesAPI
-from kos.machined.api.stats import StatsAPI
+from kos.machined.api import (
+    ClusterHealthAPI,
+    ContainersAPI,
+    DiagnosticsAPI,
+    DisksAPI,
+    EtcdAPI,
+    EtcdMaintenanceAPI,
+    FilePolicy,
+    FilesAPI,
+    LifecycleService,
+    StatsAPI,
+)
 from kos.machined.nodebase import write_endpoint
 from kos.machined.nodeidentity import NodeIdentity, maintenance_identity
 from kos.resources.config import is_control_plane

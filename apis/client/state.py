@@ -51,7 +51,7 @@ from kos.resources.core import (
     WatchStream,
 )
 
-_ld = wire._ld
+_ld = wire.length_delimited
 S = auth.STATE
 
 

@@ -24,7 +24,7 @@ from kos.apis import auth, limits
 from kos.apis.endpoint import split_endpoint as split_endpoint
 from kos.apis.limits import MAX_REQUEST_BYTES as MAX_REQUEST_BYTES
 from kos.apis.server.forwarding import ForwardChannels
-from kos.apis.wire import RawMessage, _ld
+from kos.apis.wire import RawMessage, length_delimited
 from kos.resources.core import ECHO_CHARS, MESSAGE_CHARS, cap
 
 log = structlog.get_logger("kos.apis")
@@ -164,4 +164,4 @@ async def _replies(s: Any) -> Any:
 
 def _node_tag(node: str) -> bytes:
     """``NodeMetadata metadata = 1 {hostname = node}``; appended, it merges into the message."""
-    return _ld(b"\x0a", _ld(b"\x0a", node.encode()))
+    return length_delimited(b"\x0a", length_delimited(b"\x0a", node.encode()))

@@ -32,7 +32,7 @@ from kos.apis import auth
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.dispatch import Call, Dispatcher
 from kos.apis.server.state import parse
-from kos.resources.core import ECHO_CHARS, cap
+from kos.resources.core import ECHO_CHARS, cap, echo
 
 VERSION = "0.1.0"
 
@@ -134,7 +134,8 @@ class EventBus:
         if tail_id:
             idx = next((i for i, r in enumerate(items) if r.id == tail_id), None)
             if idx is None:
-                raise LookupError(f"tail_id: event {tail_id!r} is not in the history (the last {len(items)} events)")
+                raise LookupError(
+                    f"tail_id: event {echo(tail_id)} is not in the history (the last {len(items)} events)")
             return items[idx + 1 :]
         if tail_seconds > 0:
             since = time.time() - tail_seconds
@@ -371,9 +372,9 @@ class MachineService:
             req = parse(pb.ServiceRequest, await call.request())
             sup = self._sup()
             if req.id not in sup.ids():
-                raise GRPCError(Status.NOT_FOUND, f"service {req.id!r} not found (known: {', '.join(sup.ids())})")
+                raise GRPCError(Status.NOT_FOUND, f"service {echo(req.id)} not found (known: {', '.join(sup.ids())})")
             await getattr(sup, action)(req.id)
-            await call.send(bytes(pb.ServiceActionResponse(resp=f"Service {req.id!r} {action} requested")))
+            await call.send(bytes(pb.ServiceActionResponse(resp=f"Service {echo(req.id)} {action} requested")))
 
         return h
 
@@ -382,7 +383,7 @@ class MachineService:
         sup = self._sup()
         known = sup.log_ids() if hasattr(sup, "log_ids") else sup.ids()  # services and machined itself
         if req.id not in known:
-            raise GRPCError(Status.NOT_FOUND, f"service {req.id!r} not found (known: {', '.join(known)})")
+            raise GRPCError(Status.NOT_FOUND, f"service {echo(req.id)} not found (known: {', '.join(known)})")
         ring = sup.log(req.id)
         tail = req.tail_lines if req.tail_lines > 0 else None
         if not req.follow:

@@ -182,17 +182,17 @@ class EventEncoder:
     def event(self, ev: Event) -> bytes:
         """``Event`` bytes wrapped as one ``WatchResponse.event`` entry (field 1)."""
         if ev.resource is None or ev.resource.is_tombstone:
-            return wire._ld(b"\x0a", wire.encode_event(ev))
-        parts = [wire._ld(b"\x0a", self._resource(ev.resource))]
+            return wire.length_delimited(b"\x0a", wire.encode_event(ev))
+        parts = [wire.length_delimited(b"\x0a", self._resource(ev.resource))]
         if ev.type:
             parts.append(b"\x10" + wire.varint(int(ev.type)))
         if ev.old is not None:
-            parts.append(wire._ld(b"\x1a", self._resource(ev.old)))
+            parts.append(wire.length_delimited(b"\x1a", self._resource(ev.old)))
         if ev.error is not None:
-            parts.append(wire._ld(b"\x22", ev.error.encode()))
+            parts.append(wire.length_delimited(b"\x22", ev.error.encode()))
         if ev.bookmark is not None:
-            parts.append(wire._ld(b"\x2a", ev.bookmark))
-        return wire._ld(b"\x0a", b"".join(parts))
+            parts.append(wire.length_delimited(b"\x2a", ev.bookmark))
+        return wire.length_delimited(b"\x0a", b"".join(parts))
 
 
 def _check_kind(namespace: str, type: str) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from kos.apis import auth
 from kos.resources import secrets as s
 from kos.resources.pki import (
+    CLOCK_SKEW,
     CertificateAndKey,
     PKIError,
     certificate_sans,
@@ -28,7 +29,6 @@ from kos.resources.pki import (
     public_key_pem,
     verify_chain,
 )
-from kos.resources.pki.x509 import CLOCK_SKEW
 
 DEFAULT_TTL = datetime.timedelta(days=365)
 DEFAULT_RENEW_FRACTION = 0.5

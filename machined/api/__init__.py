@@ -6,11 +6,17 @@ handlers here plug into ``MachineService(extensions=[...])`` and are assembled b
 * ``EtcdAPI`` (``etcd``): Bootstrap and the Etcd* RPCs, on the etcd controllers' flows;
 * ``LifecycleService`` (``lifecycle``): Reboot, Shutdown, Reset, Upgrade, Rollback;
 * ``ContainersAPI`` (``containers``): the Containers RPC, through containerd's ``ctr``;
-* ``ClusterHealthAPI`` (``health``): the ClusterHealthCheck RPC.
+* ``ClusterHealthAPI`` (``health``): the ClusterHealthCheck RPC;
+* the operator's daily tools: ``FilesAPI`` (``files``), ``DiagnosticsAPI``, ``DisksAPI``,
+  ``EtcdMaintenanceAPI`` (``etcdmaint``), ``StatsAPI``.
 """
 
 from kos.machined.api.containers import ContainersAPI, parse_table
+from kos.machined.api.diagnostics import DiagnosticsAPI
+from kos.machined.api.disks import DisksAPI
 from kos.machined.api.etcd import EtcdAPI
+from kos.machined.api.etcdmaint import EtcdMaintenanceAPI
+from kos.machined.api.files import FilePolicy, FilesAPI
 from kos.machined.api.health import ClusterHealthAPI, check_address, wait_timeout
 from kos.machined.api.lifecycle import (
     LifecycleController,
@@ -20,10 +26,17 @@ from kos.machined.api.lifecycle import (
     ResetOptions,
     UpgradeUnavailableError,
 )
+from kos.machined.api.stats import StatsAPI
 
 __all__ = [
     "ClusterHealthAPI",
     "ContainersAPI",
+    "DiagnosticsAPI",
+    "DisksAPI",
+    "EtcdMaintenanceAPI",
+    "FilePolicy",
+    "FilesAPI",
+    "StatsAPI",
     "EtcdAPI",
     "LifecycleController",
     "LifecycleRefusedError",

@@ -19,6 +19,7 @@ from kos.apis import auth
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.dispatch import Call, Dispatcher
 from kos.apis.server.state import parse
+from kos.resources.core import echo
 
 # containerd's namespace rule: labels of [a-zA-Z0-9_-], separated by dots
 _NAMESPACE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?)*$")
@@ -53,13 +54,15 @@ class ContainersAPI:
 
     async def list_containers(self, namespace: str = "") -> list[pb.ContainerInfo]:
         if namespace and not _NAMESPACE.match(namespace):
-            raise GRPCError(Status.INVALID_ARGUMENT,
-                            f"namespace {namespace!r}: expected dot-separated labels of letters, digits, '_' and '-'")
+            raise GRPCError(
+                Status.INVALID_ARGUMENT,
+                f"namespace {echo(namespace)}: expected dot-separated labels of letters, digits, '_' and '-'")
         if not await anyio.Path(self.socket).is_socket():
             raise GRPCError(Status.UNAVAILABLE, f"containerd is not running on this node (no socket at {self.socket})")
         known = sorted((await self._ctr("namespaces", "list", "--quiet")).split())
         if namespace and namespace not in known:
-            raise GRPCError(Status.NOT_FOUND, f"namespace {namespace!r}: containerd knows {', '.join(known) or 'none'}")
+            raise GRPCError(
+                Status.NOT_FOUND, f"namespace {echo(namespace)}: containerd knows {', '.join(known) or 'none'}")
         out: list[pb.ContainerInfo] = []
         for ns in [namespace] if namespace else known:
             tasks = {row[0]: row for row in parse_table(await self._ctr("tasks", "list", namespace=ns)) if row}

@@ -36,7 +36,7 @@ from kos.apis.gen.kos import machine as pb
 from kos.apis.server.dispatch import Call, Dispatcher
 from kos.apis.server.state import parse
 from kos.platform.network.sntp import SNTPError, query
-from kos.resources.core import NotFoundError, Pointer, State
+from kos.resources.core import NotFoundError, Pointer, State, echo
 from kos.resources.network import NAMESPACE as NET_NAMESPACE
 from kos.resources.network import TimeServerStatusSpec
 
@@ -193,7 +193,7 @@ class DiagnosticsAPI:
             try:
                 host, port = split_endpoint(server, 123)
             except ValueError as exc:
-                raise GRPCError(Status.INVALID_ARGUMENT, f"server: {server!r}: {exc}") from None
+                raise GRPCError(Status.INVALID_ARGUMENT, f"server: {echo(server)}: {exc}") from None
             try:
                 sample = await query(self.netns, host, port=port, timeout=3.0)
             except SNTPError as exc:

@@ -30,7 +30,7 @@ from kos.apis.server.dispatch import Call, Dispatcher
 from kos.apis.server.state import parse
 from kos.platform.block import device, filesystem
 from kos.platform.image import install, installer, meta
-from kos.resources.core import Pointer, State
+from kos.resources.core import Pointer, State, echo
 
 RESERVED_KEYS = frozenset({"active", "fallback", "tries", "good-a", "good-b"})
 ZERO_CHUNK = 4 * 1024 * 1024
@@ -92,8 +92,9 @@ class DisksAPI:
                 raise GRPCError(Status.INVALID_ARGUMENT, f"devices[{i}].method: unknown value {int(dev.method)}")
             name = dev.device.strip()
             if not name or "/" in name.removeprefix("/dev/") or name in (".", ".."):
-                raise GRPCError(Status.INVALID_ARGUMENT,
-                                f"devices[{i}].device: {dev.device!r}: expected a device name such as sdb or /dev/sdb")
+                raise GRPCError(
+                    Status.INVALID_ARGUMENT,
+                    f"devices[{i}].device: {echo(dev.device)}: expected a device name such as sdb or /dev/sdb")
             path = name if name.startswith("/dev/") else f"/dev/{name}"
             try:
                 ref = await anyio.to_thread.run_sync(device.identify, path)
@@ -135,10 +136,11 @@ class DisksAPI:
 
     def _check_key(self, key: str) -> None:
         if not meta.KEY_RE.match(key):
-            raise GRPCError(Status.INVALID_ARGUMENT, f"key: {key!r}: expected 1-32 characters of [a-z0-9_-]")
+            raise GRPCError(Status.INVALID_ARGUMENT, f"key: {echo(key)}: expected 1-32 characters of [a-z0-9_-]")
         if key in RESERVED_KEYS:
-            raise GRPCError(Status.FAILED_PRECONDITION,
-                            f"key: {key!r} is a boot slot key owned by upgrade/rollback (read-only through the API)")
+            raise GRPCError(
+                Status.FAILED_PRECONDITION,
+                f"key: {echo(key)} is a boot slot key owned by upgrade/rollback (read-only through the API)")
 
     async def meta_write(self, call: Call) -> None:
         req = parse(pb.MetaWriteRequest, await call.request())
@@ -155,7 +157,8 @@ class DisksAPI:
         path, offset = await self._meta()
         values = await anyio.to_thread.run_sync(meta.read, path, offset)
         if req.key not in values:
-            raise GRPCError(Status.NOT_FOUND, f"key: {req.key!r} is not in META (keys: {', '.join(sorted(values))})")
+            raise GRPCError(
+                Status.NOT_FOUND, f"key: {echo(req.key)} is not in META (keys: {', '.join(sorted(values))})")
         await self._update(lambda v: {k: x for k, x in v.items() if k != req.key})
         await call.send(bytes(pb.MetaDeleteResponse()))
 

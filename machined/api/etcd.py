@@ -35,7 +35,7 @@ from kos.apis.server.state import parse
 from kos.controllers.etcd.join import remove_member
 from kos.controllers.etcd.leave import NotRunningError, OnlyVoterError, leave_local_member
 from kos.controllers.etcd.marker import EtcdPaths, MarkerError, has_member, publish_marker, read_marker
-from kos.resources.core import State
+from kos.resources.core import State, echo
 from kos.resources.etcd import ETCD_CONFIGS, ETCD_SPECS, EtcdBootstrapSpec, EtcdSpecSpec
 
 log = structlog.get_logger("kos.apis.etcd")
@@ -44,7 +44,7 @@ SERVICE_ID = "etcd"
 ALREADY_BOOTSTRAPPED = "etcd is already bootstrapped"
 
 
-def _status(exc: EtcdError) -> Status:
+def etcd_status(exc: EtcdError) -> Status:
     if exc.status in (None, Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED):
         return Status.UNAVAILABLE
     return exc.status if exc.status is not None else Status.UNKNOWN
@@ -120,7 +120,7 @@ class EtcdAPI:
             own = (await c.status()).member_id
         except EtcdError as exc:
             c.close()
-            raise GRPCError(_status(exc), f"etcd: {exc}") from None
+            raise GRPCError(etcd_status(exc), f"etcd: {exc}") from None
         return spec, c, own
 
     # -- bootstrap / recover ---------------------------------------------------------------
@@ -190,7 +190,7 @@ class EtcdAPI:
         try:
             members = await c.member_list()
         except EtcdError as exc:
-            raise GRPCError(_status(exc), f"etcd member list: {exc}") from None
+            raise GRPCError(etcd_status(exc), f"etcd member list: {exc}") from None
         finally:
             c.close()
         out = [
@@ -208,7 +208,7 @@ class EtcdAPI:
             if (req.member_id and m.id == req.member_id) or (req.member and m.name == req.member):
                 return m
         known = ", ".join(f"{m.name or '(unstarted)'}={m.hex_id}" for m in members)
-        what = f"member_id {format_member_id(req.member_id)}" if req.member_id else f"member {req.member!r}"
+        what = f"member_id {format_member_id(req.member_id)}" if req.member_id else f"member {echo(req.member)}"
         raise GRPCError(Status.NOT_FOUND, f"etcd {what} not found (members: {known})")
 
     async def remove_member(self, call: Call) -> None:
@@ -223,7 +223,7 @@ class EtcdAPI:
                 )
             await remove_member(c, target.id, timeout=self.timeout * 3)
         except EtcdError as exc:
-            raise GRPCError(_status(exc), f"etcd remove member: {exc}") from None
+            raise GRPCError(etcd_status(exc), f"etcd remove member: {exc}") from None
         finally:
             c.close()
         log.info("etcd member removed", member=target.name, id=target.hex_id)
@@ -240,7 +240,7 @@ class EtcdAPI:
             except (OnlyVoterError, MarkerError) as exc:
                 raise GRPCError(Status.FAILED_PRECONDITION, str(exc)) from None
             except EtcdError as exc:
-                raise GRPCError(_status(exc), f"etcd leave: {exc}") from None
+                raise GRPCError(etcd_status(exc), f"etcd leave: {exc}") from None
         log.info("left the etcd cluster", member=name)
         await call.send(bytes(pb.EtcdActionResponse(member=name)))
 
@@ -257,7 +257,7 @@ class EtcdAPI:
                 raise GRPCError(Status.FAILED_PRECONDITION, "no other voting member to hand leadership to")
             await c.move_leader(others[0].id)
         except EtcdError as exc:
-            raise GRPCError(_status(exc), f"etcd forfeit leadership: {exc}") from None
+            raise GRPCError(etcd_status(exc), f"etcd forfeit leadership: {exc}") from None
         finally:
             c.close()
         log.info("etcd leadership forfeited", to=others[0].name)
@@ -270,7 +270,7 @@ class EtcdAPI:
             try:
                 st = await c.status()
             except EtcdError as exc:
-                raise GRPCError(_status(exc), f"etcd status: {exc}") from None
+                raise GRPCError(etcd_status(exc), f"etcd status: {exc}") from None
         resp = pb.EtcdStatusResponse(
             member_id=st.member_id, protocol_version=st.version, db_size=st.db_size, db_size_in_use=st.db_size_in_use,
             leader=st.leader, raft_index=st.raft_index, raft_term=st.raft_term,
@@ -286,4 +286,4 @@ class EtcdAPI:
                 async for chunk in c.snapshot():
                     await call.send(bytes(pb.Data(bytes=chunk)))
             except EtcdError as exc:
-                raise GRPCError(_status(exc), f"etcd snapshot: {exc}") from None
+                raise GRPCError(etcd_status(exc), f"etcd snapshot: {exc}") from None

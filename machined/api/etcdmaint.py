@@ -21,7 +21,7 @@ from kos.apis.etcd import EtcdError
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.dispatch import Call, Dispatcher
 from kos.apis.server.state import parse
-from kos.machined.api.etcd import EtcdAPI, _status
+from kos.machined.api.etcd import EtcdAPI, etcd_status
 
 
 class EtcdMaintenanceAPI(EtcdAPI):
@@ -39,7 +39,7 @@ class EtcdMaintenanceAPI(EtcdAPI):
             try:
                 alarms = await c.alarms()
             except EtcdError as exc:
-                raise GRPCError(_status(exc), f"etcd alarm list: {exc}") from None
+                raise GRPCError(etcd_status(exc), f"etcd alarm list: {exc}") from None
         resp = pb.EtcdAlarmListResponse(alarms=[pb.EtcdMemberAlarm(member_id=m, alarm=a) for m, a in alarms])
         await call.send(bytes(resp))
 
@@ -50,7 +50,7 @@ class EtcdMaintenanceAPI(EtcdAPI):
             try:
                 disarmed = await c.disarm_alarms()
             except EtcdError as exc:
-                raise GRPCError(_status(exc), f"etcd alarm disarm: {exc}") from None
+                raise GRPCError(etcd_status(exc), f"etcd alarm disarm: {exc}") from None
         resp = pb.EtcdAlarmListResponse(alarms=[pb.EtcdMemberAlarm(member_id=m, alarm=a) for m, a in disarmed])
         await call.send(bytes(resp))
 
@@ -63,5 +63,5 @@ class EtcdMaintenanceAPI(EtcdAPI):
                 await c.defragment()
                 after = (await c.status()).db_size
             except EtcdError as exc:
-                raise GRPCError(_status(exc), f"etcd defragment: {exc}") from None
+                raise GRPCError(etcd_status(exc), f"etcd defragment: {exc}") from None
         await call.send(bytes(pb.EtcdDefragmentResponse(db_size_before=before, db_size_after=after)))

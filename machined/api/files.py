@@ -6,7 +6,8 @@ the policy's roots (``/var``, ``/etc``, ``/proc``, ``/sys``, ``/run``, ``/usr``,
 ``/lib``, ``/boot``; ``/`` itself may be listed, showing those roots only). What may hold
 secrets is withheld: the node's state directory (machine config, PKI, kosconfig), etcd's
 data (``/var/lib/etcd``), any ``pki``/``secrets`` directory, ``*.key``/``*.pem`` and
-kubeconfig files, ``/proc/<pid>/environ|mem``, ``/proc/kcore`` and ``/proc/kmsg``.
+kubeconfig files, ``/proc/<pid>/environ|mem|pagemap``, ``/proc/kcore`` and ``/proc/kmsg``
+(and trace pipes, whose reads never end).
 A withheld entry shows in listings with an error and is skipped by Copy; Read refuses it
 with PERMISSION_DENIED. Everything is read-only.
 
@@ -40,7 +41,8 @@ SECRET_NAMES = ("pki", "secrets")
 SECRET_GLOBS = ("*.key", "*.pem", "kosconfig", "talosconfig", "*kubeconfig*")
 SECRET_DIRS = ("/var/lib/etcd",)  # the etcd data holds every Kubernetes secret
 SECRET_PROC = ("/proc/kcore", "/proc/kmsg", "/proc/*/environ", "/proc/*/mem", "/proc/*/task/*/environ",
-               "/proc/*/task/*/mem")
+               "/proc/*/task/*/mem", "/proc/*/pagemap", "/proc/*/task/*/pagemap")
+BLOCKING = ("*/trace_pipe", "*/trace_pipe_raw")  # reads that wait forever for new data
 MAX_ENTRIES = 100_000
 CHUNK = 64 * 1024
 
@@ -57,13 +59,15 @@ class FilePolicy:
         p = PurePosixPath(path)
         for d in self.secret_dirs:
             if p == PurePosixPath(d) or PurePosixPath(d) in p.parents:
-                return f"{path} is in the node's state directory (machine config, keys)"
+                return f"{path} is under {d}, which holds secrets (machine config, keys, etcd data)"
         if any(part in SECRET_NAMES for part in p.parts):
             return f"{path} is in a directory of secrets"
         if any(fnmatch.fnmatchcase(p.name, g) for g in SECRET_GLOBS):
             return f"{path} may hold a key or credentials"
         if any(fnmatch.fnmatchcase(path, g) for g in SECRET_PROC):
             return f"{path} exposes process memory, environment or the kernel's"
+        if any(fnmatch.fnmatchcase(path, g) for g in BLOCKING):
+            return f"{path} is a stream that never ends (use kosctl dmesg / logs)"
         return ""
 
     def under_roots(self, path: str) -> bool:

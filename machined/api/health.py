@@ -32,6 +32,7 @@ from kos.apis.endpoint import split_endpoint
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.dispatch import Call, Dispatcher
 from kos.apis.server.state import parse
+from kos.resources.core import echo
 
 DEFAULT_WAIT_TIMEOUT = 60.0
 MAX_WAIT_TIMEOUT = 3600.0
@@ -46,7 +47,7 @@ def check_address(field: str, index: int, value: str) -> str:
     try:
         host, _ = split_endpoint(value, 50000)
     except ValueError as exc:
-        raise GRPCError(Status.INVALID_ARGUMENT, f"{field}[{index}] {value!r}: {exc}; {want}") from None
+        raise GRPCError(Status.INVALID_ARGUMENT, f"{field}[{index}] {echo(value)}: {exc}; {want}") from None
     try:
         ipaddress.ip_address(host)
         return value
@@ -54,7 +55,7 @@ def check_address(field: str, index: int, value: str) -> str:
         pass
     labels = host.rstrip(".").split(".")
     if len(host) > 253 or not all(_LABEL.match(label) for label in labels) or host.replace(".", "").isdigit():
-        raise GRPCError(Status.INVALID_ARGUMENT, f"{field}[{index}] {value!r}: {want}")
+        raise GRPCError(Status.INVALID_ARGUMENT, f"{field}[{index}] {echo(value)}: {want}")
     return value
 
 

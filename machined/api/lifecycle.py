@@ -24,6 +24,7 @@ from kos.apis import auth
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.dispatch import Call, Dispatcher
 from kos.apis.server.state import parse
+from kos.resources.core import echo
 
 SYSTEM_LABELS = ("STATE", "EPHEMERAL", "META")
 T = TypeVar("T")
@@ -73,7 +74,7 @@ def parse_wipe(specs: Sequence[pb.ResetPartitionSpec]) -> tuple[str, ...]:
         if s.label not in SYSTEM_LABELS:
             raise GRPCError(
                 Status.INVALID_ARGUMENT,
-                f"system_partitions_to_wipe[{i}].label: {s.label!r} is not a system volume, "
+                f"system_partitions_to_wipe[{i}].label: {echo(s.label)} is not a system volume, "
                 f"expected one of {', '.join(SYSTEM_LABELS)}",
             )
         if s.wipe:

@@ -14,7 +14,7 @@ Public API::
 
 from kos.machined.services.conditions import Condition, PredicateCondition, ResourceCondition, service_healthy
 from kos.machined.services.health import HealthCheck, grpc_probe, http_probe, tcp_probe
-from kos.machined.services.logring import LogRing, LogStore, RingLogProcessor
+from kos.machined.services.logring import OWN_LOG, LogRing, LogStore, RingLogProcessor
 from kos.machined.services.runners import ProcessRunner, RunContext, Runner, TaskRunner
 from kos.machined.services.supervisor import (
     BackoffPolicy,
@@ -27,6 +27,7 @@ from kos.machined.services.supervisor import (
 )
 
 __all__ = [
+    "OWN_LOG",
     "BackoffPolicy",
     "Condition",
     "HealthCheck",

@@ -47,7 +47,7 @@ FAMILIES: dict[int, str] = {int(socket.AF_INET): "inet4", int(socket.AF_INET6): 
 BOND_MODES = {"balance-rr": 0, "active-backup": 1, "balance-xor": 2, "broadcast": 3, "802.3ad": 4,
               "balance-tlb": 5, "balance-alb": 6}
 IFF_UP = 0x1
-_IFF_NAMES = {0x1: "UP", 0x2: "BROADCAST", 0x8: "LOOPBACK", 0x10: "POINTOPOINT", 0x40: "RUNNING",
+IFF_NAMES = {0x1: "UP", 0x2: "BROADCAST", 0x8: "LOOPBACK", 0x10: "POINTOPOINT", 0x40: "RUNNING",
               0x100: "PROMISC", 0x1000: "MULTICAST", 0x10000: "LOWER_UP"}
 
 # multicast groups (linux/rtnetlink.h RTMGRP_*)
@@ -152,7 +152,7 @@ def _link_info(msg: Any) -> LinkInfo:
         operational_state=str(_attr(msg, "IFLA_OPERSTATE", "")).lower(),
         up=bool(flags & IFF_UP),
         master_index=int(_attr(msg, "IFLA_MASTER", 0)),
-        flags=tuple(n for bit, n in _IFF_NAMES.items() if flags & bit),
+        flags=tuple(n for bit, n in IFF_NAMES.items() if flags & bit),
     )
 
 

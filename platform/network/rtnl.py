@@ -13,9 +13,9 @@ import socket
 import struct
 
 from kos.platform.network.netlink import (
-    _IFF_NAMES,
     ARPHRD,
     FAMILIES,
+    IFF_NAMES,
     IFF_UP,
     PROTOCOLS,
     ROUTE_TYPES,
@@ -84,7 +84,7 @@ def _link(data: bytes, pos: int, end: int) -> LinkInfo:
         operational_state=OPERSTATES.get(a[16][0], "unknown") if a.get(16) else "",
         up=bool(flags & IFF_UP),
         master_index=_u32(a.get(10)),
-        flags=tuple(n for bit, n in _IFF_NAMES.items() if flags & bit),
+        flags=tuple(n for bit, n in IFF_NAMES.items() if flags & bit),
     )
 
 

@@ -116,7 +116,7 @@ def validate_name(kind: str, name: str) -> None:
         )
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
     try:
@@ -148,7 +148,7 @@ def _is_keeper(pid: int) -> bool:
 
 def _unshare_of(node: NodeState) -> int | None:
     """The node's ``unshare`` process: the keeper's child, or ``node.pid`` itself."""
-    if not _pid_alive(node.pid):
+    if not pid_alive(node.pid):
         return None
     if _is_keeper(node.pid):
         kids = [k for k in _children(node.pid) if "unshare" in " ".join(_cmdline(k))]
@@ -180,12 +180,12 @@ def forwarder_state(state: ClusterState) -> str:
         rec: dict[str, object] = json.loads((Path(state.dir) / "forwarder.json").read_text())
     except (OSError, ValueError):
         rec = {}
-    keeper_alive = _pid_alive(state.forwarder_pid) and "kos.platform.provision.forward" in _cmdline(
+    keeper_alive = pid_alive(state.forwarder_pid) and "kos.platform.provision.forward" in _cmdline(
         state.forwarder_pid)
     crashes = int(str(rec.get("crashes", 0)))
     restarted = f", restarted {crashes} times" if crashes else ""
     pid = int(str(rec.get("pid", 0)))
-    if keeper_alive and pid and _pid_alive(pid):
+    if keeper_alive and pid and pid_alive(pid):
         return f"running (pid {pid}{restarted})"
     if keeper_alive:
         return f"restarting ({rec.get('last', 'starting')}{restarted})"
@@ -295,7 +295,7 @@ class NamespaceProvisioner(ClusterDirectory):
     def ensure_forwarder(self, state: ClusterState) -> bool:
         """Start the forwarder again, on its recorded ports, if even its keeper is gone;
         returns whether it had to."""
-        if _pid_alive(state.forwarder_pid) and "kos.platform.provision.forward" in _cmdline(state.forwarder_pid):
+        if pid_alive(state.forwarder_pid) and "kos.platform.provision.forward" in _cmdline(state.forwarder_pid):
             return False
         self._start_forwarder(state, keep_ports=True)
         state.save()
@@ -347,7 +347,7 @@ class NamespaceProvisioner(ClusterDirectory):
     def stop_node(self, node: NodeState, *, timeout: float = 15.0) -> None:
         """SIGTERM the node (its keeper passes it to PID 1), SIGKILL after ``timeout``."""
         pid1 = node_pid1(node)
-        keeper = node.pid if _pid_alive(node.pid) and _is_keeper(node.pid) else None
+        keeper = node.pid if pid_alive(node.pid) and _is_keeper(node.pid) else None
         unshare = _unshare_of(node)
         if keeper is not None:
             with _suppress_missing():
@@ -357,11 +357,11 @@ class NamespaceProvisioner(ClusterDirectory):
                 os.kill(pid1, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(
-            p is not None and _pid_alive(p) for p in (pid1, keeper)
+            p is not None and pid_alive(p) for p in (pid1, keeper)
         ):
             time.sleep(0.05)
         for pid in (pid1, unshare, keeper):
-            if pid is not None and _pid_alive(pid):
+            if pid is not None and pid_alive(pid):
                 with _suppress_missing():
                     os.kill(pid, signal.SIGKILL)
         for pid in (unshare, keeper):
@@ -380,7 +380,7 @@ class NamespaceProvisioner(ClusterDirectory):
                 with _suppress_missing():
                     os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and any(_pid_alive(p) for p in inits):
+            while time.monotonic() < deadline and any(pid_alive(p) for p in inits):
                 time.sleep(0.05)
         survivors = kill_all(find, timeout=10)
         if survivors:
@@ -392,7 +392,7 @@ class NamespaceProvisioner(ClusterDirectory):
 
     def start_node(self, state: ClusterState, node: NodeState, command: list[str], env: dict[str, str]) -> None:
         """(Re)start a stopped node with the same identity and directories."""
-        if node_pid1(node) is not None or (_pid_alive(node.pid) and _is_keeper(node.pid)):
+        if node_pid1(node) is not None or (pid_alive(node.pid) and _is_keeper(node.pid)):
             raise ProvisionError(f"node {node.name} is already running")
         node.pid = self._start_node(node, NodeRequest(node.name, node.role, command, env, node.api_port,
                                                       binds=list(node.binds)))
@@ -408,7 +408,7 @@ class NamespaceProvisioner(ClusterDirectory):
                     self.stop_node(node, timeout=timeout)
                 except OSError as exc:
                     errors.append(f"stopping {node.name}: {exc}")
-            if _pid_alive(state.forwarder_pid) and "kos.platform.provision.forward" in _cmdline(state.forwarder_pid):
+            if pid_alive(state.forwarder_pid) and "kos.platform.provision.forward" in _cmdline(state.forwarder_pid):
                 with _suppress_missing():
                     os.kill(state.forwarder_pid, signal.SIGTERM)
                 _wait_gone(state.forwarder_pid, 5)
@@ -444,9 +444,9 @@ class _suppress_missing:
 
 def _wait_gone(pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    if _pid_alive(pid):
+    if pid_alive(pid):
         with _suppress_missing():
             os.kill(pid, signal.SIGKILL)
 

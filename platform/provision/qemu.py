@@ -42,7 +42,7 @@ from kos.platform.provision.namespaces import (
     NodeRequest,
     NodeState,
     ProvisionError,
-    _pid_alive,
+    pid_alive,
     validate_name,
 )
 from kos.platform.provision.network import ClusterNetwork, NetworkError, netns_exists
@@ -115,7 +115,7 @@ def qemu_command(spec: VMSpec, node: NodeState, tap: str, gateway: str, cluster:
 
 def vm_pid(node: NodeState) -> int | None:
     """The QEMU process of a node, when it runs."""
-    return node.pid if _pid_alive(node.pid) and _is_qemu(node.pid) else None
+    return node.pid if pid_alive(node.pid) and _is_qemu(node.pid) else None
 
 
 def _is_qemu(pid: int) -> bool:
@@ -212,7 +212,7 @@ class QemuProvisioner(ClusterDirectory):
     def start_vm(self, state: ClusterState, node: NodeState) -> None:
         """Start a stopped VM again with the same disk, tap and config (the previous
         console is kept as console.log.1)."""
-        if _pid_alive(node.pid) and _is_qemu(node.pid):
+        if pid_alive(node.pid) and _is_qemu(node.pid):
             raise ProvisionError(f"VM {node.name} is already running (pid {node.pid})")
         recorded = json.loads((Path(node.dir) / "qemu.json").read_text())
         config = Path(recorded["config"]) if recorded.get("config") else None
@@ -277,7 +277,7 @@ class QemuProvisioner(ClusterDirectory):
             m = rx.search(self.console(node))
             if m:
                 return m
-            if not _pid_alive(node.pid) or not _is_qemu(node.pid):
+            if not pid_alive(node.pid) or not _is_qemu(node.pid):
                 raise ProvisionError(f"VM {node.name} stopped before {pattern!r} appeared on its console; "
                                      f"last lines:\n{self.console(node)[-1500:]}")
             if time.monotonic() > deadline:
@@ -287,14 +287,14 @@ class QemuProvisioner(ClusterDirectory):
 
     # -- destroy ------------------------------------------------------------------------------
     def stop_vm(self, node: NodeState, *, timeout: float = 10.0) -> None:
-        if not (_pid_alive(node.pid) and _is_qemu(node.pid)):
+        if not (pid_alive(node.pid) and _is_qemu(node.pid)):
             return
         os.kill(node.pid, signal.SIGTERM)  # QEMU exits at once; the guest just stops
         deadline = time.monotonic() + timeout
-        while _pid_alive(node.pid) and time.monotonic() < deadline:
+        while pid_alive(node.pid) and time.monotonic() < deadline:
             _reap(node.pid)
             time.sleep(0.05)
-        if _pid_alive(node.pid):
+        if pid_alive(node.pid):
             os.kill(node.pid, signal.SIGKILL)
         _reap(node.pid)
 
@@ -317,7 +317,7 @@ class QemuProvisioner(ClusterDirectory):
                 except (OSError, ValueError):
                     pass
             for fpid, module in helpers:
-                if not (fpid and _pid_alive(fpid)):
+                if not (fpid and pid_alive(fpid)):
                     continue
                 try:
                     cmdline = Path(f"/proc/{fpid}/cmdline").read_bytes()
@@ -326,7 +326,7 @@ class QemuProvisioner(ClusterDirectory):
                 if module in cmdline:
                     os.kill(fpid, signal.SIGTERM)
                     deadline = time.monotonic() + 5
-                    while _pid_alive(fpid) and time.monotonic() < deadline:
+                    while pid_alive(fpid) and time.monotonic() < deadline:
                         _reap(fpid)
                         time.sleep(0.05)
                     _reap(fpid)

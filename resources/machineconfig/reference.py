@@ -8,7 +8,7 @@ import types
 import typing
 from typing import Any
 
-from kos.resources.machineconfig.schema import Model, _hints
+from kos.resources.machineconfig.schema import Model, field_hints
 from kos.resources.machineconfig.v1alpha1 import Config, PEMEncodedCertificateAndKey, PEMEncodedKey
 
 _LEAVES = (PEMEncodedCertificateAndKey, PEMEncodedKey)
@@ -31,7 +31,7 @@ def _type_text(tp: Any) -> str:
 
 
 def _rows(cls: type[Model], prefix: str, out: list[str]) -> None:
-    hints = _hints(cls)
+    hints = field_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key, attr in cls.yaml_keys().items():
         tp = hints[attr]

@@ -54,7 +54,7 @@ class Decoder:
 _HINTS: dict[type, dict[str, Any]] = {}
 
 
-def _hints(cls: type) -> dict[str, Any]:
+def field_hints(cls: type) -> dict[str, Any]:
     h = _HINTS.get(cls)
     if h is None:
         h = _HINTS[cls] = typing.get_type_hints(cls)
@@ -87,7 +87,7 @@ class Model:
             dec.error(path, data, f"a mapping ({cls.__name__})")
             return obj
         keys = cls.yaml_keys()
-        hints = _hints(cls)
+        hints = field_hints(cls)
         for k, v in data.items():
             attr = keys.get(k) if isinstance(k, str) else None
             p = join_path(path, str(k))
@@ -119,7 +119,7 @@ class Model:
             got = frozenset(
                 fl.name for fl in dataclasses.fields(cls)  # type: ignore[arg-type]
                 if fl.default is None and any(isinstance(a, type) and issubclass(a, Model)
-                                              for a in typing.get_args(_hints(cls)[fl.name]))
+                                              for a in typing.get_args(field_hints(cls)[fl.name]))
             )
             cls._present = got  # type: ignore[attr-defined]
         return got

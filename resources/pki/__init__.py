@@ -48,6 +48,7 @@ from kos.resources.pki.verify import (
     verify_chain,
 )
 from kos.resources.pki.x509 import (
+    CLOCK_SKEW,
     CertificateAndKey,
     create_csr,
     generate_ca,
@@ -56,6 +57,7 @@ from kos.resources.pki.x509 import (
 )
 
 __all__ = [
+    "CLOCK_SKEW",
     "ADMIN_CN",
     "ADMIN_ORG",
     "KEY_TYPES",

@@ -22,6 +22,7 @@ from grpclib.const import Status
 from kos.apis import auth, limits
 from kos.apis.client import APIError, Connection
 from kos.apis.gen.cosi import resource as rpb
+from kos.apis.gen.kos import machine as mpb
 from kos.resources.core import ECHO_CHARS, InMemoryState, publish_meta
 from tests.support.hostile import NAMESPACE, NS_TYPE, largest_query, list_request, populate, watch_request
 from tests.support.loopback import LoopbackAPI, serve_state
@@ -167,7 +168,7 @@ async def test_get_answers_quickly_while_a_reader_sends_the_largest_list_and_wat
     assert worst < 0.25, latencies
 
 
-@pytest.mark.parametrize("field", ["regexp", "label value", "type", "id", "namespace"])
+@pytest.mark.parametrize("field", ["regexp", "label value", "type", "id", "namespace", "event id"])
 async def test_errors_quote_at_most_a_bounded_piece_of_the_input(api: LoopbackAPI, field: str) -> None:
     huge = "(" + "q" * 60_000
     async with api.connect([auth.ADMIN]) as conn:
@@ -184,6 +185,12 @@ async def test_errors_quote_at_most_a_bounded_piece_of_the_input(api: LoopbackAP
                                  id=huge if field == "id" else "x")
             with pytest.raises(APIError) as info:
                 await conn.unary(auth.STATE + "Get", bytes(req))
+            e = info.value
+            assert e.status == Status.NOT_FOUND
+        elif field == "event id":  # the machine service quotes through the same helper
+            with pytest.raises(APIError) as info:
+                async with conn.stream(auth.MACHINE + "Events", bytes(mpb.EventsRequest(tail_id=huge))) as replies:
+                    await replies.__anext__()
             e = info.value
             assert e.status == Status.NOT_FOUND
         else:

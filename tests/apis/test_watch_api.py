@@ -210,7 +210,7 @@ def test_event_encoder_matches_plain_encoding(st_ops: list[tuple[str, int]], siz
             while True:
                 ev = await anext(it)
                 data = enc.event(ev)
-                assert data == wire._ld(b"\x0a", wire.encode_event(ev))
+                assert data == wire.length_delimited(b"\x0a", wire.encode_event(ev))
                 (back,) = dec.events(data)  # and the client's cached decoding gives the same event
                 assert (back.type, back.bookmark) == (ev.type, ev.bookmark)
                 for got, want in ((back.resource, ev.resource), (back.old, ev.old)):

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from kos.platform.image import install, meta
-from kos.platform.provision.namespaces import NodeRequest, _pid_alive
+from kos.platform.provision.namespaces import NodeRequest, pid_alive
 from kos.platform.provision.network import netns_exists
 from kos.platform.provision.qemu import QemuProvisioner
 from tests.support.speed import scaled
@@ -72,5 +72,5 @@ def test_vm_boots_to_the_maintenance_api(provisioner: QemuProvisioner) -> None:
         if state.dir.encode() in cmd or b"kos-ci" in cmd:
             leftovers.append(cmd.replace(b"\0", b" ").decode(errors="replace"))
     assert leftovers == []
-    assert not _pid_alive(node.pid)
+    assert not pid_alive(node.pid)
     assert not Path(state.dir).exists()
