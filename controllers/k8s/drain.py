@@ -42,11 +42,11 @@ class DrainError(RuntimeError):
 
 def _data(user: dict[str, Any], base: Path, key: str) -> bytes:
     if user.get(f"{key}-data"):
-        return base64.b64decode(user[f"{key}-data"])
+        return base64.b64decode(str(user[f"{key}-data"]))
     path = user.get(key)
     if not path:
         raise DrainError(f"kubeconfig: no {key} or {key}-data")
-    return (base / path).read_bytes()
+    return (base / str(path)).read_bytes()
 
 
 def client_from_kubeconfig(path: Path, *, timeout: float = 10.0) -> KubeClient:
