@@ -13,6 +13,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 from grpclib.const import Status
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kos.apis import auth
 from kos.apis.client import APIError, Connection, GrpcState
@@ -21,7 +23,7 @@ from kos.apis.server.machine import MachineService
 from kos.controllers.config.api import ManagedConfigStore
 from kos.resources.config import MACHINE_TYPE_ID
 from kos.resources.core import Pointer
-from tests.machineconfig.hostile import worst_inputs
+from tests.machineconfig.hostile import hostile_inputs, worst_inputs
 from tests.support.loopback import serve_state
 
 from .helpers import configs, node
@@ -107,3 +109,21 @@ async def test_bad_try_timeout_and_binary_data(tmp_path: Path) -> None:
             with pytest.raises(APIError) as ei:
                 await conn.unary(APPLY, bytes(req))
             assert ei.value.status == Status.INVALID_ARGUMENT, data
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(hostile_inputs, min_size=25, max_size=25))
+async def test_fuzzed_applies_are_invalid_argument_never_unknown(tmp_path_factory: pytest.TempPathFactory,
+                                                                 inputs: list[str | bytes]) -> None:
+    """Random hostile configs over the real API of a maintenance-mode node: every answer is
+    INVALID_ARGUMENT (or success for the rare valid one), never UNKNOWN from an exception."""
+    async with node(tmp_path_factory.mktemp("fuzz"), secrets=True) as (state, manager):
+        machine = MachineService(config=ManagedConfigStore(manager), maintenance=True)
+        async with serve_state(state, machine=machine) as api, api.connect([auth.ADMIN]) as conn:
+            for data in inputs:
+                raw = data if isinstance(data, bytes) else data.encode()
+                req = pb.ApplyConfigurationRequest(data=raw, mode=Mode.AUTO, dry_run=True)
+                try:
+                    await conn.unary(APPLY, bytes(req))
+                except APIError as exc:
+                    assert exc.status == Status.INVALID_ARGUMENT, (exc.status, exc.message[:300], raw[:200])
