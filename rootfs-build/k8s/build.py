@@ -138,6 +138,37 @@ def parts() -> list[GoPart]:
     ]
 
 
+PINS = {  # wrapper module -> (module path, the version kos.platform.image.k8s says)
+    "kubernetes": ("k8s.io/kubernetes", k8s.KUBERNETES_VERSION),
+    "coredns": ("github.com/coredns/coredns", k8s.COREDNS_VERSION),
+    "flannel": ("github.com/flannel-io/flannel", k8s.FLANNEL_VERSION),
+    "cni-flannel": ("github.com/containernetworking/plugins", k8s.CNI_PLUGINS_SOURCE_VERSION),
+}
+
+
+def check_pins(here: Path = HERE) -> list[str]:
+    """The wrapper modules' go.mod files require exactly the versions of kos.platform.image.k8s,
+    and the Kubernetes one pins its staging modules to the matching v0 release."""
+    problems = []
+    for wrapper, (module, version) in PINS.items():
+        lines = [ln.strip() for ln in (here / wrapper / "go.mod").read_text().splitlines()]
+        got = [ln.split()[-1] for ln in lines if ln.removeprefix("require ").split()[:1] == [module]]
+        if got != [version]:
+            problems.append(f"{wrapper}/go.mod requires {module} {got or 'nothing'}, expected {version} "
+                            f"(update it: go get {module}@{version} && go mod tidy)")
+    staging = "v0." + k8s.KUBERNETES_VERSION.removeprefix("v1.")
+    for ln in (here / "kubernetes" / "go.mod").read_text().splitlines():
+        parts = ln.split()
+        if (len(parts) == 4 and parts[1] == "=>" and parts[0].startswith("k8s.io/") and parts[3] != staging
+                and parts[0] not in STAGING_EXCEPTIONS):
+            problems.append(f"kubernetes/go.mod replaces {parts[0]} with {parts[3]}, expected {staging}")
+    return problems
+
+
+# staging modules the Go module proxy does not serve at the matching release (see docs/kubernetes.md)
+STAGING_EXCEPTIONS = {"k8s.io/endpointslice"}
+
+
 class Builder:
     def __init__(self, out: Path, jobs: int | None) -> None:
         self.out = out
@@ -418,6 +449,10 @@ def main(argv: list[str] | None = None) -> int:
     except BlockingIOError:
         log(f"waiting for another build using {out}")
         fcntl.flock(lock, fcntl.LOCK_EX)
+    problems = check_pins()
+    if problems:
+        raise SystemExit("k8s build: the wrapper modules disagree with kos.platform.image.k8s:\n  "
+                         + "\n  ".join(problems))
     start = time.monotonic()
     b = Builder(out, args.jobs)
     log(f"Kubernetes {k8s.KUBERNETES_VERSION}, CoreDNS {k8s.COREDNS_VERSION}, flannel {k8s.FLANNEL_VERSION} "

@@ -1,11 +1,15 @@
 """The OCI/docker image archive writer: determinism, what the reader sees (names, config,
-files, xattrs, symlinks), GNU tar reading the layers, and bad input."""
+files, xattrs, symlinks), GNU tar reading the layers, and bad input; the k8s build's wrapper
+modules agree with the version constants."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
+import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -128,3 +132,30 @@ def test_reader_refuses_what_is_not_an_image(tmp_path: Path) -> None:
             dst.addfile(m, f)
     with pytest.raises(oci.ImageError, match="does not match its digest"):
         oci.open_archive(tampered)
+
+
+def _k8s_build_module() -> object:
+    path = Path(__file__).resolve().parents[2] / "rootfs-build" / "k8s" / "build.py"
+    spec = importlib.util.spec_from_file_location("kos_k8s_build", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["kos_k8s_build"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_wrapper_modules_pin_the_versions_kos_names(tmp_path: Path) -> None:
+    build = _k8s_build_module()
+    assert build.check_pins() == []  # type: ignore[attr-defined]
+    # a go.mod that drifted from the constant is named with the fix
+    here = tmp_path / "k8s"
+    shutil.copytree(Path(build.__file__).parent, here, ignore=shutil.ignore_patterns("go.sum"))  # type: ignore[attr-defined]
+    gomod = here / "coredns" / "go.mod"
+    gomod.write_text(gomod.read_text().replace("coredns v1.11.3", "coredns v1.11.1"))
+    kmod = here / "kubernetes" / "go.mod"
+    kmod.write_text(kmod.read_text().replace("k8s.io/api v0.32.13", "k8s.io/api v0.32.1"))
+    problems = build.check_pins(here)  # type: ignore[attr-defined]
+    assert len(problems) == 2
+    assert "coredns/go.mod requires github.com/coredns/coredns ['v1.11.1'], expected v1.11.3" in problems[0]
+    assert "go get github.com/coredns/coredns@v1.11.3" in problems[0]
+    assert "replaces k8s.io/api with v0.32.1, expected v0.32.13" in problems[1]
