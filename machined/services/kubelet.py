@@ -16,11 +16,13 @@ from pathlib import Path
 import anyio
 
 from kos.machined.services.conditions import Condition, PredicateCondition, service_healthy
+from kos.machined.services.health import HealthCheck, http_probe
 from kos.machined.services.images import ImagesImportedCondition
 from kos.machined.services.runners import ProcessRunner
 from kos.machined.services.supervisor import ServiceDefinition, Supervisor
 
 SERVICE_ID = "kubelet"
+HEALTHZ_HOST, HEALTHZ_PORT = "127.0.0.1", 10248
 IMAGE_DIR = "/usr/share/kos/images"  # image archives a node imports (namespace nodes: the build cache's)
 CRI_SERVICE = "containerd"
 
@@ -54,4 +56,8 @@ def kubelet_service(sup: Supervisor, binary: str, *, binary_poll: float = 5.0,
         deps.append(service_healthy(sup.state, CRI_SERVICE))
         if image_dir is not None and cri_socket is not None:
             deps.append(ImagesImportedCondition(cri_socket, image_dir))
-    return ServiceDefinition(SERVICE_ID, ProcessRunner([binary], stop_timeout=30.0), depends_on=(*deps, *depends_on))
+    # healthy when its healthz answers (KubeletConfiguration healthzBindAddress/Port, as kos renders them)
+    health = HealthCheck(http_probe(HEALTHZ_HOST, HEALTHZ_PORT, "/healthz"), interval=1.0, timeout=2.0,
+                         healthy_interval=10.0)
+    return ServiceDefinition(SERVICE_ID, ProcessRunner([binary], stop_timeout=30.0), depends_on=(*deps, *depends_on),
+                             health=health)
