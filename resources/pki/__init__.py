@@ -57,9 +57,9 @@ from kos.resources.pki.x509 import (
 )
 
 __all__ = [
-    "CLOCK_SKEW",
     "ADMIN_CN",
     "ADMIN_ORG",
+    "CLOCK_SKEW",
     "KEY_TYPES",
     "CertificateAndKey",
     "CertificateSANs",
