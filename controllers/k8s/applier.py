@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
-import yaml
 
 from kos.controllers.k8s import manifests as mf
 from kos.controllers.k8s.apiclient import KubeClient, tls_context
@@ -44,6 +43,7 @@ from kos.resources.k8s import (
     ManifestSpec,
     ManifestStatusSpec,
 )
+from kos.resources.machineconfig import load_manifests
 from kos.resources.machineconfig.v1alpha1 import Config
 from kos.resources.secrets import K8S_CERTS, K8S_CERTS_ID, K8S_ROOT, K8S_ROOT_ID, KubernetesRootSpec
 
@@ -163,7 +163,8 @@ class ManifestApplyController(Controller):
         for gid, spec in todo:
             try:
                 text = spec.objects if not spec.url else await anyio.to_thread.run_sync(_fetch, spec.url)
-                objs: list[dict[str, Any]] = [d for d in yaml.safe_load_all(text) if d]
+                # bounded (an alias bomb in a manifest is refused, not expanded) and off the loop
+                objs: list[dict[str, Any]] = [d for d in await anyio.to_thread.run_sync(load_manifests, text) if d]
                 for obj in objs:
                     await client.apply(obj)
             except Exception as exc:  # a failed group stays pending, the next retry tries again

@@ -28,6 +28,7 @@ import yaml
 
 from kos.controllers.k8s.kubelet import service_ip
 from kos.resources.k8s import ManifestSpec
+from kos.resources.machineconfig import ConfigErrors, load_manifests
 
 DEFAULT_VERSION = "v1.32.13"
 COREDNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.11.3"
@@ -371,8 +372,8 @@ def _endpoint_port(endpoint: str) -> int:
 def parse_inline(name: str, contents: str, path: str) -> list[dict[str, Any]]:
     """Objects of an inline manifest; each must be a mapping with apiVersion, kind, metadata.name."""
     try:
-        docs = [d for d in yaml.safe_load_all(contents) if d is not None]
-    except yaml.YAMLError as exc:
+        docs = load_manifests(contents, what=f"{path}.contents")  # bounded: no alias bombs, no deep nesting
+    except ConfigErrors as exc:
         raise ManifestRenderError(f"{path}.contents: not valid YAML ({exc})") from None
     for i, d in enumerate(docs):
         if not isinstance(d, dict) or not d.get("apiVersion") or not d.get("kind") \

@@ -67,7 +67,7 @@ from kos.resources.machineconfig.schema import REDACTED
 from kos.resources.machineconfig.secrets import SecretsBundle
 from kos.resources.machineconfig.v1alpha1 import Config
 from kos.resources.machineconfig.validate import MODES, validate
-from kos.resources.machineconfig.yamlio import MAX_CONFIG_BYTES, decode_text, load_all
+from kos.resources.machineconfig.yamlio import MAX_CONFIG_BYTES, decode_text, load_all, load_manifests
 
 __all__ = [
     "DOCUMENT_KINDS",
@@ -124,6 +124,7 @@ __all__ = [
     "load",
     "load_all",
     "load_config",
+    "load_manifests",
     "normalize_endpoint",
     "parse_patch",
     "quiet_gc",

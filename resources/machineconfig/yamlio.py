@@ -44,6 +44,25 @@ MAX_INT_DIGITS = 40
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds one read obeys (``CONFIG``: a machine config; ``MANIFESTS``: Kubernetes
+    manifests inside a config or fetched from ``extraManifests`` URLs, which hold CRDs with
+    deep schemas and many documents)."""
+
+    text_bytes: int = MAX_CONFIG_BYTES
+    documents: int = MAX_DOCUMENTS
+    depth: int = MAX_DEPTH
+    aliases: int = MAX_ALIASES
+    expanded: int = MAX_EXPANDED
+    what: str = "config"
+
+
+CONFIG_LIMITS = Limits()
+MANIFEST_LIMITS = Limits(text_bytes=32 << 20, documents=20000, depth=256, aliases=MAX_ALIASES, expanded=64 << 20,
+                         what="manifest")
+
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _RESOLVE: Any = yaml.resolver.Resolver().resolve
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
@@ -179,8 +198,9 @@ def _doc_label(top: Any, index: int) -> str:
 class _Reader:
     """Builds the documents of one stream from parser events."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, limits: Limits = CONFIG_LIMITS) -> None:
         self.what = what
+        self.limits = limits
         self.docs: list[Any] = []
         self.errors: list[ConfigError] = []
         self.expanded = 0
@@ -193,9 +213,10 @@ class _Reader:
             for ev in events:
                 if isinstance(ev, yaml.DocumentStartEvent):
                     index += 1
-                    if index >= MAX_DOCUMENTS:
-                        self.errors.append(ConfigError(f"<document {index}>", f"more than {MAX_DOCUMENTS} documents",
-                                                       f"at most {MAX_DOCUMENTS} documents in one config"))
+                    if index >= self.limits.documents:
+                        n = self.limits.documents
+                        self.errors.append(ConfigError(f"<document {index}>", f"more than {n} documents",
+                                                       f"at most {n} documents in one {self.limits.what}"))
                         break
                     if not self._document(events, index):
                         break
@@ -221,7 +242,7 @@ class _Reader:
                 break
             if isinstance(ev, yaml.SequenceStartEvent | yaml.MappingStartEvent):
                 depth += 1
-                if depth > MAX_DEPTH and bad is not None:
+                if depth > self.limits.depth and bad is not None:
                     break  # deep flow nesting makes the parser itself quadratic: stop reading
             elif isinstance(ev, yaml.SequenceEndEvent | yaml.MappingEndEvent):
                 depth -= 1
@@ -234,7 +255,7 @@ class _Reader:
                 if exc.fatal:
                     break
         top = root[0] if root else (stack[0].value if stack else None)
-        if bad is not None and depth > MAX_DEPTH:
+        if bad is not None and depth > self.limits.depth:
             bad.fatal = True
         if bad is not None:
             label = _doc_label(top, index)
@@ -248,10 +269,10 @@ class _Reader:
 
     def _charge(self, cost: int, ev: Any, path: str) -> None:
         self.expanded += cost
-        if self.expanded > MAX_EXPANDED:
+        if self.expanded > self.limits.expanded:
             raise _Bad(path, f"<{self.expanded} bytes once aliases are expanded>",
-                       f"a config of at most {MAX_EXPANDED} bytes with aliases expanded (each value counts "
-                       f"{NODE_COST} bytes)" + _where(ev), fatal=True)
+                       f"a {self.limits.what} of at most {self.limits.expanded} bytes with aliases expanded "
+                       f"(each value counts {NODE_COST} bytes)" + _where(ev), fatal=True)
 
     def _event(self, ev: Any, stack: list[_Frame], anchors: dict[str, tuple[Any, int]], open_anchors: set[str],
                root: list[Any]) -> None:
@@ -271,7 +292,7 @@ class _Reader:
             value = _scalar(ev)
             cost = len(ev.value) + NODE_COST
             self.expanded += cost
-            if self.expanded > MAX_EXPANDED:
+            if self.expanded > self.limits.expanded:
                 self._charge(0, ev, path)
             if ev.anchor is not None:
                 anchors[ev.anchor] = (value, cost)
@@ -279,8 +300,9 @@ class _Reader:
             return
         if isinstance(ev, yaml.AliasEvent):
             self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                raise _Bad(path, f"*{ev.anchor}", f"at most {MAX_ALIASES} aliases in one config" + _where(ev),
+            if self.aliases > self.limits.aliases:
+                raise _Bad(path, f"*{ev.anchor}", f"at most {self.limits.aliases} aliases in one {self.limits.what}"
+                           + _where(ev),
                            fatal=True)
             if ev.anchor in open_anchors:
                 raise _Bad(path, f"*{ev.anchor}", "an alias that does not refer to a node containing it "
@@ -294,9 +316,9 @@ class _Reader:
         if isinstance(ev, yaml.SequenceStartEvent | yaml.MappingStartEvent):
             if ev.tag not in (None, "!") and ev.tag not in _CORE_TAGS:
                 raise _Bad(path, ev.tag, "plain YAML without custom tags" + _where(ev))
-            if len(stack) >= MAX_DEPTH:
-                raise _Bad(path, f"<nesting deeper than {MAX_DEPTH}>",
-                           f"mappings and lists nested at most {MAX_DEPTH} deep" + _where(ev), fatal=True)
+            if len(stack) >= self.limits.depth:
+                raise _Bad(path, f"<nesting deeper than {self.limits.depth}>",
+                           f"mappings and lists nested at most {self.limits.depth} deep" + _where(ev), fatal=True)
             if parent is not None and isinstance(parent.value, dict) and not parent.have_key:
                 raise _Bad(path, "<mapping or list used as a key>", "a plain scalar key" + _where(ev))
             self._charge(NODE_COST, ev, path)
@@ -364,11 +386,11 @@ class _Reader:
         parent.key, parent.have_key = None, False
 
 
-def decode_text(data: str | bytes, *, what: str = "config") -> str:
+def decode_text(data: str | bytes, *, what: str = "config", limits: Limits = CONFIG_LIMITS) -> str:
     """Bytes to text with the size bound and a clear error for non-UTF-8 input."""
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigErrors([ConfigError("", f"<{len(data)} bytes>", f"a config of at most {MAX_CONFIG_BYTES} bytes")],
-                           what=what)
+    if len(data) > limits.text_bytes:
+        raise ConfigErrors([ConfigError("", f"<{len(data)} bytes>",
+                                        f"a {limits.what} of at most {limits.text_bytes} bytes")], what=what)
     if isinstance(data, bytes):
         try:
             data = data.decode()
@@ -378,11 +400,11 @@ def decode_text(data: str | bytes, *, what: str = "config") -> str:
     return data.removeprefix("\ufeff")
 
 
-def load_all(text: str | bytes, *, what: str = "config") -> list[Any]:
-    """Parse a (multi-document) YAML stream within the limits above; empty documents are
-    skipped. Raises ``ConfigErrors`` (never anything else) naming the document, the path or
+def load_all(text: str | bytes, *, what: str = "config", limits: Limits = CONFIG_LIMITS) -> list[Any]:
+    """Parse a (multi-document) YAML stream within ``limits``; empty documents are skipped.
+    Raises ``ConfigErrors`` (never anything else) naming the document, the path or
     line/column, the value and what was expected."""
-    text = decode_text(text, what=what)
+    text = decode_text(text, what=what, limits=limits)
     bad = None
     for start in range(0, len(text), 1 << 17):  # in slices: a regex scan holds the GIL
         breathe(force=True)
@@ -394,7 +416,13 @@ def load_all(text: str | bytes, *, what: str = "config") -> list[Any]:
         column = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
         raise ConfigErrors([ConfigError(f"<yaml line {line}, column {column}>", bad.group(),
                                         "printable text (no control characters)")], what=what)
-    return _Reader(what).run(text)
+    return _Reader(what, limits).run(text)
+
+
+def load_manifests(text: str | bytes, *, what: str = "manifest") -> list[Any]:
+    """Kubernetes manifests (inline or fetched): the same bounded reader with
+    ``MANIFEST_LIMITS`` (an alias bomb in an inline manifest is refused, not expanded)."""
+    return load_all(text, what=what, limits=MANIFEST_LIMITS)
 
 
 def data_cost(value: Any, budget: int = MAX_EXPANDED) -> int:

@@ -135,3 +135,19 @@ def test_cli_reports_hostile_files_without_traceback(tmp_path: Path) -> None:
             assert r.returncode == 1, (name, args, r.stderr)
             assert "Traceback" not in r.stderr and r.stderr.strip(), (name, args, r.stderr)
             assert len(r.stderr) < 8000, (name, args)
+
+
+def test_manifests_are_read_with_the_bounded_reader() -> None:
+    """Inline manifests are opaque strings in the config: the Kubernetes controllers read them
+    with ``load_manifests`` (larger bounds for CRDs), so a bomb inside one is refused too."""
+    from kos.controllers.k8s.manifests import ManifestRenderError, parse_inline
+
+    crd = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\ndata:\n" + "".join(
+        "  " * (i + 1) + f"k{i}:\n" for i in range(100)) + "  " * 101 + "v: x\n"
+    assert len(mc.load_manifests(crd)) == 1  # deeper than a config may be, fine for a manifest
+    bomb = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n" + "".join(
+        "  " + line + "\n" for line in BILLION_LAUGHS.splitlines())
+    t0 = time.perf_counter()
+    with pytest.raises(ManifestRenderError, match="aliases are expanded"):
+        parse_inline("bomb", bomb, "cluster.inlineManifests[0]")
+    assert time.perf_counter() - t0 < 2
