@@ -21,8 +21,7 @@ from kos.controllers.system.configspecs import MACHINE_CONFIG
 from kos.platform.image import bootenv
 from kos.platform.image.install import InstallError
 from kos.platform.image.installer import system_disk
-from kos.resources.core.metadata import Phase
-from kos.resources.core.resource import Resource
+from kos.resources.core import Phase, Resource
 from kos.resources.machineconfig import ConfigErrors
 from kos.resources.runtime import BOOT_ARGS_STATUSES, NAMESPACE, BootArgsStatusSpec
 
