@@ -40,6 +40,7 @@ def main() -> int:
         floors: list[float] = []
         for _ in range(args.runs):
             floor = _idle_python()  # the same-run baseline: a Python process with an idle event loop
+            time.sleep(3)  # past its start-up
             pids = {n: c.pid1(n) for n in nodes}
             trees = {n: descendants(pids[n]) for n in nodes}
             m0 = {n: cpu_seconds(pids[n]) for n in nodes}
