@@ -19,7 +19,7 @@ from kos.controllers.system.bootargs import BootArgsController
 from kos.controllers.system.configspecs import ConfigSpecsController
 from kos.controllers.system.environment import EnvironmentApplyController
 from kos.controllers.system.fields import Host
-from kos.controllers.system.files import MachineFileApplyController
+from kos.controllers.system.files import machine_file_apply_controller
 from kos.controllers.system.kernel import KernelParamApplyController
 from kos.controllers.system.kubeprism import KubePrismConfigController, KubePrismController
 from kos.controllers.system.logship import LogDestinationApplyController, LogShipper
@@ -47,7 +47,7 @@ def system_controllers(*, root: str, container_mode: bool, log_shipper: LogShipp
         ConfigSpecsController("system.KernelParamConfigController", KernelParamSpecSpec, render.kernel_params),
         KernelParamApplyController(root=root, shared_kernel=container_mode),
         ConfigSpecsController("system.MachineFileConfigController", MachineFileSpecSpec, render.machine_files),
-        MachineFileApplyController(root=root),
+        machine_file_apply_controller(root=root),
         ConfigSpecsController("system.EnvironmentConfigController", EnvironmentSpecSpec, render.environment),
         EnvironmentApplyController(),
         ConfigSpecsController("system.RegistryConfigController", RegistryHostSpecSpec,

@@ -1,4 +1,4 @@
-"""``MachineFileApplyController``: MachineFileSpecs (``machine.files``) -> files below the
+"""``machine_file_apply_controller(root=)``: MachineFileSpecs (``machine.files``) -> files below the
 node's root -> MachineFileStatuses (``sha256`` of the file as written).
 
 Every write is atomic (a temporary file in the same directory, fsync, rename): a reader sees
@@ -14,12 +14,11 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
 
 import anyio
 
-from kos.controllers.runtime import ControllerRuntime
-from kos.controllers.system.apply import ApplyController
+from kos.controllers.runtime import Access, TransformController, transform
+from kos.resources.core import Resource
 from kos.resources.machineconfig import atomic_write
 from kos.resources.runtime import MachineFileSpecSpec, MachineFileStatusSpec
 
@@ -57,19 +56,19 @@ def write_machine_file(root: str, spec: MachineFileSpecSpec) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class MachineFileApplyController(ApplyController):
-    name = "system.MachineFileApplyController"
-    spec_type = MachineFileSpecSpec
-    status_type = MachineFileStatusSpec
+def machine_file_apply_controller(*, root: str = "/") -> TransformController[MachineFileSpecSpec,
+                                                                               MachineFileStatusSpec]:
+    """MachineFileSpecs -> the files -> MachineFileStatuses (a 1:1 transform; a status whose spec
+    went is torn down and destroyed, the file stays)."""
 
-    def __init__(self, *, root: str = "/") -> None:
-        self.root = root
-
-    async def apply(self, rt: ControllerRuntime, id_: str, spec: Any, old: Any | None) -> Any:
-        s: MachineFileSpecSpec = spec
+    async def write(rt: Access, inp: Resource[MachineFileSpecSpec], out: Resource[MachineFileStatusSpec]) -> None:
+        s = inp.spec
         try:
-            digest = await anyio.to_thread.run_sync(write_machine_file, self.root, s)
+            digest = await anyio.to_thread.run_sync(write_machine_file, root, s)
         except (OSError, FileOpError) as exc:
             rt.logger.warning("machine file not written", path=s.path, error=str(exc))
-            return MachineFileStatusSpec(state="failed", reason=f"{s.source}: {exc}", path=s.path)
-        return MachineFileStatusSpec(state="applied", sha256=digest, path=s.path)
+            out.spec = MachineFileStatusSpec(state="failed", reason=f"{s.source}: {exc}", path=s.path)
+            return
+        out.spec = MachineFileStatusSpec(state="applied", sha256=digest, path=s.path)
+
+    return transform("system.MachineFileApplyController", MachineFileSpecSpec, MachineFileStatusSpec, write)

@@ -16,7 +16,7 @@ from kos.controllers.runtime.testing import assert_no_resource, assert_resources
 from kos.controllers.system import render
 from kos.controllers.system.configspecs import ConfigSpecsController
 from kos.controllers.system.environment import EnvironmentApplyController
-from kos.controllers.system.files import MachineFileApplyController
+from kos.controllers.system.files import machine_file_apply_controller
 from kos.resources.machineconfig import ConfigContainer
 from kos.resources.runtime import (
     ENVIRONMENT_STATUSES,
@@ -39,7 +39,7 @@ files:
 
 def file_controllers(root: Path) -> list[object]:
     return [ConfigSpecsController("system.MachineFileConfigController", MachineFileSpecSpec, render.machine_files),
-            MachineFileApplyController(root=str(root))]
+            machine_file_apply_controller(root=str(root))]
 
 
 def sha(data: bytes) -> str:
