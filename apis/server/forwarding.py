@@ -24,7 +24,7 @@ from grpclib.client import Channel
 from kos.platform.linux import memory
 
 
-@dataclass
+@dataclass(eq=False)
 class _Held:
     channel: Channel
     active: int = 0
@@ -40,6 +40,7 @@ class ForwardChannels:
         self._held: dict[tuple[str, int], list[_Held]] = {}
         self._ssl: ssl.SSLContext | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._retiring: list[_Held] = []
 
     def count(self) -> int:
         """Open channels (for tests and figures)."""
@@ -48,8 +49,14 @@ class ForwardChannels:
     @asynccontextmanager
     async def channel(self, host: str, port: int, ssl_context: ssl.SSLContext) -> AsyncIterator[Channel]:
         """A channel to ``host:port`` for one call, shared with other calls to it."""
-        if ssl_context is not self._ssl:
-            self.close()
+        if ssl_context is not self._ssl:  # renewed certificate: new channels; calls in flight finish
+            for group in self._held.values():
+                for old in group:
+                    if old.active:
+                        self._retiring.append(old)
+                    else:
+                        old.channel.close()
+            self._held.clear()
             self._ssl = ssl_context
         held = self._pick((host, port), ssl_context)
         held.active += 1
@@ -58,6 +65,9 @@ class ForwardChannels:
         finally:
             held.active -= 1
             held.last_used = time.monotonic()
+            if held in self._retiring and not held.active:
+                self._retiring.remove(held)
+                held.channel.close()
             self._schedule_reap()
 
     def _pick(self, key: tuple[str, int], ssl_context: ssl.SSLContext) -> _Held:
@@ -88,10 +98,10 @@ class ForwardChannels:
             self._schedule_reap()
 
     def close(self) -> None:
-        for group in self._held.values():
-            for held in group:
-                held.channel.close()
+        for held in [h for group in self._held.values() for h in group] + self._retiring:
+            held.channel.close()
         self._held.clear()
+        self._retiring.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
