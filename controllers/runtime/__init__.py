@@ -28,6 +28,7 @@ from kos.controllers.runtime.errors import (
     RuntimeWatchError,
     SkipReconcile,
 )
+from kos.controllers.runtime.fanout import SpecsTransformController, spec_transform_many
 from kos.controllers.runtime.qruntime import Job, QRuntime
 from kos.controllers.runtime.qtransform import QTransformController, qtransform
 from kos.controllers.runtime.queue import WorkQueue
@@ -69,6 +70,7 @@ __all__ = [
     "ServiceDefiner",
     "ServiceManager",
     "SkipReconcile",
+    "SpecsTransformController",
     "TransformController",
     "TransformErrors",
     "WorkQueue",
@@ -77,5 +79,6 @@ __all__ = [
     "qtransform",
     "set_spec",
     "spec_transform",
+    "spec_transform_many",
     "transform",
 ]
