@@ -38,9 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_process
 import structlog
+from anyio import BrokenWorkerProcess
 
 from kos.controllers.config import acquire as acq
+from kos.resources.machineconfig import check as check_config
 from kos.resources.machineconfig import quiet_gc
 from kos.resources.machineconfig.container import ConfigContainer
 from kos.resources.machineconfig.diff import changed_paths, config_diff, reboot_required
@@ -92,6 +95,24 @@ def _load(data: bytes | str, mode: str, what: str) -> tuple[ConfigContainer, lis
     except ConfigErrors as exc:
         raise ConfigErrors(exc.errors, what=what, dropped=exc.dropped) from None
     return container, [str(w) for w in [*container.warnings, *warnings]]
+
+
+PROCESS_CHECK_BYTES = 256 * 1024
+"""Configs larger than this (a generated config is ~20 KB) are first checked in a worker
+process: a hostile input near the limits costs seconds of CPU, and in a thread of this
+process that CPU time competes with the API for the GIL."""
+
+
+async def _check_in_process(data: bytes, mode: str) -> str | None:
+    """The config's error message (None: valid), from ``kos.resources.machineconfig.check``
+    in a worker process; if no process can be started, the caller's in-thread check decides."""
+    try:
+        problem: str | None = await anyio.to_process.run_sync(check_config, data, mode, "configuration",
+                                                             cancellable=True)
+    except (OSError, BrokenWorkerProcess) as exc:
+        log.warning("config check process failed; checking in a thread", error=str(exc))
+        return None
+    return problem
 
 
 def _compare(cur: ConfigContainer | None, new: ConfigContainer) -> tuple[str, list[str], list[str]]:
@@ -244,6 +265,10 @@ class ConfigManager:
             text = data.decode()
         except UnicodeDecodeError as exc:
             raise ApplyError(ErrorCode.INVALID_ARGUMENT, f"data: not UTF-8 text ({exc})") from None
+        if len(data) > PROCESS_CHECK_BYTES:
+            problem = await _check_in_process(data, self.validation_mode)
+            if problem is not None:
+                raise ApplyError(ErrorCode.INVALID_ARGUMENT, problem)
         try:
             container, warnings = await anyio.to_thread.run_sync(_load, data, self.validation_mode, "configuration")
         except ConfigErrors as exc:

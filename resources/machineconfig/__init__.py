@@ -66,7 +66,7 @@ from kos.resources.machineconfig.persist import atomic_write, load_config, remov
 from kos.resources.machineconfig.schema import REDACTED
 from kos.resources.machineconfig.secrets import SecretsBundle
 from kos.resources.machineconfig.v1alpha1 import Config
-from kos.resources.machineconfig.validate import MODES, validate
+from kos.resources.machineconfig.validate import MODES, check, validate
 from kos.resources.machineconfig.yamlio import MAX_CONFIG_BYTES, decode_text, load_all, load_manifests
 
 __all__ = [
@@ -118,6 +118,7 @@ __all__ = [
     "apply_patches",
     "atomic_write",
     "changed_paths",
+    "check",
     "config_diff",
     "decode_text",
     "generate",

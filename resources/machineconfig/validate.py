@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from kos.resources.machineconfig.checks import Checks as _V
 from kos.resources.machineconfig.container import ConfigContainer
+from kos.resources.machineconfig.cooperate import quiet_gc
 from kos.resources.machineconfig.documents import HostnameConfig, LinkDocument, ResolverConfig, StaticHostConfig
 from kos.resources.machineconfig.docvalidate import validate_documents
 from kos.resources.machineconfig.errors import MISSING, ConfigError, ConfigErrors
@@ -24,6 +25,18 @@ FILE_OPS = ("create", "append", "overwrite")
 TOKEN_RE = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 DNS1123_SUBDOMAIN_RE = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
+
+
+def check(data: str | bytes, mode: str, what: str = "configuration") -> str | None:
+    """Strict load and validation of config text; the error message, or None when valid.
+    Arguments and result are plain values, so this can run in another process (the config
+    manager checks large inputs there: parsing them cannot then hold the API's GIL)."""
+    try:
+        with quiet_gc():
+            ConfigContainer.load(data, strict=True).validate(mode)
+    except ConfigErrors as exc:
+        return str(ConfigErrors(exc.errors, what=what, dropped=exc.dropped))
+    return None
 
 
 def validate(container: ConfigContainer, mode: str = "metal") -> list[ConfigError]:
