@@ -20,6 +20,11 @@ from grpclib.const import Status
 from kos.apis import auth
 from kos.apis.client import APIError, Connection
 from kos.apis.gen.cosi import resource as rpb
+from kos.apis.server.dispatch import Node
+from kos.apis.server.machine import ConfigStore, MachineService
+from kos.apis.server.serve import APIServer
+from kos.apis.server.state import StateService
+from kos.apis.tls import client_context, server_context
 from kos.resources.core import InMemoryState, NamespaceSpec, Pointer, Resource
 from kos.resources.pki import generate_ca, issue_certificate
 from tests.support.loopback import loopback_pki, serve_state
@@ -111,3 +116,35 @@ async def test_a_refused_certificate_is_still_reported_as_such() -> None:
         conn.close()
     assert info.value.status == Status.UNAVAILABLE
     assert "certificate" in info.value.message and "went away" not in info.value.message
+
+
+async def test_a_forwarded_call_whose_target_dies_names_the_target(node: tuple[int, int], tmp_path: Any) -> None:
+    """The endpoint node forwards a watch to the target (``node`` metadata); the target dies:
+    the client hears from the endpoint that the target went away."""
+    pid, port = node
+    pki = loopback_pki()
+    forward = client_context(pki.ca.cert_pem, pki.client((auth.IMPERSONATOR,)))
+    endpoint = await APIServer.start(
+        "127.0.0.1", 0, server_context(pki.server, pki.ca.cert_pem),
+        node=Node(names=frozenset({"endpoint"}), port=0, forward_ssl=forward),
+        state=StateService(InMemoryState(), auth.ResourcePolicy()),
+        machine=MachineService(config=ConfigStore(tmp_path / "config.yaml")),
+    )
+    target = f"127.0.0.1:{port}"
+    req = bytes(rpb.WatchRequest(namespace="user", type=NS_TYPE, api_version=1,
+                                 options=rpb.WatchOptions(bootstrap_contents=True)))
+    try:
+        async with _connect(endpoint.port) as conn:
+            with pytest.raises(APIError) as info, anyio.fail_after(20):
+                async with conn.stream(auth.STATE + "Watch", req, node=target) as replies:
+                    n = 0
+                    async for _ in replies:
+                        n += 1
+                        if n == 3:
+                            os.kill(pid, signal.SIGKILL)
+    finally:
+        await endpoint.close(grace=1.0)
+    e = info.value
+    assert e.status == Status.UNAVAILABLE
+    assert e.message.startswith(f"node {target}: ") and "lost in the middle of the call" in e.message, e.message
+    assert "certificate" not in e.message
