@@ -126,6 +126,17 @@ async def test_one_more_of_anything_is_refused(api: LoopbackAPI) -> None:
         assert len(await _list(conn, list_request(small()))) == RESOURCES
 
 
+async def test_a_write_larger_than_its_limit_is_refused(api: LoopbackAPI) -> None:
+    md = rpb.Metadata(namespace=NAMESPACE, type=NS_TYPE, id="big", version="undefined", phase="running")
+    big = rpb.CreateRequest(resource=rpb.Resource(
+        metadata=md, spec=rpb.Spec(yaml_spec="description: " + "d" * limits.WRITE_REQUEST_BYTES)))
+    async with api.connect([auth.ADMIN]) as conn:
+        with pytest.raises(APIError) as info:
+            await conn.unary(auth.STATE + "Create", bytes(big))
+        assert info.value.status == Status.RESOURCE_EXHAUSTED
+        assert f"exceeds the limit of {limits.WRITE_REQUEST_BYTES} bytes for Create" in info.value.message
+
+
 async def test_get_answers_quickly_while_a_reader_sends_the_largest_list_and_watch(api: LoopbackAPI) -> None:
     opts = largest_query()
     get = rpb.GetRequest(namespace=NAMESPACE, type=NS_TYPE, id="res-00007-" + "x" * 40)
