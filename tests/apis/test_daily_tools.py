@@ -346,7 +346,7 @@ def test_dashboard_in_a_terminal_switches_nodes_and_screens(node: Node) -> None:
         tmux("send-keys", "-t", session, "3")
         screen_shows("[3] NETWORK", "LISTENING", f"127.0.0.1:{node.endpoint.rsplit(':', 1)[1]}")
         tmux("send-keys", "-t", session, "4")
-        screen_shows("[4] LOGS", "KERNEL LOG")
+        screen_shows("[4] LOGS", "MACHINED LOG", "KERNEL LOG")
         tmux("send-keys", "-t", session, "Left")
         screen_shows(f"NODE {node.endpoint} (1/2)", "[4] LOGS")
         tmux("send-keys", "-t", session, "q")

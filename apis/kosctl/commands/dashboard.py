@@ -4,8 +4,8 @@
 One node at a time, refreshed every ``--interval`` seconds through the API (os:reader is
 enough): the summary (hostname, version, stage, uptime, CPU, load, memory, processes, services,
 the cluster's members), the processes by CPU, the network (links, addresses, listening
-sockets) and the node's kernel log. Keys: ``←``/``→`` (or ``[``/``]``) switch nodes, ``1``-``4``
-(or F1-F4) switch screens, ``q`` quits. Textual is an optional dependency:
+sockets) and the node's logs (machined's own and the kernel's). Keys: ``←``/``→`` (or
+``[``/``]``) switch nodes, ``1``-``4`` (or F1-F4) switch screens, ``q`` quits. Textual is an optional dependency:
 ``pip install 'kos[dashboard]'``.
 """
 
@@ -55,6 +55,7 @@ class NodeData:
     addresses: list[dict[str, Any]] = field(default_factory=list)
     listening: list[Any] = field(default_factory=list)
     kmsg: list[str] = field(default_factory=list)
+    machined_log: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     updated: float = 0.0
     _prev_cpu: tuple[float, float] | None = None
@@ -137,9 +138,17 @@ async def fetch(conn: common.Connection, node: str | None, d: NodeData) -> None:
                 data += pb.Data().parse(msg).bytes
         d.kmsg = data.decode(errors="replace").splitlines()[-200:]
 
+    async def machined_log() -> None:
+        data = b""
+        req = pb.LogsRequest(id="machined", tail_lines=60)
+        async with conn.stream(M + "Logs", bytes(req), node=node) as it:
+            async for msg in it:
+                data += pb.Data().parse(msg).bytes
+        d.machined_log = data.decode(errors="replace").splitlines()[-60:]
+
     for name, fn in (("version", version), ("cpu", stat), ("memory", memory), ("processes", processes),
                      ("services", services), ("stage", machine), ("members", members), ("network", network),
-                     ("kernel log", kmsg)):
+                     ("kernel log", kmsg), ("machined log", machined_log)):
         await part(name, fn)
     d.updated = time.time()
 
@@ -219,8 +228,10 @@ def render(d: NodeData, screen: str) -> Any:
             st.add_row(r.l4_proto, f"{r.localip}:{r.localport}", f"{r.pid}/{r.process}" if r.pid else "-")
         parts += [lt, at, st]
     else:
+        parts.append(Text("MACHINED LOG", style="bold"))
+        parts.append(Text("\n".join(d.machined_log[-30:])))
         parts.append(Text("KERNEL LOG", style="bold"))
-        parts.append(Text("\n".join(d.kmsg[-60:])))
+        parts.append(Text("\n".join(d.kmsg[-40:])))
     for name, err in sorted(d.errors.items()):
         parts.append(Text(f"{name}: {err}", style="red"))
     return Group(*parts)

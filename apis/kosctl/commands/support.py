@@ -10,6 +10,8 @@
 * ``<node>/errors.txt``: what could not be collected and why (a collector that fails does not
   stop the others).
 
+Without ``-n`` every node of the cluster is collected, as the endpoint's ``Members`` list
+them (the context's nodes, or the endpoint, when it knows no members).
 Run it with an os:admin config for the logs and the redacted machine config (an os:reader
 still gets resources, logs and status; what it may not read is listed in errors.txt).
 """
@@ -225,6 +227,19 @@ async def collect(conn: common.Connection, node: str | None, label: str, bundle:
     return errors
 
 
+async def _cluster_nodes(t: common.Target) -> list[str]:
+    """Every node of the cluster (control planes first) from the endpoint's Members; none (the
+    endpoint alone) when discovery gives nothing."""
+    from kos.apis.client.health import DiscoveryError, discovered_nodes
+
+    async with t.connect() as conn:
+        try:
+            nodes = await discovered_nodes(conn, None)
+        except DiscoveryError:
+            return []
+    return [*nodes.control_planes, *nodes.workers]
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -232,6 +247,8 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         raise CLIError(f"--output {args.output!r} exists: remove it or pass --force")
     t = common.target(args)
+    if not getattr(args, "nodes", None):  # no -n: the whole cluster, else the context's nodes
+        t.nodes = common.run(lambda: _cluster_nodes(t)) or t.nodes
     bundle = Bundle(args.output)
     summary: list[str] = []
 
