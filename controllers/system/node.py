@@ -33,6 +33,8 @@ from kos.resources.config import MACHINE_TYPE_ID, MachineTypeSpec, is_control_pl
 from kos.resources.config import NAMESPACE as CONFIG_NS
 from kos.resources.core import Phase, Pointer, Resource, Spec
 from kos.resources.k8s import (
+    APISERVER_CONFIGS,
+    APISERVER_ID,
     NAMESPACE,
     NODE_ANNOTATION_SPECS,
     NODE_APPLY_STATUSES,
@@ -117,7 +119,8 @@ class NodeApplyController(Controller):
                 Input(NODENAMES.namespace, NODENAMES.type, NODENAME_ID),
                 Input(MACHINE_TYPE.namespace, MACHINE_TYPE.type, MACHINE_TYPE_ID),
                 Input(K8S_CERTS.namespace, K8S_CERTS.type, K8S_CERTS_ID),
-                Input(K8S_ROOT.namespace, K8S_ROOT.type, K8S_ROOT_ID))
+                Input(K8S_ROOT.namespace, K8S_ROOT.type, K8S_ROOT_ID),
+                Input(APISERVER_CONFIGS.namespace, APISERVER_CONFIGS.type, APISERVER_ID))
 
     def outputs(self) -> Sequence[Output]:
         return (Output(NODE_APPLY_STATUSES.type, OutputKind.EXCLUSIVE),)
@@ -140,10 +143,8 @@ class NodeApplyController(Controller):
             certs = await self._spec(rt, K8S_CERTS.pointer(K8S_CERTS_ID))
             if certs is None or not certs.admin_cert:
                 return "no admin client certificate (KubernetesCerts k8s-certs) yet"
-            root = await self._spec(rt, K8S_ROOT.pointer(K8S_ROOT_ID))
-            port = 6443
-            if root is not None and root.endpoint.rsplit(":", 1)[-1].isdigit():
-                port = int(root.endpoint.rsplit(":", 1)[-1])
+            api = await self._spec(rt, APISERVER_CONFIGS.pointer(APISERVER_ID))
+            port = api.port if api is not None and api.port else 6443  # the local API server
             server = self.api_url or f"https://127.0.0.1:{port}"
             return server, certs.ca_cert, certs.admin_cert, certs.admin_key, "admin"
         root = await self._spec(rt, K8S_ROOT.pointer(K8S_ROOT_ID))
