@@ -184,7 +184,8 @@ _SKIP_FALLBACK = Unsupported("containerd 1.6 always falls back to the registry i
 _IDENTITY_TOKEN = Unsupported("registry identity tokens are not exchanged (use username/password or auth)")
 _TRUSTED_ROOTS = Unsupported("extra trusted roots are not added to the node's trust store (for a registry, use "
                              "RegistryTLSConfig.ca)")
-_HOST_DNS = "the host DNS cache is not implemented: resolv.conf points at the configured nameservers"
+_HOST_DNS = ("the host DNS cache (127.0.0.53) is not implemented: resolv.conf points at the configured "
+             "nameservers, which CoreDNS and the kubelet use directly")
 
 _PEM_ACCEPTED = Unsupported("additional accepted CAs are not trusted by kos yet (only the primary CA is)")
 
