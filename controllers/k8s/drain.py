@@ -6,7 +6,7 @@ kubeconfig the kubelet wrote after its TLS bootstrap), so a worker needs no admi
 1. cordon: ``spec.unschedulable: true`` on its Node (the node may update its own Node);
 2. drain: evict every pod bound to the node except mirror (static) pods and DaemonSet pods
    (``pods/eviction``, which NodeRestriction allows for the node's own pods), then wait up to
-   ``timeout`` for them to be gone;
+   ``timeout`` for them to be gone (pods still there then are logged, and the node leaves);
 3. (the caller stops its kubelet, which would register the node again) delete its Node
    (``kos:node-self-delete`` in the bootstrap RBAC grants ``delete`` on nodes to
    ``system:nodes``; NodeRestriction limits it to the node's own object).
@@ -110,9 +110,10 @@ async def leave_kubernetes(kubeconfig: Path, node: str, *, timeout: float = 60.0
         left = [p for p in pods if evictable(p)]
         if not left:
             break
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline:  # as Talos: a drain that times out does not stop the node leaving
             names = ", ".join(f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in left)
-            raise DrainError(f"drain: pods still on {node} after {timeout:.0f} s: {names}")
+            log.warning("drain timed out: leaving anyway", node=node, timeout=timeout, pods=names[:2000])
+            break
         for p in left:
             m = p["metadata"]
             key = f"{m['namespace']}/{m['name']}"

@@ -293,8 +293,11 @@ def test_kubernetes_runs_on_kos(cluster: Cluster) -> None:
 
     # kosctl reset of the worker: cordon, drain, and its Node leaves; the web pod moves to the cp
     c.ctl("-n", w.ip, "reset", "--graceful", timeout=180)
-    until("the worker's Node gone", lambda: w.name not in [n["metadata"]["name"] for n in c.get("nodes")["items"]],
-          timeout=90)
+    try:
+        until("the worker's Node gone",
+              lambda: w.name not in [n["metadata"]["name"] for n in c.get("nodes")["items"]], timeout=150)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_consoles(c)}") from None
     events = c.get("events", "-A", "--field-selector", "reason=Evicted")["items"] or []
     print(f"eviction events: {len(events)}")
     until("both web pods on the control plane", lambda: (
