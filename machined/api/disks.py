@@ -147,7 +147,7 @@ class DisksAPI:
         self._check_key(req.key)
         if not meta.VALUE_RE.match(req.value):
             raise GRPCError(Status.INVALID_ARGUMENT,
-                            f"value: {req.value[:40]!r}: expected at most 200 printable ASCII characters, no '='")
+                            f"value: {echo(req.value, 40)}: expected at most 200 printable ASCII characters, no '='")
         await self._update(lambda values: {**values, req.key: req.value})
         await call.send(bytes(pb.MetaWriteResponse()))
 

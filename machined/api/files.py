@@ -35,6 +35,7 @@ from kos.apis import auth
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.dispatch import Call, Dispatcher
 from kos.apis.server.state import parse
+from kos.resources.core import cap, echo
 
 ROOTS = ("/var", "/etc", "/proc", "/sys", "/run", "/usr", "/opt", "/lib", "/boot")
 SECRET_NAMES = ("pki", "secrets")
@@ -77,19 +78,19 @@ class FilePolicy:
     def resolve(self, path: str, what: str = "path") -> str:
         """The resolved absolute path, or GRPCError (INVALID_ARGUMENT / PERMISSION_DENIED)."""
         if not path.startswith("/"):
-            raise GRPCError(Status.INVALID_ARGUMENT, f"{what}: {path!r} is not an absolute path")
+            raise GRPCError(Status.INVALID_ARGUMENT, f"{what}: {echo(path)} is not an absolute path")
         if "\0" in path or len(path) > 4096:
             raise GRPCError(Status.INVALID_ARGUMENT, f"{what}: not a valid path (NUL byte or over 4096 bytes)")
         real = os.path.realpath(path)
         if real == "/":
             return real
         if not self.under_roots(real):
-            shown = f"{path!r}" + (f" (resolves to {real!r})" if real != os.path.normpath(path) else "")
+            shown = f"{echo(path)}" + (f" (resolves to {echo(real)})" if real != os.path.normpath(path) else "")
             raise GRPCError(Status.PERMISSION_DENIED, auth.ACCESS_DENIED_PREFIX
                             + f"{what}: {shown} is outside the paths served ({', '.join(self.roots)})")
         why = self.withheld(real)
         if why:
-            raise GRPCError(Status.PERMISSION_DENIED, auth.ACCESS_DENIED_PREFIX + f"{what}: {why}")
+            raise GRPCError(Status.PERMISSION_DENIED, auth.ACCESS_DENIED_PREFIX + cap(f"{what}: {why}"))
         return real
 
     def child_allowed(self, parent: str, path: str) -> str:
@@ -156,7 +157,7 @@ class FilesAPI:
         root = await anyio.to_thread.run_sync(self.policy.resolve, req.root or "/", "root")
         st = await anyio.to_thread.run_sync(_lstat, root)
         if st is None:
-            raise GRPCError(Status.NOT_FOUND, f"root: {req.root!r} does not exist")
+            raise GRPCError(Status.NOT_FOUND, f"root: {echo(req.root)} does not exist")
         types = {pb.ListRequestType(t) for t in req.types}
         depth = (req.recursion_depth or 1 << 30) if req.recurse else 1
         sent = 0
@@ -201,14 +202,14 @@ class FilesAPI:
         try:
             fd = await anyio.to_thread.run_sync(_open_regular, path)
         except FileNotFoundError:
-            raise GRPCError(Status.NOT_FOUND, f"path: {req.path!r} does not exist") from None
+            raise GRPCError(Status.NOT_FOUND, f"path: {echo(req.path)} does not exist") from None
         except IsADirectoryError:
-            raise GRPCError(Status.FAILED_PRECONDITION,
-                            f"path: {req.path!r} is a directory: list it (kosctl ls) or copy it (kosctl cp)") from None
+            hint = "list it (kosctl ls) or copy it (kosctl cp)"
+            raise GRPCError(Status.FAILED_PRECONDITION, f"path: {echo(req.path)} is a directory: {hint}") from None
         except ValueError as exc:
-            raise GRPCError(Status.FAILED_PRECONDITION, f"path: {req.path!r}: {exc}") from None
+            raise GRPCError(Status.FAILED_PRECONDITION, f"path: {echo(req.path)}: {exc}") from None
         except OSError as exc:
-            raise GRPCError(Status.FAILED_PRECONDITION, f"path: {req.path!r}: {exc.strerror or exc}") from None
+            raise GRPCError(Status.FAILED_PRECONDITION, f"path: {echo(req.path)}: {exc.strerror or exc}") from None
         try:
             while True:
                 chunk = await anyio.to_thread.run_sync(os.read, fd, CHUNK)
@@ -226,7 +227,7 @@ class FilesAPI:
             raise GRPCError(Status.INVALID_ARGUMENT, "root_path: '/' is too broad: copy one of "
                             + ", ".join(self.policy.roots) + " or below")
         if await anyio.to_thread.run_sync(_lstat, path) is None:
-            raise GRPCError(Status.NOT_FOUND, f"root_path: {req.root_path!r} does not exist")
+            raise GRPCError(Status.NOT_FOUND, f"root_path: {echo(req.root_path)} does not exist")
         r, w = os.pipe()
         os.set_blocking(r, False)
         reader = os.fdopen(r, "rb", buffering=0)

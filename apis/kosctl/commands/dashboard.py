@@ -229,9 +229,9 @@ def render(d: NodeData, screen: str) -> Any:
         parts += [lt, at, st]
     else:
         parts.append(Text("MACHINED LOG", style="bold"))
-        parts.append(Text("\n".join(d.machined_log[-30:])))
+        parts.append(Text("\n".join(d.machined_log[-15:]), no_wrap=True, overflow="ellipsis"))
         parts.append(Text("KERNEL LOG", style="bold"))
-        parts.append(Text("\n".join(d.kmsg[-40:])))
+        parts.append(Text("\n".join(d.kmsg[-25:]), no_wrap=True, overflow="ellipsis"))
     for name, err in sorted(d.errors.items()):
         parts.append(Text(f"{name}: {err}", style="red"))
     return Group(*parts)
