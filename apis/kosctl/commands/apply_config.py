@@ -10,6 +10,7 @@ and changes nothing.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from kos.apis.kosctl import common
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         )
         label = t.label(node)
         for w in resp.warnings:
-            print(f"{label}: warning: {w}", flush=True)
+            print(f"{label}: warning: {w}", file=sys.stderr, flush=True)
         if args.dry_run:
             print(f"{label}: {resp.mode_details}\n{resp.diff}", flush=True)
         else:

@@ -110,7 +110,7 @@ async def send(conn: common.Connection, node: str | None, label: str, data: byte
         await conn.unary(auth.MACHINE + "ApplyConfiguration", bytes(req), node=node)
     )
     for w in resp.warnings:
-        print(f"{label}: warning: {w}", flush=True)
+        print(f"{label}: warning: {w}", file=sys.stderr, flush=True)
     print(f"{label}: {resp.mode_details}" + (f"\n{resp.diff}" if dry_run else ""), flush=True)
 
 
