@@ -22,15 +22,16 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-KUBERNETES_VERSION = "v1.32.13"
+from kos.platform.image import k8s
+
 NODE_BIN_DIR = "/usr/local/bin"
 NODE_CNI_BIN_DIR = "/opt/cni/bin"
 NODE_IMAGE_DIR = "/usr/share/kos/images"
 
 
-def default_dir(version: str = KUBERNETES_VERSION) -> Path:
-    env = os.environ.get("KOS_K8S_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "kos" / "k8s" / version
+def default_dir() -> Path:
+    """The build output of the pinned release (``$KOS_K8S_DIR`` when set)."""
+    return k8s.cache_dir()
 
 
 @dataclass(frozen=True)
