@@ -60,7 +60,9 @@ def _consoles(c: Cluster) -> str:
 
 
 def _create(tmp_path: Path, controlplanes: int, workers: int) -> Cluster:
-    env = dict(os.environ, KOSCONFIG=str(tmp_path / "kosconfig"), PYTHONPATH=os.pathsep.join(sys.path))
+    # no Kubernetes here (tests/e2e/test_kubernetes.py runs it): the kubelet waits for its binary
+    env = dict(os.environ, KOSCONFIG=str(tmp_path / "kosconfig"), PYTHONPATH=os.pathsep.join(sys.path),
+               KOS_K8S_DIR=str(tmp_path / "no-kubernetes"))
     c = Cluster("e" + uuid.uuid4().hex[:6], tmp_path / "clusters", env)
     proc = c.kosctl("cluster", "create", "--name", c.name, "--state-root", str(c.root),
                     "--controlplanes", str(controlplanes), "--workers", str(workers), "--wait-timeout", "150",
