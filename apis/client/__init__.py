@@ -9,9 +9,52 @@ machine service calls, and ``GrpcState``, a ``kos.resources.core.state.State`` o
         r = await state.get(Pointer("meta", "Namespaces.meta.cosi.dev", "meta"))
 """
 
-from kos.apis.client.config import DEFAULT_PORT, ClientConfig, ConfigError, Context, default_path
-from kos.apis.client.connection import APIError, Connection
-from kos.apis.client.state import AccessDeniedError, EventDecoder, GrpcState
+from typing import TYPE_CHECKING
+
+from kos.resources.lazy import surface, table_of
+
+if TYPE_CHECKING:
+    from kos.apis.client.config import (
+        DEFAULT_PORT,
+        ClientConfig,
+        ConfigError,
+        Context,
+        default_path,
+    )
+    from kos.apis.client.connection import (
+        APIError,
+        Connection,
+    )
+    from kos.apis.client.state import (
+        AccessDeniedError,
+        EventDecoder,
+        GrpcState,
+    )
+
+__getattr__ = surface(
+    __name__,
+    globals(),
+    table_of(
+        {
+            "config": (
+                "DEFAULT_PORT",
+                "ClientConfig",
+                "ConfigError",
+                "Context",
+                "default_path",
+            ),
+            "connection": (
+                "APIError",
+                "Connection",
+            ),
+            "state": (
+                "AccessDeniedError",
+                "EventDecoder",
+                "GrpcState",
+            ),
+        }
+    ),
+)
 
 __all__ = [
     "DEFAULT_PORT",

@@ -1,20 +1,29 @@
-"""kosctl entry point: builds the argparse tree from the command modules and runs one."""
+"""kosctl entry point: finds the command word in argv, imports only that command's module,
+builds its argparse tree and runs it.
+
+``kosctl --help`` (or no command) lists every command from ``commands.COMMANDS`` without
+importing any command module; an unknown word falls back to the full tree (``build_parser``,
+also used by ``kosctl completion`` and tests) so argparse names the choices. Nothing here does
+work at import time: start-up is what a person feels on every command (docs/operations.md,
+bench/kosctl_speed.py).
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
 import sys
 from collections.abc import Sequence
 
-from kos.apis.kosctl import commands, examples
+from kos.apis.kosctl import commands
 from kos.apis.kosctl.errors import CLIError
 
 VERSION = "0.1.0"
 
+# global options that take a value (so the word after them is not the command)
+_VALUED = ("--kosconfig", "--context", "-e", "--endpoints", "-n", "--nodes")
 
-def build_parser() -> argparse.ArgumentParser:
+
+def _root() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="kosctl", description="kosctl: manage kos nodes through their gRPC API."
     )
@@ -24,15 +33,62 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-n", "--nodes", help="comma-separated target nodes (proxied through the endpoint)")
     parser.add_argument("--version", action="version", version=f"kosctl {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        module.register(sub)
+    return parser, sub
+
+
+def _modules() -> list[str]:
+    return sorted({c.module for c in commands.COMMANDS})
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argparse tree of every command module (or of module ``only``)."""
+    import importlib
+
+    from kos.apis.kosctl import examples
+
+    parser, sub = _root()
+    for name in [only] if only else _modules():
+        importlib.import_module(f"{commands.__name__}.{name}").register(sub)
     examples.apply(parser)  # --help examples for commands without their own
     return parser
 
 
+def overview_parser() -> argparse.ArgumentParser:
+    """The top-level parser with each command listed (name, aliases, help) but none imported:
+    enough for ``kosctl --help`` and for a bare ``kosctl``."""
+    parser, sub = _root()
+    for c in commands.COMMANDS:
+        sub.add_parser(c.name, aliases=list(c.aliases), help=c.help, add_help=False)
+    return parser
+
+
+def command_word(argv: Sequence[str]) -> str | None:
+    """The first argument that is not a global option or its value (None: there is none)."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+            continue
+        if word == "--":
+            return None
+        if word.startswith("-"):
+            skip = word in _VALUED
+            continue
+        return word
+    return None
+
+
+def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    word = command_word(argv)
+    if word is None:
+        return overview_parser()
+    module = commands.module_of(word)
+    return build_parser(module)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = parser_for(argv)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:

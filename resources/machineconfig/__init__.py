@@ -17,57 +17,196 @@ Public API::
     views.links(c) / views.hostname(c) / views.nameservers(c) ...    # v1alpha1 + documents merged
 """
 
-from kos.resources.machineconfig import views
-from kos.resources.machineconfig.clientconfig import ClientConfig, Context
-from kos.resources.machineconfig.container import ConfigContainer, load
-from kos.resources.machineconfig.cooperate import quiet_gc
-from kos.resources.machineconfig.diff import changed_paths, config_diff, reboot_required
-from kos.resources.machineconfig.documents import (
-    DOCUMENT_KINDS,
-    BondConfig,
-    BridgeConfig,
-    DHCPv4Config,
-    DiskSMARTConfig,
-    Document,
-    ExtensionServiceConfig,
-    FilesystemTrimConfig,
-    HostnameConfig,
-    KernelModuleConfig,
-    KmsgLogConfig,
-    Layer2VIPConfig,
-    LinkConfig,
-    LinkDocument,
-    NetworkDefaultActionConfig,
-    NetworkRuleConfig,
-    RegistryAuthConfig,
-    RegistryMirrorConfig,
-    RegistryTLSConfig,
-    ResolverConfig,
-    StaticHostConfig,
-    SysctlConfig,
-    TimeSyncConfig,
-    TrustedRootsConfig,
-    UserVolumeConfig,
-    VLANConfig,
-    VolumeConfig,
+from typing import TYPE_CHECKING
+
+from kos.resources.lazy import surface, table_of
+
+if TYPE_CHECKING:
+    from kos.resources.machineconfig import views
+    from kos.resources.machineconfig.clientconfig import (
+        ClientConfig,
+        Context,
+    )
+    from kos.resources.machineconfig.container import (
+        ConfigContainer,
+        load,
+    )
+    from kos.resources.machineconfig.cooperate import (
+        quiet_gc,
+    )
+    from kos.resources.machineconfig.diff import (
+        changed_paths,
+        config_diff,
+        reboot_required,
+    )
+    from kos.resources.machineconfig.documents import (
+        DOCUMENT_KINDS,
+        BondConfig,
+        BridgeConfig,
+        DHCPv4Config,
+        DiskSMARTConfig,
+        Document,
+        ExtensionServiceConfig,
+        FilesystemTrimConfig,
+        HostnameConfig,
+        KernelModuleConfig,
+        KmsgLogConfig,
+        Layer2VIPConfig,
+        LinkConfig,
+        LinkDocument,
+        NetworkDefaultActionConfig,
+        NetworkRuleConfig,
+        RegistryAuthConfig,
+        RegistryMirrorConfig,
+        RegistryTLSConfig,
+        ResolverConfig,
+        StaticHostConfig,
+        SysctlConfig,
+        TimeSyncConfig,
+        TrustedRootsConfig,
+        UserVolumeConfig,
+        VLANConfig,
+        VolumeConfig,
+    )
+    from kos.resources.machineconfig.errors import (
+        ConfigError,
+        ConfigErrors,
+    )
+    from kos.resources.machineconfig.generate import (
+        Generated,
+        GenerateError,
+        GenOptions,
+        generate,
+        normalize_endpoint,
+    )
+    from kos.resources.machineconfig.patch import (
+        JSON6902Patch,
+        Patch,
+        PatchError,
+        StrategicMergePatch,
+        apply_patch,
+        apply_patches,
+        parse_patch,
+    )
+    from kos.resources.machineconfig.persist import (
+        atomic_write,
+        load_config,
+        remove_leftovers,
+        save_config,
+    )
+    from kos.resources.machineconfig.schema import (
+        REDACTED,
+    )
+    from kos.resources.machineconfig.secrets import (
+        SecretsBundle,
+    )
+    from kos.resources.machineconfig.v1alpha1 import (
+        Config,
+    )
+    from kos.resources.machineconfig.validate import (
+        MODES,
+        check,
+        validate,
+    )
+    from kos.resources.machineconfig.yamlio import (
+        MAX_CONFIG_BYTES,
+        decode_text,
+        load_all,
+        load_manifests,
+    )
+
+__getattr__ = surface(
+    __name__,
+    globals(),
+    table_of(
+        {
+            "": ("views",),
+            "clientconfig": (
+                "ClientConfig",
+                "Context",
+            ),
+            "container": (
+                "ConfigContainer",
+                "load",
+            ),
+            "cooperate": ("quiet_gc",),
+            "diff": (
+                "changed_paths",
+                "config_diff",
+                "reboot_required",
+            ),
+            "documents": (
+                "DOCUMENT_KINDS",
+                "BondConfig",
+                "BridgeConfig",
+                "DHCPv4Config",
+                "DiskSMARTConfig",
+                "Document",
+                "ExtensionServiceConfig",
+                "FilesystemTrimConfig",
+                "HostnameConfig",
+                "KernelModuleConfig",
+                "KmsgLogConfig",
+                "Layer2VIPConfig",
+                "LinkConfig",
+                "LinkDocument",
+                "NetworkDefaultActionConfig",
+                "NetworkRuleConfig",
+                "RegistryAuthConfig",
+                "RegistryMirrorConfig",
+                "RegistryTLSConfig",
+                "ResolverConfig",
+                "StaticHostConfig",
+                "SysctlConfig",
+                "TimeSyncConfig",
+                "TrustedRootsConfig",
+                "UserVolumeConfig",
+                "VLANConfig",
+                "VolumeConfig",
+            ),
+            "errors": (
+                "ConfigError",
+                "ConfigErrors",
+            ),
+            "generate": (
+                "Generated",
+                "GenerateError",
+                "GenOptions",
+                "generate",
+                "normalize_endpoint",
+            ),
+            "patch": (
+                "JSON6902Patch",
+                "Patch",
+                "PatchError",
+                "StrategicMergePatch",
+                "apply_patch",
+                "apply_patches",
+                "parse_patch",
+            ),
+            "persist": (
+                "atomic_write",
+                "load_config",
+                "remove_leftovers",
+                "save_config",
+            ),
+            "schema": ("REDACTED",),
+            "secrets": ("SecretsBundle",),
+            "v1alpha1": ("Config",),
+            "validate": (
+                "MODES",
+                "check",
+                "validate",
+            ),
+            "yamlio": (
+                "MAX_CONFIG_BYTES",
+                "decode_text",
+                "load_all",
+                "load_manifests",
+            ),
+        }
+    ),
 )
-from kos.resources.machineconfig.errors import ConfigError, ConfigErrors
-from kos.resources.machineconfig.generate import Generated, GenerateError, GenOptions, generate, normalize_endpoint
-from kos.resources.machineconfig.patch import (
-    JSON6902Patch,
-    Patch,
-    PatchError,
-    StrategicMergePatch,
-    apply_patch,
-    apply_patches,
-    parse_patch,
-)
-from kos.resources.machineconfig.persist import atomic_write, load_config, remove_leftovers, save_config
-from kos.resources.machineconfig.schema import REDACTED
-from kos.resources.machineconfig.secrets import SecretsBundle
-from kos.resources.machineconfig.v1alpha1 import Config
-from kos.resources.machineconfig.validate import MODES, check, validate
-from kos.resources.machineconfig.yamlio import MAX_CONFIG_BYTES, decode_text, load_all, load_manifests
 
 __all__ = [
     "DOCUMENT_KINDS",

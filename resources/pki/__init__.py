@@ -17,43 +17,95 @@ Public API::
     render_kubeconfig(...) / admin_kubeconfig(...) / check_kubeconfig(text, ca_pem)  # kubeconfig files
 """
 
-from kos.resources.pki.keys import (
-    KEY_TYPES,
-    generate_private_key,
-    load_private_key,
-    private_key_pem,
-    public_key_pem,
-)
-from kos.resources.pki.kubeconfig import (
-    ADMIN_CN,
-    ADMIN_ORG,
-    KubeconfigInfo,
-    admin_kubeconfig,
-    check_kubeconfig,
-    issue_client,
-    render_kubeconfig,
-)
-from kos.resources.pki.verify import (
-    CertificateSANs,
-    PKIError,
-    certificate_common_name,
-    certificate_extended_usages,
-    certificate_key_usages,
-    certificate_organizations,
-    certificate_sans,
-    certificate_validity,
-    is_ca,
-    load_certificate,
-    needs_renewal,
-    verify_chain,
-)
-from kos.resources.pki.x509 import (
-    CLOCK_SKEW,
-    CertificateAndKey,
-    create_csr,
-    generate_ca,
-    issue_certificate,
-    sign_csr,
+from typing import TYPE_CHECKING
+
+from kos.resources.lazy import surface, table_of
+
+if TYPE_CHECKING:
+    from kos.resources.pki.keys import (
+        KEY_TYPES,
+        generate_private_key,
+        load_private_key,
+        private_key_pem,
+        public_key_pem,
+    )
+    from kos.resources.pki.kubeconfig import (
+        ADMIN_CN,
+        ADMIN_ORG,
+        KubeconfigInfo,
+        admin_kubeconfig,
+        check_kubeconfig,
+        issue_client,
+        render_kubeconfig,
+    )
+    from kos.resources.pki.verify import (
+        CertificateSANs,
+        PKIError,
+        certificate_common_name,
+        certificate_extended_usages,
+        certificate_key_usages,
+        certificate_organizations,
+        certificate_sans,
+        certificate_validity,
+        is_ca,
+        load_certificate,
+        needs_renewal,
+        verify_chain,
+    )
+    from kos.resources.pki.x509 import (
+        CLOCK_SKEW,
+        CertificateAndKey,
+        create_csr,
+        generate_ca,
+        issue_certificate,
+        sign_csr,
+    )
+
+__getattr__ = surface(
+    __name__,
+    globals(),
+    table_of(
+        {
+            "keys": (
+                "KEY_TYPES",
+                "generate_private_key",
+                "load_private_key",
+                "private_key_pem",
+                "public_key_pem",
+            ),
+            "kubeconfig": (
+                "ADMIN_CN",
+                "ADMIN_ORG",
+                "KubeconfigInfo",
+                "admin_kubeconfig",
+                "check_kubeconfig",
+                "issue_client",
+                "render_kubeconfig",
+            ),
+            "verify": (
+                "CertificateSANs",
+                "PKIError",
+                "certificate_common_name",
+                "certificate_extended_usages",
+                "certificate_key_usages",
+                "certificate_organizations",
+                "certificate_sans",
+                "certificate_validity",
+                "is_ca",
+                "load_certificate",
+                "needs_renewal",
+                "verify_chain",
+            ),
+            "x509": (
+                "CLOCK_SKEW",
+                "CertificateAndKey",
+                "create_csr",
+                "generate_ca",
+                "issue_certificate",
+                "sign_csr",
+            ),
+        }
+    ),
 )
 
 __all__ = [
