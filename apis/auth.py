@@ -96,6 +96,7 @@ METHOD_RULES: dict[str, frozenset[str]] = {
     MACHINE + "EtcdDefragment": _ADMIN,
     MACHINE + "ControllerRuntimeDependencies": _READ,
     MACHINE + "SystemStat": _READ,
+    MACHINE + "ImageList": _READ,
     SECURITY + "Certificate": _ADMIN | {IMPERSONATOR},
 }
 

@@ -34,6 +34,7 @@ from kos.machined.api import (
     EtcdMaintenanceAPI,
     FilePolicy,
     FilesAPI,
+    ImagesAPI,
     LifecycleService,
     StatsAPI,
 )
@@ -136,6 +137,7 @@ class NodeAPI(NodeIdentity):
         containers = ContainersAPI(Path(self._root()) / "run/containerd/containerd.sock")
         out.append(containers)
         out.append(StatsAPI(containers))
+        out.append(ImagesAPI(containers))
         if forward_ssl is not None:  # the health checks call this node's API with its client identity
             out.append(ClusterHealthAPI(self._local_endpoint, forward_ssl))
         # the operator's daily tools: files, diagnostics, disks/META, etcd maintenance

@@ -236,7 +236,7 @@ class MachineService:
         for name in ("Mounts", "Netstat", "Time", "SystemStat", "ControllerRuntimeDependencies", "BlockDeviceWipe",
                      "MetaList", "MetaWrite", "MetaDelete", "EtcdAlarmList", "EtcdAlarmDisarm", "EtcdDefragment"):
             d.add(p + name, self._unimplemented(name, "served by machined's API extensions"), unary)
-        for name in ("List", "Read", "Copy", "DiskUsage"):
+        for name in ("List", "Read", "Copy", "DiskUsage", "ImageList"):
             d.add(p + name, self._unimplemented(name, "served by machined's API extensions"), Cardinality.UNARY_STREAM)
         d.add(p + "ServiceList", self.service_list, unary)
         d.add(p + "ServiceStart", self._service_action("start"), unary)

@@ -8,7 +8,7 @@ handlers here plug into ``MachineService(extensions=[...])`` and are assembled b
 * ``ContainersAPI`` (``containers``): the Containers RPC, through containerd's ``ctr``;
 * ``ClusterHealthAPI`` (``health``): the ClusterHealthCheck RPC;
 * the operator's daily tools: ``FilesAPI`` (``files``), ``DiagnosticsAPI``, ``DisksAPI``,
-  ``EtcdMaintenanceAPI`` (``etcdmaint``), ``StatsAPI``.
+  ``EtcdMaintenanceAPI`` (``etcdmaint``), ``StatsAPI``, ``ImagesAPI``.
 """
 
 from kos.machined.api.containers import ContainersAPI, parse_table
@@ -18,6 +18,7 @@ from kos.machined.api.etcd import EtcdAPI
 from kos.machined.api.etcdmaint import EtcdMaintenanceAPI
 from kos.machined.api.files import FilePolicy, FilesAPI
 from kos.machined.api.health import ClusterHealthAPI, check_address, wait_timeout
+from kos.machined.api.images import ImagesAPI
 from kos.machined.api.lifecycle import (
     LifecycleController,
     LifecycleRefusedError,
@@ -37,6 +38,7 @@ __all__ = [
     "EtcdMaintenanceAPI",
     "FilePolicy",
     "FilesAPI",
+    "ImagesAPI",
     "LifecycleController",
     "LifecycleRefusedError",
     "LifecycleRequestError",

@@ -1,6 +1,7 @@
-"""The Stats RPC and ``kosctl stats`` against a real containerd: a busybox container that
-burns CPU and holds memory reports both from its task's cgroups (growing CPU time, memory at
-least what it holds); no containerd is UNAVAILABLE; readers may call it."""
+"""The Stats and ImageList RPCs, ``kosctl stats`` and ``kosctl images`` against a real
+containerd: a busybox container that burns CPU reports growing CPU time and its memory from its
+task's cgroups; the imported image is listed with its digest and size; no containerd is
+UNAVAILABLE; readers may call both."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from kos.apis.client.config import ClientConfig, Context
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.machine import ConfigStore, MachineService
 from kos.machined.api import ContainersAPI
+from kos.machined.api.images import ImagesAPI, parse_images
 from kos.machined.api.stats import StatsAPI, task_usage
 from kos.machined.services import Supervisor
 from kos.machined.services.containerd import ContainerdPaths, ctr, ensure_namespaces
@@ -49,7 +51,8 @@ async def test_stats_of_a_running_container(
     await ctr(paths.socket, "run", "-d", "docker.io/kos/busybox:test", "burner", "/bin/sh", "-c",
               "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; exec sleep 1000", namespace="system")
     stats = StatsAPI(ContainersAPI(paths.socket))
-    machine = MachineService(config=ConfigStore(tmp_path / "c.yaml"), extensions=[stats])
+    images = ImagesAPI(ContainersAPI(paths.socket))
+    machine = MachineService(config=ConfigStore(tmp_path / "c.yaml"), extensions=[stats, images])
     try:
         async with serve_state(InMemoryState(), machine=machine) as srv:
             async with srv.connect([auth.READER]) as conn:
@@ -72,6 +75,16 @@ async def test_stats_of_a_running_container(
             assert lines[0].split() == ["NODE", "NAMESPACE", "ID", "MEMORY(MB)", "CPU"]
             row = lines[1].split()
             assert row[1:3] == ["system", "burner"] and float(row[3]) > 0 and row[4].endswith("s")
+            p = await anyio.run_process([sys.executable, "-m", "kos.apis.kosctl.main", "--kosconfig", str(cfg),
+                                         "images"], check=False)
+            lines = p.stdout.decode().splitlines()
+            assert p.returncode == 0, p.stderr
+            assert lines[0].split() == ["NODE", "IMAGE", "DIGEST", "SIZE", "PLATFORMS"]
+            row = lines[1].split()
+            assert row[1] == "docker.io/kos/busybox:test" and row[2].startswith("sha256:") and float(row[3]) > 0.5
+            p = await anyio.run_process([sys.executable, "-m", "kos.apis.kosctl.main", "--kosconfig", str(cfg),
+                                         "images", "--namespace", "nope"], check=False)
+            assert p.returncode == 1 and b"NOT_FOUND" in p.stderr
     finally:
         await ctr(paths.socket, "tasks", "kill", "--signal", "SIGKILL", "burner", namespace="system")
         for _ in range(100):
@@ -89,3 +102,13 @@ async def test_stats_without_containerd(tmp_path: Path) -> None:
         with pytest.raises(APIError) as err:
             await conn.unary(auth.MACHINE + "Stats", bytes(pb.StatsRequest(namespace="system")))
     assert err.value.status == Status.UNAVAILABLE and "no socket at" in err.value.message
+
+
+def test_parse_ctr_images_list() -> None:
+    text = ("REF                        TYPE                                       DIGEST          SIZE    PLATFORMS   "
+            "LABELS\n"
+            "docker.io/kos/busybox:test application/vnd.oci.image.manifest.v1+json sha256:ab12 1.1 MiB linux/amd64 -\n")
+    (img,) = parse_images(text)
+    assert (img.name, img.digest, img.size, img.platforms) == ("docker.io/kos/busybox:test", "sha256:ab12",
+                                                               int(1.1 * 1048576), "linux/amd64")
+    assert parse_images("REF TYPE DIGEST SIZE PLATFORMS LABELS\n") == []

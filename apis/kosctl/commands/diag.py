@@ -1,5 +1,5 @@
-"""Diagnostics and disks: ``kosctl netstat``, ``time``, ``stats``, ``disks``, ``wipe disk``,
-``meta`` and ``inspect dependencies``.
+"""Diagnostics and disks: ``kosctl netstat``, ``time``, ``stats``, ``images``, ``disks``,
+``wipe disk``, ``meta`` and ``inspect dependencies``.
 
 Reads are os:reader; ``wipe disk`` and ``meta write|delete`` need os:admin.
 """
@@ -64,6 +64,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group.add_argument("--all", action="store_true", help="every containerd namespace")
     common.add_target_args(st)
     st.set_defaults(func=run_stats)
+
+    im = sub.add_parser("images", help="the container images containerd holds on the nodes")
+    group = im.add_mutually_exclusive_group()
+    group.add_argument("-k", "--kubernetes", action="store_true", help="the k8s.io namespace (Kubernetes images)")
+    group.add_argument("--namespace", help="a containerd namespace (default system)")
+    common.add_target_args(im)
+    im.set_defaults(func=run_images, all=False)
 
     d = sub.add_parser("disks", help="the nodes' disks (the system disk marked)")
     common.add_target_args(d)
@@ -179,6 +186,25 @@ def run_stats(args: argparse.Namespace) -> int:
         for s in r.stats:
             rows.append([t.label(node), s.namespace, s.id, f"{s.memory_usage / 1e6:.2f}",
                          f"{s.cpu_usage / 1e9:.3f}s"])
+
+    rc = common.run(lambda: common.fan_out(t, call))
+    common.table(rows)
+    return rc
+
+
+def run_images(args: argparse.Namespace) -> int:
+    from .containers import namespace_of
+
+    pb = _pb()
+    t = common.target(args)
+    req = pb.ImageListRequest(namespace=namespace_of(args))
+    rows = [["NODE", "IMAGE", "DIGEST", "SIZE", "PLATFORMS"]]
+
+    async def call(conn: common.Connection, node: str | None) -> None:
+        async with conn.stream(M + "ImageList", bytes(req), node=node) as it:
+            async for data in it:
+                i = pb.ImageListResponse().parse(data)
+                rows.append([t.label(node), i.name, i.digest, f"{i.size / 1e6:.1f} MB", i.platforms])
 
     rc = common.run(lambda: common.fan_out(t, call))
     common.table(rows)

@@ -803,6 +803,24 @@ class SystemStatResponse(betterproto.Message):
     hostname: str = betterproto.string_field(12)
 
 
+@dataclass(eq=False, repr=False)
+class ImageListRequest(betterproto.Message):
+    """
+    The images containerd holds in a namespace (empty: "system"; "k8s.io" for Kubernetes').
+    """
+
+    namespace: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class ImageListResponse(betterproto.Message):
+    metadata: "NodeMetadata" = betterproto.message_field(1)
+    name: str = betterproto.string_field(2)
+    digest: str = betterproto.string_field(3)
+    size: int = betterproto.int64_field(4)
+    platforms: str = betterproto.string_field(5)
+
+
 class MachineServiceStub(betterproto.ServiceStub):
     async def version(
         self,
@@ -1562,6 +1580,24 @@ class MachineServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def image_list(
+        self,
+        image_list_request: "ImageListRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[ImageListResponse]:
+        async for response in self._unary_stream(
+            "/kos.machine.MachineService/ImageList",
+            image_list_request,
+            ImageListResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
 
 class MachineServiceBase(ServiceBase):
 
@@ -1763,6 +1799,12 @@ class MachineServiceBase(ServiceBase):
         self, system_stat_request: "SystemStatRequest"
     ) -> "SystemStatResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def image_list(
+        self, image_list_request: "ImageListRequest"
+    ) -> AsyncIterator[ImageListResponse]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield ImageListResponse()
 
     async def __rpc_version(
         self, stream: "grpclib.server.Stream[VersionRequest, VersionResponse]"
@@ -2111,6 +2153,16 @@ class MachineServiceBase(ServiceBase):
         response = await self.system_stat(request)
         await stream.send_message(response)
 
+    async def __rpc_image_list(
+        self, stream: "grpclib.server.Stream[ImageListRequest, ImageListResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        await self._call_rpc_handler_server_stream(
+            self.image_list,
+            stream,
+            request,
+        )
+
     def __mapping__(self) -> Dict[str, grpclib.const.Handler]:
         return {
             "/kos.machine.MachineService/Version": grpclib.const.Handler(
@@ -2376,5 +2428,11 @@ class MachineServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 SystemStatRequest,
                 SystemStatResponse,
+            ),
+            "/kos.machine.MachineService/ImageList": grpclib.const.Handler(
+                self.__rpc_image_list,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                ImageListRequest,
+                ImageListResponse,
             ),
         }
