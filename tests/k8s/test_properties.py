@@ -78,7 +78,8 @@ def test_service_subnet_changes_exactly_its_consumers(octet: int, prefix: int) -
         return
     # the apiserver (service range), controller-manager (service range), kubelet and CoreDNS (DNS IP)
     dns_moved = str(net.network_address + 10) != "10.96.0.10"  # 10.96.0.0/13 keeps the DNS IP
-    assert changed == {"kube-apiserver", "kube-controller-manager"} | ({"kubelet", "11-coredns"} if dns_moved else set())
+    also = {"kubelet", "11-coredns"} if dns_moved else set()
+    assert changed == {"kube-apiserver", "kube-controller-manager"} | also
     svc = next(o for o in yaml.safe_load_all(after["11-coredns"]) if o["kind"] == "Service")
     assert svc["spec"]["clusterIP"] == str(net.network_address + 10)
     check_object(svc)
