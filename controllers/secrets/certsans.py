@@ -6,6 +6,7 @@ environment knows (process mode: the listen address, ``--node-name``)."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -22,11 +23,37 @@ HOSTNAME_ID = "hostname"
 
 
 async def node_identity(rt: ControllerRuntime) -> tuple[list[str], str, str]:
-    """(addresses, hostname, domainname) as the network resources say; empty when absent."""
+    """(addresses, hostname, domainname) as the network resources say; empty when absent.
+    Addresses inside the cluster's pod or service subnets (the CNI's ``cni0``/``flannel.1``)
+    are not the node's: certificates would be re-issued, and every TLS client reconnect, each
+    time a CNI comes up (Talos filters them the same way)."""
     addrs = await rt.get_or_none(Pointer(NETWORK_NS, NODE_ADDRESSES_TYPE, ADDRESSES_ID))
     host = await rt.get_or_none(Pointer(NETWORK_NS, HOSTNAME_STATUS_TYPE, HOSTNAME_ID))
+    root = await rt.get_or_none(Pointer(s.NAMESPACE, s.K8S_ROOT.type, s.K8S_ROOT_ID))
     addresses = list(_field(addrs, "addresses") or [])
+    if root is not None:
+        addresses = without_cluster_subnets(addresses, [*root.spec.pod_subnets, *root.spec.service_subnets])
     return addresses, str(_field(host, "hostname") or ""), str(_field(host, "domainname") or "")
+
+
+def without_cluster_subnets(addresses: Iterable[str], subnets: Iterable[str]) -> list[str]:
+    """``addresses`` (``ip`` or ``ip/prefix``) that lie in none of ``subnets``."""
+    nets = []
+    for n in subnets:
+        try:
+            nets.append(ipaddress.ip_network(n, strict=False))
+        except ValueError:
+            continue
+    out = []
+    for a in addresses:
+        try:
+            ip = ipaddress.ip_interface(a).ip
+        except ValueError:
+            out.append(a)
+            continue
+        if not any(ip.version == n.version and ip in n for n in nets):
+            out.append(a)
+    return out
 
 
 def _field(r: Resource[Any] | None, name: str) -> Any:
@@ -40,7 +67,8 @@ def _field(r: Resource[Any] | None, name: str) -> Any:
 
 
 def network_inputs() -> tuple[Input, ...]:
-    return (Input(NETWORK_NS, NODE_ADDRESSES_TYPE, ADDRESSES_ID), Input(NETWORK_NS, HOSTNAME_STATUS_TYPE, HOSTNAME_ID))
+    return (Input(NETWORK_NS, NODE_ADDRESSES_TYPE, ADDRESSES_ID), Input(NETWORK_NS, HOSTNAME_STATUS_TYPE, HOSTNAME_ID),
+            Input(s.NAMESPACE, s.K8S_ROOT.type, s.K8S_ROOT_ID))
 
 
 def _set(value: sans.SANs, fqdn: str) -> Any:
@@ -57,8 +85,7 @@ class CertSANsController(Controller):
         self.extra_names = [n for n in extra_names if n and n not in ("0.0.0.0", "::")]
 
     def inputs(self) -> Sequence[Input]:
-        return (Input(s.NAMESPACE, s.OS_ROOT.type, s.OS_ROOT_ID), Input(s.NAMESPACE, s.K8S_ROOT.type, s.K8S_ROOT_ID),
-                *network_inputs())
+        return (Input(s.NAMESPACE, s.OS_ROOT.type, s.OS_ROOT_ID), *network_inputs())  # network_inputs has K8S_ROOT
 
     def outputs(self) -> Sequence[Output]:
         return (Output(s.CERT_SANS.type),)
