@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
 
 from kos.apis.kosctl import common
 from kos.apis.kosctl.errors import CLIError
@@ -176,9 +178,7 @@ def run_read(args: argparse.Namespace) -> int:
 
 
 def run_cp(args: argparse.Namespace) -> int:
-    import io
-    import tarfile
-    from pathlib import Path
+    import tempfile
 
     t = common.target(args)
     to_stdout = args.dest == "-"
@@ -189,40 +189,51 @@ def run_cp(args: argparse.Namespace) -> int:
         raise CLIError(f"destination {args.dest!r} exists and is not a directory")
 
     async def call(conn: common.Connection, node: str | None) -> None:
+        import anyio
+
         from kos.apis import auth
         from kos.apis.gen.kos import machine as pb
 
-        buf = io.BytesIO()
-        async with conn.stream(auth.MACHINE + "Copy", bytes(pb.CopyRequest(root_path=args.src)), node=node,
-                               timeout=None) as it:
-            async for data in it:
-                chunk = pb.Data().parse(data).bytes
-                if to_stdout:
-                    sys.stdout.buffer.write(chunk)
-                else:
-                    buf.write(chunk)
-        if to_stdout:
-            sys.stdout.buffer.flush()
-            return
-        target = dest / t.label(node).replace(":", "_") if len(t.labels()) > 1 else dest
-        target.mkdir(parents=True, exist_ok=True)
-        buf.seek(0)
-        skipped: list[str] = []
-
-        def safe(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
-            try:  # no absolute paths, no links out of the tree, no devices
-                return tarfile.data_filter(member, path)
-            except tarfile.FilterError as exc:
-                skipped.append(f"{member.name} ({exc})")
-                return None
-
-        with tarfile.open(fileobj=buf, mode="r:gz") as tar:
-            tar.extractall(target, filter=safe)
+        with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:  # big trees spill to disk
+            async with conn.stream(auth.MACHINE + "Copy", bytes(pb.CopyRequest(root_path=args.src)), node=node,
+                                   timeout=None) as it:
+                async for data in it:
+                    chunk = pb.Data().parse(data).bytes
+                    if to_stdout:
+                        sys.stdout.buffer.write(chunk)
+                    else:
+                        buf.write(chunk)
+            if to_stdout:
+                sys.stdout.buffer.flush()
+                return
+            target = dest / t.label(node).replace(":", "_") if len(t.labels()) > 1 else dest
+            buf.seek(0)
+            skipped = await anyio.to_thread.run_sync(extract, buf, target)
         for s in skipped:
             print(f"{t.label(node)}: warning: not extracted: {s}", file=sys.stderr, flush=True)
         print(f"{t.label(node)}: {args.src} -> {target}", file=sys.stderr, flush=True)
 
     return common.run(lambda: common.fan_out(t, call, timeout=None))
+
+
+def extract(archive: Any, target: Path) -> list[str]:
+    """Extract a gzip'd tar into ``target``; members the ``data`` filter refuses (absolute
+    paths, links out of the tree, devices) are skipped and returned (blocking)."""
+    import tarfile
+
+    skipped: list[str] = []
+
+    def safe(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        try:
+            return tarfile.data_filter(member, path)
+        except tarfile.FilterError as exc:
+            skipped.append(f"{member.name} ({exc})")
+            return None
+
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=archive, mode="r:gz") as tar:
+        tar.extractall(target, filter=safe)
+    return skipped
 
 
 def run_usage(args: argparse.Namespace) -> int:
