@@ -318,7 +318,7 @@ def test_dashboard_in_a_terminal_switches_nodes_and_screens(node: Node) -> None:
     session = f"kosdash-{uuid.uuid4().hex[:6]}"
     other = socket.gethostname()  # the same machined, addressed by its host name: a second node label
     cmd = (f"KOSCONFIG={node.kosconfig} {sys.executable} -m kos.apis.kosctl.main dashboard "
-           f"-n {node.endpoint},{other} --interval 0.5")
+           f"-n {node.endpoint},{other},127.0.0.1:1 --interval 0.5")  # the third refuses connections
     env_path = os.pathsep.join(sys.path)
 
     def tmux(*args: str) -> str:
@@ -336,10 +336,10 @@ def test_dashboard_in_a_terminal_switches_nodes_and_screens(node: Node) -> None:
 
     tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "50", f"PYTHONPATH={env_path} {cmd}")
     try:
-        first = screen_shows(f"NODE {node.endpoint} (1/2)", "[1] SUMMARY", "VERSION    kos ", "SERVICES", "MEMORY")
+        first = screen_shows(f"NODE {node.endpoint} (1/3)", "[1] SUMMARY", "VERSION    kos ", "SERVICES", "MEMORY")
         assert f"of {os.cpu_count()} CPUs" in first and "load " in first
         tmux("send-keys", "-t", session, "Right")
-        screen_shows(f"NODE {other} (2/2)", "HOST       ")
+        screen_shows(f"NODE {other} (2/3)", "HOST       ")
         tmux("send-keys", "-t", session, "2")
         procs = screen_shows("[2] PROCESSES", "PROCESSES (by CPU)", "COMMAND")
         assert "python" in procs  # machined itself
@@ -348,7 +348,11 @@ def test_dashboard_in_a_terminal_switches_nodes_and_screens(node: Node) -> None:
         tmux("send-keys", "-t", session, "4")
         screen_shows("[4] LOGS", "MACHINED LOG", "KERNEL LOG")
         tmux("send-keys", "-t", session, "Left")
-        screen_shows(f"NODE {node.endpoint} (1/2)", "[4] LOGS")
+        screen_shows(f"NODE {node.endpoint} (1/3)", "[4] LOGS")
+        tmux("send-keys", "-t", session, "Left")  # wraps to the unreachable node: its error, in time
+        screen_shows("NODE 127.0.0.1:1 (3/3)", "UNAVAILABLE", timeout=15)
+        tmux("send-keys", "-t", session, "1")
+        screen_shows("NODE 127.0.0.1:1 (3/3)", "[1] SUMMARY")
         tmux("send-keys", "-t", session, "q")
         deadline = time.monotonic() + 10
         while subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0:

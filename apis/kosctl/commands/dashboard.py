@@ -77,16 +77,29 @@ async def _specs(conn: common.Connection, node: str | None, ns: str, typ: str) -
     return out
 
 
-async def fetch(conn: common.Connection, node: str | None, d: NodeData) -> None:
-    """Refresh ``d`` from the node; each part's failure is kept in ``d.errors``."""
+async def fetch(conn: common.Connection, node: str | None, d: NodeData, part_timeout: float = 10.0) -> None:
+    """Refresh ``d`` from the node; each part's failure (or ``part_timeout``) is kept in
+    ``d.errors``; an unreachable node fails fast after its first part."""
+    import anyio
+
     from kos.apis.gen.kos import machine as pb
 
+    unreachable = False
+
     async def part(name: str, fn: Any) -> None:
+        nonlocal unreachable
+        if unreachable:
+            return
         try:
-            await fn()
+            with anyio.fail_after(part_timeout):
+                await fn()
             d.errors.pop(name, None)
+        except TimeoutError:
+            d.errors[name] = f"no answer within {part_timeout:g} s"
+            unreachable = True
         except Exception as exc:
             d.errors[name] = str(exc)
+            unreachable = "UNAVAILABLE" in str(exc)
 
     async def version() -> None:
         if not d.version:
@@ -264,6 +277,7 @@ def make_app(t: common.Target, interval: float) -> Any:
             self.screen_name = "summary"
             self.data = {i: NodeData(t.label(n)) for i, n in enumerate(labels)}
             self.conn: Any = None
+            self.busy: set[int] = set()
 
         def compose(self) -> ComposeResult:
             yield Static(id="top")
@@ -274,16 +288,26 @@ def make_app(t: common.Target, interval: float) -> Any:
         async def on_mount(self) -> None:
             self.conn = t.connect(timeout=max(interval * 3, 10.0))
             self.redraw()
-            self.set_interval(interval, self.refresh_node)
-            self.call_later(self.refresh_node)
+            self.set_interval(interval, self.start_refresh)
+            self.start_refresh()
 
         async def on_unmount(self) -> None:
             if self.conn is not None:
                 self.conn.close()
 
-        async def refresh_node(self) -> None:
+        def start_refresh(self) -> None:
+            """Refresh the shown node in the background (the keys stay responsive while a
+            slow node answers); one refresh per node at a time."""
             i = self.index
-            await fetch(self.conn, labels[i], self.data[i])
+            if i not in self.busy:
+                self.busy.add(i)
+                self.run_worker(self.refresh_node(i))
+
+        async def refresh_node(self, i: int) -> None:
+            try:
+                await fetch(self.conn, labels[i], self.data[i], part_timeout=max(interval * 3, 5.0))
+            finally:
+                self.busy.discard(i)
             if i == self.index:
                 self.redraw()
 
@@ -297,10 +321,10 @@ def make_app(t: common.Target, interval: float) -> Any:
                 Text(f" NODE {d.label} ({self.index + 1}/{len(labels)})   {screens}   [←/→] node  [q] quit"))
             self.query_one("#content", Static).update(render(d, self.screen_name))
 
-        async def action_node(self, step: int) -> None:
+        def action_node(self, step: int) -> None:
             self.index = (self.index + step) % len(labels)
             self.redraw()
-            await self.refresh_node()
+            self.start_refresh()
 
         def action_screen(self, name: str) -> None:
             self.screen_name = name
