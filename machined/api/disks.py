@@ -8,7 +8,8 @@
   (``SystemDisks``), not mounted (nor any of its partitions), not held (device mapper, RAID);
   otherwise FAILED_PRECONDITION naming the reason, and nothing is wiped (every device is
   checked before the first is touched). ``FAST`` erases the signatures, partition tables and
-  the first/last MiB (``kos.platform.block``); ``ZEROES`` writes zeroes over the whole device.
+  the first/last MiB (``kos.platform.block``); ``ZEROES`` writes zeroes over the whole device;
+  ``drop_partition`` then removes a wiped partition from its disk's GPT.
 * META: the keys of the system disk's META partition (``kos.platform.image.meta``). The boot
   slot keys (``active``, ``fallback``, ``tries``, ``good-a``, ``good-b``) are read-only here:
   upgrade, rollback and the boot confirmer own them. A node that did not boot from a kos
@@ -28,7 +29,7 @@ from kos.apis import auth
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.dispatch import Call, Dispatcher
 from kos.apis.server.state import parse
-from kos.platform.block import device, filesystem
+from kos.platform.block import device, filesystem, partition, sysfs
 from kos.platform.image import install, installer, meta
 from kos.resources.core import Pointer, State, echo
 
@@ -86,7 +87,7 @@ class DisksAPI:
         if not req.devices:
             raise GRPCError(Status.INVALID_ARGUMENT, "devices: name at least one device to wipe")
         system = await self._system_disks()
-        refs: list[tuple[device.DeviceRef, Method]] = []
+        refs: list[tuple[device.DeviceRef, Method, tuple[device.DeviceRef, int] | None]] = []
         for i, dev in enumerate(req.devices):
             if dev.method not in set(Method):
                 raise GRPCError(Status.INVALID_ARGUMENT, f"devices[{i}].method: unknown value {int(dev.method)}")
@@ -107,14 +108,23 @@ class DisksAPI:
                 await device.guard_async(ref, partition=ref.is_partition)
             except device.DeviceRefusedError as exc:
                 raise GRPCError(Status.FAILED_PRECONDITION, f"devices[{i}].device: {exc}") from None
-            refs.append((ref, dev.method))
+            drop = None
+            if dev.drop_partition and ref.is_partition:
+                part = await anyio.to_thread.run_sync(sysfs.read_device, ref.name)
+                disk = await anyio.to_thread.run_sync(device.identify, f"/dev/{ref.disk_name}")
+                if part is None or not part.partition_number:
+                    raise GRPCError(Status.FAILED_PRECONDITION, f"devices[{i}].device: {path}: no partition number")
+                drop = (disk, part.partition_number)
+            refs.append((ref, dev.method, drop))
         wiped: list[str] = []
         async with self._lock:
-            for ref, method in refs:
+            for ref, method, drop in refs:
                 try:
                     await filesystem.wipe(ref)
                     if method == Method.ZEROES:
                         await anyio.to_thread.run_sync(_zero_device, ref.path)
+                    if drop is not None:
+                        await partition.delete_partition(*drop)
                 except device.DeviceRefusedError as exc:
                     raise GRPCError(Status.FAILED_PRECONDITION, f"{ref.path}: {exc} (wiped so far: {wiped})") from None
                 wiped.append(ref.path)

@@ -127,3 +127,27 @@ async def grow_partition(disk: device.DeviceRef, number: int, new_size: int) -> 
     writes = gpt.build(dev.size, found.table.uuid, entries, sector)
     await anyio.to_thread.run_sync(gpt.write, disk.path, writes)
     await run("partx", "--update", f"--nr={number}", disk.path)
+
+
+async def delete_partition(disk: device.DeviceRef, number: int) -> None:
+    """Remove partition ``number`` from the disk's GPT (both copies) and from the kernel; the
+    other entries keep their numbers, GUIDs and places. The partition must not be mounted."""
+    dev = await _check_disk(disk)
+    found = await anyio.to_thread.run_sync(probe.probe_path, disk.path)
+    if found.table is None or found.table.type != "gpt":
+        raise device.DeviceRefusedError(f"{disk.path}: refusing to drop partition {number}, it has no GPT")
+    sector = dev.sector_size
+    entries = _entries(found.table, sector)
+    if not any(e.number == number for e in entries):
+        raise device.DeviceRefusedError(f"{disk.path}: partition {number} does not exist")
+    for part in await anyio.to_thread.run_sync(sysfs.partitions_of, dev.name):
+        if part.partition_number == number:
+            busy = await anyio.to_thread.run_sync(device.mounted_at, part.major, part.minor)
+            if busy:
+                raise device.DeviceRefusedError(f"{disk.path}: refusing, partition {number} is mounted at "
+                                                f"{', '.join(busy)}")
+    writes = gpt.build(dev.size, found.table.uuid, [e for e in entries if e.number != number], sector)
+    await anyio.to_thread.run_sync(gpt.write, disk.path, writes)
+    known = {p.partition_number for p in await anyio.to_thread.run_sync(sysfs.partitions_of, dev.name)}
+    if number in known:
+        await run("partx", "--delete", f"--nr={number}", disk.path)

@@ -252,3 +252,25 @@ async def test_disks_lists_the_disks_resources_with_the_system_disk(tmp_path: Pa
     assert rows[0] == ["NODE", "DEV", "MODEL", "SERIAL", "TRANSPORT", "SIZE", "RO", "SYSTEM"]
     assert rows[1] == [api.endpoint, "/dev/vda", "QEMU", "HARDDISK", "s1", "virtio", "8.6", "GB", "false", "*"]
     assert rows[2] == [api.endpoint, "/dev/vdb", "-", "-", "-", "1.1", "GB", "true"]
+
+
+@pytest.mark.root
+async def test_wipe_partition_and_drop_it_from_the_table(tmp_path: Path, loopdev: str) -> None:
+    from kos.platform.block import device, partition, probe
+
+    disk = device.identify(loopdev)
+    await partition.create_table(disk)
+    mib = 1 << 20
+    await partition.add_partitions(disk, [partition.NewPartition(1, 1 * mib, 16 * mib, "ONE"),
+                                          partition.NewPartition(2, 17 * mib, 16 * mib, "TWO")])
+    p1, p2 = f"{loopdev}p1", f"{loopdev}p2"
+    await anyio.run_process(["mkfs.ext4", "-q", "-F", p1])
+    await anyio.run_process(["mkfs.ext4", "-q", "-F", p2])
+    st = InMemoryState()
+    machine = MachineService(config=ConfigStore(tmp_path / "c.yaml"), extensions=[DisksAPI(st)])
+    async with serve_state(st, machine=machine) as api:
+        admin = kosconfig(api, tmp_path / "a")
+        assert f"wiped {p1}" in await kosctl(admin, "wipe", "disk", os.path.basename(p1), "--drop-partition")
+    table = probe.probe_path(loopdev).table
+    assert table is not None and [(p.number, p.label) for p in table.partitions] == [(2, "TWO")]
+    assert not await anyio.Path(p1).exists() and _signature(p2) == "ext4"  # the other partition is untouched

@@ -25,6 +25,7 @@ TIME_EXAMPLES = """examples:
 WIPE_EXAMPLES = """examples:
   kosctl wipe disk sdb                signatures, partition tables, first/last MiB
   kosctl wipe disk sdb sdc --method zeroes
+  kosctl wipe disk sdb2 --drop-partition  wipe the partition, then remove it from the GPT
 The node refuses its system disk and any mounted or held device.
 """
 META_EXAMPLES = """examples:
@@ -81,6 +82,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     wd = wsub.add_parser("disk", help="wipe disks or partitions of a node", epilog=WIPE_EXAMPLES, formatter_class=fmt)
     wd.add_argument("devices", nargs="+", help="device names (sdb, vdb1, loop3 or /dev/...)")
     wd.add_argument("--method", choices=["fast", "zeroes"], default="fast", help="fast (default) or zeroes")
+    wd.add_argument("--drop-partition", action="store_true",
+                    help="a partition: also remove it from the disk's partition table")
     common.add_target_args(wd)
     wd.set_defaults(func=run_wipe)
     w.set_defaults(func=lambda args: _usage(w))
@@ -249,8 +252,9 @@ def run_wipe(args: argparse.Namespace) -> int:
     t = common.target(args)
     method = pb.BlockDeviceWipeRequestDeviceMethod.ZEROES if args.method == "zeroes" else \
         pb.BlockDeviceWipeRequestDeviceMethod.FAST
-    req = pb.BlockDeviceWipeRequest(devices=[pb.BlockDeviceWipeRequestDevice(device=d, method=method)
-                                             for d in args.devices])
+    req = pb.BlockDeviceWipeRequest(devices=[
+        pb.BlockDeviceWipeRequestDevice(device=d, method=method, drop_partition=args.drop_partition)
+        for d in args.devices])
 
     async def call(conn: common.Connection, node: str | None) -> None:
         r = pb.BlockDeviceWipeResponse().parse(

@@ -646,6 +646,10 @@ class BlockDeviceWipeRequest(betterproto.Message):
 class BlockDeviceWipeRequestDevice(betterproto.Message):
     device: str = betterproto.string_field(1)
     method: "BlockDeviceWipeRequestDeviceMethod" = betterproto.enum_field(2)
+    drop_partition: bool = betterproto.bool_field(3)
+    """
+    A partition: also remove it from the disk's partition table (ignored for whole disks).
+    """
 
 
 @dataclass(eq=False, repr=False)
