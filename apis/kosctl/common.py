@@ -155,16 +155,21 @@ def _first(exc: BaseException) -> BaseException:
 
 
 async def fan_out(
-    t: Target, call: Callable[[Connection, str | None], Awaitable[None]], *, timeout: float | None = 30.0
+    t: Target, call: Callable[[Connection, str | None], Awaitable[None]], *, timeout: float | None = 30.0,
+    conn: Connection | None = None,
 ) -> int:
     """Run ``call`` once per node (concurrently); a node's failure prints ``error: node: CODE:
-    message`` and makes the exit code 1 without stopping the others."""
+    message`` and makes the exit code 1 without stopping the others. Every call goes over one
+    connection (one TLS handshake): ``conn`` when the caller already has one open (it stays
+    open), else one opened and closed here."""
     import anyio
 
     from kos.apis.client import APIError
 
     failed = 0
-    conn = t.connect(timeout)
+    own = conn is None
+    if conn is None:
+        conn = t.connect(timeout)
 
     async def one(node: str | None) -> None:
         nonlocal failed
@@ -183,7 +188,8 @@ async def fan_out(
                 for node in t.labels():
                     tg.start_soon(one, node)
     finally:
-        conn.close()
+        if own:
+            conn.close()
     return 1 if failed else 0
 
 

@@ -7,20 +7,54 @@ as ``ConfigFieldStatuses`` for what it does not act on here.
 Flow: MachineConfig -> ``*Specs`` (``render``, pure) -> apply controllers -> ``*Statuses``.
 """
 
-from kos.controllers.system.assembly import hosts_dir, system_controllers
-from kos.controllers.system.fields import (
-    FIELDS,
-    SUBFIELDS,
-    Host,
-    Identity,
-    Reads,
-    Unsupported,
-    entry,
-    fields_reference,
-    not_acted_on,
-    schema_paths,
+from typing import TYPE_CHECKING
+
+from kos.resources.lazy import surface, table_of
+
+if TYPE_CHECKING:
+    from kos.controllers.system.assembly import hosts_dir, system_controllers
+    from kos.controllers.system.fields import (
+        FIELDS,
+        SUBFIELDS,
+        Host,
+        Identity,
+        Reads,
+        Unsupported,
+        entry,
+        fields_reference,
+        not_acted_on,
+        schema_paths,
+    )
+    from kos.controllers.system.logship import SHIPPER, LogShipper
+
+__getattr__ = surface(
+    __name__,
+    globals(),
+    table_of(
+        {
+            "assembly": (
+                "hosts_dir",
+                "system_controllers",
+            ),
+            "fields": (
+                "FIELDS",
+                "SUBFIELDS",
+                "Host",
+                "Identity",
+                "Reads",
+                "Unsupported",
+                "entry",
+                "fields_reference",
+                "not_acted_on",
+                "schema_paths",
+            ),
+            "logship": (
+                "SHIPPER",
+                "LogShipper",
+            ),
+        }
+    ),
 )
-from kos.controllers.system.logship import SHIPPER, LogShipper
 
 __all__ = [
     "FIELDS",

@@ -11,23 +11,64 @@ handlers here plug into ``MachineService(extensions=[...])`` and are assembled b
   ``EtcdMaintenanceAPI`` (``etcdmaint``), ``StatsAPI``, ``ImagesAPI``.
 """
 
-from kos.machined.api.containers import ContainersAPI, parse_table
-from kos.machined.api.diagnostics import DiagnosticsAPI
-from kos.machined.api.disks import DisksAPI
-from kos.machined.api.etcd import EtcdAPI
-from kos.machined.api.etcdmaint import EtcdMaintenanceAPI
-from kos.machined.api.files import FilePolicy, FilesAPI
-from kos.machined.api.health import ClusterHealthAPI, check_address, wait_timeout
-from kos.machined.api.images import ImagesAPI
-from kos.machined.api.lifecycle import (
-    LifecycleController,
-    LifecycleRefusedError,
-    LifecycleRequestError,
-    LifecycleService,
-    ResetOptions,
-    UpgradeUnavailableError,
+from typing import TYPE_CHECKING
+
+from kos.resources.lazy import surface, table_of
+
+if TYPE_CHECKING:
+    from kos.machined.api.containers import ContainersAPI, parse_table
+    from kos.machined.api.diagnostics import DiagnosticsAPI
+    from kos.machined.api.disks import DisksAPI
+    from kos.machined.api.etcd import EtcdAPI
+    from kos.machined.api.etcdmaint import EtcdMaintenanceAPI
+    from kos.machined.api.files import FilePolicy, FilesAPI
+    from kos.machined.api.health import ClusterHealthAPI, check_address, wait_timeout
+    from kos.machined.api.images import ImagesAPI
+    from kos.machined.api.lifecycle import (
+        LifecycleController,
+        LifecycleRefusedError,
+        LifecycleRequestError,
+        LifecycleService,
+        ResetOptions,
+        UpgradeUnavailableError,
+    )
+    from kos.machined.api.stats import StatsAPI
+
+__getattr__ = surface(
+    __name__,
+    globals(),
+    table_of(
+        {
+            "containers": (
+                "ContainersAPI",
+                "parse_table",
+            ),
+            "diagnostics": ("DiagnosticsAPI",),
+            "disks": ("DisksAPI",),
+            "etcd": ("EtcdAPI",),
+            "etcdmaint": ("EtcdMaintenanceAPI",),
+            "files": (
+                "FilePolicy",
+                "FilesAPI",
+            ),
+            "health": (
+                "ClusterHealthAPI",
+                "check_address",
+                "wait_timeout",
+            ),
+            "images": ("ImagesAPI",),
+            "lifecycle": (
+                "LifecycleController",
+                "LifecycleRefusedError",
+                "LifecycleRequestError",
+                "LifecycleService",
+                "ResetOptions",
+                "UpgradeUnavailableError",
+            ),
+            "stats": ("StatsAPI",),
+        }
+    ),
 )
-from kos.machined.api.stats import StatsAPI
 
 __all__ = [
     "ClusterHealthAPI",

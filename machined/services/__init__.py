@@ -12,18 +12,65 @@ Public API::
     kmsg.pump_kmsg(ring)                           # the kernel log into a ring
 """
 
-from kos.machined.services.conditions import Condition, PredicateCondition, ResourceCondition, service_healthy
-from kos.machined.services.health import HealthCheck, grpc_probe, http_probe, tcp_probe
-from kos.machined.services.logring import OWN_LOG, LogRing, LogStore, RingLogProcessor
-from kos.machined.services.runners import ProcessRunner, RunContext, Runner, TaskRunner
-from kos.machined.services.supervisor import (
-    BackoffPolicy,
-    RestartPolicy,
-    ServiceDefinition,
-    ServiceEvent,
-    ServiceState,
-    ServiceStatus,
-    Supervisor,
+from typing import TYPE_CHECKING
+
+from kos.resources.lazy import surface, table_of
+
+if TYPE_CHECKING:
+    from kos.machined.services.conditions import Condition, PredicateCondition, ResourceCondition, service_healthy
+    from kos.machined.services.health import HealthCheck, grpc_probe, http_probe, tcp_probe
+    from kos.machined.services.logring import OWN_LOG, LogRing, LogStore, RingLogProcessor
+    from kos.machined.services.runners import ProcessRunner, RunContext, Runner, TaskRunner
+    from kos.machined.services.supervisor import (
+        BackoffPolicy,
+        RestartPolicy,
+        ServiceDefinition,
+        ServiceEvent,
+        ServiceState,
+        ServiceStatus,
+        Supervisor,
+    )
+
+__getattr__ = surface(
+    __name__,
+    globals(),
+    table_of(
+        {
+            "conditions": (
+                "Condition",
+                "PredicateCondition",
+                "ResourceCondition",
+                "service_healthy",
+            ),
+            "health": (
+                "HealthCheck",
+                "grpc_probe",
+                "http_probe",
+                "tcp_probe",
+            ),
+            "logring": (
+                "OWN_LOG",
+                "LogRing",
+                "LogStore",
+                "RingLogProcessor",
+            ),
+            "runners": (
+                "ProcessRunner",
+                "RunContext",
+                "Runner",
+                "TaskRunner",
+            ),
+            "supervisor": (
+                "BackoffPolicy",
+                "RestartPolicy",
+                "ServiceDefinition",
+                "ServiceEvent",
+                "ServiceState",
+                "ServiceStatus",
+                "Supervisor",
+            ),
+        }
+    ),
 )
 
 __all__ = [

@@ -12,7 +12,10 @@ import sys
 
 import pytest
 
-LAZY = ["kos.resources.core", "kos.resources.machineconfig", "kos.resources.pki", "kos.apis.client"]
+LAZY = [
+    "kos.resources.core", "kos.resources.machineconfig", "kos.resources.pki", "kos.apis.client",
+    "kos.controllers.runtime", "kos.controllers.system", "kos.machined.services", "kos.machined.api",
+]
 
 
 @pytest.mark.parametrize("package", LAZY)

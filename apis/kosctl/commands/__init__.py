@@ -41,6 +41,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("disks", "diag", "the nodes' disks (the system disk marked)"),
     Command("wipe", "diag", "wipe block devices (os:admin)"),
     Command("meta", "diag", "the keys of the system disk's META partition"),
+    Command("images", "diag", "the container images containerd holds on the nodes"),
     Command("inspect", "diag", "inspect the node's internals"),
     Command("edit", "edit", "edit a node's machine config in $EDITOR and apply it"),
     Command("patch", "edit", "patch the nodes' machine config and apply it"),

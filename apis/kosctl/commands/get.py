@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kos.apis.kosctl import common
@@ -114,11 +115,71 @@ def _rd_yaml(r: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-async def resolve(conn: Connection, node: str | None, name: str) -> dict[str, Any]:
-    """The resource definition (its YAML spec as a dict) that ``name`` names on the node."""
+CACHE_SECONDS = 600.0
+"""How long the resource definitions read from a node answer alias look-ups from the client's
+cache (``$XDG_CACHE_HOME/kos/kosctl``, like kubectl's discovery cache): listing every definition
+costs a node ~100 ms on a busy machine, more than the rest of ``kosctl get``."""
+
+
+def cache_file(endpoint: str, node: str | None, ca: bytes) -> Path:
+    """Where the definitions of ``node`` (through ``endpoint``, trusted by ``ca``) are cached."""
+    import hashlib
+    import os
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kos" / "kosctl"
+    key = hashlib.sha256(repr((endpoint, node, ca)).encode()).hexdigest()[:32]
+    return base / f"definitions-{key}.json"
+
+
+def _cached(cache: Path | None, name: str) -> dict[str, Any] | None:
+    """The definition ``name`` names in a fresh cache (an exact id or one alias), else None."""
+    import json
+    import time
+
+    if cache is None:
+        return None
+    try:
+        data = json.loads(cache.read_text())
+        if not 0 <= time.time() - float(data["time"]) <= CACHE_SECONDS:
+            return None
+        rds = [rd for rd in data["definitions"] if isinstance(rd, dict)]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    lower = name.lower()
+    for candidate in (lower, lower + "s"):
+        found = [rd for rd in rds if candidate == str(rd.get("type", "")).lower()
+                 or candidate in [str(a).lower() for a in rd.get("allAliases") or []]]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            return None  # ambiguous: the node says so
+    return None
+
+
+def _store(cache: Path | None, rds: list[dict[str, Any]]) -> None:
+    import json
+    import os
+    import time
+
+    if cache is None:
+        return
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"time": time.time(), "definitions": rds}, default=str))
+        tmp.replace(cache)
+    except OSError:
+        pass  # a read-only home: no cache
+
+
+async def resolve(conn: Connection, node: str | None, name: str, cache: Path | None = None) -> dict[str, Any]:
+    """The resource definition (its YAML spec as a dict) that ``name`` names on the node
+    (from ``cache`` when it is fresh and names it; a listing refreshes the cache)."""
     from kos.apis.client import GrpcState
     from kos.resources.core import Kind, NotFoundError, Pointer
 
+    if (hit := _cached(cache, name)) is not None:
+        return hit
     st = GrpcState(conn, node=node, registry=None)
     try:
         return _rd_yaml(await st.get(Pointer("meta", RD_TYPE, name.lower())))
@@ -126,6 +187,7 @@ async def resolve(conn: Connection, node: str | None, name: str) -> dict[str, An
         pass
     lower = name.lower()
     rds = [_rd_yaml(r) for r in await st.list(Kind("meta", RD_TYPE))]
+    _store(cache, rds)
     from grpclib.const import Status
 
     from kos.apis.client import APIError
@@ -168,11 +230,16 @@ def run(args: argparse.Namespace) -> int:
     t = common.target(args, insecure=args.insecure)
 
     async def main() -> int:
-        conn = t.connect()
+        conn = t.connect()  # one connection (one TLS handshake) for the type lookup and the get
         try:
-            rd = await resolve(conn, t.labels()[0], args.type)
+            return await fetch(conn)
         finally:
             conn.close()
+
+    async def fetch(conn: Connection) -> int:
+        node = t.labels()[0]
+        cache = None if args.insecure else cache_file(t.endpoint, node, t.context.ca)
+        rd = await resolve(conn, node, args.type, cache)
         cols = [(str(c.get("name", "")).upper(), output.parse_jsonpath(str(c.get("jsonPath", ""))))
                 for c in rd.get("printColumns") or []]
         printer = output.Printer(
@@ -186,7 +253,8 @@ def run(args: argparse.Namespace) -> int:
             rc = await common.fan_out(t, lambda c, n: _watch(c, n, t, printer, namespace, rtype, args.id, queries),
                                       timeout=None)
         else:
-            rc = await common.fan_out(t, lambda c, n: _get(c, n, t, printer, namespace, rtype, args.id, queries))
+            rc = await common.fan_out(t, lambda c, n: _get(c, n, t, printer, namespace, rtype, args.id, queries),
+                                      conn=conn)
             printer.flush(failed=rc != 0)
         return rc
 

@@ -1,0 +1,135 @@
+"""Start-up a person feels (issue 17): ``python -m bench.kosctl_speed [--runs 7] [--context C
+--kosconfig F]``.
+
+Each round times, as separate processes of the same interpreter, interleaved so load drifts
+hit them alike:
+
+* ``python3 -c pass`` (the baseline every other figure is a ratio of);
+* ``kosctl --help`` (target <= 1.3x);
+* ``kosctl get members`` against a running node (target <= 3x): the node is a 1-control-plane
+  namespace cluster created here (Kubernetes off), or the ``--context`` of ``--kosconfig``;
+  once with the resource-definition cache warm (what a person typing commands gets) and once
+  with an empty cache (``XDG_CACHE_HOME``: the node lists every definition);
+* machined start -> API listening (target <= 5x): ``machined --maintenance --platform process``
+  until its port accepts a TCP connection.
+
+kosctl runs as its console script does (``from kos.apis.kosctl.main import main``). Medians,
+the load average and a calibration loop are printed; ``--importtime`` adds the largest
+``-X importtime`` entries of ``kosctl get members``. Needs root for the cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.localnodes import LocalCluster, conditions
+
+KOSCTL = "import sys; from kos.apis.kosctl.main import main; sys.exit(main())"
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode not in (0, 2):  # --help without a command exits 0
+        raise SystemExit(f"{cmd[-3:]} failed ({proc.returncode}): {proc.stderr[-500:]}")
+    return elapsed
+
+
+def machined_to_listening(tmp: Path) -> float:
+    state = Path(tempfile.mkdtemp(dir=tmp))
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    log = (state / "log").open("w")
+    t0 = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-m", "kos.machined.main", "--state-dir", str(state), "--listen",
+                          f"127.0.0.1:{port}", "--maintenance", "--platform", "process"],
+                         stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return time.perf_counter() - t0
+            except OSError:
+                if p.poll() is not None:
+                    raise SystemExit(f"machined exited: {(state / 'log').read_text()[-800:]}") from None
+                time.sleep(0.002)
+    finally:
+        p.terminate()
+        p.wait()
+        log.close()
+
+
+def importtime(env: dict[str, str], top: int = 15) -> None:
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", KOSCTL, "get", "members"], env=env,
+                          capture_output=True, text=True)
+    rows = []
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            self_us, cum_us, name = (x.strip() for x in line[len("import time:"):].split("|"))
+            if self_us.isdigit():
+                rows.append((int(cum_us), int(self_us), name))
+    print(f"  -X importtime of 'kosctl get members': {len(rows)} modules; largest cumulative:")
+    for cum, self_us, name in sorted(rows, reverse=True)[:top]:
+        print(f"    {cum / 1000:7.1f} ms (self {self_us / 1000:5.1f})  {name}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
+    p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--kosconfig", help="use this kosconfig's node instead of creating a cluster")
+    p.add_argument("--context")
+    p.add_argument("--importtime", action="store_true")
+    args = p.parse_args()
+    print(conditions("before"), flush=True)
+    with tempfile.TemporaryDirectory(prefix="kos-speed-") as tmp_s:
+        tmp = Path(tmp_s)
+        cluster = None
+        if args.kosconfig:
+            env = dict(os.environ, KOSCONFIG=args.kosconfig)
+        else:
+            (tmp / "no-k8s").mkdir()
+            os.environ["KOS_K8S_DIR"] = str(tmp / "no-k8s")
+            cluster = LocalCluster(tmp, 1, 0, "k").__enter__()
+            env = cluster.env
+        get = [sys.executable, "-c", KOSCTL, *(["--context", args.context] if args.context else []), "get", "members"]
+        try:
+            timed(get, env)  # warm the page cache and byte-code
+            names = ["python3 -c pass", "kosctl --help", "kosctl get members", "kosctl get members (no RD cache)",
+                     "machined start -> API listening"]
+            figures: dict[str, list[float]] = {n: [] for n in names}
+            for _ in range(args.runs):
+                figures["python3 -c pass"].append(timed([sys.executable, "-c", "pass"]))
+                figures["kosctl --help"].append(timed([sys.executable, "-c", KOSCTL, "--help"]))
+                figures["kosctl get members"].append(timed(get, env))
+                cold = dict(env, XDG_CACHE_HOME=tempfile.mkdtemp(dir=tmp))
+                figures["kosctl get members (no RD cache)"].append(timed(get, cold))
+                figures["machined start -> API listening"].append(machined_to_listening(tmp))
+            base = statistics.median(figures["python3 -c pass"])
+            targets = dict(zip(names[1:], (1.3, 3.0, 3.0, 5.0), strict=True))
+            print(f"== medians of {args.runs} interleaved rounds ({sys.executable})")
+            for name, values in figures.items():
+                m = statistics.median(values)
+                target = f"target <= {targets[name]}x" if name in targets else "baseline"
+                print(f"  {name:<34} {1000 * m:8.1f} ms  {m / base:5.2f}x  {target}")
+            if args.importtime:
+                importtime(env)
+        finally:
+            if cluster is not None:
+                cluster.__exit__()
+    print(conditions("after"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
