@@ -5,7 +5,8 @@
 
 ``root``: where the node's file system is (files, containerd's registry hosts directory, /proc
 and /sys); ``container_mode``: a namespace node sharing the host's kernel (only per-netns
-sysctls are applied; the rest is reported unsupported); ``log_shipper``: where machined's log
+sysctls are applied; the rest is reported unsupported; a node with its own kernel also gets
+``render.KERNEL_PARAM_DEFAULTS``, what the kubelet needs); ``log_shipper``: where machined's log
 lines are tee'd (default: the process's ``SHIPPER``, installed by machined's logging setup).
 """
 
@@ -44,7 +45,8 @@ def system_controllers(*, root: str, container_mode: bool, log_shipper: LogShipp
     host = Host.detect(shared_kernel=container_mode)
     registries_dir = hosts_dir(root)
     return [
-        ConfigSpecsController("system.KernelParamConfigController", KernelParamSpecSpec, render.kernel_params),
+        ConfigSpecsController("system.KernelParamConfigController", KernelParamSpecSpec,
+                              render.kernel_params if container_mode else render.kernel_params_with_defaults),
         KernelParamApplyController(root=root, shared_kernel=container_mode),
         ConfigSpecsController("system.MachineFileConfigController", MachineFileSpecSpec, render.machine_files),
         machine_file_apply_controller(root=root),

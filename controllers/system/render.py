@@ -5,7 +5,8 @@ rendered raises ``ValueError`` naming the field, the value and what was expected
 controller then keeps the previous specs). No I/O here.
 
 * ``kernel_params``: ``machine.sysctls`` and ``SysctlConfig.params`` (id = the key) and
-  ``machine.sysfs`` (id ``sysfs.<key>``);
+  ``machine.sysfs`` (id ``sysfs.<key>``); ``kernel_params_with_defaults`` puts them over
+  ``KERNEL_PARAM_DEFAULTS`` (a node with its own kernel, as Talos's KernelParamDefaults);
 * ``machine_files``: ``machine.files`` (id = the path; only below ``/var/``, as Talos allows);
 * ``environment``: ``machine.env`` (id ``machine``);
 * ``registry_hosts(hosts_dir)``: ``machine.registries`` and the ``RegistryMirrorConfig``/
@@ -61,6 +62,31 @@ def kernel_params(c: ConfigContainer) -> dict[str, Spec]:
             except KernelParamError as exc:
                 raise ValueError(f"SysctlConfig.params.{key}: {exc}") from None
             out[key] = KernelParamSpecSpec(value=str(value), path=path, source="SysctlConfig")
+    return out
+
+
+# What a Kubernetes node needs of its kernel, as Talos sets it on every machine with its own
+# kernel: the kubelet (protectKernelDefaults: true) refuses to start unless the vm./kernel. ones
+# hold; pods need forwarding and bridged traffic through iptables (kube-proxy, flannel). The
+# config's machine.sysctls / SysctlConfig win over these.
+KERNEL_PARAM_DEFAULTS: dict[str, str] = {
+    "vm.overcommit_memory": "1",
+    "vm.panic_on_oom": "0",
+    "kernel.panic": "10",
+    "kernel.panic_on_oops": "1",
+    "kernel.keys.root_maxkeys": "1000000",
+    "kernel.keys.root_maxbytes": "25000000",
+    "net.ipv4.ip_forward": "1",
+    "net.bridge.bridge-nf-call-iptables": "1",
+}
+DEFAULTS_SOURCE = "defaults"
+
+
+def kernel_params_with_defaults(c: ConfigContainer) -> dict[str, Spec]:
+    """``KERNEL_PARAM_DEFAULTS`` (source ``defaults``) with the config's own over them."""
+    out: dict[str, Spec] = {key: KernelParamSpecSpec(value=value, path=param_path(key), source=DEFAULTS_SOURCE)
+                            for key, value in KERNEL_PARAM_DEFAULTS.items()}
+    out.update(kernel_params(c))
     return out
 
 

@@ -129,3 +129,49 @@ def test_sysfs_and_sysctl_changes_apply_without_a_reboot() -> None:
     new = ConfigContainer.load(machine_config('sysctls: {net.ipv4.ip_forward: "1"}\n'
                                               'sysfs: {kernel.mm.transparent_hugepage.enabled: never}'), strict=False)
     assert reboot_required(old, new) == []
+
+
+def test_a_node_with_its_own_kernel_gets_what_the_kubelet_needs_under_the_configs_own() -> None:
+    from kos.resources.machineconfig import ConfigContainer
+
+    c = ConfigContainer.load(machine_config('sysctls: {kernel.panic: "30", net.core.somaxconn: "1024"}'),
+                             strict=False)
+    got = render.kernel_params_with_defaults(c)
+    assert set(got) == set(render.KERNEL_PARAM_DEFAULTS) | {"net.core.somaxconn"}
+    for key in ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic_on_oops", "kernel.keys.root_maxkeys",
+                "kernel.keys.root_maxbytes", "net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables"):
+        spec = got[key]
+        assert isinstance(spec, KernelParamSpecSpec)
+        assert (spec.value, spec.source) == (render.KERNEL_PARAM_DEFAULTS[key], "defaults")
+    panic = got["kernel.panic"]
+    assert isinstance(panic, KernelParamSpecSpec) and (panic.value, panic.source) == ("30", "machine.sysctls")
+    # the kubelet's protectKernelDefaults values, exactly
+    assert {k: render.KERNEL_PARAM_DEFAULTS[k] for k in (
+        "vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
+        "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes")} == {
+        "vm.overcommit_memory": "1", "vm.panic_on_oom": "0", "kernel.panic": "10", "kernel.panic_on_oops": "1",
+        "kernel.keys.root_maxkeys": "1000000", "kernel.keys.root_maxbytes": "25000000"}
+    # a namespace node's render has none of them (the host's kernel; nodeinit masks them read-only)
+    assert "vm.overcommit_memory" not in render.kernel_params(c)
+
+
+async def test_the_defaults_are_written_and_a_missing_one_is_a_failed_status(tmp_path: Path) -> None:
+    """On a root of plain files standing for /proc/sys (the host's own kernel settings are not
+    ours to change in a test); net.bridge.* exists only once br_netfilter is loaded."""
+    for key in render.KERNEL_PARAM_DEFAULTS:
+        if key.startswith("net.bridge."):
+            continue
+        f = tmp_path / param_path(key)
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("0\n")
+    ctl = [ConfigSpecsController("system.KernelParamConfigController", KernelParamSpecSpec,
+                                 render.kernel_params_with_defaults), KernelParamApplyController(root=str(tmp_path))]
+    async with running(ctl) as state:
+        await set_config(state, machine_config("env: {A: b}"))
+        want = [k for k in render.KERNEL_PARAM_DEFAULTS if not k.startswith("net.bridge.")]
+        await assert_resources(state, KERNEL_PARAM_STATUSES, want, lambda r: r.spec.state == "applied")
+        for key in want:
+            assert (tmp_path / param_path(key)).read_text().strip() == render.KERNEL_PARAM_DEFAULTS[key]
+        got = await assert_resources(state, KERNEL_PARAM_STATUSES, ["net.bridge.bridge-nf-call-iptables"],
+                                     lambda r: r.spec.state == "failed")
+        assert "does not exist" in got["net.bridge.bridge-nf-call-iptables"].spec.reason
