@@ -6,33 +6,17 @@ moments can be compared as ratios)."""
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from bench.calibrate import calibration_ms, conditions
 from kos.platform.provision.namespaces import ClusterState, node_pid1
+
+__all__ = ["calibration_ms", "conditions"]  # re-exported: older bench scripts import them from here
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def calibration_ms(rounds: int = 5) -> float:
-    """Median wall time of a fixed pure-Python loop (one core)."""
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        x = 0
-        for i in range(1_000_000):
-            x += i * i
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
-
-
-def conditions(label: str) -> str:
-    return (f"{label}: load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores, "
-            f"calibration loop {calibration_ms():.0f} ms")
 
 
 def rss(pid: int) -> int:

@@ -1,13 +1,14 @@
 """Benchmark: 10 IntResources x 2000 update_with_conflicts rounds flowing through a transform
 controller (int -> str) on the in-memory state with Talos's history (8/1024/4).
 
-Prints, as medians over --repeat runs: total time until every output equals its input,
+Prints, as medians over --repeat runs (each with the load average and a calibration loop
+measured right after, bench/calibrate.py): total time until every output equals its input,
 updates/s, reconciles of the transform (coalescing makes this far below 20000), and the
 runtime's delivered (deduplicated) changes. The producer yields to the event loop once per
 round (10 updates), as any real writer awaiting I/O would, and again once per 50 rounds
 (500 updates: still inside the 1024-event history) to show coalescing.
 
-    python bench/runtime_pipeline.py [--resources 10] [--rounds 2000] [--repeat 5] [--yield-every 1 50]
+    python -m bench.runtime_pipeline [--resources 10] [--rounds 2000] [--repeat 5] [--yield-every 1 50]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import anyio
 import structlog
 
+from bench.calibrate import beside, conditions
 from kos.controllers.runtime import Runtime, transform
 from kos.controllers.runtime.testing import assert_resources
 from kos.resources.core import InMemoryState, Kind, Pointer, Resource, Spec, resource_type, spec_field
@@ -92,8 +94,10 @@ async def main() -> None:
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     n = args.resources * args.rounds
+    print(conditions("before"))
     for yield_every in args.yield_every:
         runs = [await one_run(args.resources, args.rounds, yield_every) for _ in range(args.repeat)]
+        at = beside()
         print(f"runtime pipeline: {args.resources} resources x {args.rounds} rounds = {n} updates, producer yields "
               f"every {yield_every} round(s), {args.repeat} runs (medians)")
         for key, fmt in [("total_s", "{:.3f} s until outputs == inputs"), ("produce_s", "{:.3f} s producing"),
@@ -101,7 +105,7 @@ async def main() -> None:
                          ("reconciles", "{:.0f} transform reconciles (of {n} updates)"),
                          ("delivered", "{:.0f} deduplicated changes delivered")]:
             med = statistics.median(r[key] for r in runs)
-            print(f"  {key:14} " + fmt.format(med, n=n))
+            print(f"  {key:14} " + fmt.format(med, n=n) + f"   {at}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Prints: creates/s and updates/s with no watchers; updates/s with 10 WatchKind watchers each
 receiving every event; watch delivery latency p50/p99 (1 and 10 watchers); RSS for 100k
-small resources. Each figure is the median of several runs. Run: python bench/store.py
+small resources. Each figure is the median of several runs, printed with the load average
+and a calibration loop measured right after it. Run: python -m bench.store
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from bench.calibrate import beside, conditions
 from kos.resources.core import InMemoryState, Kind, Resource, Spec, resource_type, spec_field
 
 
@@ -154,23 +156,32 @@ def rss_100k() -> tuple[float, float]:
 
 
 async def main() -> None:
+    print(conditions("before"))
     gc.collect()
     c = median([await creates_per_s(50_000) for _ in range(RUNS)])
+    c_at = beside()
     u = median([await updates_per_s(100_000) for _ in range(RUNS)])
+    u_at = beside()
     w = median([await updates_with_watchers(50_000, 10) for _ in range(RUNS)])
+    w_at = beside()
     l1 = [await delivery_latency(2000, 1) for _ in range(3)]
+    l1_at = beside()
     l10 = [await delivery_latency(2000, 10) for _ in range(3)]
+    l10_at = beside()
     rss, delta = rss_100k()
-    print(f"creates/s (no watchers):                 {c:>10,.0f}")
-    print(f"updates/s (no watchers):                 {u:>10,.0f}   target >= 150,000")
-    print(f"updates/s (10 WatchKind watchers):       {w:>10,.0f}   target >= 50,000")
+    rss_at = beside()
+    print(f"creates/s (no watchers):                 {c:>10,.0f}   {c_at}")
+    print(f"updates/s (no watchers):                 {u:>10,.0f}   target >= 150,000   {u_at}")
+    print(f"updates/s (10 WatchKind watchers):       {w:>10,.0f}   target >= 50,000   {w_at}")
     print(f"delivery latency, 1 watcher  p50 / p99:  {median([x[0] for x in l1]):.3f} / "
-          f"{median([x[1] for x in l1]):.3f} ms")
+          f"{median([x[1] for x in l1]):.3f} ms   {l1_at}")
     print(f"delivery latency, 10 watchers p50 / p99: {median([x[0] for x in l10]):.3f} / "
-          f"{median([x[1] for x in l10]):.3f} ms   target p99 <= 2 ms")
-    print(f"RSS with 100k small resources:           {rss:.1f} MiB (store: +{delta:.1f} MiB)   target <= 150 MiB")
+          f"{median([x[1] for x in l10]):.3f} ms   target p99 <= 2 ms   {l10_at}")
+    print(f"RSS with 100k small resources:           {rss:.1f} MiB (store: +{delta:.1f} MiB)   target <= 150 MiB"
+          f"   {rss_at}")
     print("(10 resources x 2000 updates through a transform controller: bench/runtime_pipeline.py)")
-
+    print("[load L, calibration C ms]: the 1-minute load average and a fixed pure-Python loop's time right after"
+          " the figure (bench/calibrate.py): a figure taken at twice the calibration time is not a slower store")
 
 if __name__ == "__main__":
     asyncio.run(main())
