@@ -2,7 +2,8 @@
 
 Steps and their caches (under --cache, default build/kos-image):
   debs/           apt-get download of packages.txt + kernel-packages.txt (skipped when present)
-  kernel-<ver>/   vmlinux extracted from the Debian bzImage, the modules the initramfs loads
+  kernel-<ver>-<h>/ vmlinux extracted from the Debian bzImage, the modules the initramfs loads
+                  (the boot modules, + K8S_MODULES when the image carries the kubelet)
   base-<hash>/    the Debian packages unpacked (dpkg-deb -x), usr-merged, trimmed, stdlib .pyc
   pydeps-<hash>/  kos's PyPI dependencies (pip install --target, compiled)
   kos/            kos itself from a wheel of this checkout's working tree (rebuilt every run: seconds)
@@ -40,6 +41,16 @@ MiB = 1 << 20
 INITRAMFS_MODULES = [
     "virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "virtio_console",
     "qemu_fw_cfg", "crc32c_generic", "squashfs", "overlay", "xfs", "loop",
+]
+# What a Kubernetes node's kernel needs that Debian builds as modules (kos has no modprobe: the
+# initramfs loads them): bridge/veth for the CNI, vxlan for flannel, br_netfilter for
+# net.bridge.bridge-nf-call-iptables, and the netfilter parts kube-proxy's and flannel's
+# iptables (xtables-nft-multi: nf_tables with xt matches/targets through nft_compat) load on use.
+K8S_MODULES = [
+    "bridge", "br_netfilter", "veth", "vxlan",
+    "nf_conntrack", "nf_nat", "nf_tables", "nft_compat", "nft_chain_nat", "nft_ct", "nft_masq", "nft_nat",
+    "nft_reject_ipv4", "x_tables", "xt_conntrack", "xt_MASQUERADE", "xt_addrtype", "xt_comment", "xt_mark",
+    "xt_multiport", "xt_statistic", "xt_nat", "xt_tcpudp", "xt_physdev", "xt_recent", "xt_limit", "ipt_REJECT",
 ]
 SITE = "usr/lib/python3/dist-packages"
 TRIM = [
@@ -115,8 +126,9 @@ class Steps:
         return {n: have[n] for n in names}
 
     # -- kernel ------------------------------------------------------------------------
-    def kernel(self) -> tuple[Path, str, list[str]]:
-        """(kernel dir, version, module load order relative to the modules dir)."""
+    def kernel(self, modules: list[str]) -> tuple[Path, str, list[str]]:
+        """(kernel dir, version, load order of ``modules`` and their dependencies relative to
+        the modules dir)."""
         t = time.monotonic()
         meta_pkg = "linux-image-amd64"
         dep = next((ln.split(":", 1)[1].strip() for ln in run("apt-cache", "depends", meta_pkg).splitlines()
@@ -125,7 +137,7 @@ class Steps:
             raise SystemExit(f"build: cannot resolve {meta_pkg}")
         deb = self.fetch([dep])[dep]
         version = dep.removeprefix("linux-image-")
-        kdir = self.cache / f"kernel-{deb.stem}"
+        kdir = self.cache / f"kernel-{deb.stem}-{digest(*modules)}"
         order_file = kdir / "load-order"
         if not order_file.exists():
             tmp = kdir.with_name(kdir.name + ".tmp")
@@ -135,7 +147,7 @@ class Steps:
             bz = (tmp / "x" / "boot" / f"vmlinuz-{version}").read_bytes()
             (tmp / "vmlinux").write_bytes(vmlinux.extract(bz))
             moddir = tmp / "x" / "lib" / "modules" / version
-            order = rootfs.module_closure(moddir, INITRAMFS_MODULES)
+            order = rootfs.module_closure(moddir, modules)
             mods = tmp / "modules"
             for rel in order:
                 (mods / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -273,14 +285,16 @@ class Steps:
     def k8s(self, bindir: Path | None, k8s_dir: Path | None) -> Path | None:
         """The node's Kubernetes layer: ``--k8s-bin DIR`` (every file to /usr/local/bin), else
         what ``rootfs-build/k8s/build`` left in its cache: the kubelet in /usr/local/bin and the
-        CNI plugins in /usr/lib/cni (images stay out: nodes pull them from the provisioner's
-        registry, see docs/kubernetes.md)."""
+        CNI plugins in /opt/cni/bin, containerd's CNI bin_dir (a writable overlay at boot, where
+        flannel's DaemonSet adds its plugin). Images stay out: nodes pull them from the
+        provisioner's registry, see docs/kubernetes.md. kube-proxy and flannel run in their
+        images (with their own iptables and conntrack): the node needs no iptables."""
         files: list[tuple[Path, str]] = []
         if bindir is not None:
             files = [(f, f"usr/local/bin/{f.name}") for f in sorted(bindir.iterdir()) if f.is_file()]
         elif k8s_dir is not None and (k8s_dir / "bin/kubelet").is_file():
             files = [(k8s_dir / "bin/kubelet", "usr/local/bin/kubelet")]
-            files += [(p, f"usr/lib/cni/{p.name}") for p in sorted((k8s_dir / "cni").glob("*")) if p.is_file()]
+            files += [(p, f"opt/cni/bin/{p.name}") for p in sorted((k8s_dir / "cni").glob("*")) if p.is_file()]
         if not files:
             return None
         kdir = self.cache / "k8s"
@@ -360,12 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     s = Steps(cache, out)
     pkgs = read_list(HERE / "packages.txt")
-    kdir, version, order = s.kernel()
+    k8s = None if args.no_k8s else s.k8s(args.k8s_bin, args.k8s_dir)
+    kdir, version, order = s.kernel(INITRAMFS_MODULES + (K8S_MODULES if k8s is not None else []))
     shutil.copyfile(kdir / "vmlinux", out / "vmlinux")
     shutil.copyfile(kdir / "vmlinuz", out / "vmlinuz")
     initrd = s.initramfs(kdir, order)
     layers = [s.base(pkgs), s.pydeps(), s.kos()]
-    k8s = None if args.no_k8s else s.k8s(args.k8s_bin, args.k8s_dir)
     if k8s is not None:
         layers.append(k8s)
     sqsh = s.squash(layers)

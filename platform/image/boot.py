@@ -92,7 +92,9 @@ def read_boot_info(path: Path = Path("/run/kos-boot")) -> dict[str, str]:
 def _mounts() -> None:
     """What machined needs before it starts: /proc and /sys to read the command line; a
     writable /etc (overlayfs: the image's /etc below, a tmpfs layer in /run above, so
-    controllers can write resolv.conf, hosts and /etc/kubernetes); tmpfs on /system (with
+    controllers can write resolv.conf, hosts and /etc/kubernetes) and a writable /opt the same
+    way (the image's CNI plugins in /opt/cni/bin, where a CNI's DaemonSet adds its own, as on
+    Talos); tmpfs on /system (with
     /system/secrets); STATE at /system/state and EPHEMERAL at /var when they were formatted
     on an earlier boot (so machined finds its config, as Talos mounts STATE early). On a
     first boot the block controllers format and mount them once a config selects the disk
@@ -103,10 +105,11 @@ def _mounts() -> None:
 
     syscalls.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     syscalls.mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    for d in ("/run/kos/etc/upper", "/run/kos/etc/work"):
-        os.makedirs(d, exist_ok=True)
-    syscalls.mount("overlay", "/etc", "overlay", MS_NOSUID | MS_NODEV,
-                   "lowerdir=/etc,upperdir=/run/kos/etc/upper,workdir=/run/kos/etc/work")
+    for top in ("etc", "opt"):
+        for d in (f"/run/kos/{top}/upper", f"/run/kos/{top}/work"):
+            os.makedirs(d, exist_ok=True)
+        syscalls.mount("overlay", f"/{top}", "overlay", MS_NOSUID | MS_NODEV,
+                       f"lowerdir=/{top},upperdir=/run/kos/{top}/upper,workdir=/run/kos/{top}/work")
     syscalls.mount("tmpfs", "/system", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
     for d in ("/system/state", "/system/secrets", "/system/run", "/system/etc"):
         os.makedirs(d, mode=0o700, exist_ok=True)

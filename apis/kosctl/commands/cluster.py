@@ -172,6 +172,13 @@ def run_create(args: argparse.Namespace) -> int:
 
             vm = {"machine": {"time": {"servers": [str(net.gateway)]}, "install": {"disk": "/dev/vda"}}}
             args.config_patch = [json.dumps(vm), *args.config_patch]
+        archives = _registry_archives()
+        if archives:
+            import json
+
+            from kos.platform.provision.registry import PORT, mirrors_patch
+
+            args.config_patch = [json.dumps(mirrors_patch(f"{net.gateway}:{PORT}")), *args.config_patch]
     except (ProvisionError, NetworkError) as exc:
         raise CLIError(str(exc)) from None
     prov = _provisioner(args)
@@ -197,10 +204,13 @@ def run_create(args: argparse.Namespace) -> int:
     _write_private(cdir / "secrets.yaml", bundle_text)
     for n, _ in names:
         _write_private(cdir / n / "config.yaml", configs[n])
+    pushing = _start_registry(state, archives) if archives else None
     try:
         import anyio
 
         ok = anyio.run(lambda: _bring_up(args, state, configs, client_text))
+        if pushing is not None:
+            ok = _pushed(pushing) and ok
     except CLIError:
         print(f"the cluster stays for inspection (consoles: {cdir}/<node>/console.log); "
               f"remove it with: kosctl cluster destroy --name {args.name}", file=sys.stderr)
@@ -226,6 +236,62 @@ def _kubernetes_binds(prov: Any, name: str, nodes: list[str]) -> dict[str, list[
     if not art.has_kubelet():
         _step(f"no Kubernetes binaries in {art.bin_dir}: the nodes' kubelet will wait for one")
     return {n: art.node_binds(prov.cluster_dir(name) / n) for n in nodes}
+
+
+def _registry_archives() -> list[Path]:
+    """The built image archives the cluster's registry serves (none: no registry)."""
+    import shutil
+
+    from kos.platform.image import k8s
+
+    archives = list(k8s.image_archives().values())
+    if archives and shutil.which("docker-registry") is None:
+        _step("docker-registry not found (apt-get install docker-registry): no cluster registry; "
+              "nodes pull from the internet")
+        return []
+    return archives
+
+
+def _start_registry(state: Any, archives: list[Path]) -> Any:
+    """The cluster's registry on the gateway (kos.platform.provision.registry), filled in a
+    background thread while the nodes boot; returns (thread, outcome) for ``_pushed``."""
+    import threading
+
+    from kos.platform.provision.registry import ClusterRegistry, RegistryError
+
+    reg = ClusterRegistry(Path(state.dir), f"kos-{state.name}", state.gateway)
+    try:
+        reg.start()
+    except (RegistryError, OSError) as exc:
+        raise CLIError(f"starting the cluster's registry on {reg.endpoint}: {exc}") from None
+    _step(f"registry http://{reg.endpoint} (mirror of registry.k8s.io, ghcr.io, docker.io): pushing "
+          f"{len(archives)} images")
+    outcome: dict[str, Any] = {}
+
+    def push() -> None:
+        t = time.monotonic()
+        try:
+            outcome["pushed"] = reg.push(archives)
+            outcome["seconds"] = time.monotonic() - t
+        except (RegistryError, OSError, ValueError) as exc:
+            outcome["error"] = str(exc)
+
+    thread = threading.Thread(target=push, name="registry-push", daemon=True)
+    thread.start()
+    return thread, outcome, reg
+
+
+def _pushed(pushing: Any, timeout: float = 600.0) -> bool:
+    thread, outcome, reg = pushing
+    thread.join(timeout)
+    if thread.is_alive():
+        print(f"pushing images to {reg.endpoint}: still running after {timeout:.0f} s", file=sys.stderr)
+        return False
+    if "error" in outcome:
+        print(f"pushing images to the cluster's registry {reg.endpoint}: {outcome['error']}", file=sys.stderr)
+        return False
+    _step(f"registry: {len(outcome['pushed'])} images pushed in {outcome['seconds']:.1f} s")
+    return True
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -430,6 +496,10 @@ def run_destroy(args: argparse.Namespace) -> int:
         prov, kind = found
     _step(f"destroying {kind} cluster {args.name!r}")
     try:
+        from kos.platform.provision.registry import ClusterRegistry
+
+        if ClusterRegistry(prov.cluster_dir(args.name), f"kos-{args.name}", "").stop():
+            _step("registry stopped")
         prov.destroy(args.name)
     except ProvisionError as exc:
         raise CLIError(f"destroy {args.name}: {exc}") from None
