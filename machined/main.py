@@ -49,7 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _configure_logging() -> None:
     """JSON lines on stderr (the console), copied into machined's own log ring, which the Logs
-    RPC serves as ``machined`` (``kosctl logs machined``)."""
+    RPC serves as ``machined`` (``kosctl logs machined``).
+
+    structlog's console extras (rich, colorama, better_exceptions: ~70 modules, ~100 ms and
+    several MiB per node where a workstation has them installed) are kept out: machined
+    writes JSON lines and never pretty-prints."""
+    for extra in ("rich", "colorama", "better_exceptions"):
+        sys.modules.setdefault(extra, None)  # type: ignore[arg-type]  # "import rich" -> ImportError
     import structlog
 
     from kos.controllers.system import SHIPPER

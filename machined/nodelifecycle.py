@@ -11,14 +11,10 @@ from collections.abc import Awaitable, Callable
 import anyio
 import structlog
 
-from kos.controllers.block.wipe import wipe as block_wipe
 from kos.machined.api import LifecycleRefusedError, LifecycleRequestError, ResetOptions, UpgradeUnavailableError
 from kos.machined.init import Action
 from kos.machined.nodebase import NodeBase, empty_directory
 from kos.machined.sequencer import PREEMPTIVE, Phase, Sequence, SequenceBusyError, SequenceError
-from kos.platform.image import install as image_install
-from kos.platform.image import installer as image_installer
-from kos.platform.image.installer import upgrade_sequence
 
 log = structlog.get_logger("kos.machined")
 
@@ -133,6 +129,8 @@ class NodeLifecycle(NodeBase):
                     return
                 await anyio.to_thread.run_sync(empty_directory, target)
                 return
+            from kos.controllers.block.wipe import wipe as block_wipe  # disks only: not at start-up
+
             await block_wipe(self.state, labels=[label])
 
         return wipe
@@ -143,6 +141,8 @@ class NodeLifecycle(NodeBase):
                 f"upgrade to {image!r}: {self.opts.platform} nodes have no boot slots to install into; "
                 "recreate the node (kosctl cluster destroy/create) to change its version"
             )
+        from kos.platform.image.installer import upgrade_sequence  # imported when used: start-up stays short
+
         try:
             phases = upgrade_sequence(image, preserve=preserve, stage=stage, force=force)
         except ValueError as exc:
@@ -159,6 +159,9 @@ class NodeLifecycle(NodeBase):
                 f"rollback: {self.opts.platform} nodes have no boot slots (only QEMU/metal nodes booted from a "
                 "kos system disk have A/B slots); recreate the node to change its version"
             )
+        from kos.platform.image import install as image_install
+        from kos.platform.image import installer as image_installer
+
         try:
             state, target = await anyio.to_thread.run_sync(image_installer.rollback_check)
         except image_install.InstallError as exc:
