@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -241,7 +242,14 @@ def test_apply_config_dry_run_then_real(cluster: Cluster, tmp_path: Path) -> Non
     cfg = tmp_path / "controlplane.yaml"
     r = k(cluster, "apply-config", "-f", str(cfg), "--dry-run")
     assert r.returncode == 0, r.stderr
-    assert f"{cluster.ep1}: Dry run: nothing applied\n--- current\n+++ new\n" in r.stdout
+    # the answer and the diff on stdout; fields this node does not act on are counted there and
+    # named one per warning line on stderr
+    m = re.search(rf"^{re.escape(cluster.ep1)}: Dry run: nothing applied"
+                  r"(?:; (\d+) field\(s\) set but not acted on here \(see warnings\))?\n--- current\n\+\+\+ new\n",
+                  r.stdout, re.M)
+    assert m, r.stdout
+    assert "warning:" not in r.stdout
+    assert r.stderr.count(f"{cluster.ep1}: warning: ") >= int(m.group(1) or 0)
     assert "+version: v1alpha1" in r.stdout and "key: '******'" in r.stdout  # secrets redacted in the diff
     assert not (cluster.sd1 / "config.yaml").exists()
     bad = tmp_path / "bad.yaml"
