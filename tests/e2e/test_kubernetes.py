@@ -73,14 +73,8 @@ class Cluster:
 
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        for _ in range(3):
-            proc = subprocess.run([str(ART.bin_dir / "kubectl"), "--kubeconfig", str(self.dir / "kubeconfig"),
-                                   *args], capture_output=True, text=True, input=stdin, timeout=timeout)
-            # the API server's pooled connection to a kubelet may have just been closed; a new
-            # request dials again (seen for exec/logs right after a kubelet got its serving cert)
-            if "use of closed network connection" not in proc.stderr:
-                break
-            time.sleep(1)
+        proc = subprocess.run([str(ART.bin_dir / "kubectl"), "--kubeconfig", str(self.dir / "kubeconfig"), *args],
+                              capture_output=True, text=True, input=stdin, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
