@@ -403,11 +403,19 @@ class NamespaceProvisioner(ClusterDirectory):
         state = ClusterState.load(cdir) if (cdir / "cluster.json").exists() else None
         errors: list[str] = []
         if state is not None:
-            for node in state.nodes:
+            # every node at once: each one's graceful stop (services, etcd, containerd) is mostly
+            # waiting, so one after another made destroy grow by ~0.3-0.5 s per node
+            from concurrent.futures import ThreadPoolExecutor
+
+            def stop(node: NodeState) -> str | None:
                 try:
                     self.stop_node(node, timeout=timeout)
                 except OSError as exc:
-                    errors.append(f"stopping {node.name}: {exc}")
+                    return f"stopping {node.name}: {exc}"
+                return None
+
+            with ThreadPoolExecutor(max_workers=max(1, min(32, len(state.nodes)))) as pool:
+                errors += [e for e in pool.map(stop, state.nodes) if e]
             if pid_alive(state.forwarder_pid) and "kos.platform.provision.forward" in _cmdline(state.forwarder_pid):
                 with _suppress_missing():
                     os.kill(state.forwarder_pid, signal.SIGTERM)
