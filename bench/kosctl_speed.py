@@ -13,7 +13,9 @@ hit them alike:
 * machined start -> API listening (target <= 5x): ``machined --maintenance --platform process``
   until its port accepts a TCP connection.
 
-kosctl runs as its console script does (``from kos.apis.kosctl.main import main``). Medians,
+kosctl runs as its console script does (``from kos.apis.kosctl.main import main``).
+``--before REV`` also times kosctl and machined of git revision REV (``git archive`` into a
+temporary ``kos`` package on ``PYTHONPATH``) in the same rounds, against the same node. Medians,
 the load average and a calibration loop are printed; ``--importtime`` adds the largest
 ``-X importtime`` entries of ``kosctl get members``. Needs root for the cluster.
 """
@@ -44,7 +46,7 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     return elapsed
 
 
-def machined_to_listening(tmp: Path) -> float:
+def machined_to_listening(tmp: Path, env: dict[str, str] | None = None) -> float:
     state = Path(tempfile.mkdtemp(dir=tmp))
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -54,7 +56,7 @@ def machined_to_listening(tmp: Path) -> float:
     t0 = time.perf_counter()
     p = subprocess.Popen([sys.executable, "-m", "kos.machined.main", "--state-dir", str(state), "--listen",
                           f"127.0.0.1:{port}", "--maintenance", "--platform", "process"],
-                         stdout=subprocess.DEVNULL, stderr=log)
+                         stdout=subprocess.DEVNULL, stderr=log, env=env)
     try:
         while True:
             try:
@@ -90,6 +92,7 @@ def main() -> int:
     p.add_argument("--kosconfig", help="use this kosconfig's node instead of creating a cluster")
     p.add_argument("--context")
     p.add_argument("--importtime", action="store_true")
+    p.add_argument("--before", metavar="REV", help="also time kosctl and machined of this git revision")
     args = p.parse_args()
     print(conditions("before"), flush=True)
     with tempfile.TemporaryDirectory(prefix="kos-speed-") as tmp_s:
@@ -105,23 +108,36 @@ def main() -> int:
         get = [sys.executable, "-c", KOSCTL, *(["--context", args.context] if args.context else []), "get", "members"]
         try:
             timed(get, env)  # warm the page cache and byte-code
+            old: dict[str, str] | None = None
+            if args.before:
+                (tmp / "before" / "kos").mkdir(parents=True)
+                archive = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "archive",
+                                          args.before], capture_output=True, check=True).stdout
+                subprocess.run(["tar", "-x", "-C", str(tmp / "before" / "kos")], input=archive, check=True)
+                old = dict(env, PYTHONPATH=str(tmp / "before"))
+                timed(get, old)
             names = ["python3 -c pass", "kosctl --help", "kosctl get members", "kosctl get members (no RD cache)",
                      "machined start -> API listening"]
+            targets = dict(zip(names[1:], (1.3, 3.0, 3.0, 5.0), strict=True))
+            if old is not None:
+                names += [f"{n} @{args.before}" for n in names[1:] if "no RD cache" not in n]
             figures: dict[str, list[float]] = {n: [] for n in names}
             for _ in range(args.runs):
                 figures["python3 -c pass"].append(timed([sys.executable, "-c", "pass"]))
-                figures["kosctl --help"].append(timed([sys.executable, "-c", KOSCTL, "--help"]))
-                figures["kosctl get members"].append(timed(get, env))
-                cold = dict(env, XDG_CACHE_HOME=tempfile.mkdtemp(dir=tmp))
-                figures["kosctl get members (no RD cache)"].append(timed(get, cold))
-                figures["machined start -> API listening"].append(machined_to_listening(tmp))
+                for suffix, e in [("", env)] + ([(f" @{args.before}", old)] if old is not None else []):
+                    assert e is not None
+                    figures["kosctl --help" + suffix].append(timed([sys.executable, "-c", KOSCTL, "--help"], e))
+                    figures["kosctl get members" + suffix].append(timed(get, e))
+                    if not suffix:
+                        cold = dict(env, XDG_CACHE_HOME=tempfile.mkdtemp(dir=tmp))
+                        figures["kosctl get members (no RD cache)"].append(timed(get, cold))
+                    figures["machined start -> API listening" + suffix].append(machined_to_listening(tmp, e))
             base = statistics.median(figures["python3 -c pass"])
-            targets = dict(zip(names[1:], (1.3, 3.0, 3.0, 5.0), strict=True))
             print(f"== medians of {args.runs} interleaved rounds ({sys.executable})")
             for name, values in figures.items():
                 m = statistics.median(values)
-                target = f"target <= {targets[name]}x" if name in targets else "baseline"
-                print(f"  {name:<34} {1000 * m:8.1f} ms  {m / base:5.2f}x  {target}")
+                target = f"target <= {targets[name]}x" if name in targets else "baseline" if m == base else ""
+                print(f"  {name:<44} {1000 * m:8.1f} ms  {m / base:5.2f}x  {target}")
             if args.importtime:
                 importtime(env)
         finally:
