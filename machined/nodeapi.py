@@ -24,20 +24,6 @@ from kos.apis.server.security import SecurityService
 from kos.apis.server.serve import APIServer
 from kos.apis.server.state import StateService
 from kos.apis.tls import client_context, server_context
-from kos.controllers.cluster.discovery import run_registry
-from kos.machined.api import (
-    ClusterHealthAPI,
-    ContainersAPI,
-    DiagnosticsAPI,
-    DisksAPI,
-    EtcdAPI,
-    EtcdMaintenanceAPI,
-    FilePolicy,
-    FilesAPI,
-    ImagesAPI,
-    LifecycleService,
-    StatsAPI,
-)
 from kos.machined.nodebase import write_endpoint
 from kos.machined.nodeidentity import NodeIdentity, maintenance_identity
 from kos.resources.config import is_control_plane
@@ -123,6 +109,7 @@ class NodeAPI(NodeIdentity):
             ))
             container = self._container()
             if container is not None and is_control_plane(container.machine_type):
+                from kos.controllers.cluster.discovery import run_registry
                 from kos.controllers.secrets.trustd import run_trustd
 
                 await self._tg.start(run_trustd, self.state)
@@ -131,6 +118,22 @@ class NodeAPI(NodeIdentity):
         self.ready.set()
 
     def _extensions(self, forward_ssl: Any = None) -> list[Any]:
+        # imported here, when the full API starts: the maintenance API serves none of them, and
+        # their modules (disks, files, etcd, diagnostics ...) would delay its start (issue 17)
+        from kos.machined.api import (
+            ClusterHealthAPI,
+            ContainersAPI,
+            DiagnosticsAPI,
+            DisksAPI,
+            EtcdAPI,
+            EtcdMaintenanceAPI,
+            FilePolicy,
+            FilesAPI,
+            ImagesAPI,
+            LifecycleService,
+            StatsAPI,
+        )
+
         out: list[Any] = [LifecycleService(self.lifecycle)]
         out.append(EtcdAPI(self.state, self.supervisor, self._etcd_paths()))
         # the socket machined.assembly.node_services gives containerd
