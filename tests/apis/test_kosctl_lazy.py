@@ -41,6 +41,18 @@ def test_help_imports_no_command_module() -> None:
     loaded = modules_after(code)
     assert not [m for m in loaded if m.startswith("kos.apis.kosctl.commands.")]
     assert not [m for m in loaded if m.split(".")[0] in HEAVY]
+    assert "argparse" not in loaded  # the overview is written from the table
+
+
+def test_the_overview_lists_every_command_and_global_option() -> None:
+    from kos.apis.kosctl.main import GLOBAL_OPTIONS, overview_text
+
+    text = overview_text()
+    for c in commands.COMMANDS:
+        line = next(ln for ln in text.splitlines() if ln.strip().startswith(c.name + " ") or ln.strip() == c.name)
+        assert all(a in line for a in c.aliases)
+    assert all(c.help in text for c in commands.COMMANDS)
+    assert all(flag in text and help_ in text for flags, _, help_ in GLOBAL_OPTIONS for flag in flags)
 
 
 def test_a_command_imports_only_its_own_module() -> None:
