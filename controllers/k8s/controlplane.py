@@ -235,6 +235,14 @@ def _pod(component: str, image: str, args: list[str], secrets_dir: str, *, extra
                         "port": port, "scheme": "HTTPS"},
             "initialDelaySeconds": 15, "periodSeconds": 10, "timeoutSeconds": 15, "failureThreshold": 8,
         },
+        # as kubeadm: up to 4 min to come up before the liveness probe counts (a slow machine's
+        # apiserver serves after ~70 s and finishes its post-start hooks later; killing it at
+        # ~95 s, as the liveness probe alone does, restarts it forever)
+        "startupProbe": {
+            "httpGet": {"host": "localhost", "path": "/livez" if component == APISERVER_ID else "/healthz",
+                        "port": port, "scheme": "HTTPS"},
+            "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 15, "failureThreshold": 24,
+        },
         "resources": {"requests": {"cpu": "200m" if component == APISERVER_ID else "50m",
                                    "memory": "512Mi" if component == APISERVER_ID else "256Mi"}},
         "volumeMounts": mounts,
@@ -358,7 +366,8 @@ def render_apiserver(cfg: APIServerConfigSpec, m: ControlPlaneMaterial, *, secre
     pod = _pod(APISERVER_ID, cfg.image, args, secrets_dir, extra_volumes=list(cfg.extra_volumes), env=cfg.env,
                extra_host_dirs=(("audit", AUDIT_LOG_DIR, False),))
     pod["spec"]["containers"][0]["ports"][0]["containerPort"] = cfg.port
-    pod["spec"]["containers"][0]["livenessProbe"]["httpGet"]["port"] = cfg.port
+    for probe in ("livenessProbe", "startupProbe"):
+        pod["spec"]["containers"][0][probe]["httpGet"]["port"] = cfg.port
     return Rendered(pod, files)
 
 
