@@ -18,6 +18,7 @@ from types import TracebackType
 import anyio
 from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
+from grpclib.encoding.proto import ProtoCodec
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.protocol import H2Protocol
 
@@ -112,7 +113,9 @@ class Connection:
     @property
     def channel(self) -> Channel:
         if self._channel is None:
-            self._channel = _Channel(self.host, self.port, ssl=self.ssl)
+            # an explicit codec: grpclib's default would import google.rpc/protobuf (~40 ms of
+            # kosctl's start-up) for error details kos never sends
+            self._channel = _Channel(self.host, self.port, ssl=self.ssl, codec=ProtoCodec())
         return self._channel
 
     def close(self) -> None:

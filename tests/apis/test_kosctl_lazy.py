@@ -63,6 +63,12 @@ def test_a_command_imports_only_its_own_module() -> None:
     assert not [m for m in loaded if m.split(".")[0] in ("grpclib", "betterproto", "cryptography")]
 
 
+def test_a_client_connection_does_not_load_protobuf() -> None:
+    # grpclib's default codec probes google.rpc (protobuf: ~40 ms) for error details kos never sends
+    code = "from kos.apis.client import Connection\nConnection('127.0.0.1:1', insecure=True).channel"
+    assert not [m for m in modules_after(code) if m.startswith("google")]
+
+
 def test_the_command_word_skips_global_options_and_their_values() -> None:
     assert command_word(["-n", "get", "get", "members"]) == "get"
     assert command_word(["--kosconfig", "x", "--context=c", "-e1.2.3.4", "health"]) == "health"
