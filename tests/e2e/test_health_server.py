@@ -45,7 +45,12 @@ def test_health_server_streams_the_checks_and_fails_on_a_missing_node(cluster: C
     given = ("--control-plane-nodes", CP, "--worker-nodes", W, "--wait-timeout", "30")
     server = c.ctl("health", "--server", *given).stdout.splitlines()
     client = c.ctl("health", *given).stdout.splitlines()
-    assert server == client and server[-1].startswith("waiting for all nodes to be ready: OK"), (server, client)
+    assert server == client, (server, client)
+    # kos's checks pass; the Kubernetes checks after them are skipped: this cluster has no kubelet
+    ready = server.index(next(ln for ln in server if ln.startswith("waiting for all nodes to be ready: OK")))
+    kube = ("all k8s nodes to report ready", "all control plane static pods to be running",
+            "kube-proxy to report ready", "coredns to report ready")
+    assert [ln.split(": OK (skipped: ")[0] for ln in server[ready + 1:]] == [f"waiting for {t}" for t in kube], server
 
     # through the worker: it runs the checks with its own client certificate (issued by the control plane)
     worker = c.ctl("-n", W, "health", "--server", *given).stdout.splitlines()
