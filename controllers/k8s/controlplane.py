@@ -31,8 +31,9 @@ from kos.resources.k8s import (
 from kos.resources.machineconfig.v1alpha1 import Config
 from kos.resources.pki import render_kubeconfig
 from kos.resources.secrets import EtcdCertsSpec, KubernetesCertsSpec, KubernetesRootSpec
+from kos.resources.versions import KUBERNETES_VERSION
 
-DEFAULT_VERSION = "v1.32.13"
+DEFAULT_VERSION = KUBERNETES_VERSION
 DEFAULT_IMAGES = {
     APISERVER_ID: f"registry.k8s.io/kube-apiserver:{DEFAULT_VERSION}",
     CONTROLLER_MANAGER_ID: f"registry.k8s.io/kube-controller-manager:{DEFAULT_VERSION}",

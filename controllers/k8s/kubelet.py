@@ -20,8 +20,9 @@ import yaml
 from kos.resources.k8s import KubeletConfigSpec, KubeletSpecSpec
 from kos.resources.machineconfig.v1alpha1 import Config, ExtraMount
 from kos.resources.pki import render_kubeconfig
+from kos.resources.versions import KUBERNETES_VERSION
 
-DEFAULT_KUBELET_IMAGE = "ghcr.io/siderolabs/kubelet:v1.32.13"
+DEFAULT_KUBELET_IMAGE = f"ghcr.io/siderolabs/kubelet:{KUBERNETES_VERSION}"
 CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
 
 # flags kos sets itself; extraArgs may not override them (the node would not join)

@@ -29,11 +29,12 @@ import yaml
 from kos.controllers.k8s.kubelet import service_ip
 from kos.resources.k8s import ManifestSpec
 from kos.resources.machineconfig import ConfigErrors, load_manifests
+from kos.resources.versions import COREDNS_VERSION, FLANNEL_CNI_TAG, FLANNEL_VERSION, KUBERNETES_VERSION
 
-DEFAULT_VERSION = "v1.32.13"
-COREDNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.11.3"
-FLANNEL_IMAGE = "ghcr.io/flannel-io/flannel:v0.28.10"
-FLANNEL_CNI_IMAGE = "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel3"
+DEFAULT_VERSION = KUBERNETES_VERSION
+COREDNS_IMAGE = f"registry.k8s.io/coredns/coredns:{COREDNS_VERSION}"
+FLANNEL_IMAGE = f"ghcr.io/flannel-io/flannel:{FLANNEL_VERSION}"
+FLANNEL_CNI_IMAGE = f"ghcr.io/flannel-io/flannel-cni-plugin:{FLANNEL_CNI_TAG}"
 TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
 CNI_NAMES = ("flannel", "none", "custom")
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -17,15 +17,17 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-KUBERNETES_VERSION = "v1.32.13"
-COREDNS_VERSION = "v1.11.3"
-FLANNEL_VERSION = "v0.28.10"
-# The flannel CNI plugin image flannel v0.28.10 pairs with. Its content here is built from
-# github.com/containernetworking/plugins v0.9.1 (plugins/meta/flannel), because
-# github.com/flannel-io/cni-plugin is not served by the Go module proxy: see docs/kubernetes.md.
-FLANNEL_CNI_TAG = "v1.9.1-flannel3"
-CNI_PLUGINS_SOURCE_VERSION = "v0.9.1"
-PAUSE_VERSION = "3.10"
+from kos.resources.versions import (
+    COREDNS_VERSION,
+    FLANNEL_CNI_TAG,
+    FLANNEL_VERSION,
+    KUBERNETES_VERSION,
+    PAUSE_VERSION,
+)
+
+__all__ = ["COREDNS_VERSION", "FLANNEL_CNI_TAG", "FLANNEL_VERSION", "KUBERNETES_VERSION", "PAUSE_VERSION"]
+
+CNI_PLUGINS_SOURCE_VERSION = "v0.9.1"  # containernetworking/plugins, for the flannel CNI plugin
 BUSYBOX_VERSION = "1.35.0"  # Debian 12's busybox-static
 
 KUBERNETES_BINARIES = ("kubelet", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy",

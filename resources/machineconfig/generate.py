@@ -31,8 +31,9 @@ from kos.resources.machineconfig.v1alpha1 import (
     PEMEncodedCertificateAndKey,
 )
 from kos.resources.pki import issue_certificate
+from kos.resources.versions import KUBERNETES_VERSION
 
-DEFAULT_KUBERNETES_VERSION = "1.32.13"
+DEFAULT_KUBERNETES_VERSION = KUBERNETES_VERSION.removeprefix("v")
 DEFAULT_INSTALLER_IMAGE = "ghcr.io/kos-dev/installer:v0.1.0"
 DEFAULT_ETCD_IMAGE = "gcr.io/etcd-development/etcd:v3.4.23"
 DEFAULT_API_PORT = 6443

@@ -10,6 +10,7 @@ import typing
 from pathlib import Path
 
 from kos.apis.kosctl.errors import CLIError
+from kos.resources.versions import KUBERNETES_VERSION
 
 if typing.TYPE_CHECKING:
     from kos.resources.machineconfig import SecretsBundle
@@ -31,7 +32,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="patch for worker.yaml only (repeatable)")
     c.add_argument("--additional-sans", action="append", default=[], metavar="SANS",
                    help="extra certificate SANs, comma-separated (repeatable)")
-    c.add_argument("--kubernetes-version", default=None, help="Kubernetes version (default 1.32.13)")
+    c.add_argument("--kubernetes-version", default=None,
+                   help=f"Kubernetes version (default {KUBERNETES_VERSION.removeprefix('v')})")
     c.add_argument("--install-disk", default="/dev/sda", help="install disk (default /dev/sda)")
     c.add_argument("--install-image", default=None, help="installer image")
     c.add_argument("-o", "--output-dir", default=".", help="output directory (default .)")
