@@ -26,8 +26,9 @@ def test_three_control_planes_and_a_worker(image: Path, tmp_path: Path) -> None:
     name = "vm3"
     prov = QemuProvisioner(VMSpec(image), tmp_path / "clusters")
     try:
+        # node network outside the default pod (10.244.0.0/16) and service (10.96.0.0/12) subnets
         created = kosctl(tmp_path, "cluster", "create", "--provisioner", "qemu", "--name", name, "--controlplanes",
-                         "3", "--workers", "1", "--cidr", "10.97.0.0/24", "--image-dir", str(image),
+                         "3", "--workers", "1", "--cidr", "10.197.0.0/24", "--image-dir", str(image),
                          "--wait-timeout", "900", *roots, timeout=1100)
         assert created.returncode == 0, created.stdout[-3000:] + created.stderr[-3000:]
         state = prov.load(name)

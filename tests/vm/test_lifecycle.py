@@ -70,8 +70,10 @@ def test_vm_create_upgrade_rollback_broken_upgrade(image: Path, tmp_path: Path) 
     roots = ["--state-root", str(tmp_path / "clusters")]
     name = "vml"
     t0 = time.monotonic()
+    # node network outside the default pod (10.244.0.0/16) and service (10.96.0.0/12) subnets:
+    # addresses in those are not node addresses (never in certificate SANs)
     created = kosctl(tmp_path, "cluster", "create", "--provisioner", "qemu", "--name", name, "--controlplanes", "1",
-                     "--workers", "0", "--cidr", "10.98.0.0/24", "--image-dir", str(image), "--wait-timeout", "600",
+                     "--workers", "0", "--cidr", "10.198.0.0/24", "--image-dir", str(image), "--wait-timeout", "600",
                      *roots)
     prov = QemuProvisioner(VMSpec(image), tmp_path / "clusters")
     times: dict[str, float] = {}
