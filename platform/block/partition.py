@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import anyio
 
 from kos.platform.block import device, gpt, probe, sysfs
-from kos.platform.block.tools import run
+from kos.platform.block.tools import ToolError, run
 
 LINUX_FS_TYPE = "0fc63daf-8483-4772-8e79-3d69d8477de4"
 
@@ -150,4 +150,18 @@ async def delete_partition(disk: device.DeviceRef, number: int) -> None:
     await anyio.to_thread.run_sync(gpt.write, disk.path, writes)
     known = {p.partition_number for p in await anyio.to_thread.run_sync(sysfs.partitions_of, dev.name)}
     if number in known:
-        await run("partx", "--delete", f"--nr={number}", disk.path)
+        await _partx_delete(disk.path, number)
+
+
+async def _partx_delete(path: str, number: int, attempts: int = 8) -> None:
+    """``partx --delete``; the kernel answers EBUSY while someone still holds the partition open
+    for a moment (udev's probe after a write, a closing wipe), so a refusal is tried again for
+    about 3 s before it is reported."""
+    for attempt in range(attempts):
+        try:
+            await run("partx", "--delete", f"--nr={number}", path)
+            return
+        except ToolError:
+            if attempt == attempts - 1:
+                raise
+            await anyio.sleep(0.1 * (attempt + 1))
