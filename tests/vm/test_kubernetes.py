@@ -63,7 +63,8 @@ def until(what: str, fn: Callable[[], T | None], timeout: float, every: float = 
         time.sleep(every)
 
 
-def test_kubernetes_on_qemu_nodes(image: Path, tmp_path: Path) -> None:
+def test_kubernetes_on_qemu_nodes(k8s_image: Path, tmp_path: Path) -> None:
+    image = k8s_image
     roots = ["--state-root", str(tmp_path / "clusters")]
     name = "vmk"
     prov = QemuProvisioner(VMSpec(image), tmp_path / "clusters")
@@ -82,7 +83,7 @@ def test_kubernetes_on_qemu_nodes(image: Path, tmp_path: Path) -> None:
     started = time.monotonic()
     try:
         created = kosctl(tmp_path, "cluster", "create", "--provisioner", "qemu", "--name", name, "--workers", "1",
-                         "--cidr", "10.96.5.0/24", "--cpus", "2", "--memory", "2048", "--image-dir", str(image),
+                         "--cidr", "10.196.5.0/24", "--cpus", "2", "--memory", "2048", "--image-dir", str(image),
                          "--wait-timeout", "3000", *roots, timeout=3300)
         print(f"cluster create: {time.monotonic() - started:.0f} s\n{created.stdout}")
         assert created.returncode == 0, created.stdout[-4000:] + created.stderr[-3000:]
