@@ -33,6 +33,8 @@ def _kosctl(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> su
     (["--workers", "-1"], "--workers -1: expected 0 or more"),
     (["--cidr", "10.5.0.0/33"], "--cidr '10.5.0.0/33'"),
     (["--cidr", "10.5.0.0/29", "--workers", "5"], "too small for node #6"),
+    (["--cidr", "10.98.0.0/24"], "--cidr 10.98.0.0/24: overlaps cluster.network.serviceSubnets 10.96.0.0/12"),
+    (["--cidr", "10.244.7.0/24"], "--cidr 10.244.7.0/24: overlaps cluster.network.podSubnets 10.244.0.0/16"),
     (["--name", "Bad_Name"], "cluster name 'Bad_Name': expected 1-16 lower-case letters"),
     (["--config-patch", "machine: [unclosed"], "inline patch"),
     (["--config-patch-worker", "machine:\n  type: dictator\n"], "machine.type"),

@@ -320,6 +320,7 @@ def _generate(args: argparse.Namespace, names: list[tuple[str, str]], ips: list[
         gen = mc.generate(opts, bundle, patches=patches, controlplane_patches=cp_patches, worker_patches=wk_patches)
     except (mc.GenerateError, mc.PatchError, mc.ConfigErrors) as exc:
         raise CLIError(f"generating configs: {exc}") from None
+    _check_cluster_subnets(args.cidr, gen.controlplane.to_data())
     out = {}
     for (n, role), ip in zip(names, ips, strict=True):
         base = gen.controlplane if role == "controlplane" else gen.worker
@@ -332,6 +333,26 @@ def _generate(args: argparse.Namespace, names: list[tuple[str, str]], ips: list[
             raise CLIError(f"config of node {n} (after --config-patch*): {exc}") from None
         out[n] = container.to_yaml()
     return out, gen.client.to_yaml(), bundle.to_yaml()
+
+
+def _check_cluster_subnets(cidr: str, data: Any) -> None:
+    """The node network must not overlap the pod or service subnets: the nodes' addresses would
+    be routed into the cluster network, and certificates leave addresses of those subnets out."""
+    import ipaddress
+
+    docs = data if isinstance(data, list) else [data]
+    network = ((next((d for d in docs if isinstance(d, dict) and "cluster" in d), {}).get("cluster") or {})
+               .get("network") or {})
+    nodes = ipaddress.ip_network(cidr)
+    for key in ("podSubnets", "serviceSubnets"):
+        for subnet in network.get(key) or []:
+            try:
+                other = ipaddress.ip_network(str(subnet), strict=False)
+            except ValueError:
+                continue  # the config's own validation names it
+            if other.version == nodes.version and nodes.overlaps(other):
+                raise CLIError(f"--cidr {cidr}: overlaps cluster.network.{key} {subnet}; expected a node network "
+                               f"outside the pod and service subnets")
 
 
 def _yaml_dump(data: Any) -> str:
