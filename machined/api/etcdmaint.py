@@ -34,24 +34,21 @@ class EtcdMaintenanceAPI(EtcdAPI):
 
     async def alarm_list(self, call: Call) -> None:
         parse(pb.EtcdAlarmListRequest, await call.request())
-        spec = await self._spec()
-        async with self._client(spec) as c:
-            try:
-                alarms = await c.alarms()
-            except EtcdError as exc:
-                raise GRPCError(etcd_status(exc), f"etcd alarm list: {exc}") from None
-        resp = pb.EtcdAlarmListResponse(alarms=[pb.EtcdMemberAlarm(member_id=m, alarm=a) for m, a in alarms])
-        await call.send(bytes(resp))
+        await self._answer_alarms(call, "list")
 
     async def alarm_disarm(self, call: Call) -> None:
         parse(pb.EtcdAlarmDisarmRequest, await call.request())
+        await self._answer_alarms(call, "disarm")
+
+    async def _answer_alarms(self, call: Call, verb: str) -> None:
+        """The member alarms (``list``) or the alarms just disarmed (``disarm``)."""
         spec = await self._spec()
         async with self._client(spec) as c:
             try:
-                disarmed = await c.disarm_alarms()
+                alarms = await (c.alarms() if verb == "list" else c.disarm_alarms())
             except EtcdError as exc:
-                raise GRPCError(etcd_status(exc), f"etcd alarm disarm: {exc}") from None
-        resp = pb.EtcdAlarmListResponse(alarms=[pb.EtcdMemberAlarm(member_id=m, alarm=a) for m, a in disarmed])
+                raise GRPCError(etcd_status(exc), f"etcd alarm {verb}: {exc}") from None
+        resp = pb.EtcdAlarmListResponse(alarms=[pb.EtcdMemberAlarm(member_id=m, alarm=a) for m, a in alarms])
         await call.send(bytes(resp))
 
     async def defragment(self, call: Call) -> None:
