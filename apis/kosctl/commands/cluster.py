@@ -320,7 +320,8 @@ def _generate(args: argparse.Namespace, names: list[tuple[str, str]], ips: list[
         gen = mc.generate(opts, bundle, patches=patches, controlplane_patches=cp_patches, worker_patches=wk_patches)
     except (mc.GenerateError, mc.PatchError, mc.ConfigErrors) as exc:
         raise CLIError(f"generating configs: {exc}") from None
-    _check_cluster_subnets(args.cidr, gen.controlplane.to_data())
+    if getattr(args, "cidr", None):
+        _check_cluster_subnets(args.cidr, gen.controlplane.to_data())
     out = {}
     for (n, role), ip in zip(names, ips, strict=True):
         base = gen.controlplane if role == "controlplane" else gen.worker

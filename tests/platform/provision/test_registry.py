@@ -5,6 +5,7 @@ patch every node gets."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -48,5 +49,10 @@ def test_the_registry_runs_in_the_cluster_netns_holds_the_pushed_images_and_stop
                 client.get_manifest("pause", "3.10")
         finally:
             assert reg.stop()
-        assert reg.pid() is None and not Path(f"/proc/{pid}/cmdline").exists()
+        assert reg.pid() is None
+        # stopped means gone: a zombie's /proc entry stays until its parent has reaped it
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}/cmdline").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{pid}/cmdline").exists()
         assert not reg.stop()
