@@ -153,3 +153,22 @@ def test_durations(h: int, m: int, s: int) -> None:
 def test_bad_durations_name_the_option(bad: str) -> None:
     with pytest.raises(CLIError, match="--crt-ttl"):
         parse_duration(bad, "--crt-ttl")
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_cluster_bring_up_api_errors_become_cli_errors(monkeypatch: pytest.MonkeyPatch, grouped: bool) -> None:
+    """A node that goes away while `cluster create` waits ends the command with a message
+    naming the node and the status, not a traceback (plain or inside a task group)."""
+    from grpclib.const import Status
+
+    from kos.apis.client import APIError
+    from kos.apis.kosctl.commands import cluster
+
+    gone = APIError("10.5.0.3", Status.UNAVAILABLE, "lost in the middle of the call: the node went away")
+
+    async def bring_up(*_: Any) -> bool:
+        raise ExceptionGroup("checks", [gone]) if grouped else gone
+
+    monkeypatch.setattr(cluster, "_bring_up", bring_up)
+    with pytest.raises(CLIError, match=r"bringing the cluster up: 10\.5\.0\.3: UNAVAILABLE: lost"):
+        cluster._run_bring_up(Any, None, {}, "")  # type: ignore[arg-type]

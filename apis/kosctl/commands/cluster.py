@@ -206,9 +206,7 @@ def run_create(args: argparse.Namespace) -> int:
         _write_private(cdir / n / "config.yaml", configs[n])
     pushing = _start_registry(state, archives) if archives else None
     try:
-        import anyio
-
-        ok = anyio.run(lambda: _bring_up(args, state, configs, client_text))
+        ok = _run_bring_up(args, state, configs, client_text)
         if pushing is not None:
             ok = _pushed(pushing) and ok
     except CLIError:
@@ -362,6 +360,27 @@ def _yaml_dump(data: Any) -> str:
     if isinstance(data, list):
         return "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in data)
     return yaml.safe_dump(data, sort_keys=False)
+
+
+def _run_bring_up(args: argparse.Namespace, state: Any, configs: dict[str, str], client_text: str) -> bool:
+    """Run the bring-up; an API error that ends it (a node went away, a call failed for good)
+    becomes a CLIError naming the step, never a traceback."""
+    import anyio
+
+    from kos.apis.client import APIError
+
+    try:
+        return anyio.run(lambda: _bring_up(args, state, configs, client_text))
+    except APIError as exc:
+        raise CLIError(f"bringing the cluster up: {exc}") from None
+    except BaseExceptionGroup as group:
+        api, rest = group.split(APIError)
+        if api is None or rest is not None:
+            raise
+        first = api.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise CLIError(f"bringing the cluster up: {first}") from None
 
 
 async def _bring_up(args: argparse.Namespace, state: Any, configs: dict[str, str], client_text: str) -> bool:
