@@ -36,6 +36,11 @@ from kos.platform.block import device, sysfs, udev
 from kos.resources.block import DISKS, VOLUME_STATUSES, VolumePhase
 from kos.resources.core import InMemoryState, Resource
 
+try:
+    from bench.calibrate import conditions
+except ModuleNotFoundError:  # run as a script (python bench/<name>.py): bench/ is on sys.path
+    from calibrate import conditions  # type: ignore[no-redef]
+
 MiB = 1024 * 1024
 SMALL_XFS = {**os.environ, "TEST_DIR": "1", "TEST_DEV": "1", "QA_CHECK_FS": "1"}
 
@@ -124,6 +129,7 @@ async def provision_time(disk: str, root: Path) -> tuple[float, float]:
 
 
 async def main(rounds: int) -> None:
+    print(conditions("block_discovery start"), flush=True)
     if os.geteuid() != 0:
         sys.exit("block_discovery: run as root (loop devices, mounts)")
     udevd = await anyio.to_thread.run_sync(start_udevd)

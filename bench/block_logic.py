@@ -12,6 +12,11 @@ from kos.controllers.block.planner import MiB, VolumeRequest, plan, system_layou
 from kos.controllers.block.selector import compile_disk_selector
 from kos.platform.block import gpt
 
+try:
+    from bench.calibrate import conditions
+except ModuleNotFoundError:  # run as a script (python bench/<name>.py): bench/ is on sys.path
+    from calibrate import conditions  # type: ignore[no-redef]
+
 EXPR = '(disk.size >= 100GB && !disk.rotational && disk.transport == "nvme") || disk.model =~ "WDC*"'
 DISK = {"size": 512 * 10**9, "rotational": False, "transport": "nvme", "model": "Samsung SSD 980"}
 
@@ -27,6 +32,7 @@ def per_op(fn: Callable[[], object], n: int, rounds: int = 7) -> float:
 
 
 def main() -> None:
+    print(conditions("block_logic start"), flush=True)
     sel = compile_disk_selector(EXPR)
     print(f"selector compile: {per_op(lambda: compile_disk_selector(EXPR), 2000) * 1e6:.1f} us/op (median)")
     print(f"selector evaluate: {per_op(lambda: sel.matches(DISK), 100000) * 1e9:.0f} ns/op (median)")

@@ -29,6 +29,11 @@ from pathlib import Path
 
 from kos.platform.provision.namespaces import ClusterState, node_pid1
 
+try:
+    from bench.calibrate import conditions
+except ModuleNotFoundError:  # run as a script (python bench/<name>.py): bench/ is on sys.path
+    from calibrate import conditions  # type: ignore[no-redef]
+
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -102,6 +107,7 @@ def one_run(cps: int, workers: int, idle: float, root: Path) -> dict[str, float]
 
 
 def main() -> int:
+    print(conditions("cluster_create start"), flush=True)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU measurement (0: skip)")

@@ -44,6 +44,11 @@ from kos.resources.machineconfig.secrets import SecretsBundle
 from kos.resources.pki import certificate_sans
 from tests.support.loopback import serve_state
 
+try:
+    from bench.calibrate import conditions
+except ModuleNotFoundError:  # run as a script (python bench/<name>.py): bench/ is on sys.path
+    from calibrate import conditions  # type: ignore[no-redef]
+
 APPLY = auth.MACHINE + "ApplyConfiguration"
 RUNS = 15
 
@@ -117,6 +122,7 @@ def gen_config_ms(runs: int = 5) -> float:
 
 
 def main() -> None:
+    print(conditions("config_apply start"), flush=True)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     anyio.run(run)
     g = gen_config_ms()

@@ -30,6 +30,11 @@ from kos.apis.client import APIError
 from kos.apis.etcd import machine as etcd_api
 from tests.support.nodecluster import NodeCluster
 
+try:
+    from bench.calibrate import conditions
+except ModuleNotFoundError:  # run as a script (python bench/<name>.py): bench/ is on sys.path
+    from calibrate import conditions  # type: ignore[no-redef]
+
 
 async def three_voters(cl: NodeCluster) -> None:
     conn = cl.connect(0)
@@ -68,6 +73,7 @@ async def one_run(crashes: int) -> tuple[float, float, list[float]]:
 
 
 async def main(runs: int, crashes: int) -> None:
+    print(conditions("etcd_api start"), flush=True)
     firsts: list[float] = []
     formed: list[float] = []
     recovered: list[float] = []

@@ -29,6 +29,11 @@ from kos.resources.core import EventType, InMemoryState, Pointer, Resource
 from kos.resources.machineconfig import views  # noqa: F401 (imported before timing, as in machined)
 from kos.resources.network import ADDRESS_STATUSES, LINK_STATUSES
 
+try:
+    from bench.calibrate import conditions
+except ModuleNotFoundError:  # run as a script (python bench/<name>.py): bench/ is on sys.path
+    from calibrate import conditions  # type: ignore[no-redef]
+
 N = 100
 
 
@@ -111,6 +116,7 @@ async def one_round(name: str) -> tuple[float, float]:
 
 
 async def main(rounds: int) -> None:
+    print(conditions("network_converge start"), flush=True)
     conv: list[float] = []
     lat: list[float] = []
     for i in range(rounds):

@@ -24,6 +24,11 @@ import structlog
 
 from tests.support.localcluster import LocalCluster
 
+try:
+    from bench.calibrate import conditions
+except ModuleNotFoundError:  # run as a script (python bench/<name>.py): bench/ is on sys.path
+    from calibrate import conditions  # type: ignore[no-redef]
+
 
 async def one_run(crashes: int) -> tuple[float, list[float]]:
     with tempfile.TemporaryDirectory(prefix="kos-bench-etcd-") as d:
@@ -48,6 +53,7 @@ async def one_run(crashes: int) -> tuple[float, list[float]]:
 
 
 async def main(runs: int, crashes: int) -> None:
+    print(conditions("services_etcd start"), flush=True)
     formed: list[float] = []
     recovered: list[float] = []
     for i in range(runs):

@@ -29,8 +29,14 @@ from kos.machined.services import (
 )
 from kos.resources.core import InMemoryState
 
+try:
+    from bench.calibrate import conditions
+except ModuleNotFoundError:  # run as a script (python bench/<name>.py): bench/ is on sys.path
+    from calibrate import conditions  # type: ignore[no-redef]
+
 
 async def main(runs: int) -> None:
+    print(conditions("services_supervisor start"), flush=True)
     starts, stops, restarts, rates = [], [], [], []
     async with Supervisor(InMemoryState()) as sup:
         sup.add(ServiceDefinition("sleeper", ProcessRunner(["sleep", "1000"], stop_timeout=5),
