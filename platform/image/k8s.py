@@ -8,6 +8,12 @@ Cache layout (``$KOS_K8S_DIR``, default ``~/.cache/kos/k8s/<KUBERNETES_VERSION>`
   coredns, flanneld, pause
 * ``cni/``    bridge host-local loopback portmap (Debian's containernetworking-plugins) and flannel
 * ``images/`` one archive per image (``<name>.tar``: OCI layout + docker ``manifest.json``)
+
+Every other release of ``KUBERNETES_VERSIONS`` (the upgrade target of ``kosctl upgrade-k8s``)
+is a sibling directory ``<cache root>/<version>`` (beside ``$KOS_K8S_DIR`` when that is set)
+holding only ``bin/`` (the six Kubernetes programs) and ``images/`` (the four component
+images, ``component_images(version)``); CoreDNS, flannel, pause and the CNI plugins are the
+cluster release's.
 """
 
 from __future__ import annotations
@@ -21,11 +27,14 @@ from kos.resources.versions import (
     COREDNS_VERSION,
     FLANNEL_CNI_TAG,
     FLANNEL_VERSION,
+    KUBERNETES_UPGRADE_VERSION,
     KUBERNETES_VERSION,
+    KUBERNETES_VERSIONS,
     PAUSE_VERSION,
 )
 
-__all__ = ["COREDNS_VERSION", "FLANNEL_CNI_TAG", "FLANNEL_VERSION", "KUBERNETES_VERSION", "PAUSE_VERSION"]
+__all__ = ["COREDNS_VERSION", "FLANNEL_CNI_TAG", "FLANNEL_VERSION", "KUBERNETES_UPGRADE_VERSION",
+           "KUBERNETES_VERSION", "KUBERNETES_VERSIONS", "PAUSE_VERSION"]
 
 CNI_PLUGINS_SOURCE_VERSION = "v0.9.1"  # containernetworking/plugins, for the flannel CNI plugin
 BUSYBOX_VERSION = "1.35.0"  # Debian 12's busybox-static
@@ -46,6 +55,8 @@ IMAGES: dict[str, str] = {
     f"ghcr.io/flannel-io/flannel-cni-plugin:{FLANNEL_CNI_TAG}": "flannel-cni-plugin.tar",
     f"docker.io/library/busybox:{BUSYBOX_VERSION}": "busybox.tar",
 }
+COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
+"""The Kubernetes programs that run as images (the rest of IMAGES is shared between releases)."""
 PAUSE_IMAGE = f"registry.k8s.io/pause:{PAUSE_VERSION}"
 COREDNS_IMAGE = f"registry.k8s.io/coredns/coredns:{COREDNS_VERSION}"
 FLANNEL_IMAGE = f"ghcr.io/flannel-io/flannel:{FLANNEL_VERSION}"
@@ -63,19 +74,35 @@ def cache_root() -> Path:
 
 
 def cache_dir(version: str = KUBERNETES_VERSION) -> Path:
-    """The build output directory (``$KOS_K8S_DIR`` when set)."""
+    """The build output directory of ``version`` (``$KOS_K8S_DIR`` when set, for the cluster
+    release; the other releases are its siblings)."""
     env = os.environ.get("KOS_K8S_DIR")
-    return Path(env) if env else cache_root() / version
+    if env:
+        return Path(env) if version == KUBERNETES_VERSION else Path(env).parent / version
+    return cache_root() / version
+
+
+def component_images(version: str) -> dict[str, str]:
+    """The images of one release's cache: image reference -> archive name under ``images/``
+    (every image for the cluster release, the four components for another)."""
+    if version == KUBERNETES_VERSION:
+        return dict(IMAGES)
+    return {component_image(c, version): f"{c}.tar" for c in COMPONENTS}
+
+
+def built_versions() -> list[str]:
+    """The releases of ``KUBERNETES_VERSIONS`` whose build output has a kubelet (in order)."""
+    return [v for v in KUBERNETES_VERSIONS if os.access(cache_dir(v) / "bin" / "kubelet", os.X_OK)]
 
 
 def binary(name: str, base: Path | None = None) -> Path:
     return (base or cache_dir()) / "bin" / name
 
 
-def image_archives(base: Path | None = None) -> dict[str, Path]:
-    """Image reference -> archive path, for the archives that exist."""
-    d = (base or cache_dir()) / "images"
-    return {ref: d / name for ref, name in IMAGES.items() if (d / name).is_file()}
+def image_archives(base: Path | None = None, version: str = KUBERNETES_VERSION) -> dict[str, Path]:
+    """Image reference -> archive path, for the archives of ``version`` that exist."""
+    d = (base or cache_dir(version)) / "images"
+    return {ref: d / name for ref, name in component_images(version).items() if (d / name).is_file()}
 
 
 def import_images(address: str, archives: Iterable[Path], namespace: str = "k8s.io",

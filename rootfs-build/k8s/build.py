@@ -13,6 +13,11 @@ Parts (each cached separately; a second run only checks stamps and versions):
 
 Output: kos.platform.image.k8s.cache_dir() (~/.cache/kos/k8s/<version>): bin/ cni/ images/,
 and the .deb files in ../debs (shared between versions). See docs/kubernetes.md.
+
+``--version V`` builds another release of kos.resources.versions.KUBERNETES_VERSIONS (the
+upgrade target of ``kosctl upgrade-k8s``) into its own cache directory: only the kubernetes
+part (wrapper module kubernetes-vMAJOR.MINOR/) and the four component images
+(kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy); the rest is shared.
 """
 
 from __future__ import annotations
@@ -101,8 +106,15 @@ class GoPart:
                    *(f"{p.relative_to(self.module)}:{sha(p.read_bytes())}" for p in files))
 
 
-def kubernetes_part() -> GoPart:
-    v = k8s.KUBERNETES_VERSION
+def wrapper_dir(version: str) -> Path:
+    """The wrapper module of a Kubernetes release: kubernetes/ for the cluster release,
+    kubernetes-v1.33/ (major.minor) for another."""
+    if version == k8s.KUBERNETES_VERSION:
+        return HERE / "kubernetes"
+    return HERE / ("kubernetes-" + ".".join(version.split(".")[:2]))
+
+
+def kubernetes_part(v: str = k8s.KUBERNETES_VERSION) -> GoPart:
     major, minor = v.lstrip("v").split(".")[:2]
     ld = ["-s", "-w"]
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
@@ -112,11 +124,13 @@ def kubernetes_part() -> GoPart:
     checks: list[tuple[list[str], str]] = [([f"{{out}}/bin/{b}", "--version"], f"Kubernetes {v}")
                                            for b in k8s.KUBERNETES_BINARIES if b != "kubectl"]
     checks.append((["{out}/bin/kubectl", "version", "--client"], f"Client Version: {v}"))
-    return GoPart("kubernetes", HERE / "kubernetes", [f"k8s.io/kubernetes/cmd/{b}" for b in k8s.KUBERNETES_BINARIES],
+    return GoPart("kubernetes", wrapper_dir(v), [f"k8s.io/kubernetes/cmd/{b}" for b in k8s.KUBERNETES_BINARIES],
                   [f"bin/{b}" for b in k8s.KUBERNETES_BINARIES], ld, checks)
 
 
-def parts() -> list[GoPart]:
+def parts(version: str = k8s.KUBERNETES_VERSION) -> list[GoPart]:
+    if version != k8s.KUBERNETES_VERSION:
+        return [kubernetes_part(version)]
     return [
         kubernetes_part(),
         GoPart("coredns", HERE / "coredns", ["github.com/coredns/coredns"], ["bin/coredns"],
@@ -146,22 +160,26 @@ PINS = {  # wrapper module -> (module path, the version kos.platform.image.k8s s
 }
 
 
-def check_pins(here: Path = HERE) -> list[str]:
+def check_pins(here: Path = HERE, version: str = k8s.KUBERNETES_VERSION) -> list[str]:
     """The wrapper modules' go.mod files require exactly the versions of kos.platform.image.k8s,
-    and the Kubernetes one pins its staging modules to the matching v0 release."""
+    and the Kubernetes one pins its staging modules to the matching v0 release (for another
+    release: its own wrapper module only)."""
     problems = []
-    for wrapper, (module, version) in PINS.items():
+    wrapper_k8s = wrapper_dir(version).relative_to(HERE).as_posix()
+    pins = dict(PINS) if version == k8s.KUBERNETES_VERSION else {}
+    pins[wrapper_k8s] = ("k8s.io/kubernetes", version)
+    for wrapper, (module, want) in pins.items():
         lines = [ln.strip() for ln in (here / wrapper / "go.mod").read_text().splitlines()]
         got = [ln.split()[-1] for ln in lines if ln.removeprefix("require ").split()[:1] == [module]]
-        if got != [version]:
-            problems.append(f"{wrapper}/go.mod requires {module} {got or 'nothing'}, expected {version} "
-                            f"(update it: go get {module}@{version} && go mod tidy)")
-    staging = "v0." + k8s.KUBERNETES_VERSION.removeprefix("v1.")
-    for ln in (here / "kubernetes" / "go.mod").read_text().splitlines():
+        if got != [want]:
+            problems.append(f"{wrapper}/go.mod requires {module} {got or 'nothing'}, expected {want} "
+                            f"(update it: go get {module}@{want} && go mod tidy)")
+    staging = "v0." + version.removeprefix("v1.")
+    for ln in (here / wrapper_k8s / "go.mod").read_text().splitlines():
         parts = ln.split()
         if (len(parts) == 4 and parts[1] == "=>" and parts[0].startswith("k8s.io/") and parts[3] != staging
                 and parts[0] not in STAGING_EXCEPTIONS):
-            problems.append(f"kubernetes/go.mod replaces {parts[0]} with {parts[3]}, expected {staging}")
+            problems.append(f"{wrapper_k8s}/go.mod replaces {parts[0]} with {parts[3]}, expected {staging}")
     return problems
 
 
@@ -170,9 +188,12 @@ STAGING_EXCEPTIONS = {"k8s.io/endpointslice"}
 
 
 class Builder:
-    def __init__(self, out: Path, jobs: int | None) -> None:
+    def __init__(self, out: Path, jobs: int | None, version: str = k8s.KUBERNETES_VERSION) -> None:
         self.out = out
         self.jobs = jobs
+        self.version = version
+        self.cluster_release = version == k8s.KUBERNETES_VERSION
+        self.image_names = k8s.component_images(version)
         self.debs = out.parent / "debs"
         self.stamps = out / ".stamps"
         self.times: dict[str, float] = {}
@@ -306,15 +327,18 @@ class Builder:
     # -- images ------------------------------------------------------------------------------
     def images(self, debs: dict[str, Path]) -> None:
         t0 = time.monotonic()
-        bins = [self.out / "bin" / b for b in (*k8s.KUBERNETES_BINARIES, "coredns", "flanneld", "pause")]
-        bins.append(self.out / "cni" / "flannel")
+        if self.cluster_release:
+            bins = [self.out / "bin" / b for b in (*k8s.KUBERNETES_BINARIES, "coredns", "flanneld", "pause")]
+            bins.append(self.out / "cni" / "flannel")
+        else:
+            bins = [self.out / "bin" / b for b in k8s.KUBERNETES_BINARIES]
         want = sha(IMAGE_LAYOUT_VERSION, *(p.read_text() for p in sorted(self.stamps.glob("*")) if p.name != "images"),
                    *sorted(d.name for d in debs.values()))
         imgdir = self.out / "images"
-        if self.stamp_ok("images", want) and all((imgdir / n).is_file() for n in k8s.IMAGES.values()):
-            log(f"images: cached ({len(k8s.IMAGES)} archives in {imgdir})")
+        if self.stamp_ok("images", want) and all((imgdir / n).is_file() for n in self.image_names.values()):
+            log(f"images: cached ({len(self.image_names)} archives in {imgdir})")
             return
-        log(f"images: writing {len(k8s.IMAGES)} archives ...")
+        log(f"images: writing {len(self.image_names)} archives ...")
         for b in bins:
             if not b.is_file():
                 raise SystemExit(f"k8s build: images: {b} is missing")
@@ -326,9 +350,9 @@ class Builder:
             specs = self.image_specs(debs, work)
             imgdir.mkdir(parents=True, exist_ok=True)
             for spec in specs:
-                oci.write_archive(spec, imgdir / k8s.IMAGES[spec.ref], blob_dir)
-                log(f"images: {spec.ref} -> {k8s.IMAGES[spec.ref]} "
-                    f"({(imgdir / k8s.IMAGES[spec.ref]).stat().st_size / 2**20:.1f} MiB)")
+                name = self.image_names[spec.ref]
+                oci.write_archive(spec, imgdir / name, blob_dir)
+                log(f"images: {spec.ref} -> {name} ({(imgdir / name).stat().st_size / 2**20:.1f} MiB)")
         finally:
             shutil.rmtree(work, ignore_errors=True)
             shutil.rmtree(blob_dir, ignore_errors=True)  # the archives hold every blob
@@ -393,16 +417,19 @@ class Builder:
         b = self.out / "bin"
         src_label = ("org.opencontainers.image.source", "https://github.com/kubernetes/kubernetes")
         specs = []
+        v = self.version
         for comp in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
             specs.append(oci.ImageSpec(
-                k8s.component_image(comp), (base_layer, bin_layer(f"usr/local/bin/{comp}", b / comp)),
+                k8s.component_image(comp, v), (base_layer, bin_layer(f"usr/local/bin/{comp}", b / comp)),
                 entrypoint=(f"/usr/local/bin/{comp}",),
-                labels=(src_label, ("org.opencontainers.image.version", k8s.KUBERNETES_VERSION))))
+                labels=(src_label, ("org.opencontainers.image.version", v))))
         specs.append(oci.ImageSpec(
-            k8s.component_image("kube-proxy"),
+            k8s.component_image("kube-proxy", v),
             (base_layer, ipt_layer, bin_layer("usr/local/bin/kube-proxy", b / "kube-proxy")),
             entrypoint=("/usr/local/bin/kube-proxy",),
-            labels=(src_label, ("org.opencontainers.image.version", k8s.KUBERNETES_VERSION))))
+            labels=(src_label, ("org.opencontainers.image.version", v))))
+        if not self.cluster_release:  # CoreDNS, flannel, pause, busybox: the cluster release's
+            return specs
         specs.append(oci.ImageSpec(
             k8s.PAUSE_IMAGE, (bin_layer("pause", b / "pause"),), entrypoint=("/pause",), user="65535:65535",
             env=(), labels=(("org.opencontainers.image.source", "kos rootfs-build/k8s/pause"),)))
@@ -434,14 +461,19 @@ class Builder:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="rootfs-build/k8s/build", description=__doc__.splitlines()[0] if __doc__ else "")
-    p.add_argument("--out", type=Path, default=None, help=f"output directory (default {k8s.cache_dir()})")
+    p.add_argument("--version", default=k8s.KUBERNETES_VERSION, choices=k8s.KUBERNETES_VERSIONS,
+                   help=f"the Kubernetes release (default {k8s.KUBERNETES_VERSION}; another one builds only "
+                        "the Kubernetes programs and the four component images)")
+    p.add_argument("--out", type=Path, default=None, help=f"output directory (default {k8s.cache_dir()}, "
+                                                           "<cache root>/VERSION for another release)")
     p.add_argument("--jobs", type=int, default=None, help="go build -p (default: number of CPUs)")
     p.add_argument("--skip-images", action="store_true", help="binaries only")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = p.parse_args(argv)
     if not Path(GO).is_file():
         p.error(f"{GO}: no Go toolchain (install Go at /usr/local/go or set KOS_GO)")
-    out = (args.out or k8s.cache_dir()).resolve()
+    version: str = args.version
+    out = (args.out or k8s.cache_dir(version)).resolve()
     out.mkdir(parents=True, exist_ok=True)
     lock = open(out / ".lock", "w")  # noqa: SIM115 - held until the process exits
     try:
@@ -449,22 +481,26 @@ def main(argv: list[str] | None = None) -> int:
     except BlockingIOError:
         log(f"waiting for another build using {out}")
         fcntl.flock(lock, fcntl.LOCK_EX)
-    problems = check_pins()
+    problems = check_pins(version=version)
     if problems:
         raise SystemExit("k8s build: the wrapper modules disagree with kos.platform.image.k8s:\n  "
                          + "\n  ".join(problems))
     start = time.monotonic()
-    b = Builder(out, args.jobs)
-    log(f"Kubernetes {k8s.KUBERNETES_VERSION}, CoreDNS {k8s.COREDNS_VERSION}, flannel {k8s.FLANNEL_VERSION} "
-        f"-> {out}")
-    for part in parts():
+    b = Builder(out, args.jobs, version)
+    if b.cluster_release:
+        log(f"Kubernetes {version}, CoreDNS {k8s.COREDNS_VERSION}, flannel {k8s.FLANNEL_VERSION} -> {out}")
+    else:
+        log(f"Kubernetes {version} (programs and component images; the rest is {k8s.KUBERNETES_VERSION}'s) "
+            f"-> {out}")
+    for part in parts(version):
         b.go(part)
     debs = b.fetch(IPTABLES_DEBS + OTHER_DEBS)
-    b.cni(debs)
+    if b.cluster_release:
+        b.cni(debs)
     if not args.skip_images:
         b.images(debs)
     total = round(time.monotonic() - start, 2)
-    summary = {"version": k8s.KUBERNETES_VERSION, "out": str(out), "seconds": total, "steps": b.times,
+    summary = {"version": version, "out": str(out), "seconds": total, "steps": b.times,
                "built": b.built, "go": b.go_version}
     (out / "build.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if args.json:
