@@ -71,7 +71,7 @@ class MachineNode(NodeConfig, NodeAPI, NodeLifecycle):
         self.manager = ConfigManager(
             opts.state_dir, validation_mode=self.platform.mode.validation, platform_source=self._platform_config,
             reboot_hook=self._config_reboot, events=lambda t, p: self.events.publish(t, p),
-            not_acted_on=self._fields_not_acted_on,
+            not_acted_on=self._fields_not_acted_on, preconditions=self._config_preconditions,
         )  # fmt: skip
         self.store = ManagedConfigStore(self.manager)
         self.policy = auth.ResourcePolicy(writable_namespaces=frozenset(opts.writable_namespaces))

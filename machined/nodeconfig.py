@@ -35,6 +35,17 @@ class NodeConfig(NodeBase):
 
         return not_acted_on(container, Host.detect(shared_kernel=self._container_mode()))
 
+    def _config_preconditions(self, current: Any, new: Any) -> list[str]:
+        """What keeps this node from running a config (blocking: lists the node's kubelets):
+        Kubernetes versions it holds no release of (kos.controllers.k8s.releases)."""
+        from kos.controllers.k8s.releases import kubernetes_version_problems
+        from kos.platform.provision.kubernetes import node_kubelets
+
+        if new.v1alpha1 is None:
+            return []
+        old = current.v1alpha1 if current is not None else None
+        return kubernetes_version_problems(old, new.v1alpha1, node_kubelets(self._root()))
+
     async def _platform_config(self) -> bytes | None:
         return self.opts.initial_config
 

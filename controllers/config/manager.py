@@ -11,6 +11,9 @@ is stored on the STATE volume.
 
 * validate first (strict load + semantic validation for ``validation_mode``); on error
   nothing changes and ``ApplyError(INVALID_ARGUMENT)`` lists every error;
+* then what this node cannot run (``preconditions(active, new)``, e.g. a Kubernetes version it
+  holds no release of): ``ApplyError(FAILED_PRECONDITION)`` naming each, nothing changes (dry
+  runs included);
 * ``dry_run``: the diff (secrets redacted), nothing changes;
 * ``staged``: stored as the staged config, promoted over the active one at the next start;
 * ``try``: put in effect but not stored; rolled back to the stored config after
@@ -137,6 +140,9 @@ class ConfigManager:
     publish_timeout: float = 10.0
     not_acted_on: Callable[[ConfigContainer], list[tuple[str, str]]] | None = None
     """The fields a config sets that this node will not act on, with why (kos.controllers.system)."""
+    preconditions: Callable[[ConfigContainer | None, ConfigContainer], list[str]] | None = None
+    """What keeps this node from running ``new`` (given the config in effect); blocking, run in a
+    worker thread (kos.controllers.k8s.releases)."""
 
     active: _Loaded | None = field(default=None, init=False)
     persisted: _Loaded | None = field(default=None, init=False)
@@ -276,6 +282,11 @@ class ConfigManager:
         notes = [f"{path}: set, but not acted on by this node: {why}" for path, why in
                  (self.not_acted_on(container) if self.not_acted_on is not None else [])]
         async with self._lock:
+            if self.preconditions is not None:
+                cur = self.active.container if self.active is not None else None
+                problems = await anyio.to_thread.run_sync(self.preconditions, cur, container)
+                if problems:
+                    raise ApplyError(ErrorCode.FAILED_PRECONDITION, "; ".join(problems) + " (nothing was applied)")
             out = await self._apply(_Loaded(container, text), [*warnings, *notes], mode, dry_run, try_timeout)
         if notes:  # never a plain "Applied configuration" for what has no effect
             out.details += f"; {len(notes)} field(s) set but not acted on here (see warnings)"

@@ -10,5 +10,6 @@ Modules (each owns one piece):
 * ``validate`` - structural checks of rendered objects (kubernetes client models, flags, volumes)
 * ``apiclient`` - a small async server-side-apply client (mutual TLS)
 * ``controllers`` - the reconciling controllers; ``service`` - the kubelet service
+* ``releases`` - the Kubernetes versions a config asks for, checked against the node's releases
 * ``assembly`` - ``k8s_controllers(...)`` for machined
 """

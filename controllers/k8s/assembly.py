@@ -26,6 +26,7 @@ from kos.controllers.k8s.node import (
 from kos.controllers.k8s.service import DEFAULT_KUBELET_BINARY, KubeletServiceController
 from kos.controllers.k8s.staticpods import ControlPlaneConfigController, StaticPodController, StaticPodFileController
 from kos.controllers.runtime import Controller, ServiceManager
+from kos.platform.provision.kubernetes import node_kubelets
 
 DEFAULT_SECRETS_DIR = "/system/secrets/kubernetes"
 
@@ -76,5 +77,6 @@ def k8s_controllers(
     if supervisor is not None:
         binary = kubelet_binary
         define = (lambda: kubelet_service(binary)) if kubelet_service is not None else None
-        out.append(KubeletServiceController(supervisor, paths, binary=binary, define=define))
+        out.append(KubeletServiceController(supervisor, paths, binary=binary, define=define,
+                                            kubelets=lambda: node_kubelets(root, binary)))
     return out

@@ -9,6 +9,12 @@ The service itself is machined's (``kos.machined.services.kubelet``: it waits fo
 binary, and for containerd when the node runs it); the controller adds it through ``define``
 when the ``ServiceManager`` has none and sets the runner's arguments before each start.
 
+Which kubelet: the one of the Kubernetes version ``machine.kubelet.image``'s tag names, among
+the node's kubelets (``kubelets()``: version -> binary, ``kos.platform.provision.node_kubelets``);
+a tag that is not a version runs the node's own ``binary``; a version the node does not hold
+is an error naming the field, the value and the versions it has (the kubelet is left as it
+was; ApplyConfiguration refuses such a change up front, ``kubernetes_version_problems``).
+
 The kubelet runs in the host mount namespace, so ``machine.kubelet.extraMounts`` (which Talos
 bind-mounts into its kubelet container) need no mount here; they are validated and carried in
 the spec only.
@@ -16,7 +22,7 @@ the spec only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -27,6 +33,7 @@ from kos.controllers.k8s.staticpods import write_atomic
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, ServiceDefiner, ServiceManager
 from kos.resources.core import Phase
 from kos.resources.k8s import KUBELET_ID, KUBELET_SPECS, KubeletSpecSpec
+from kos.resources.k8sversion import image_version
 
 SERVICE_ID = "kubelet"
 DEFAULT_KUBELET_BINARY = "/usr/local/bin/kubelet"
@@ -48,16 +55,40 @@ def write_kubelet_files(spec: KubeletSpecSpec, paths: KubeletPaths) -> None:
         Path(d).mkdir(parents=True, exist_ok=True)
 
 
+class KubeletVersionError(RuntimeError):
+    """machine.kubelet.image names a Kubernetes version this node holds no kubelet for."""
+
+
+def kubelet_binary(image: str, kubelets: Mapping[str, str], default: str) -> str:
+    """The kubelet binary for ``machine.kubelet.image`` (see the module docstring)."""
+    version = image_version(image)
+    if version is None:
+        return default
+    if str(version) in kubelets:
+        return kubelets[str(version)]
+    have = ", ".join(sorted(kubelets)) or "none"
+    raise KubeletVersionError(f"machine.kubelet.image: {image!r} names Kubernetes {version}, which this node has "
+                              f"no kubelet for (available: {have})")
+
+
 class KubeletServiceController(Controller):
     name = "k8s.KubeletServiceController"
 
     def __init__(self, supervisor: ServiceManager, paths: KubeletPaths, *, binary: str = DEFAULT_KUBELET_BINARY,
-                 define: ServiceDefiner | None = None) -> None:
+                 define: ServiceDefiner | None = None,
+                 kubelets: Callable[[], Mapping[str, str]] | None = None) -> None:
         self.supervisor = supervisor
         self.paths = paths
         self.binary = binary
         self.define = define
+        self.kubelets = kubelets
         self.current: KubeletSpecSpec | None = None
+
+    def _binary(self, image: str) -> str:
+        """Blocking (lists the node's kubelets): run in a worker thread."""
+        if self.kubelets is None:
+            return self.binary
+        return kubelet_binary(image, self.kubelets(), self.binary)
 
     def inputs(self) -> Sequence[Input]:
         return [Input(KUBELET_SPECS.namespace, KUBELET_SPECS.type, KUBELET_ID)]
@@ -93,9 +124,10 @@ class KubeletServiceController(Controller):
         spec: KubeletSpecSpec = res.spec
         if spec == self.current and sup.is_active(SERVICE_ID):
             return
+        binary = await anyio.to_thread.run_sync(self._binary, spec.image)  # KubeletVersionError: left as it was
         await anyio.to_thread.run_sync(write_kubelet_files, spec, self.paths)
         runner = self._runner()
-        runner.args = [self.binary, *spec.args]
+        runner.args = [binary, *spec.args]
         changed = self.current is not None and spec != self.current
         self.current = spec.copy()
         if changed and sup.is_active(SERVICE_ID):

@@ -61,6 +61,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("shutdown", "lifecycle", "shut nodes down"),
     Command("reset", "lifecycle", "reset nodes: leave etcd, wipe system volumes, power off"),
     Command("upgrade", "lifecycle", "upgrade nodes to an installer image"),
+    Command("upgrade-k8s", "upgrade_k8s", "upgrade Kubernetes to another built version, node by node"),
     Command("rollback", "lifecycle", "reboot nodes into their previous good A/B boot slot"),
     Command("logs", "logs", "print a service's log, or machined's own"),
     Command("dmesg", "logs", "print the kernel log"),

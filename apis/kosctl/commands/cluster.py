@@ -237,12 +237,17 @@ def _kubernetes_binds(prov: Any, name: str, nodes: list[str]) -> dict[str, list[
 
 
 def _registry_archives() -> list[Path]:
-    """The built image archives the cluster's registry serves (none: no registry)."""
+    """The built image archives the cluster's registry serves (none: no registry): the
+    cluster release's and the component images of every other built release."""
     import shutil
 
     from kos.platform.image import k8s
 
     archives = list(k8s.image_archives().values())
+    if archives:  # every other built release's component images too (kosctl upgrade-k8s pulls them)
+        for version in k8s.built_versions():
+            if version != k8s.KUBERNETES_VERSION:
+                archives += k8s.image_archives(version=version).values()
     if archives and shutil.which("docker-registry") is None:
         _step("docker-registry not found (apt-get install docker-registry): no cluster registry; "
               "nodes pull from the internet")
