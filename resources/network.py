@@ -19,7 +19,9 @@ Types owned here (all ``*.net.kos.dev``):
 * ``OperatorSpecs`` (id ``<operator>/<link>``, operators ``dhcp4`` and ``vip``)
 * ``NodeAddresses`` (ids ``default``, ``current``, ``routed``, ``accumulative``)
 * ``NetworkStatuses`` (id ``status``)
-* ``EtcFileStatuses`` (ids ``resolv.conf``, ``hosts``, ``hostname``)
+* ``EtcFileStatuses`` (ids ``resolv.conf``, ``hosts``, ``hostname``, ``resolv.conf.upstream``)
+* ``HostDNSConfigs`` / ``HostDNSStatuses`` (id ``config``): the host DNS cache
+  (``machine.features.hostDNS``) to run and what it does
 * ``NetworkApplyErrors`` (id ``<kind>/<spec id>``): a merged spec the kernel refused or kos
   cannot apply here (unknown link, unsupported link kind, out-of-range MTU, ...)
 * ``PlatformNetworkConfigs`` (id ``platform``): what the platform (metal/nocloud/container/
@@ -382,6 +384,56 @@ class EtcFileStatusSpec(Spec):
     sha256: str = spec_field(2, default="")
 
 
+HOST_DNS_ADDRESS = "127.0.0.53"  # where the host DNS cache listens; resolv.conf points here
+KUBE_DNS_HOST_ADDRESS = "169.254.116.108"  # where pods' CoreDNS reaches it (forwardKubeDNSToHost)
+
+
+@dataclass
+class HostDNSName(Spec):
+    """A name the host DNS cache answers itself (a cluster member's hostname)."""
+
+    name: str = spec_field(1, default="")
+    addresses: list[str] = spec_field(2, default_factory=list)
+
+
+@resource_type(
+    "HostDNSConfigs.net.kos.dev",
+    namespace=NAMESPACE,
+    print_columns=[("Listen", "{.listenAddresses}"), ("Upstreams", "{.upstreams}")],
+)
+@dataclass
+class HostDNSConfigSpec(Spec):
+    """The host DNS cache to run (id ``config``; absent when ``hostDNS.enabled`` is not true):
+    ``host:port`` listen addresses, upstream resolver addresses in order, member names."""
+
+    listen_addresses: list[str] = spec_field(1, yaml="listenAddresses", default_factory=list)
+    upstreams: list[str] = spec_field(2, default_factory=list)
+    forward_kube_dns_to_host: bool = spec_field(3, yaml="forwardKubeDNSToHost", default=False)
+    resolve_member_names: bool = spec_field(4, yaml="resolveMemberNames", default=False)
+    names: list[HostDNSName] = spec_field(5, default_factory=list)
+    search_domains: list[str] = spec_field(6, yaml="searchDomains", default_factory=list)
+
+
+@resource_type(
+    "HostDNSStatuses.net.kos.dev",
+    namespace=NAMESPACE,
+    print_columns=[("Listening", "{.listening}"), ("Healthy", "{.healthyUpstreams}"), ("Error", "{.error}")],
+)
+@dataclass
+class HostDNSStatusSpec(Spec):
+    """What the host DNS cache does (id ``config``): where it listens, which upstreams answered
+    the last query sent to them, counters, and why it is not listening (``error``)."""
+
+    listening: list[str] = spec_field(1, default_factory=list)
+    upstreams: list[str] = spec_field(2, default_factory=list)
+    healthy_upstreams: list[str] = spec_field(3, yaml="healthyUpstreams", default_factory=list)
+    queries: int = spec_field(4, default=0)
+    cache_hits: int = spec_field(5, yaml="cacheHits", default=0)
+    cache_entries: int = spec_field(6, yaml="cacheEntries", default=0)
+    upstream_failures: int = spec_field(7, yaml="upstreamFailures", default=0)
+    error: str = spec_field(8, default="")
+
+
 @resource_type(
     "NetworkApplyErrors.net.kos.dev",
     namespace=NAMESPACE,
@@ -429,6 +481,9 @@ NETWORK_STATUSES = Kind(NAMESPACE, NetworkStatusSpec.definition.type)
 ETC_FILE_STATUSES = Kind(NAMESPACE, EtcFileStatusSpec.definition.type)
 APPLY_ERRORS = Kind(NAMESPACE, NetworkApplyErrorSpec.definition.type)
 PLATFORM_CONFIGS = Kind(NAMESPACE, PlatformNetworkConfigSpec.definition.type)
+HOST_DNS_CONFIGS = Kind(NAMESPACE, HostDNSConfigSpec.definition.type)
+HOST_DNS_STATUSES = Kind(NAMESPACE, HostDNSStatusSpec.definition.type)
+HOST_DNS_ID = "config"
 
 
 def config_kind(kind: Kind) -> Kind:

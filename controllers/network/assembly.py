@@ -23,6 +23,7 @@ from kos.controllers.network.config import (
     PlatformLayerController,
 )
 from kos.controllers.network.etcfiles import EtcFilesController
+from kos.controllers.network.hostdns import HostDNSConfigController, HostDNSController
 from kos.controllers.network.hostname import HostnameController
 from kos.controllers.network.merge import MergeController, merge_by_id, merge_links, merge_resolvers, merge_single
 from kos.controllers.network.netstatus import NetworkStatusController, time_server_status_controller
@@ -87,6 +88,8 @@ def network_controllers(
         OperatorController(netns, election=vip_election),
         HostnameController(manage=manage_hostname),
         EtcFilesController(etc_dir),
+        HostDNSConfigController(),
+        HostDNSController(netns),
         NodeAddressController(),
         NetworkStatusController(),
         time_server_status_controller(),

@@ -2,6 +2,8 @@
 merged ``ResolverSpecs``, ``HostnameStatuses``, the default ``NodeAddresses`` and the machine
 config's static hosts; publish ``ResolverStatuses/resolvers`` and one ``EtcFileStatuses`` per
 file (path and sha256 of what was written). A file is rewritten only when its content changes.
+While the host DNS cache listens on ``127.0.0.53`` (``HostDNSStatuses/config``), resolv.conf
+names it as the only nameserver; ``ResolverStatuses`` still lists the upstream resolvers.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from kos.resources.config import NAMESPACE as CONFIG_NS
 from kos.resources.core import Pointer, Resource
 from kos.resources.network import (
     ETC_FILE_STATUSES,
+    HOST_DNS_ADDRESS,
+    HOST_DNS_ID,
+    HOST_DNS_STATUSES,
     HOSTNAME_STATUSES,
     NAMESPACE,
     NODE_ADDRESSES,
@@ -56,6 +61,7 @@ class EtcFilesController(Controller):
             Input(HOSTNAME_STATUSES.namespace, HOSTNAME_STATUSES.type, "hostname"),
             Input(NODE_ADDRESSES.namespace, NODE_ADDRESSES.type, "default"),
             Input(CONFIG_NS, MachineConfigSpec.definition.type, ACTIVE_ID),
+            Input(HOST_DNS_STATUSES.namespace, HOST_DNS_STATUSES.type, HOST_DNS_ID),
         )
 
     def outputs(self) -> Sequence[Output]:
@@ -71,9 +77,11 @@ class EtcFilesController(Controller):
         hostname = await rt.get_or_none(Pointer(HOSTNAME_STATUSES.namespace, HOSTNAME_STATUSES.type, "hostname"))
         default = await rt.get_or_none(Pointer(NODE_ADDRESSES.namespace, NODE_ADDRESSES.type, "default"))
         mc = await rt.get_or_none(_MC)
+        host_dns = await rt.get_or_none(HOST_DNS_STATUSES.pointer(HOST_DNS_ID))
         if resolvers is not None:
             servers, search = list(resolvers.spec.dns_servers), list(resolvers.spec.search_domains)
-            await self.write(rt, "resolv.conf", render_resolv_conf(servers, search))
+            local = host_dns is not None and f"{HOST_DNS_ADDRESS}:53" in host_dns.spec.listening
+            await self.write(rt, "resolv.conf", render_resolv_conf([HOST_DNS_ADDRESS] if local else servers, search))
 
             def fill(r: Resource[Any]) -> None:
                 r.spec = ResolverStatusSpec(dns_servers=servers, search_domains=search)

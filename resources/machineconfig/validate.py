@@ -17,6 +17,7 @@ from kos.resources.machineconfig.documents import HostnameConfig, LinkDocument, 
 from kos.resources.machineconfig.docvalidate import validate_documents
 from kos.resources.machineconfig.errors import MISSING, ConfigError, ConfigErrors
 from kos.resources.machineconfig.v1alpha1 import Config, Interface
+from kos.resources.machineconfig.views import host_dns_errors
 
 MODES = ("metal", "cloud", "container")
 MACHINE_TYPES = ("controlplane", "worker", "init")
@@ -46,6 +47,8 @@ def validate(container: ConfigContainer, mode: str = "metal") -> list[ConfigErro
     v = _V()
     if container.v1alpha1 is not None:
         _validate_v1alpha1(v, container.v1alpha1, mode)
+        for path, value, expected in host_dns_errors(container):
+            v.err(path, value, expected)
     _validate_documents(v, container, mode)
     if v.errors:
         raise ConfigErrors(v.errors, dropped=v.errors.dropped)

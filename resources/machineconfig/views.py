@@ -9,7 +9,9 @@ validation already rejects configuring one thing in both places).
   the bridge in ``bridgePort.master``);
 * ``hostname(c)``: the static hostname (or ``""``) and whether a stable one should be made;
 * ``nameservers(c)`` / ``search_domains(c)`` / ``static_hosts(c)`` / ``time_servers(c)`` (a
-  ``TimeSyncConfig`` document wins over ``machine.time``).
+  ``TimeSyncConfig`` document wins over ``machine.time``);
+* ``host_dns(c)``: the host DNS cache switches (``ResolverConfig.hostDNS`` or the v1alpha1
+  ``machine.features.hostDNS``; validation rejects setting both) and ``host_dns_errors``.
 """
 
 from __future__ import annotations
@@ -144,6 +146,53 @@ def search_domains(c: ConfigContainer) -> list[str]:
     if doc is not None and doc.search_domains.domains:
         return list(doc.search_domains.domains)
     return list(c.config.machine.network.search_domains)
+
+
+@dataclass(frozen=True)
+class HostDNSView:
+    enabled: bool = False
+    forward_kube_dns_to_host: bool = False
+    resolve_member_names: bool = False
+    source: str = ""
+
+
+_HOST_DNS_KEYS = {"enabled": "enabled", "forwardKubeDNSToHost": "forward_kube_dns_to_host",
+                  "resolveMemberNames": "resolve_member_names"}
+
+
+def host_dns_errors(c: ConfigContainer) -> list[tuple[str, object, str]]:
+    """(path, value, expected) for every wrong value of ``machine.features.hostDNS``."""
+    raw = c.config.machine.features.host_dns
+    p = "machine.features.hostDNS"
+    if raw in (None, {}):
+        return []
+    if not isinstance(raw, dict):
+        return [(p, raw, "a mapping with enabled, forwardKubeDNSToHost, resolveMemberNames")]
+    out: list[tuple[str, object, str]] = []
+    for key, value in raw.items():
+        if key not in _HOST_DNS_KEYS:
+            out.append((f"{p}.{key}", value, f"one of the keys {', '.join(_HOST_DNS_KEYS)}"))
+        elif not isinstance(value, bool):
+            out.append((f"{p}.{key}", value, "true or false"))
+    if not out and raw.get("enabled") is not True:
+        for key in ("forwardKubeDNSToHost", "resolveMemberNames"):
+            if raw.get(key) is True:
+                out.append((f"{p}.{key}", True, f"false unless {p}.enabled is true"))
+    return out
+
+
+def host_dns(c: ConfigContainer) -> HostDNSView:
+    doc = c.document(ResolverConfig)
+    if doc is not None and doc.host_dns.encode():
+        h = doc.host_dns
+        return HostDNSView(bool(h.enabled), bool(h.enabled and h.forward_kube_dns_to_host),
+                           bool(h.enabled and h.resolve_member_names), "ResolverConfig.hostDNS")
+    raw = c.config.machine.features.host_dns
+    if not isinstance(raw, dict) or host_dns_errors(c):
+        return HostDNSView()
+    on = raw.get("enabled") is True
+    return HostDNSView(on, on and raw.get("forwardKubeDNSToHost") is True,
+                       on and raw.get("resolveMemberNames") is True, "machine.features.hostDNS")
 
 
 def static_hosts(c: ConfigContainer) -> list[StaticHost]:
