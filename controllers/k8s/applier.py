@@ -28,7 +28,7 @@ from kos.controllers.k8s.base import (
     MACHINE_TYPES,
     K8sController,
     is_control_plane,
-    machine_config,
+    machine_container,
     running_spec,
 )
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, OutputKind, set_spec
@@ -43,14 +43,17 @@ from kos.resources.k8s import (
     ManifestSpec,
     ManifestStatusSpec,
 )
-from kos.resources.machineconfig import load_manifests
+from kos.resources.machineconfig import load_manifests, views
 from kos.resources.machineconfig.v1alpha1 import Config
 from kos.resources.secrets import K8S_CERTS, K8S_CERTS_ID, K8S_ROOT, K8S_ROOT_ID, KubernetesRootSpec
 
 
-def manifest_inputs(cfg: Config, root: KubernetesRootSpec) -> mf.ManifestInputs:
+def manifest_inputs(cfg: Config, root: KubernetesRootSpec, *, forward_kube_dns_to_host: bool = False,
+                    ) -> mf.ManifestInputs:
+    """``forward_kube_dns_to_host``: the config's host DNS view (v1alpha1 or ResolverConfig)."""
     c = cfg.cluster
     cni = c.network.cni.name or "flannel"
+    prism = cfg.machine.features.kube_prism
     return mf.ManifestInputs(
         bootstrap_token=root.bootstrap_token,
         endpoint=root.endpoint or c.control_plane.endpoint,
@@ -64,6 +67,8 @@ def manifest_inputs(cfg: Config, root: KubernetesRootSpec) -> mf.ManifestInputs:
         proxy_extra_args=dict(c.proxy.extra_args),
         coredns_disabled=bool(c.core_dns.get("disabled")),
         coredns_image=str(c.core_dns.get("image") or mf.COREDNS_IMAGE),
+        forward_kube_dns_to_host=forward_kube_dns_to_host,
+        kube_prism_port=(prism.port or mf.KUBEPRISM_DEFAULT_PORT) if prism.enabled else 0,
         extra_manifests=list(c.extra_manifests),
         inline_manifests=[mf.InlineManifest(m.name, m.contents) for m in c.inline_manifests],
     )
@@ -79,11 +84,13 @@ class ManifestController(K8sController):
                 Input(K8S_ROOT.namespace, K8S_ROOT.type, K8S_ROOT_ID)]
 
     async def reconcile(self, rt: ControllerRuntime) -> None:
-        cfg = await machine_config(rt)
+        container = await machine_container(rt)
+        cfg = container.v1alpha1 if container is not None else None
         root = await running_spec(rt, K8S_ROOT, K8S_ROOT_ID)
-        if cfg is None or root is None or not await is_control_plane(rt):
+        if container is None or cfg is None or root is None or not await is_control_plane(rt):
             return
-        for mid, spec in mf.render_manifests(manifest_inputs(cfg, root)).items():
+        inputs = manifest_inputs(cfg, root, forward_kube_dns_to_host=views.host_dns(container).forward_kube_dns_to_host)
+        for mid, spec in mf.render_manifests(inputs).items():
             await rt.modify(Resource.new(ManifestSpec(), mid), set_spec(spec))
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from kos.controllers.runtime import Controller, ControllerRuntime, Output, OutputKind
 from kos.resources.config import ACTIVE_ID, MachineConfigSpec, MachineTypeSpec
 from kos.resources.core import Kind, Phase
-from kos.resources.machineconfig import ConfigErrors
+from kos.resources.machineconfig import ConfigContainer, ConfigErrors
 from kos.resources.machineconfig.v1alpha1 import Config
 
 MACHINE_CONFIGS = Kind("config", MachineConfigSpec.definition.type)
@@ -56,6 +56,15 @@ async def machine_config(rt: ControllerRuntime) -> Config | None:
         return None
     spec: MachineConfigSpec = r.spec
     return spec.container().v1alpha1
+
+
+async def machine_container(rt: ControllerRuntime) -> ConfigContainer | None:
+    """The active config (every document), or None when there is none (yet)."""
+    r = await rt.get_or_none(MACHINE_CONFIGS.pointer(ACTIVE_ID))
+    if r is None or r.metadata.phase != Phase.RUNNING:
+        return None
+    spec: MachineConfigSpec = r.spec
+    return spec.container()
 
 
 async def is_control_plane(rt: ControllerRuntime) -> bool:

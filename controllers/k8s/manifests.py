@@ -7,9 +7,15 @@
   CSRs and renewals
 * ``10-kube-proxy`` - ServiceAccount, ClusterRoleBinding, DaemonSet
 * ``11-coredns`` - ServiceAccount, ClusterRole(+Binding), ConfigMap (Corefile), Deployment,
-  Service ``kube-dns`` at the 10th service IP
+  Service ``kube-dns`` at the 10th service IP; external names are forwarded to the node's
+  resolv.conf, or to the host DNS cache at ``169.254.116.108`` with ``forwardKubeDNSToHost``
 * ``12-flannel`` - the default CNI (``cluster.network.cni.name: flannel``); ``none`` renders no
   CNI; ``custom`` turns each of ``cni.urls`` into a URL manifest ``13-cni-custom-N``
+
+kube-proxy and flannel run in the host network and reach the API server at
+``cluster.controlPlane.endpoint``, or, with KubePrism on (``kube_prism_port``), at the node's
+KubePrism load balancer ``127.0.0.1:<port>`` (``KUBERNETES_SERVICE_HOST``/``_PORT``), as Talos
+does: they keep working while any one API server is up.
 * ``60-inline-<name>`` - ``cluster.inlineManifests`` (parsed and checked here)
 * ``70-extra-N`` - ``cluster.extraManifests`` URLs (fetched by the applier)
 
@@ -64,6 +70,8 @@ class ManifestInputs:
     proxy_extra_args: dict[str, str] = field(default_factory=dict)
     coredns_disabled: bool = False
     coredns_image: str = COREDNS_IMAGE
+    forward_kube_dns_to_host: bool = False  # CoreDNS forwards to the host DNS cache (169.254.116.108)
+    kube_prism_port: int = 0  # > 0: kube-proxy and flannel use KubePrism on 127.0.0.1:<port>
     extra_manifests: list[str] = field(default_factory=list)
     inline_manifests: list[InlineManifest] = field(default_factory=list)
 
@@ -168,8 +176,7 @@ def kube_proxy(inp: ManifestInputs) -> list[dict[str, Any]]:
                         "command": ["/usr/local/bin/kube-proxy", *[f"--{k}={v}" for k, v in flags.items()]],
                         "env": [{"name": "NODE_NAME",
                                  "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}},
-                                {"name": "KUBERNETES_SERVICE_HOST", "value": _endpoint_host(inp.endpoint)},
-                                {"name": "KUBERNETES_SERVICE_PORT", "value": str(_endpoint_port(inp.endpoint))}],
+                                *api_server_env(inp)],
                         "securityContext": {"privileged": True},
                         # no /lib/modules: iptables mode loads nothing itself (the kernel
                         # autoloads netfilter modules), and kos nodes may have no module tree
@@ -190,7 +197,21 @@ def kube_proxy(inp: ManifestInputs) -> list[dict[str, Any]]:
                                     [{"kind": "ServiceAccount", "name": "kube-proxy", "namespace": "kube-system"}]), ds]
 
 
-def corefile(domain: str) -> str:
+KUBEPRISM_DEFAULT_PORT = 7445  # machine.features.kubePrism.port when unset (as controllers.system.kubeprism)
+KUBE_DNS_HOST_ADDRESS = "169.254.116.108"  # the host DNS cache, as pods reach it (resources.network)
+
+
+def api_server_env(inp: ManifestInputs) -> list[dict[str, str]]:
+    """How a host-network component reaches the API server (client-go's in-cluster config)."""
+    if inp.kube_prism_port:
+        host, port = "127.0.0.1", inp.kube_prism_port
+    else:
+        host, port = _endpoint_host(inp.endpoint), _endpoint_port(inp.endpoint)
+    return [{"name": "KUBERNETES_SERVICE_HOST", "value": host}, {"name": "KUBERNETES_SERVICE_PORT", "value": str(port)}]
+
+
+def corefile(domain: str, *, forward_to_host: bool = False) -> str:
+    upstream = KUBE_DNS_HOST_ADDRESS if forward_to_host else "/etc/resolv.conf"
     return (
         ".:53 {\n"
         "    errors\n"
@@ -199,7 +220,7 @@ def corefile(domain: str) -> str:
         f"    kubernetes {domain} in-addr.arpa ip6.arpa {{\n"
         "        pods insecure\n        fallthrough in-addr.arpa ip6.arpa\n        ttl 30\n    }\n"
         "    prometheus :9153\n"
-        "    forward . /etc/resolv.conf {\n        max_concurrent 1000\n    }\n"
+        f"    forward . {upstream} {{\n        max_concurrent 1000\n    }}\n"
         "    cache 30\n    loop\n    reload\n    loadbalance\n"
         "}\n"
     )
@@ -218,7 +239,7 @@ def coredns(inp: ManifestInputs) -> list[dict[str, Any]]:
         ],
     }
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("coredns"),
-          "data": {"Corefile": corefile(inp.dns_domain)}}
+          "data": {"Corefile": corefile(inp.dns_domain, forward_to_host=inp.forward_kube_dns_to_host)}}
     deploy = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": _meta("coredns", **labels),
@@ -332,8 +353,7 @@ def flannel(inp: ManifestInputs) -> list[dict[str, Any]]:
                         "env": [
                             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-                            {"name": "KUBERNETES_SERVICE_HOST", "value": _endpoint_host(inp.endpoint)},
-                            {"name": "KUBERNETES_SERVICE_PORT", "value": str(_endpoint_port(inp.endpoint))},
+                            *api_server_env(inp),
                         ],
                         "resources": {"requests": {"cpu": "100m", "memory": "50Mi"}},
                         "securityContext": {"privileged": False,
@@ -393,6 +413,9 @@ def render_manifests(inp: ManifestInputs) -> dict[str, ManifestSpec]:
                                   f"{', '.join(CNI_NAMES)}")
     if not inp.endpoint.startswith("https://"):
         raise ManifestRenderError(f"cluster.controlPlane.endpoint: {inp.endpoint!r} is invalid, expected https://")
+    if not 0 <= inp.kube_prism_port < 65536:
+        raise ManifestRenderError(f"machine.features.kubePrism.port: {inp.kube_prism_port} is invalid, expected a "
+                                  "TCP port (1-65535)")
     out: dict[str, ManifestSpec] = {
         "00-bootstrap-token": _spec([bootstrap_token_secret(inp.bootstrap_token)]),
         "01-csr-rbac": _spec(csr_rbac()),

@@ -92,6 +92,7 @@ SECRETS = "kos.controllers.secrets.root"
 BLOCK = "kos.controllers.block.config"
 ETCD = "kos.controllers.etcd.config"
 PRISM = "kos.controllers.system.kubeprism"
+HOST_DNS = "kos.controllers.network.hostdns"
 NODE = "kos.controllers.system.node"
 BOOTARGS = "kos.controllers.system.bootargs"
 
@@ -184,8 +185,6 @@ _SKIP_FALLBACK = Unsupported("containerd 1.6 always falls back to the registry i
 _IDENTITY_TOKEN = Unsupported("registry identity tokens are not exchanged (use username/password or auth)")
 _TRUSTED_ROOTS = Unsupported("extra trusted roots are not added to the node's trust store (for a registry, use "
                              "RegistryTLSConfig.ca)")
-_HOST_DNS = ("the host DNS cache (127.0.0.53) is not implemented: resolv.conf points at the configured "
-             "nameservers, which CoreDNS and the kubelet use directly")
 
 _PEM_ACCEPTED = Unsupported("additional accepted CAs are not trusted by kos yet (only the primary CA is)")
 
@@ -305,7 +304,7 @@ FIELDS: dict[str, Entry] = {
         ignored=_enabled),
     "machine.features.kubePrism.enabled": Reads(PRISM, "kube_prism"),
     "machine.features.kubePrism.port": Reads(PRISM, "port"),
-    "machine.features.hostDNS": Unsupported(_HOST_DNS, ignored=_enabled),
+    "machine.features.hostDNS": Reads(HOST_DNS, "host_dns"),
     "machine.features.nodeAddressSortAlgorithm": Unsupported("node addresses are sorted one way (v1)"),
     "machine.udev": Unsupported("the image runs no udevd (devices are probed directly), so udev rules have no "
                                 "reader"),
@@ -409,9 +408,9 @@ FIELDS: dict[str, Entry] = {
     "RegistryTLSConfig.insecureSkipVerify": Reads(SYS, "insecure_skip_verify"),
     "TrustedRootsConfig.name": _TRUSTED_ROOTS,
     "TrustedRootsConfig.certificates": _TRUSTED_ROOTS,
-    "ResolverConfig.hostDNS.enabled": Unsupported(_HOST_DNS, ignored=_true),
-    "ResolverConfig.hostDNS.forwardKubeDNSToHost": Unsupported(_HOST_DNS, ignored=_true),
-    "ResolverConfig.hostDNS.resolveMemberNames": Unsupported(_HOST_DNS, ignored=_true),
+    "ResolverConfig.hostDNS.enabled": Reads(HOST_DNS, "enabled"),
+    "ResolverConfig.hostDNS.forwardKubeDNSToHost": Reads(HOST_DNS, "forward_kube_dns_to_host"),
+    "ResolverConfig.hostDNS.resolveMemberNames": Reads(HOST_DNS, "resolve_member_names"),
     # -- Talos multi-doc kinds parsed and validated by resources.machineconfig (issue 16 part 3) --
     "LinkConfig.multicast": Unsupported("the multicast flag is left as the kernel sets it"),
     "machine.network.interfaces[].bridge.vlan.vlanFiltering": Unsupported("bridges are created without VLAN "

@@ -28,7 +28,8 @@ def with_unsupported(text: str) -> str:
     def change(cfg: object) -> None:
         m = cfg.machine  # type: ignore[attr-defined]
         m.sysctls = {"net.ipv4.ip_forward": "1", "kernel.pid_max": "65536"}
-        m.features.host_dns = {"enabled": True, "forwardKubeDNSToHost": True}
+        m.features.kubernetes_talos_api_access = {"enabled": True}
+        m.features.host_dns = {"enabled": True, "forwardKubeDNSToHost": True}  # acted on: no warning
 
     return patched(text, change)
 
@@ -45,17 +46,18 @@ async def test_the_answer_and_the_statuses_name_what_is_not_acted_on(tmp_path: P
             assert "not acted on here" in out.details and "Applied configuration" in out.details
             notes = [w for w in out.warnings if "not acted on by this node" in w]
             by_field = {w.split(":", 1)[0]: w for w in notes}
-            assert set(by_field) - baseline == {"machine.sysctls", "machine.features.hostDNS"}
+            assert set(by_field) - baseline == {"machine.sysctls", "machine.features.kubernetesTalosAPIAccess"}
             assert "kernel.pid_max" in by_field["machine.sysctls"]
-            assert "host DNS cache" in by_field["machine.features.hostDNS"]
-            got = await assert_resources(state, FIELD_STATUSES, ["machine.features.hostDNS", "machine.sysctls"])
-            dns = got["machine.features.hostDNS"].spec
-            assert dns.state == "unsupported" and "host DNS cache" in dns.reason
+            assert "from Kubernetes pods" in by_field["machine.features.kubernetesTalosAPIAccess"]
+            got = await assert_resources(state, FIELD_STATUSES,
+                                         ["machine.features.kubernetesTalosAPIAccess", "machine.sysctls"])
+            access = got["machine.features.kubernetesTalosAPIAccess"].spec
+            assert access.state == "unsupported" and "from Kubernetes pods" in access.reason
 
             dry = await m.apply(with_unsupported(cp).encode(), "auto", dry_run=True)
-            assert any("machine.features.hostDNS" in w for w in dry.warnings)
+            assert any("machine.features.kubernetesTalosAPIAccess" in w for w in dry.warnings)
 
             back = await m.apply(cp.encode(), "auto")
             assert {w.split(":", 1)[0] for w in back.warnings if "not acted on" in w} == baseline
-            await assert_no_resource(state, FIELD_STATUSES.pointer("machine.features.hostDNS"))
+            await assert_no_resource(state, FIELD_STATUSES.pointer("machine.features.kubernetesTalosAPIAccess"))
             tg.cancel_scope.cancel()

@@ -127,3 +127,21 @@ def test_the_docs_table_is_the_registry() -> None:
     table = fields_reference()
     assert "| `machine.sysctls` | acted on (`controllers.system.render`)" in table
     assert table in DOC.read_text(), "regenerate the table in docs/config.md from fields_reference()"
+
+
+def test_talos_generated_configs_do_not_warn_about_host_dns() -> None:
+    """Every ``talosctl gen config`` since 1.8 turns host DNS on (with forwardKubeDNSToHost): kos
+    acts on it, so importing such a config reports nothing about it."""
+    from kos.controllers.network.hostdns import host_dns_config
+    from tests.machineconfig.talos_fixtures import talos_configs
+
+    seen = 0
+    for name, text in sorted(talos_configs().items()):
+        c = load(text)
+        assert not [p for p, _ in not_acted_on(c, Host(shared_kernel=True)) if "hostDNS" in p], name
+        spec = host_dns_config(c, None)
+        if name.split()[0] in ("v1.8", "v1.10", "v1.12", "v1.14"):
+            assert spec is not None and spec.forward_kube_dns_to_host, name
+            assert spec.listen_addresses == ["127.0.0.53:53", "169.254.116.108:53"]
+            seen += 1
+    assert seen >= 8
