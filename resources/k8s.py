@@ -77,6 +77,8 @@ class KubeletConfigSpec(Spec):
     node_labels: dict[str, str] = spec_field(12, yaml="nodeLabels", default_factory=dict)
     node_taints: dict[str, str] = spec_field(13, yaml="nodeTaints", default_factory=dict)
     register_with_fqdn: bool = spec_field(14, yaml="registerWithFQDN", default=False)
+    host_dns: bool = spec_field(15, yaml="hostDNS", default=False)
+    """The host DNS cache is on: pods get the upstream resolvers, not 127.0.0.53 (resolvConf)."""
 
 
 @resource_type("KubeletSpecs.k8s.kos.dev", namespace=NAMESPACE, sensitive=True,

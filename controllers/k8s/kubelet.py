@@ -46,6 +46,9 @@ class KubeletPaths:
     cert_dir: str = "/var/lib/kubelet/pki"
     static_pod_dir: str = "/etc/kubernetes/manifests"
     root_dir: str = "/var/lib/kubelet"
+    # the node's upstream resolvers (controllers.network.etcfiles): the kubelet's resolvConf while
+    # the host DNS cache owns resolv.conf (127.0.0.53 is not reachable from a pod's network)
+    upstream_resolv_conf: str = "/etc/resolv.conf.upstream"
 
 
 def service_ip(subnet: str, index: int) -> str:
@@ -170,6 +173,8 @@ def render_kubelet_configuration(cfg: KubeletConfigSpec, paths: KubeletPaths) ->
         # the root filesystem is read-only: FlexVolume drivers live beside the kubelet's state
         "volumePluginDir": f"{paths.root_dir}/volumeplugins",
     }
+    if cfg.host_dns:
+        conf["resolvConf"] = paths.upstream_resolv_conf
     if cfg.static_pod_list_url:
         conf["staticPodURL"] = cfg.static_pod_list_url
     # kos's own control-plane static pods are files in this dir, so it is always served

@@ -16,7 +16,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from kos.controllers.k8s import kubelet as render
-from kos.controllers.k8s.base import MACHINE_CONFIGS, K8sController, machine_config, running_spec
+from kos.controllers.k8s.base import MACHINE_CONFIGS, K8sController, machine_config, machine_container, running_spec
 from kos.controllers.k8s.flags import TARGET_VERSION, unknown_flags
 from kos.controllers.runtime import ControllerRuntime, Input, set_spec
 from kos.resources.config import ACTIVE_ID
@@ -34,6 +34,7 @@ from kos.resources.k8s import (
     NodeIPSpec,
     NodenameSpec,
 )
+from kos.resources.machineconfig import views
 from kos.resources.network import HOSTNAME_STATUSES, NODE_ADDRESSES, filter_addresses
 from kos.resources.secrets import K8S_ROOT, K8S_ROOT_ID, KubernetesRootSpec
 
@@ -108,10 +109,12 @@ class KubeletConfigController(K8sController):
         return [Input(MACHINE_CONFIGS.namespace, MACHINE_CONFIGS.type, ACTIVE_ID)]
 
     async def reconcile(self, rt: ControllerRuntime) -> None:
-        cfg = await machine_config(rt)
-        if cfg is None:
+        container = await machine_container(rt)
+        cfg = container.v1alpha1 if container is not None else None
+        if container is None or cfg is None:
             return
         spec = render.kubelet_config_from_machine(cfg)
+        spec.host_dns = views.host_dns(container).enabled
         await rt.modify(Resource.new(KubeletConfigSpec(), KUBELET_ID), set_spec(spec))
 
 

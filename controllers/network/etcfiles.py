@@ -3,7 +3,9 @@ merged ``ResolverSpecs``, ``HostnameStatuses``, the default ``NodeAddresses`` an
 config's static hosts; publish ``ResolverStatuses/resolvers`` and one ``EtcFileStatuses`` per
 file (path and sha256 of what was written). A file is rewritten only when its content changes.
 While the host DNS cache listens on ``127.0.0.53`` (``HostDNSStatuses/config``), resolv.conf
-names it as the only nameserver; ``ResolverStatuses`` still lists the upstream resolvers.
+names it as the only nameserver; ``ResolverStatuses`` still lists the upstream resolvers and
+``resolv.conf.upstream`` has them too (the kubelet gives that file to pods while host DNS is on:
+127.0.0.53 is not reachable from a pod's network namespace).
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class EtcFilesController(Controller):
             servers, search = list(resolvers.spec.dns_servers), list(resolvers.spec.search_domains)
             local = host_dns is not None and f"{HOST_DNS_ADDRESS}:53" in host_dns.spec.listening
             await self.write(rt, "resolv.conf", render_resolv_conf([HOST_DNS_ADDRESS] if local else servers, search))
+            # the upstream resolvers themselves: the kubelet's resolvConf while host DNS is on
+            await self.write(rt, "resolv.conf.upstream", render_resolv_conf(servers, search))
 
             def fill(r: Resource[Any]) -> None:
                 r.spec = ResolverStatusSpec(dns_servers=servers, search_domains=search)

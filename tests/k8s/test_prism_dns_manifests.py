@@ -119,3 +119,15 @@ cluster:
     assert "forward . 169.254.116.108 {" in got["11-coredns"].spec.objects
     proxy = list(yaml.safe_load_all(got["10-kube-proxy"].spec.objects))
     assert env_of(proxy, "DaemonSet", "kube-proxy")["KUBERNETES_SERVICE_PORT"] == "7445"
+
+
+def test_with_host_dns_pods_get_the_upstream_resolvers_not_127_0_0_53() -> None:
+    from kos.controllers.k8s import kubelet as kl
+
+    paths = kl.KubeletPaths()
+    c = config("hostDNS: {enabled: true}")
+    assert c.v1alpha1 is not None
+    spec = kl.kubelet_config_from_machine(c.v1alpha1)
+    assert "resolvConf" not in kl.render_kubelet_configuration(spec, paths)  # the kubelet's default
+    spec.host_dns = True
+    assert kl.render_kubelet_configuration(spec, paths)["resolvConf"] == "/etc/resolv.conf.upstream"

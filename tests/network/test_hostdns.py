@@ -297,6 +297,8 @@ async def _converge(path: str, tmp_path: Path) -> None:
         assert ("lo", "169.254.116.108/32") in addresses(path)
         await eventually(lambda: (tmp_path / "resolv.conf").read_text().splitlines()[1:]
                          == ["nameserver 127.0.0.53", "search lab.test"], "resolv.conf names the cache")
+        # the upstreams stay in resolv.conf.upstream (the kubelet's resolvConf for pods)
+        assert f"nameserver {UPSTREAM}" in (tmp_path / "resolv.conf.upstream").read_text()
         # pods' CoreDNS asks 169.254.116.108: forwarded upstream
         r = await ask(path, "169.254.116.108", "svc.example.test")
         assert w.answer_addresses(r) == ["192.0.2.44"]
