@@ -19,25 +19,30 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from kos.platform.provision.kubernetes import Artifacts
-from kos.platform.provision.namespaces import ClusterState
+from tests.support.kube import (
+    BUSYBOX,
+    KubeCluster,
+    assert_system_pods,
+    missing_artifacts,
+    ready,
+    system_pods_running,
+    until,
+)
 
 ART = Artifacts.locate()
 NEEDED_IMAGES = ("pause.tar", "kube-apiserver.tar", "kube-controller-manager.tar", "kube-scheduler.tar",
                  "kube-proxy.tar", "coredns.tar", "flannel.tar", "flannel-cni-plugin.tar", "busybox.tar")
-_missing = [b for b in ("kubelet", "kubectl") if not (ART.bin_dir / b).exists()] + \
-    [i for i in NEEDED_IMAGES if not (ART.image_dir / i).exists()]
+_missing = missing_artifacts(ART, NEEDED_IMAGES)
 
 pytestmark = [
     pytest.mark.root,
@@ -46,79 +51,15 @@ pytestmark = [
                                               f"{', '.join(_missing)} (run rootfs-build/k8s/build.py)"),
 ]
 
-BUSYBOX = "docker.io/library/busybox:1.35.0"
 MISSING_IMAGE = "registry.k8s.io/coredns/coredns:v0.0.0-kos-missing"
-T = TypeVar("T")
-
-
-@dataclass
-class Cluster:
-    name: str
-    root: Path
-    env: dict[str, str]
-
-    @property
-    def dir(self) -> Path:
-        return self.root / self.name
-
-    def kosctl(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "kos.apis.kosctl.main", *args], env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kosctl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def ctl(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return self.kosctl("--context", self.name, *args, **kw)
-
-    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None,
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([str(ART.bin_dir / "kubectl"), "--kubeconfig", str(self.dir / "kubeconfig"), *args],
-                              capture_output=True, text=True, input=stdin, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def get(self, *args: str) -> Any:
-        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
-
-    def state(self) -> ClusterState:
-        return ClusterState.load(self.dir)
-
-
-def until(what: str, fn: Callable[[], T | None], timeout: float = 120, every: float = 1.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            got = fn()
-            if got:
-                return got
-            last = got
-        except (AssertionError, subprocess.SubprocessError, ValueError, KeyError) as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {str(last)[-1500:]})")
-        time.sleep(every)
-
-
-def ready(node: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
-
-
-def _consoles(c: Cluster) -> str:
-    out = []
-    for log in sorted(c.dir.glob("*/console.log")):
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if '"debug"' not in ln]
-        out.append(f"--- {log}\n" + "\n".join(lines[-30:]))
-    return "\n".join(out)
+Cluster = KubeCluster
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("k8s")
     env = dict(os.environ, KOSCONFIG=str(tmp / "kosconfig"), PYTHONPATH=os.pathsep.join(sys.path))
-    c = Cluster("k" + uuid.uuid4().hex[:6], tmp / "clusters", env)
+    c = Cluster("k" + uuid.uuid4().hex[:6], tmp / "clusters", env, ART.bin_dir / "kubectl")
     started = time.monotonic()
     proc = c.kosctl("cluster", "create", "--name", c.name, "--state-root", str(c.root), "--controlplanes", "1",
                     "--workers", "1", "--wait-timeout", "240",
@@ -126,7 +67,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                     check=False, timeout=400)
     try:
         if proc.returncode != 0:
-            raise AssertionError(f"cluster create failed:\n{proc.stdout}\n{proc.stderr}\n{_consoles(c)}")
+            raise AssertionError(f"cluster create failed:\n{proc.stdout}\n{proc.stderr}\n{c.consoles()}")
         print(f"cluster create: {time.monotonic() - started:.1f} s")
         for check in ("all k8s nodes to report ready: OK", "all control plane static pods to be running: OK",
                       "kube-proxy to report ready: OK", "coredns to report ready: OK"):
@@ -204,23 +145,17 @@ def test_kubernetes_runs_on_kos(cluster: Cluster) -> None:
     assert sorted(nodes) == [cp.name, w.name] and all(ready(n) for n in nodes.values())
     assert nodes[w.name]["status"]["nodeInfo"]["kubeletVersion"] == "v1.32.13"
     # the worker joined with the bootstrap token; its serving certificate came through kos's approver
-    csrs = c.get("csr")["items"]
-    assert any(r["spec"]["username"].startswith("system:bootstrap:") for r in csrs)
-    serving = [r for r in csrs if r["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
-               and r["spec"]["username"] == f"system:node:{w.name}"]
-    assert serving and all(any(cd["type"] == "Approved" for cd in r["status"]["conditions"]) for r in serving)
+    assert any(r["spec"]["username"].startswith("system:bootstrap:") for r in c.get("csr")["items"])
+
+    def serving_approved() -> list[dict[str, Any]] | None:  # the kubelet may have filed it a moment ago
+        serving = [r for r in c.get("csr")["items"] if r["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
+                   and r["spec"]["username"] == f"system:node:{w.name}"]
+        approved = all(any(cd["type"] == "Approved" for cd in r["status"].get("conditions", [])) for r in serving)
+        return serving if serving and approved else None
+    until("the worker's kubelet-serving CSR approved by kos", serving_approved, timeout=60)
 
     # kube-system: static pods, kube-proxy, flannel, CoreDNS all Running
-    def system_running() -> list[str] | None:
-        pods = c.get("pods", "-n", "kube-system")["items"]
-        names = [p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running"]
-        if len(names) != len(pods):
-            return None
-        return names
-    names = until("kube-system pods Running", system_running)
-    for prefix, count in (("kube-apiserver-", 1), ("kube-controller-manager-", 1), ("kube-scheduler-", 1),
-                          ("kube-proxy-", 2), ("kube-flannel-", 2), ("coredns-", 2)):
-        assert len([n for n in names if n.startswith(prefix)]) == count, (prefix, names)
+    assert_system_pods(until("kube-system pods Running", lambda: system_pods_running(c)))
 
     # a Deployment of 2 busybox replicas spreads over both nodes
     c.kubectl("apply", "-f", "-", stdin=WEB)
@@ -291,7 +226,7 @@ def test_kubernetes_runs_on_kos(cluster: Cluster) -> None:
         until("the worker's Node gone",
               lambda: w.name not in [n["metadata"]["name"] for n in c.get("nodes")["items"]], timeout=150)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{_consoles(c)}") from None
+        raise AssertionError(f"{exc}\n{c.consoles()}") from None
     events = c.get("events", "-A", "--field-selector", "reason=Evicted")["items"] or []
     print(f"eviction events: {len(events)}")
     until("both web pods on the control plane", lambda: (

@@ -1,0 +1,114 @@
+"""What the Kubernetes end-to-end tests share: a handle on a ``kosctl cluster create``d cluster
+(kosctl and the built kubectl with the cluster's kubeconfig), a poll-until helper that keeps the
+last failure for its message, Node readiness, the busybox image, and the artifact check that
+skips a test when the built Kubernetes binaries or images are absent."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kos.platform.provision.kubernetes import Artifacts
+from kos.platform.provision.namespaces import ClusterState
+
+T = TypeVar("T")
+BUSYBOX = "docker.io/library/busybox:1.35.0"
+
+
+def missing_artifacts(art: Artifacts, images: Iterable[str]) -> list[str]:
+    """The built binaries (kubelet, kubectl) and image archives that ``art`` lacks."""
+    return [b for b in ("kubelet", "kubectl") if not (art.bin_dir / b).exists()] + \
+        [i for i in images if not (art.image_dir / i).exists()]
+
+
+def until(what: str, fn: Callable[[], T | None], timeout: float = 120, every: float = 1.0) -> T:
+    """Call ``fn`` until it returns something true; on timeout fail naming ``what`` and the last
+    result or error (subprocess, JSON and assertion failures count as "not yet")."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            got = fn()
+            if got:
+                return got
+            last = got
+        except (AssertionError, subprocess.SubprocessError, ValueError, KeyError) as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {str(last)[-1500:]})")
+        time.sleep(every)
+
+
+def ready(node: dict[str, Any]) -> bool:
+    """A Node object (kubectl JSON) whose Ready condition is True."""
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+
+
+@dataclass
+class KubeCluster:
+    """A cluster made by ``kosctl cluster create --name name --state-root root``."""
+
+    name: str
+    root: Path
+    env: dict[str, str]
+    kubectl_bin: Path
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.name
+
+    def kosctl(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "kos.apis.kosctl.main", *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kosctl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def ctl(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """kosctl against this cluster's context."""
+        return self.kosctl("--context", self.name, *args, **kw)
+
+    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(self.kubectl_bin), "--kubeconfig", str(self.dir / "kubeconfig"), *args],
+                              capture_output=True, text=True, input=stdin, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def state(self) -> ClusterState:
+        return ClusterState.load(self.dir)
+
+    def consoles(self, lines: int = 30) -> str:
+        """The last non-debug lines of every node's console log (for failure messages)."""
+        out = []
+        for log in sorted(self.dir.glob("*/console.log")):
+            kept = [ln for ln in log.read_text(errors="replace").splitlines() if '"debug"' not in ln]
+            out.append(f"--- {log}\n" + "\n".join(kept[-lines:]))
+        return "\n".join(out)
+
+
+# kube-system pods of a 1 control plane + 1 worker cluster: name prefix -> count
+SYSTEM_PODS_1_1 = (("kube-apiserver-", 1), ("kube-controller-manager-", 1), ("kube-scheduler-", 1),
+                   ("kube-proxy-", 2), ("kube-flannel-", 2), ("coredns-", 2))
+
+
+def system_pods_running(c: KubeCluster) -> list[str] | None:
+    """The kube-system pod names once every one of them is Running, else None."""
+    pods = c.get("pods", "-n", "kube-system")["items"]
+    names = [p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running"]
+    return names if len(names) == len(pods) else None
+
+
+def assert_system_pods(names: list[str], expected: Iterable[tuple[str, int]] = SYSTEM_PODS_1_1) -> None:
+    for prefix, count in expected:
+        assert len([n for n in names if n.startswith(prefix)]) == count, (prefix, names)
