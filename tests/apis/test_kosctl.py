@@ -252,6 +252,19 @@ def test_apply_config_dry_run_then_real(cluster: Cluster, tmp_path: Path) -> Non
     assert r.stderr.count(f"{cluster.ep1}: warning: ") >= int(m.group(1) or 0)
     assert "+version: v1alpha1" in r.stdout and "key: '******'" in r.stdout  # secrets redacted in the diff
     assert not (cluster.sd1 / "config.yaml").exists()
+    # --config-patch: patched here before sending (the diff shows the patched value); a patch that
+    # does not apply is named and nothing is sent
+    patch = tmp_path / "patch.yaml"
+    patch.write_text("machine:\n  network:\n    hostname: patched-by-file\n")
+    r = k(cluster, "apply-config", "-f", str(cfg), "--dry-run", "-p", f"@{patch}",
+          "--config-patch", '{"machine": {"env": {"KOS_PATCHED": "inline"}}}')
+    assert r.returncode == 0, r.stderr
+    assert "+    hostname: patched-by-file" in r.stdout and "KOS_PATCHED: inline" in r.stdout, r.stdout
+    r = k(cluster, "apply-config", "-f", str(cfg), "-p", '[{"op": "remove", "path": "/machine/nope"}]')
+    assert r.returncode == 1 and "nope" in r.stderr and "error:" in r.stderr, r.stderr
+    r = k(cluster, "apply-config", "-f", str(cfg), "-p", "@" + str(tmp_path / "absent.yaml"))
+    assert r.returncode == 1 and "absent.yaml" in r.stderr, r.stderr
+    assert not (cluster.sd1 / "config.yaml").exists()
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: v1alpha1\nmachine: [\n")
     r = k(cluster, "apply-config", "-f", str(bad))

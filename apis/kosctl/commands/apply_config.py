@@ -1,5 +1,9 @@
-"""``kosctl apply-config -f FILE [--mode auto|no-reboot|reboot|staged|try] [--timeout D]
-[--dry-run] [--insecure]``: send a machine configuration to the nodes.
+"""``kosctl apply-config -f FILE [-p PATCH ...] [--mode auto|no-reboot|reboot|staged|try]
+[--timeout D] [--dry-run] [--insecure]``: send a machine configuration to the nodes.
+
+``--config-patch``/``-p`` (repeatable, ``@file`` or inline YAML/JSON, as for ``gen config``)
+patches the file here, in order, before it is sent; a patch that does not apply or leaves an
+invalid configuration is an error naming the patch and nothing is sent.
 
 ``--insecure`` talks to a node in maintenance mode (TLS without a client certificate; the
 node's address comes from ``-e`` or ``-n``); a node accepts one configuration that way and
@@ -22,6 +26,8 @@ MODES = {"auto": 0, "no-reboot": 1, "reboot": 2, "staged": 3, "try": 4}
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("apply-config", aliases=["apply"], help="apply a machine configuration to the nodes")
     p.add_argument("-f", "--file", required=True, help="machine configuration file")
+    p.add_argument("-p", "--config-patch", action="append", default=[], metavar="PATCH",
+                   help="patch the file before sending it: @file or inline YAML/JSON (repeatable, in order)")
     p.add_argument("-m", "--mode", default="auto", help=f"how to apply: {', '.join(MODES)} (default auto)")
     p.add_argument("--timeout", help="with --mode try: how long before the change is rolled back (default 1m)")
     p.add_argument("--dry-run", action="store_true", help="only show what would change")
@@ -43,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--file {args.file!r}: {exc.strerror or exc}") from None
     if not data.strip():
         raise CLIError(f"--file {args.file!r}: the file is empty")
+    if args.config_patch:
+        data = _patched(args.file, data, args.config_patch)
     t = common.target(args, insecure=args.insecure)
 
     async def call(conn: common.Connection, node: str | None) -> None:
@@ -65,3 +73,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"{label}: {resp.mode_details}", flush=True)
 
     return common.run(lambda: common.fan_out(t, call))
+
+
+def _patched(path: str, data: bytes, patch_args: list[str]) -> bytes:
+    """The configuration of ``path`` with the ``--config-patch`` arguments applied in order."""
+    from .edit import patch_text
+    from .machineconfig import load_patches
+
+    patches = load_patches(patch_args)
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        raise CLIError(f"--file {path!r}: not UTF-8 text (byte {exc.start}); a machine configuration is YAML") from None
+    return patch_text(text, patches).encode()
