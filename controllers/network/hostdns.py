@@ -49,8 +49,16 @@ _RESOLVERS = Pointer(RESOLVER_SPECS.namespace, RESOLVER_SPECS.type, "resolvers")
 OWN = {HOST_DNS_ADDRESS, KUBE_DNS_HOST_ADDRESS}
 
 
-def member_names(members: Sequence[MemberSpec]) -> list[HostDNSName]:
-    """Each member's hostname (and, for a dotted one, its first label) -> its addresses."""
+def member_names(members: Sequence[MemberSpec], exclude: Sequence[str] = ()) -> list[HostDNSName]:
+    """Each member's hostname (and, for a dotted one, its first label) -> its addresses, except
+    link-local ones and those in ``exclude`` (the pod and service subnets: a node's CNI
+    bridge/vxlan addresses are no way to reach it by name)."""
+    nets = []
+    for e in exclude:
+        try:
+            nets.append(ipaddress.ip_network(e, strict=False))
+        except ValueError:
+            continue
     by_name: dict[str, list[str]] = {}
     for m in sorted(members, key=lambda m: m.hostname):
         name = m.hostname.lower().rstrip(".")
@@ -62,12 +70,22 @@ def member_names(members: Sequence[MemberSpec]) -> list[HostDNSName]:
                 ip = ipaddress.ip_interface(a).ip
             except ValueError:
                 continue
-            if not ip.is_link_local and str(ip) not in addrs:
+            if ip.is_link_local or any(ip in n for n in nets if n.version == ip.version):
+                continue
+            if str(ip) not in addrs:
                 addrs.append(str(ip))
         for n in dict.fromkeys([name, name.split(".")[0]]):
             by_name.setdefault(n, [])
             by_name[n] += [a for a in addrs if a not in by_name[n]]
     return [HostDNSName(name=n, addresses=a) for n, a in sorted(by_name.items())]
+
+
+DEFAULT_SUBNETS = ("10.244.0.0/16", "10.96.0.0/12")  # kos's pod and service subnets when unset
+
+
+def cluster_subnets(c: ConfigContainer) -> list[str]:
+    n = c.config.cluster.network
+    return [*(n.pod_subnets or DEFAULT_SUBNETS[:1]), *(n.service_subnets or DEFAULT_SUBNETS[1:])]
 
 
 def host_dns_config(c: ConfigContainer, resolvers: ResolverSpecSpec | None,
@@ -90,7 +108,7 @@ def host_dns_config(c: ConfigContainer, resolvers: ResolverSpecSpec | None,
     return HostDNSConfigSpec(
         listen_addresses=listen, upstreams=upstreams, forward_kube_dns_to_host=h.forward_kube_dns_to_host,
         resolve_member_names=h.resolve_member_names,
-        names=member_names(members) if h.resolve_member_names else [],
+        names=member_names(members, cluster_subnets(c)) if h.resolve_member_names else [],
         search_domains=list(resolvers.search_domains) if resolvers is not None else [])
 
 

@@ -108,7 +108,7 @@ def _container(features: str, extra: str = "") -> ConfigContainer:
 
 def test_config_to_host_dns_config() -> None:
     c = _container("    hostDNS: {enabled: true, forwardKubeDNSToHost: true, resolveMemberNames: true}")
-    members = [MemberSpec(hostname="cp-1.lab.test", addresses=["10.5.0.2/24", "fe80::1/64"]),
+    members = [MemberSpec(hostname="cp-1.lab.test", addresses=["10.5.0.2/24", "fe80::1/64", "10.244.0.1/24"]),
                MemberSpec(hostname="w-1", addresses=["10.5.0.3"])]
     spec = host_dns_config(c, ResolverSpecSpec(dns_servers=["1.1.1.1", "127.0.0.53", "bad"], search_domains=["x"]),
                            members)
