@@ -7,7 +7,9 @@ them back into typed resources without building betterproto objects. Field numbe
 those of ``apis/proto/cosi/resource/{resource,state}.proto`` (cosi-semantics.md 1.6, 4);
 ``tests/apis/test_wire.py`` checks every function against the generated classes.
 
-``RawMessage`` lets grpclib send/receive bytes that were encoded or will be decoded here.
+``RawMessage`` lets grpclib send/receive bytes that were encoded or will be decoded here; it and
+the wire-format primitives live in ``kos.apis.protowire`` (no resource model, no YAML: what
+machined's first API answer needs) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from kos.apis.protowire import SMALL
+from kos.apis.protowire import RawMessage as RawMessage
+from kos.apis.protowire import WireError as WireError
+from kos.apis.protowire import fields as fields
+from kos.apis.protowire import length_delimited as length_delimited
+from kos.apis.protowire import varint as varint
 from kos.apis.yamlenc import spec_yaml_text
 from kos.resources.core import (
     EMPTY_SPEC,
@@ -29,50 +37,6 @@ from kos.resources.core import (
     Resource,
     parse_version,
 )
-
-
-class WireError(ValueError):
-    """Malformed protobuf input."""
-
-
-class RawMessage:
-    """Already-encoded protobuf bytes, passed through grpclib's codec untouched."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes = b"") -> None:
-        self.data = data
-
-    def SerializeToString(self) -> bytes:
-        return self.data
-
-    @classmethod
-    def FromString(cls, data: bytes) -> RawMessage:
-        return cls(data)
-
-
-# -- encoding -----------------------------------------------------------------------------
-
-
-def varint(value: int) -> bytes:
-    if value < 0:
-        value += 1 << 64
-    if value < 0x80:
-        return _SMALL[value]
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-_SMALL = [bytes((i,)) for i in range(128)]
-
-
-def length_delimited(tag: bytes, data: bytes) -> bytes:
-    n = len(data)
-    return tag + (_SMALL[n] if n < 0x80 else varint(n)) + data
 
 
 def _str(tag: bytes, s: str) -> bytes:
@@ -150,7 +114,7 @@ def encode_event(ev: Event, *, with_yaml: bool = True) -> bytes:
     if ev.resource is not None:
         parts.append(length_delimited(b"\x0a", encode_resource(ev.resource, with_yaml=with_yaml)))
     if ev.type:
-        parts.append(b"\x10" + _SMALL[int(ev.type)])
+        parts.append(b"\x10" + SMALL[int(ev.type)])
     if ev.old is not None:
         parts.append(length_delimited(b"\x1a", encode_resource(ev.old, with_yaml=with_yaml)))
     if ev.error is not None:
@@ -171,64 +135,6 @@ def encode_resource_response(r: Resource[Any] | None) -> bytes:
 
 
 # -- decoding -----------------------------------------------------------------------------
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    b = data[pos]
-    if b < 0x80:
-        return b, pos + 1
-    result = b & 0x7F
-    shift = 7
-    pos += 1
-    while True:
-        if pos >= len(data):
-            raise WireError("truncated varint")
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise WireError("varint too long")
-
-
-def fields(data: bytes) -> list[tuple[int, int, Any]]:
-    """Split a message into (number, wire type, value): int for varints, bytes otherwise."""
-    out: list[tuple[int, int, Any]] = []
-    pos = 0
-    n = len(data)
-    try:
-        while pos < n:
-            tag, pos = _read_varint(data, pos)
-            number, wire = tag >> 3, tag & 7
-            if number == 0:
-                raise WireError("field number 0")
-            if wire == 0:
-                value, pos = _read_varint(data, pos)
-                out.append((number, wire, value))
-            elif wire == 2:
-                length, pos = _read_varint(data, pos)
-                end = pos + length
-                if end > n:
-                    raise WireError("truncated length-delimited field")
-                out.append((number, wire, data[pos:end]))
-                pos = end
-            elif wire == 1:
-                if pos + 8 > n:
-                    raise WireError("truncated fixed64")
-                out.append((number, wire, data[pos : pos + 8]))
-                pos += 8
-            elif wire == 5:
-                if pos + 4 > n:
-                    raise WireError("truncated fixed32")
-                out.append((number, wire, data[pos : pos + 4]))
-                pos += 4
-            else:
-                raise WireError(f"unsupported wire type {wire}")
-    except IndexError:
-        raise WireError("truncated message") from None
-    return out
 
 
 def _text(value: Any, what: str) -> str:

@@ -10,8 +10,11 @@ hit them alike:
   namespace cluster created here (Kubernetes off), or the ``--context`` of ``--kosconfig``;
   once with the resource-definition cache warm (what a person typing commands gets) and once
   with an empty cache (``XDG_CACHE_HOME``: the node lists every definition);
-* machined start -> API listening (target <= 5x): ``machined --maintenance --platform process``
-  until its port accepts a TCP connection.
+* machined start -> API ready (target <= 5x): ``machined --maintenance --platform process``
+  until its port accepts a TCP connection (listening) and until a ``Version`` call over TLS is
+  answered (answered: the figure that counts), ``bench/apiready.py``;
+* the floor of that answer: asyncio + ssl + grpclib's server answering ``Version`` with a
+  ready-made certificate (no kos, no anyio), what Python can reach on this machine.
 
 kosctl runs as its console script does (``from kos.apis.kosctl.main import main``).
 ``--before REV`` also times kosctl and machined of git revision REV (``git archive`` into a
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.apiready import FLOOR, api_ready, floor_files, free_port
 from bench.localnodes import LocalCluster, conditions
 
 KOSCTL = "import sys; from kos.apis.kosctl.main import main; sys.exit(main())"
@@ -46,30 +49,17 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     return elapsed
 
 
-def machined_to_listening(tmp: Path, env: dict[str, str] | None = None) -> float:
+def machined_to_api(tmp: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(listening, answered) seconds of a maintenance-mode machined (``bench.apiready``)."""
     state = Path(tempfile.mkdtemp(dir=tmp))
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    log = (state / "log").open("w")
-    t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-m", "kos.machined.main", "--state-dir", str(state), "--listen",
-                          f"127.0.0.1:{port}", "--maintenance", "--platform", "process"],
-                         stdout=subprocess.DEVNULL, stderr=log, env=env)
-    try:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return time.perf_counter() - t0
-            except OSError:
-                if p.poll() is not None:
-                    raise SystemExit(f"machined exited: {(state / 'log').read_text()[-800:]}") from None
-                time.sleep(0.002)
-    finally:
-        p.terminate()
-        p.wait()
-        log.close()
+    port = free_port()
+    return api_ready([sys.executable, "-m", "kos.machined.main", "--state-dir", str(state), "--listen",
+                      f"127.0.0.1:{port}", "--maintenance", "--platform", "process"], port, state / "log", env)
+
+
+def floor_to_api(tmp: Path, crt: Path, key: Path) -> float:
+    port = free_port()
+    return api_ready([sys.executable, "-c", FLOOR, str(port), str(crt), str(key)], port, tmp / "floor.log")[1]
 
 
 def importtime(env: dict[str, str], top: int = 15) -> None:
@@ -117,10 +107,12 @@ def main() -> int:
                 old = dict(env, PYTHONPATH=str(tmp / "before"))
                 timed(get, old)
             names = ["python3 -c pass", "kosctl --help", "kosctl get members", "kosctl get members (no RD cache)",
-                     "machined start -> API listening"]
-            targets = dict(zip(names[1:], (1.3, 3.0, 3.0, 5.0), strict=True))
+                     "machined start -> API answered", "machined start -> API listening",
+                     "floor: asyncio+ssl+grpclib answering"]
+            targets = dict(zip(names[1:5], (1.3, 3.0, 3.0, 5.0), strict=True))
             if old is not None:
-                names += [f"{n} @{args.before}" for n in names[1:] if "no RD cache" not in n]
+                names += [f"{n} @{args.before}" for n in names[1:6] if "no RD cache" not in n]
+            crt, key = floor_files(tmp)
             figures: dict[str, list[float]] = {n: [] for n in names}
             for _ in range(args.runs):
                 figures["python3 -c pass"].append(timed([sys.executable, "-c", "pass"]))
@@ -131,7 +123,10 @@ def main() -> int:
                     if not suffix:
                         cold = dict(env, XDG_CACHE_HOME=tempfile.mkdtemp(dir=tmp))
                         figures["kosctl get members (no RD cache)"].append(timed(get, cold))
-                    figures["machined start -> API listening" + suffix].append(machined_to_listening(tmp, e))
+                    listening, answered = machined_to_api(tmp, e)
+                    figures["machined start -> API listening" + suffix].append(listening)
+                    figures["machined start -> API answered" + suffix].append(answered)
+                figures["floor: asyncio+ssl+grpclib answering"].append(floor_to_api(tmp, crt, key))
             base = statistics.median(figures["python3 -c pass"])
             print(f"== medians of {args.runs} interleaved rounds ({sys.executable})")
             for name, values in figures.items():

@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
-import structlog
 
 from kos.platform.linux import syscalls as sc
+from kos.resources.lazy import logger
 
-log = structlog.get_logger("kos.machined.init")
+log = logger("kos.machined.init")  # structlog on the first line logged (machined starts without it)
 
 
 class Action(enum.Enum):

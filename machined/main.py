@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from kos.machined.platforms import PLATFORMS, platform_named
 
@@ -47,13 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_logging = {"configured": False}
+
+
 def _configure_logging() -> None:
-    """JSON lines on stderr (the console), copied into machined's own log ring, which the Logs
+    """(Once.) JSON lines on stderr (the console), copied into machined's own log ring, which the Logs
     RPC serves as ``machined`` (``kosctl logs machined``).
 
     structlog's console extras (rich, colorama, better_exceptions: ~70 modules, ~100 ms and
     several MiB per node where a workstation has them installed) are kept out: machined
     writes JSON lines and never pretty-prints."""
+    if _logging["configured"]:
+        return
+    _logging["configured"] = True
     for extra in ("rich", "colorama", "better_exceptions"):
         sys.modules.setdefault(extra, None)  # type: ignore[arg-type]  # "import rich" -> ImportError
     import structlog
@@ -85,23 +92,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.history < 8:
         print(f"machined: --history {args.history}: expected at least 8", file=sys.stderr)
         return 2
+    if not pid1:
+        # logging is configured while the early API answers (_load_node); PID 1 logs its early
+        # mounts on the console, so it configures first
+        return _run(args, platform, pid1=False)
     _configure_logging()
     from kos.machined import init
 
-    if not pid1:
-        return _run(args, platform, pid1=False)
     return init.never_exit(lambda: _run(args, platform, pid1=True))
+
+
+def _load_node(plat: Any, platform: str) -> Any:
+    """What the node needs beyond the early API: logging, the node's modules (~450: structlog,
+    the config model, the generated machine API, the controller runtime ...) and the
+    platform's network config (the platform network model). Run in a worker thread while the
+    event loop answers the first calls (issue 17); returns the network config or None."""
+    _configure_logging()
+    import kos.machined.node  # noqa: F401
+
+    try:
+        return plat.network()
+    except ValueError as exc:
+        print(f"machined: platform {platform}: {exc}", file=sys.stderr)
+        return None
 
 
 def _run(args: argparse.Namespace, platform: str, *, pid1: bool) -> int:
     import anyio
 
-    from kos.machined import init
-    from kos.machined.node import NodeOptions, run_node
+    from kos.machined import early
     from kos.machined.platforms import load_platform
 
     mode = platform_named(platform).mode
     if pid1:
+        from kos.machined import init
+
         init.mount_early()
         if not mode.namespace_node:
             init.ctrl_alt_del_signal()
@@ -111,29 +136,45 @@ def _run(args: argparse.Namespace, platform: str, *, pid1: bool) -> int:
     except ValueError as exc:
         print(f"machined: platform {platform}: {exc}", file=sys.stderr)
         initial = None
-    network = None
-    try:
-        network = plat.network()
-    except ValueError as exc:
-        print(f"machined: platform {platform}: {exc}", file=sys.stderr)
-    ephemeral = args.ephemeral_dir or (Path("/var") if mode.namespace_node else None)
-    opts = NodeOptions(
-        state_dir=args.state_dir,
-        listen=args.listen,
-        maintenance=args.maintenance,
-        node_names=args.node_name,
-        writable_namespaces=args.writable_namespace,
-        history_max=args.history,
-        platform=platform,
-        controllers=not args.no_controllers,
-        ephemeral_dir=ephemeral,
-        cgroup_parent=args.cgroup_parent,
-        initial_config=initial,
-        platform_network=network,
-    )
+    first = early.serves_maintenance_first(maintenance=args.maintenance, state_dir=args.state_dir,
+                                           initial_config=initial)
+
     async def node_then_power_off() -> object:
+        early_api = None
+        if first:  # answer Version now; other calls wait until the node serves (kos.machined.early)
+            try:
+                early_api = await early.listen_maintenance(args.listen, args.node_name, platform)
+            except (OSError, ValueError):
+                early_api = None  # the node tries again and reports it as before (boot sequence)
+        try:
+            network = await anyio.to_thread.run_sync(_load_node, plat, platform)
+        except BaseException:
+            if early_api is not None:
+                with anyio.CancelScope(shield=True):
+                    await early_api.close(grace=0)
+            raise
+        from kos.machined.node import NodeOptions, run_node
+
+        ephemeral = args.ephemeral_dir or (Path("/var") if mode.namespace_node else None)
+        opts = NodeOptions(
+            state_dir=args.state_dir,
+            listen=args.listen,
+            maintenance=args.maintenance,
+            node_names=args.node_name,
+            writable_namespaces=args.writable_namespace,
+            history_max=args.history,
+            platform=platform,
+            controllers=not args.no_controllers,
+            ephemeral_dir=ephemeral,
+            cgroup_parent=args.cgroup_parent,
+            initial_config=initial,
+            platform_network=network,
+            early_api=early_api,
+        )
         action = await run_node(opts, pid1=pid1)
         if pid1:
+            from kos.machined import init
+
             # from inside the loop: closing it would wait for executor threads (a DNS lookup
             # can hang for many seconds), and everything that matters has stopped already
             init.power_off(action, unmount=not mode.namespace_node)

@@ -28,8 +28,6 @@ can listen on port 0).
 
 from __future__ import annotations
 
-import socket
-
 import anyio
 import structlog
 
@@ -39,6 +37,7 @@ from kos.apis.server.machine import EventBus
 from kos.controllers.cluster.discovery import Wakeup
 from kos.controllers.config.api import ManagedConfigStore
 from kos.controllers.config.manager import ConfigManager
+from kos.machined.early import node_names
 from kos.machined.init import Action
 from kos.machined.nodeapi import NodeAPI
 from kos.machined.nodebase import DEFAULT_LISTEN, NodeOptions, load_resource_modules, set_when
@@ -67,7 +66,7 @@ class MachineNode(NodeConfig, NodeAPI, NodeLifecycle):
         self.events = EventBus()
         self.sequencer = Sequencer(self.state, self.events)
         self.host, self.port = split_endpoint(opts.listen, 50000)
-        self.names = [n for n in [self.host, socket.gethostname(), *opts.node_names] if n not in ("0.0.0.0", "::")]
+        self.names = node_names(self.host, opts.node_names)
         self.manager = ConfigManager(
             opts.state_dir, validation_mode=self.platform.mode.validation, platform_source=self._platform_config,
             reboot_hook=self._config_reboot, events=lambda t, p: self.events.publish(t, p),
@@ -124,6 +123,7 @@ class MachineNode(NodeConfig, NodeAPI, NodeLifecycle):
                     self.ready.set()
                 await anyio.sleep_forever()
             with anyio.CancelScope(shield=True):
+                await self._close_early_api()
                 if self._server is not None:
                     await self._server.close(grace=2.0)
                 await sup.stop_all()

@@ -24,8 +24,9 @@ from kos.apis.server.security import SecurityService
 from kos.apis.server.serve import APIServer
 from kos.apis.server.state import StateService
 from kos.apis.tls import client_context, server_context
+from kos.machined.early import listen_maintenance
 from kos.machined.nodebase import write_endpoint
-from kos.machined.nodeidentity import NodeIdentity, maintenance_identity
+from kos.machined.nodeidentity import NodeIdentity
 from kos.resources.config import is_control_plane
 from kos.resources.pki import CertificateAndKey
 
@@ -33,14 +34,13 @@ log = structlog.get_logger("kos.machined")
 
 class NodeAPI(NodeIdentity):
     async def _serve_maintenance(self) -> None:
-        identity = await anyio.to_thread.run_sync(maintenance_identity, self.names)
-        node = Node(names=frozenset(self.opts.node_names), port=self.port, maintenance=True)
+        # the server machined started before loading the node (kos.machined.early), else one now
+        server, self.opts.early_api = self.opts.early_api, None
+        if server is None:
+            server = await listen_maintenance(self.opts.listen, self.opts.node_names, self.opts.platform)
         machine = MachineService(config=self.store, maintenance=True, supervisor=self.supervisor, events=self.events,
                                  platform_name=self.opts.platform)
-        server = await APIServer.start(
-            self.host, self.port, server_context(identity, None), node=node,
-            state=StateService(self.state, self.policy), machine=machine,
-        )  # fmt: skip
+        server.serve(state=StateService(self.state, self.policy), machine=machine)
         self.port = server.port
         write_endpoint(self.opts.state_dir, self.host, server.port)
         self.ready.set()

@@ -54,6 +54,7 @@ class NodeOptions:
     api_certs_timeout: float = 20.0
     initial_config: bytes | None = None  # from the platform (env, cmdline, cidata)
     platform_network: Any = None  # PlatformNetworkConfigSpec from the platform, or None
+    early_api: APIServer | None = None  # the maintenance API machined listens with before loading the node
 
 
 class NodeBase:
@@ -86,6 +87,12 @@ class NodeBase:
 
     async def _wait_machine_config(self, timeout: float | None = 30.0) -> None:
         raise NotImplementedError  # NodeConfig
+
+    async def _close_early_api(self) -> None:
+        """Close the early maintenance API when the node did not adopt it (a config was found)."""
+        server, self.opts.early_api = self.opts.early_api, None
+        if server is not None:
+            await server.close(grace=0)
 
     def _container(self) -> Any:
         active = self.manager.active

@@ -95,6 +95,8 @@ class NodeConfig(NodeBase):
         assert self._tg is not None
         self._tg.start_soon(runtime.run)
         await self.manager.acquire()
+        if not (self.manager.maintenance and self.opts.maintenance):
+            await self._close_early_api()
         if self.manager.maintenance and self.opts.maintenance:
             await self.sequencer.set_stage("maintenance")
             await self._serve_maintenance()

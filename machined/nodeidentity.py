@@ -1,7 +1,7 @@
 """Which certificate the node's API serves with: ``APICerts(secrets/api)`` from the secrets
 controllers (waited for up to ``api_certs_timeout``), else certificates issued here from the
 config's OS CA when it carries the key, else from a CA of the node's own (``<state-dir>/pki``);
-the maintenance API's throwaway identity.
+the maintenance API's throwaway identity is ``kos.machined.early``'s.
 """
 
 from __future__ import annotations
@@ -16,17 +16,9 @@ import structlog
 
 from kos.apis.server.nodepki import NodePKI
 from kos.machined.nodebase import NodeBase
-from kos.resources.pki import CertificateAndKey, generate_ca, issue_certificate
+from kos.resources.pki import CertificateAndKey
 
 log = structlog.get_logger("kos.machined")
-
-
-def maintenance_identity(names: list[str]) -> CertificateAndKey:
-    ca = generate_ca("kos-maintenance")
-    return issue_certificate(ca, common_name="kos-maintenance", dns_names=["localhost"], ip_addresses=[
-        n for n in names if n.replace(".", "").isdigit()
-    ], server=True)
-
 
 
 @dataclass

@@ -56,3 +56,32 @@ def surface(package: str, namespace: dict[str, Any], table: dict[str, str]) -> C
 def table_of(groups: dict[str, tuple[str, ...]]) -> dict[str, str]:
     """``{"metadata": ("Kind", "Pointer")}`` -> ``{"Kind": "metadata", "Pointer": "metadata"}``."""
     return {name: module for module, names in groups.items() for name in names}
+
+
+class LazyLogger:
+    """A structlog logger whose module imports structlog on its first log line, not when it is
+    imported: ``log = logger("kos.apis")`` at module level costs nothing until ``log.info(...)``.
+
+    What machined must answer its first API call with (the dispatcher, the server) logs only on
+    errors and after start-up, so structlog (~80 ms, issue 17) is imported later, once
+    machined has configured it. The logger is structlog's own lazy proxy: the configuration in
+    force when a line is logged applies."""
+
+    __slots__ = ("_logger", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._logger: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        got = self._logger
+        if got is None:
+            import structlog
+
+            got = self._logger = structlog.get_logger(self._name)
+        return getattr(got, attr)
+
+
+def logger(name: str) -> Any:
+    """``structlog.get_logger(name)``, importing structlog on the first log line (``LazyLogger``)."""
+    return LazyLogger(name)

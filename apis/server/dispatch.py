@@ -12,22 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpclib.const
 import grpclib.server
-import structlog
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from kos.apis import auth, limits
 from kos.apis.endpoint import split_endpoint as split_endpoint
 from kos.apis.limits import MAX_REQUEST_BYTES as MAX_REQUEST_BYTES
-from kos.apis.server.forwarding import ForwardChannels
-from kos.apis.wire import RawMessage, length_delimited
+from kos.apis.protowire import RawMessage, length_delimited
 from kos.resources.core import ECHO_CHARS, MESSAGE_CHARS, cap
+from kos.resources.lazy import logger
 
-log = structlog.get_logger("kos.apis")
+if TYPE_CHECKING:
+    from kos.apis.server.forwarding import ForwardChannels
+
+log = logger("kos.apis")  # structlog is imported on the first line logged (machined's first answer: issue 17)
 
 Stream = grpclib.server.Stream[RawMessage, RawMessage]
 
@@ -59,7 +61,16 @@ class Node:
     port: int
     maintenance: bool = False
     forward_ssl: Any = None  # ssl.SSLContext for node-to-node calls (None: no forwarding)
-    forward_channels: ForwardChannels = field(default_factory=ForwardChannels)  # shared per target node
+    forward_channels: ForwardChannels | None = None  # shared per target node; made on the first forwarded call
+
+    def channels(self) -> ForwardChannels:
+        """The node-to-node channels (``kos.apis.server.forwarding``, imported on first use: a
+        maintenance node never forwards)."""
+        if self.forward_channels is None:
+            from kos.apis.server.forwarding import ForwardChannels
+
+            self.forward_channels = ForwardChannels()
+        return self.forward_channels
 
 
 @dataclass
@@ -130,7 +141,7 @@ class Dispatcher:
         try:
             md = {auth.ROLES_METADATA: ",".join(sorted(call.roles))}
             # one connection per target node, shared by every forwarded call (ForwardChannels)
-            async with self.node.forward_channels.channel(host, port, self.node.forward_ssl) as channel, \
+            async with self.node.channels().channel(host, port, self.node.forward_ssl) as channel, \
                     channel.request(call.method, card, RawMessage, RawMessage, metadata=md) as s:
                 await s.send_message(RawMessage(request), end=True)
                 async for msg in _replies(s):

@@ -15,8 +15,6 @@ import datetime
 import difflib
 import inspect
 import os
-import platform
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,9 +30,9 @@ from kos.apis import auth
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.dispatch import Call, Dispatcher
 from kos.apis.server.state import parse
+from kos.apis.server.version import VERSION as VERSION
+from kos.apis.server.version import check_version_request, version_response
 from kos.resources.core import ECHO_CHARS, cap, echo
-
-VERSION = "0.1.0"
 
 Mode = pb.ApplyConfigurationRequestMode
 
@@ -262,20 +260,8 @@ class MachineService:
 
     # -- version / config -------------------------------------------------------------------
     async def version(self, call: Call) -> None:
-        parse(pb.VersionRequest, await call.request())
-        resp = pb.VersionResponse(
-            version=pb.VersionInfo(
-                tag=VERSION,
-                python_version=platform.python_version(),
-                os=sys.platform,
-                arch=platform.machine(),
-            ),
-            platform=pb.PlatformInfo(
-                name=self.platform_name, mode="maintenance" if self.maintenance else self.platform_name
-            ),
-            maintenance=self.maintenance,
-        )
-        await call.send(bytes(resp))
+        check_version_request(await call.request())
+        await call.send(version_response(self.platform_name, self.maintenance))
 
     async def apply_configuration(self, call: Call) -> None:
         req = parse(pb.ApplyConfigurationRequest, await call.request())

@@ -1,6 +1,11 @@
 """Assembly of the API server: one grpclib server with the State, machine and security
 services behind the dispatcher, over mutual TLS, or server-only TLS in maintenance mode.
 
+``APIServer.start`` listens and serves every service; ``APIServer.listen`` then ``serve`` lets
+machined answer a few calls (``Version``) while the services it hands ``serve`` still load,
+other calls waiting for them (issue 17: the API answers first). This module imports neither
+the services nor structlog (logged lines import it), so that the first answer comes early.
+
 HTTP/2: a client may keep ``MAX_CONCURRENT_STREAMS`` calls open at once on one connection
 (h2 announces 100 by default, so the 101st watch of a client would wait for one of the first
 hundred to end; grpc-go servers announce no limit).
@@ -8,27 +13,36 @@ hundred to end; grpc-go servers announce no limit).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 import tempfile
 import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
-import structlog
+import grpclib.const
+from grpclib.const import Cardinality, Status
+from grpclib.encoding.proto import ProtoCodec
+from grpclib.exceptions import GRPCError
 from grpclib.protocol import H2Protocol
 from grpclib.server import Server
 from h2.settings import SettingCodes
 
+from kos.apis.protowire import RawMessage
 from kos.apis.server.dispatch import Dispatcher, Node
-from kos.apis.server.machine import MachineService
-from kos.apis.server.security import SecurityService
-from kos.apis.server.state import StateService
 from kos.platform.linux import memory
-from kos.resources.pki import CertificateAndKey
+from kos.resources.lazy import logger
 
-log = structlog.get_logger("kos.apis")
+if TYPE_CHECKING:
+    from kos.apis.server.machine import MachineService
+    from kos.apis.server.security import SecurityService
+    from kos.apis.server.state import StateService
+    from kos.resources.pki import CertificateAndKey
+
+log = logger("kos.apis")  # structlog on the first line logged (issue 17: machined's first answer)
 
 MAX_CONCURRENT_STREAMS = 4096
 """Calls one client connection may have open at once (watches are long-lived)."""
@@ -51,14 +65,55 @@ class _H2Protocol(H2Protocol):
         memory.release_soon()
 
 
+class _Methods(dict[str, Any]):
+    """grpclib's method table of one server. ``APIServer.listen`` may start a server with a
+    few methods (machined answers ``Version`` while the rest of its API still loads: issue 17);
+    until ``complete`` installs the full table, a call of any other method waits for it
+    instead of being answered UNIMPLEMENTED, so a client never sees a node half-served."""
+
+    def __init__(self, table: dict[str, Any]) -> None:
+        super().__init__(table)
+        self.done = asyncio.Event()
+        self.closing = False
+
+    def complete(self, table: dict[str, Any]) -> None:
+        self.update(table)
+        self.done.set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # what grpclib's request handler calls
+        got = super().get(key)
+        if got is not None or self.done.is_set():
+            return default if got is None else got
+        # server-streaming cardinality: grpclib checks only that a unary answer is one message,
+        # which the real handler (with its real cardinality in the dispatcher) does anyway
+        return grpclib.const.Handler(self._later(key), Cardinality.STREAM_STREAM, RawMessage, RawMessage)
+
+    def _later(self, method: str) -> Callable[[Any], Awaitable[None]]:
+        async def wait_for_table(stream: Any) -> None:
+            await self.done.wait()
+            handler = dict.get(self, method)
+            if handler is None:
+                if self.closing:
+                    raise GRPCError(Status.UNAVAILABLE, "the API server closed before it served this method")
+                raise GRPCError(Status.UNIMPLEMENTED, "Method not found")
+            await handler.func(stream)
+
+        return wait_for_table
+
+
 class _Server(Server):
     """grpclib's server, remembering its connections so that ``close`` can drop them: grpclib
     cancels the running handlers but leaves the HTTP/2 connections open, so clients of a
     long-running stream would wait forever (and a maintenance-mode connection would outlive
-    the switch to mutual TLS)."""
+    the switch to mutual TLS). Its method table is a ``_Methods``.
+
+    The codec is given: grpclib's default would import google.rpc/protobuf to encode status
+    details (kos sends none; not installed here, the failed import costs ~40 ms of start-up)."""
 
     def __init__(self, handlers: list[Any]) -> None:
-        super().__init__(handlers)
+        super().__init__(handlers, codec=ProtoCodec(), status_details_codec=None)
+        self.methods = _Methods(self._mapping)
+        self._mapping = self.methods
         self.protocols: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def _protocol_factory(self) -> Any:
@@ -75,6 +130,12 @@ class _Server(Server):
                 transport.close()
 
 
+class Registrar(Protocol):
+    """A service's handlers: ``register`` adds them to a dispatcher."""
+
+    def register(self, d: Dispatcher) -> None: ...
+
+
 @dataclass
 class APIServer:
     """A started gRPC server; ``close()`` stops it (waiting at most ``grace`` seconds)."""
@@ -83,6 +144,7 @@ class APIServer:
     host: str
     port: int
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+    node: Node | None = field(default=None, repr=False)
 
     def reload_identity(self, identity: CertificateAndKey, client_ca: bytes | None = None) -> None:
         """Serve ``identity`` from the next TLS handshake on (rotation without a restart);
@@ -104,23 +166,43 @@ class APIServer:
         machine: MachineService,
         security: SecurityService | None = None,
     ) -> APIServer:
+        server = await cls.listen(host, port, ssl_context, node=node)
+        server.serve(state=state, machine=machine, security=security)
+        return server
+
+    @classmethod
+    async def listen(
+        cls, host: str, port: int, ssl_context: ssl.SSLContext, *, node: Node, early: Sequence[Registrar] = ()
+    ) -> APIServer:
+        """Listen, answering only ``early``'s methods; calls of any other method wait until
+        ``serve`` installs the services (machined's first answer: issue 17)."""
         d = Dispatcher(node)
-        state.register(d)
-        machine.register(d)
-        if security is not None:
-            security.register(d)
+        for service in early:
+            service.register(d)
         server = _Server([d])
         await server.start(host, port, ssl=ssl_context, reuse_address=True)
         sockets = getattr(server._server, "sockets", None) or []
         bound = sockets[0].getsockname()[1] if sockets else port
         node.port = bound
         node.names = node.names | {f"{host}:{bound}"}
-        log.info("api listening", host=host, port=bound, maintenance=node.maintenance)
-        return cls(server, host, bound, ssl_context)
+        return cls(server, host, bound, ssl_context, node)
+
+    def serve(self, *, state: StateService, machine: MachineService, security: SecurityService | None = None) -> None:
+        """Serve the State, machine and (optionally) security services from now on."""
+        assert self.node is not None
+        d = Dispatcher(self.node)
+        state.register(d)
+        machine.register(d)
+        if security is not None:
+            security.register(d)
+        self.server.methods.complete(d.__mapping__())
+        log.info("api listening", host=self.host, port=self.port, maintenance=self.node.maintenance)
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop listening, cancel running calls, wait up to ``grace`` seconds for them to end,
         then close every client connection."""
+        self.server.methods.closing = True
+        self.server.methods.done.set()
         self.server.close()
         with anyio.move_on_after(grace):
             await self.server.wait_closed()
