@@ -7,7 +7,8 @@ Checks before anything changes: the target is one minor release at most ahead of
 component and older than none (``k8splan.check_skew``); every node holds the target release
 (an ApplyConfiguration dry run of the node's whole share of the plan: the node refuses a
 version it has no release of with FAILED_PRECONDITION naming the versions it has); every node
-is a Ready Node and the control-plane static pods are ready. ``dry_run`` stops there and
+is a Ready Node and the control-plane static pods are ready (waiting up to ``HEALTH_WAIT``).
+``dry_run`` stops there and
 prints the plan.
 
 Then: per control plane, the three static pod images in one no-reboot apply, waiting until
@@ -33,6 +34,9 @@ from kos.resources.k8sversion import CONTROL_PLANE_FIELDS, PROXY_FIELD, KubeVers
 
 Out = Callable[[str], None]
 POLL = 2.0
+HEALTH_WAIT = 180.0
+"""How long the health check before any change may wait (an interrupted upgrade's pods may
+still be restarting when it is run again)."""
 
 
 class UpgradeError(Exception):
@@ -95,7 +99,6 @@ def patched(text: str, step: kp.Step) -> bytes:
 async def apply(conn: Any, address: str, data: bytes, *, dry_run: bool) -> Any:
     from kos.apis import auth
     from kos.apis.gen.kos import machine as pb
-
     from kos.apis.kosctl.commands.edit import MODES
 
     req = pb.ApplyConfigurationRequest(data=data, mode=pb.ApplyConfigurationRequestMode(MODES["no-reboot"]),
@@ -310,7 +313,7 @@ async def check_healthy(c: Cluster, to: KubeVersion) -> None:
         return True, "healthy"
 
     saved = c.timeout
-    c.timeout = min(c.timeout, 60.0)
+    c.timeout = min(c.timeout, HEALTH_WAIT)
     try:
         await wait_for(c, "cluster", "every node Ready and the control-plane static pods ready", probe, to)
     except UpgradeError as exc:

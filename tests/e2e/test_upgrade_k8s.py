@@ -2,9 +2,11 @@
 cluster release (KUBERNETES_VERSION) with a Deployment running on both nodes is moved to the
 upgrade release (KUBERNETES_UPGRADE_VERSION): afterwards the API server's /version, the three
 control-plane static pods, the kube-proxy DaemonSet and every Node's kubeletVersion are the new
-release, and the Deployment's pods are the same pods, still Running and Ready. Before that, a
-dry run and three bad ``--to`` (garbage, two minor releases ahead, a version not built) change
-no node's config and say why; afterwards, running it again finds nothing to change (resume).
+release, and the Deployment's pods are the same pods, still Running and Ready. The upgrade is
+interrupted (kosctl killed) right after it patched the control plane, and the second run
+resumes it. Before that, a dry run and three bad ``--to`` (garbage, two minor releases ahead,
+a version not built) change no node's config and say why; afterwards, running it again finds
+nothing to change.
 
 The upgrade's duration is printed with the load average (the figure of docs/kubernetes.md).
 Skipped when the upgrade release is not built (rootfs-build/k8s/build --version ...)."""
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -141,12 +144,26 @@ def test_upgrade_moves_every_component_and_keeps_the_workload(cluster: KubeClust
     assert len(set(pods.values())) == 2  # one per node
     load = os.getloadavg()[0]
     started = time.monotonic()
-    proc = upgrade(c, "--to", TO)
+    # interrupted: kosctl killed once the control plane's config is patched (its pods restarting)
+    first = subprocess.Popen([sys.executable, "-m", "kos.apis.kosctl.main", "--context", c.name, "upgrade-k8s",
+                              "--to", TO, "--cluster", c.name, "--state-root", str(c.root)],
+                             env=c.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert first.stdout is not None
+    seen = []
+    for line in first.stdout:
+        seen.append(line)
+        if "machine configuration patched" in line:
+            first.kill()
+            break
+    first.wait(timeout=30)
+    assert any("update kube-apiserver" in ln for ln in seen), "".join(seen)
+    proc = upgrade(c, "--to", TO)  # resumed
     seconds = time.monotonic() - started
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{c.consoles()}"
-    print(f"\nupgrade-k8s {FROM} -> {TO} of a 1+1 cluster: {seconds:.1f} s "
+    print(f"\nupgrade-k8s {FROM} -> {TO} of a 1+1 cluster (interrupted once, resumed): {seconds:.1f} s "
           f"(load average {load:.2f} before, {os.getloadavg()[0]:.2f} after)")
     out = proc.stdout
+    assert f"already at {TO}: nothing to patch" in out.split("updating kube-proxy")[0], out  # the control plane
     for line in ("updating control plane on", "kube-apiserver: pod is ready", "updating kube-proxy to version",
                  "kube-proxy: rolled out", "updating kubelet to version", "kubelet is ready", f"upgrade to {TO} done"):
         assert line in out, out
