@@ -11,8 +11,9 @@ when the ``ServiceManager`` has none and sets the runner's arguments before each
 
 Which kubelet: the one of the Kubernetes version ``machine.kubelet.image``'s tag names, among
 the node's kubelets (``kubelets()``: version -> binary, ``kos.platform.provision.node_kubelets``);
-a tag that is not a version runs the node's own ``binary``; a version the node does not hold
-is an error naming the field, the value and the versions it has (the kubelet is left as it
+a tag that is not a version, or a node holding no kubelet at all, runs the node's own ``binary``
+(the service waits for it to appear); a version the node does not hold among those it has is an
+error naming the field, the value and the versions it has (the kubelet is left as it
 was; ApplyConfiguration refuses such a change up front, ``kubernetes_version_problems``).
 
 The kubelet runs in the host mount namespace, so ``machine.kubelet.extraMounts`` (which Talos
@@ -62,7 +63,7 @@ class KubeletVersionError(RuntimeError):
 def kubelet_binary(image: str, kubelets: Mapping[str, str], default: str) -> str:
     """The kubelet binary for ``machine.kubelet.image`` (see the module docstring)."""
     version = image_version(image)
-    if version is None:
+    if version is None or not kubelets:  # no kubelet at all: the service waits for one at ``default``
         return default
     if str(version) in kubelets:
         return kubelets[str(version)]

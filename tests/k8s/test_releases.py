@@ -67,6 +67,8 @@ def test_the_kubelet_binary_follows_the_image_tag() -> None:
     assert kubelet_binary(f"ghcr.io/siderolabs/kubelet:{NEXT}", have, "/default") == "/b/kubelet"
     assert kubelet_binary(f"ghcr.io/siderolabs/kubelet:{KUBERNETES_VERSION}", have, "/default") == "/a/kubelet"
     assert kubelet_binary("ghcr.io/siderolabs/kubelet:latest", have, "/default") == "/default"
+    # a node without any kubelet (an image built without Kubernetes): the service waits for the default one
+    assert kubelet_binary(f"ghcr.io/siderolabs/kubelet:{NEXT}", {}, "/default") == "/default"
     with pytest.raises(KubeletVersionError, match=rf"machine.kubelet.image: .*kubelet:v1.34.0.*"
                                                   rf"available: {KUBERNETES_VERSION}, {NEXT}"):
         kubelet_binary("ghcr.io/siderolabs/kubelet:v1.34.0", have, "/default")
