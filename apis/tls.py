@@ -3,14 +3,14 @@ maintenance mode, and the client side of both (``insecure`` skips server verific
 ``kosctl --insecure`` does against a maintenance node).
 
 Certificates and keys are PEM bytes (``kos.resources.pki.CertificateAndKey``); the ssl
-module only loads files, so they pass through a private temporary directory.
+module only loads files, so they pass through anonymous memory files (``memfd``, never on a
+disk; a private temporary directory where there is no memfd).
 """
 
 from __future__ import annotations
 
 import os
 import ssl
-import tempfile
 from typing import NamedTuple, Protocol
 
 
@@ -34,6 +34,19 @@ ALPN = ["h2"]
 
 
 def _load_chain(ctx: ssl.SSLContext, pair: Identity) -> None:
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        fds = []
+        try:
+            for name, data in (("kos-crt", pair.cert_pem), ("kos-key", pair.key_pem)):
+                fds.append(os.memfd_create(name, os.MFD_CLOEXEC))
+                os.write(fds[-1], data)
+            ctx.load_cert_chain(f"/proc/self/fd/{fds[0]}", f"/proc/self/fd/{fds[1]}")
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="kos-tls-") as tmp:
         crt = os.path.join(tmp, "crt.pem")
         key = os.path.join(tmp, "key.pem")

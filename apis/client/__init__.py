@@ -1,6 +1,7 @@
 """The kos API client library: connections from a kosconfig context (mutual TLS 1.3), the
-machine service calls, and ``GrpcState``, a ``kos.resources.core.state.State`` over the
-``cosi.resource.State`` API.
+machine service calls, ``GrpcState``, a ``kos.resources.core.state.State`` over the
+``cosi.resource.State`` API, and ``SyncConnection``, a synchronous client for one-shot reads
+without grpclib or asyncio (what ``kosctl get`` uses).
 
     from kos.apis.client import Connection, GrpcState, ClientConfig
     cfg = ClientConfig.load()
@@ -21,15 +22,15 @@ if TYPE_CHECKING:
         Context,
         default_path,
     )
-    from kos.apis.client.connection import (
-        APIError,
-        Connection,
-    )
+    from kos.apis.client.connection import Connection
+    from kos.apis.client.errors import APIError, connect_error
     from kos.apis.client.state import (
         AccessDeniedError,
         EventDecoder,
         GrpcState,
+        state_error,
     )
+    from kos.apis.client.syncgrpc import Request, SyncConnection
 
 __getattr__ = surface(
     __name__,
@@ -43,14 +44,17 @@ __getattr__ = surface(
                 "Context",
                 "default_path",
             ),
-            "connection": (
-                "APIError",
-                "Connection",
-            ),
+            "connection": ("Connection",),
+            "errors": ("APIError", "connect_error"),
             "state": (
                 "AccessDeniedError",
                 "EventDecoder",
                 "GrpcState",
+                "state_error",
+            ),
+            "syncgrpc": (
+                "Request",
+                "SyncConnection",
             ),
         }
     ),
@@ -66,5 +70,9 @@ __all__ = [
     "Context",
     "EventDecoder",
     "GrpcState",
+    "Request",
+    "SyncConnection",
+    "connect_error",
     "default_path",
+    "state_error",
 ]

@@ -23,29 +23,19 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.protocol import H2Protocol
 
 from kos.apis.client.config import DEFAULT_PORT, Context
+from kos.apis.client.errors import (
+    CERT_REFUSED_HINT,
+    CERT_REQUIRED_HINT,
+    LOST_MID_CALL,
+    connect_error,
+    deadline_text,
+)
+from kos.apis.client.errors import (
+    APIError as APIError,  # re-exported: health.py and older callers import it from here
+)
 from kos.apis.endpoint import split_endpoint
 from kos.apis.tls import Identity, PEMPair, client_context
 from kos.apis.wire import RawMessage
-
-
-class APIError(Exception):
-    def __init__(self, node: str, status: Status, message: str) -> None:
-        super().__init__(f"{node}: {status.name}: {message}")
-        self.node = node
-        self.status = status
-        self.message = message
-
-
-def _os_error_text(exc: OSError) -> str:
-    """The reason of a failed connection, never empty: asyncio reports a connection closed in
-    the middle of the TLS handshake as a bare ``ConnectionResetError()``."""
-    text = exc.strerror or str(exc)
-    if text:
-        return text
-    if isinstance(exc, ConnectionResetError):
-        return ("the server closed the connection before the TLS handshake finished (ConnectionResetError): "
-                "the node is not serving yet, or a port forwarder in between could not reach it (see its log)")
-    return type(exc).__name__
 
 
 class _Protocol(H2Protocol):
@@ -73,10 +63,6 @@ class _Channel(Channel):
     def answered(self) -> bool:
         """Whether the node answered on the current (or last) connection."""
         return self._current is not None and self._current.answered
-
-
-LOST_MID_CALL = ("the connection to the node was lost in the middle of the call: the node went away "
-                 "(stopped, crashed or rebooted) or the network to it failed")
 
 
 class Connection:
@@ -134,21 +120,22 @@ class Connection:
     def _error(self, exc: Exception, node: str | None) -> APIError:
         who = node or self.endpoint
         if isinstance(exc, GRPCError):
+            if exc.status == Status.DEADLINE_EXCEEDED and not exc.message:  # the server's deadline, no reason
+                return APIError(who, exc.status, deadline_text(self.timeout, node, self.endpoint))
             return APIError(who, exc.status, exc.message or "")
         if isinstance(exc, StreamTerminatedError):
             hint = ""
             if "Connection lost" in str(exc) and self._channel is not None and self._channel.answered:
                 return APIError(who, Status.UNAVAILABLE, f"{LOST_MID_CALL} ({exc})")
             if "Connection lost" in str(exc):  # TLS 1.3 reports a refused client certificate this way
-                hint = (" (the node closed the connection: it requires a client certificate, so it is not in "
-                        "maintenance mode; use a kosconfig context instead of --insecure)" if not self.has_identity
-                        else " (the node closed the connection: is the client certificate valid and issued by "
-                        "the node's CA?)")
+                hint = CERT_REFUSED_HINT if self.has_identity else CERT_REQUIRED_HINT
             return APIError(who, Status.UNAVAILABLE, f"stream terminated: {exc}{hint}")
         if isinstance(exc, ssl.SSLError):
             return APIError(who, Status.UNAVAILABLE, f"TLS handshake failed: {exc.reason or exc}")
+        if isinstance(exc, TimeoutError):  # the client's deadline passed (grpclib raises asyncio's)
+            return APIError(who, Status.DEADLINE_EXCEEDED, deadline_text(self.timeout, node, self.endpoint))
         if isinstance(exc, OSError | ConnectionError):
-            return APIError(who, Status.UNAVAILABLE, f"connection failed: {_os_error_text(exc)}")
+            return APIError(who, Status.UNAVAILABLE, connect_error(self.host, self.port, exc))
         return APIError(who, Status.UNKNOWN, repr(exc))
 
     def _metadata(self, node: str | None) -> dict[str, str] | None:

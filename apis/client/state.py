@@ -104,6 +104,11 @@ def _access_denied(msg: str) -> bool:
     return msg.startswith(auth.ACCESS_DENIED_PREFIX)
 
 
+def state_error(exc: APIError, method: str, ptr: Pointer | None) -> Exception:
+    """The State error a failed ``method`` call means (the APIError itself when none does)."""
+    return _map_error(exc, method, ptr)
+
+
 def _map_error(exc: APIError, method: str, ptr: Pointer | None) -> Exception:
     msg = exc.message
     st = exc.status

@@ -4,7 +4,8 @@ kosconfig context, opening a connection, fanning a call out over several nodes, 
 API failures into one ``error:`` line per node with a non-zero exit.
 
 Heavy imports (grpclib, ssl, cryptography) happen inside the functions, so that merely
-building the argument parser (``kosctl --help``) stays fast.
+building the argument parser (``kosctl --help``) stays fast, and ``kosctl get`` (which talks
+through ``kos.apis.client.SyncConnection``) never loads grpclib's client or asyncio.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kos.apis.kosctl.errors import CLIError
@@ -46,15 +46,19 @@ def load_config(args: argparse.Namespace, *, missing_ok: bool = True) -> ClientC
         raise CLIError(str(exc)) from None
 
 
-@dataclass
 class Target:
     """Where a command goes: the context (certificates), the endpoint (the first reachable one
-    of those given), and the nodes."""
+    of those given), and the nodes. (A plain class: ``dataclasses`` costs kosctl's start-up
+    more than this whole module.)"""
 
-    context: Context
-    endpoint: str
-    nodes: list[str] = field(default_factory=list)
-    insecure: bool = False
+    def __init__(self, context: Context, endpoint: str, nodes: list[str] | None = None, insecure: bool = False) -> None:
+        self.context = context
+        self.endpoint = endpoint
+        self.nodes: list[str] = nodes if nodes is not None else []
+        self.insecure = insecure
+
+    def __repr__(self) -> str:
+        return f"Target(endpoint={self.endpoint!r}, nodes={self.nodes!r}, insecure={self.insecure!r})"
 
     def labels(self) -> list[str | None]:
         """Nodes to address: each named node (sent as ``node`` metadata), or the endpoint itself."""

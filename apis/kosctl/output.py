@@ -14,11 +14,9 @@ The JSONPath subset is the one print columns use: ``{.a.b}``, ``{.a[0]}``, ``{.a
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
 import sys
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from kos.apis.kosctl.errors import CLIError
@@ -109,13 +107,30 @@ def render(parts: list[str | list[str | int]], data: Any) -> str:
 
 
 def _load_yaml(text: str) -> Any:
-    import yaml
+    from kos.resources import plainyaml  # PyYAML only for what kos's own YAML writers do not produce
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(text, Loader=loader)
-    except yaml.YAMLError:
+        return plainyaml.load(text)
+    except Exception as exc:
+        import yaml
+
+        if isinstance(exc, yaml.YAMLError):
+            return text
+        raise
+
+
+def _spec_text(spec: Any) -> str:
+    """The spec's YAML: as the node sent it (``DynamicSpec`` and kosctl get's light resources)."""
+    text = getattr(spec, "yaml", None)
+    if isinstance(text, str):
         return text
+    from kos.resources.core import spec_yaml
+
+    return spec_yaml(spec)
+
+
+def _version(version: int | None) -> str:
+    return "undefined" if version is None else str(version)  # kos.resources.core.version_string
 
 
 def _plain(v: Any) -> Any:
@@ -126,26 +141,37 @@ def _plain(v: Any) -> Any:
         return [_plain(x) for x in v]
     if isinstance(v, str | int | float | bool) or v is None:
         return v
+    import datetime
+
     if isinstance(v, datetime.datetime):
         return v.strftime("%Y-%m-%dT%H:%M:%SZ") if v.utcoffset() in (None, datetime.timedelta(0)) else v.isoformat()
     return str(v)
 
 
-@dataclass
 class Printer:
-    """Writes resources (and watch events) to ``out`` in one format."""
+    """Writes resources (and watch events) to ``out`` (default: stdout) in one format."""
 
-    format: str
-    columns: list[tuple[str, list[str | list[str | int]]]]  # (NAME, parsed JSONPath)
-    watch: bool = False
-    display: str = ""
-    jsonpath: list[str | list[str | int]] = field(default_factory=list)
-    out: TextIO = sys.stdout
-    order: list[str] = field(default_factory=list)  # node labels in the order the user named them
-    _pending: list[tuple[str, Any]] = field(default_factory=list)
-    _docs: int = 0
-    _rows: list[list[str]] = field(default_factory=list)
-    _widths: list[int] = field(default_factory=list)
+    def __init__(
+        self,
+        format: str,
+        columns: list[tuple[str, list[str | list[str | int]]]],  # (NAME, parsed JSONPath)
+        watch: bool = False,
+        display: str = "",
+        jsonpath: list[str | list[str | int]] | None = None,
+        out: TextIO | None = None,
+        order: list[str] | None = None,  # node labels in the order the user named them
+    ) -> None:
+        self.format = format
+        self.columns = columns
+        self.watch = watch
+        self.display = display
+        self.jsonpath = jsonpath if jsonpath is not None else []
+        self.out = out if out is not None else sys.stdout
+        self.order = order if order is not None else []
+        self._pending: list[tuple[str, Any]] = []
+        self._docs = 0
+        self._rows: list[list[str]] = []
+        self._widths: list[int] = []
 
     def header(self) -> list[str]:
         h = ["NODE", "NAMESPACE", "TYPE", "ID", "VERSION"] + [name for name, _ in self.columns]
@@ -160,12 +186,10 @@ class Printer:
             self._pending.append((node, r))
 
     def _emit(self, node: str, r: Any, event: str | None) -> None:
-        from kos.resources.core import metadata_yaml, resource_yaml, spec_yaml, version_string
-
         md = r.metadata
-        if self.format == "table":
-            spec = _load_yaml(spec_yaml(r.spec)) if self.columns else None
-            row = [node, md.namespace, self.display or _display(md.type), md.id, version_string(md.version)]
+        if self.format == "table":  # without the resource model (kosctl get's light resources)
+            spec = _load_yaml(_spec_text(r.spec)) if self.columns else None
+            row = [node, md.namespace, self.display or _display(md.type), md.id, _version(md.version)]
             row += [render(path, spec) for _, path in self.columns]
             if self.watch:
                 row = [{"created": "+", "destroyed": "-"}.get(event or "", " "), *row]
@@ -173,6 +197,8 @@ class Printer:
             else:
                 self._rows.append(row)
             return
+        from kos.resources.core import metadata_yaml, resource_yaml, spec_yaml
+
         if self.format == "yaml":
             if self._docs:
                 self.out.write("---\n")

@@ -141,11 +141,12 @@ class Dispatcher:
         try:
             md = {auth.ROLES_METADATA: ",".join(sorted(call.roles))}
             # one connection per target node, shared by every forwarded call (ForwardChannels)
-            async with self.node.channels().channel(host, port, self.node.forward_ssl) as channel, \
-                    channel.request(call.method, card, RawMessage, RawMessage, metadata=md) as s:
-                await s.send_message(RawMessage(request), end=True)
-                async for msg in _replies(s):
-                    await call.send(msg.data + (_node_tag(target) if tag else b""))
+            async with self.node.channels().channel(host, port, self.node.forward_ssl) as channel:
+                await _connect(channel)
+                async with channel.request(call.method, card, RawMessage, RawMessage, metadata=md) as s:
+                    await s.send_message(RawMessage(request), end=True)
+                    async for msg in _replies(s):
+                        await call.send(msg.data + (_node_tag(target) if tag else b""))
         except GRPCError as exc:
             raise GRPCError(exc.status, cap(f"node {shown}: {exc.message}")) from None
         except StreamTerminatedError as exc:
@@ -153,8 +154,25 @@ class Dispatcher:
                 Status.UNAVAILABLE, f"node {shown}: the connection to it was lost in the middle of the call ({exc}): "
                 "the node went away or restarted, or the network between the nodes failed",
             ) from None
-        except OSError as exc:
-            raise GRPCError(Status.UNAVAILABLE, f"node {shown}: {exc}") from None
+        except OSError as exc:  # TimeoutError: _connect's
+            from kos.apis.client import connect_error
+
+            timeout = FORWARD_CONNECT_TIMEOUT if isinstance(exc, TimeoutError) else None
+            raise GRPCError(Status.UNAVAILABLE, f"node {shown}: {connect_error(host, port, exc, timeout)}") from None
+
+
+FORWARD_CONNECT_TIMEOUT = 10.0
+"""How long a forwarded call waits for its target node to accept a connection: a node that
+does not answer at all (down, or an address nobody uses) is reported as such, well before
+the client's own deadline (kosctl's is 30 s) would end the call without a reason."""
+
+
+async def _connect(channel: Any) -> None:
+    """Open (or reuse) the channel's connection within ``FORWARD_CONNECT_TIMEOUT`` (else
+    TimeoutError)."""
+    import asyncio
+
+    await asyncio.wait_for(channel.__connect__(), FORWARD_CONNECT_TIMEOUT)
 
 
 def _peer(stream: Stream) -> str:

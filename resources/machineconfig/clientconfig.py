@@ -25,11 +25,10 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from kos.resources import plainyaml
 
 DEFAULT_PORT = 50000
 
@@ -45,13 +44,30 @@ def default_path() -> Path:
     return Path.home() / ".kos" / "config"
 
 
-@dataclass
 class Context:
-    endpoints: list[str] = field(default_factory=list)
-    nodes: list[str] = field(default_factory=list)
-    ca: bytes = b""
-    crt: bytes = b""
-    key: bytes = b""
+    """One context: where the API is and the client's mutual-TLS material. (Plain classes
+    here, not dataclasses: every kosctl command reads a kosconfig, and importing
+    ``dataclasses`` costs more than the reading.)"""
+
+    def __init__(self, endpoints: list[str] | None = None, nodes: list[str] | None = None, ca: bytes = b"",
+                 crt: bytes = b"", key: bytes = b"") -> None:
+        self.endpoints: list[str] = endpoints if endpoints is not None else []
+        self.nodes: list[str] = nodes if nodes is not None else []
+        self.ca = ca
+        self.crt = crt
+        self.key = key
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.endpoints, self.nodes, self.ca, self.crt, self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Context) and self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass with eq
+
+    def __repr__(self) -> str:
+        return (f"Context(endpoints={self.endpoints!r}, nodes={self.nodes!r}, ca=<{len(self.ca)} bytes>, "
+                f"crt=<{len(self.crt)} bytes>, key=<{len(self.key)} bytes>)")
 
     def to_yaml(self) -> dict[str, Any]:
         out: dict[str, Any] = {"endpoints": list(self.endpoints)}
@@ -91,11 +107,19 @@ class Context:
         return ctx
 
 
-@dataclass
 class ClientConfig:
-    context: str = ""
-    contexts: dict[str, Context] = field(default_factory=dict)
-    path: Path | None = field(default=None, compare=False)
+    def __init__(self, context: str = "", contexts: dict[str, Context] | None = None, path: Path | None = None) -> None:
+        self.context = context
+        self.contexts: dict[str, Context] = contexts if contexts is not None else {}
+        self.path = path  # where it was read from (not compared)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ClientConfig) and (self.context, self.contexts) == (other.context, other.contexts)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ClientConfig(context={self.context!r}, contexts={self.contexts!r}, path={self.path!r})"
 
     default_path = staticmethod(default_path)
 
@@ -116,9 +140,14 @@ class ClientConfig:
     def parse(cls, text: str, path: Path | None = None) -> ClientConfig:
         where = str(path or "kosconfig")
         try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+            data = plainyaml.parse_subset(text) or {}  # what kos writes, without importing PyYAML
+        except plainyaml.OutsideSubset:
+            import yaml
+
+            try:
+                data = yaml.safe_load(text) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{where}: not valid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a mapping at the top level")
         ctxs = data.get("contexts") or {}

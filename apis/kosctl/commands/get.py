@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kos.apis.kosctl import common
 from kos.apis.kosctl.errors import CLIError
 
 if TYPE_CHECKING:
-    from kos.apis.client import Connection
+    from kos.apis.client import APIError, Connection, SyncConnection
     from kos.apis.kosctl.output import Printer
     from kos.resources.core import LabelQuery
 
@@ -76,6 +77,8 @@ def _split_selector(text: str) -> list[str]:
 
 def parse_selectors(selectors: list[str]) -> list[LabelQuery]:
     """All ``-l`` terms form one query (ANDed)."""
+    if not selectors:
+        return []
     from kos.resources.core import LabelOp, LabelQuery, LabelTerm, parse_number
 
     terms = []
@@ -108,10 +111,10 @@ def parse_selectors(selectors: list[str]) -> list[LabelQuery]:
 
 
 def _rd_yaml(r: Any) -> dict[str, Any]:
-    import yaml
+    from kos.resources import plainyaml
 
     text = getattr(r.spec, "yaml", "") or ""
-    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if text else {}
+    data = plainyaml.load(text) if text else {}
     return data if isinstance(data, dict) else {}
 
 
@@ -185,14 +188,19 @@ async def resolve(conn: Connection, node: str | None, name: str, cache: Path | N
         return _rd_yaml(await st.get(Pointer("meta", RD_TYPE, name.lower())))
     except NotFoundError:
         pass
-    lower = name.lower()
     rds = [_rd_yaml(r) for r in await st.list(Kind("meta", RD_TYPE))]
     _store(cache, rds)
+    return match_definition(name, rds, node or conn.endpoint)
+
+
+def match_definition(name: str, rds: list[dict[str, Any]], where: str) -> dict[str, Any]:
+    """The definition among ``rds`` that ``name`` names (not an exact type id: the node
+    answers those), else APIError NOT_FOUND / INVALID_ARGUMENT (ambiguous)."""
     from grpclib.const import Status
 
     from kos.apis.client import APIError
 
-    where = node or conn.endpoint
+    lower = name.lower()
     # an alias, else the singular of a plural alias ("rd" for "rds", as talosctl users type);
     # a name several types claim is an error naming them, never the first one found
     for candidate in (lower, lower + "s"):
@@ -221,13 +229,19 @@ def _ambiguous(name: str, types: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kos.apis.kosctl import output
-
     fmt, expr = parse_output(args.output)
     queries = parse_selectors(args.selector)
     if args.id is not None and (queries or args.selector) and not args.watch:
         raise CLIError("--selector cannot be combined with an ID")
     t = common.target(args, insecure=args.insecure)
+    if fmt == "table" and not args.watch and not queries:
+        return run_sync(args, t)
+    return run_async(args, t, fmt, expr, queries)
+
+
+def run_async(args: argparse.Namespace, t: common.Target, fmt: str, expr: str, queries: list[LabelQuery]) -> int:
+    """Every format, watches and selectors: grpclib's ``Connection`` and ``GrpcState``."""
+    from kos.apis.kosctl import output
 
     async def main() -> int:
         conn = t.connect()  # one connection (one TLS handshake) for the type lookup and the get
@@ -237,15 +251,15 @@ def run(args: argparse.Namespace) -> int:
             conn.close()
 
     async def fetch(conn: Connection) -> int:
+        from kos.resources.core import StateError
+
         node = t.labels()[0]
         cache = None if args.insecure else cache_file(t.endpoint, node, t.context.ca)
-        rd = await resolve(conn, node, args.type, cache)
-        cols = [(str(c.get("name", "")).upper(), output.parse_jsonpath(str(c.get("jsonPath", ""))))
-                for c in rd.get("printColumns") or []]
-        printer = output.Printer(
-            fmt, cols if fmt == "table" else [], watch=args.watch, display=str(rd.get("displayType") or ""),
-            jsonpath=output.parse_jsonpath(expr) if expr else [], order=[t.label(n) for n in t.labels()],
-        )
+        try:
+            rd = await resolve(conn, node, args.type, cache)
+        except StateError as exc:
+            raise _api_error(exc, t.label(node)) from None
+        printer = _printer(output, args, t, fmt, expr, rd)
         namespace = args.namespace or str(rd.get("defaultNamespace") or "")
         rtype = str(rd.get("type"))
         if args.watch:
@@ -259,6 +273,150 @@ def run(args: argparse.Namespace) -> int:
         return rc
 
     return common.run(main)
+
+
+def _printer(output: Any, args: argparse.Namespace, t: common.Target, fmt: str, expr: str,
+             rd: dict[str, Any]) -> Printer:
+    cols = [(str(c.get("name", "")).upper(), output.parse_jsonpath(str(c.get("jsonPath", ""))))
+            for c in rd.get("printColumns") or []]
+    printer: Printer = output.Printer(
+        fmt, cols if fmt == "table" else [], watch=args.watch, display=str(rd.get("displayType") or ""),
+        jsonpath=output.parse_jsonpath(expr) if expr else [], order=[t.label(n) for n in t.labels()],
+    )
+    return printer
+
+
+# -- the synchronous path: a table of what is there now (no watch, no selector) ------------------
+# kosctl's most frequent command, so it runs without grpclib, asyncio, PyYAML or the resource
+# model (kos.apis.client.SyncConnection, kos.resources.plainyaml): tests/apis/test_kosctl_lean.py
+# pins which modules it must not import, bench/kosctl_speed.py times it.
+
+STATE = "/cosi.resource.State/"  # kos.apis.auth.STATE (not imported: auth loads the resource model)
+
+
+def _kind_request(namespace: str, rtype: str, id: str | None = None) -> bytes:
+    """``cosi.resource.{Get,List}Request``: namespace = 1, type = 2, id = 3."""
+    from kos.apis.protowire import length_delimited, string_field
+
+    return (string_field(b"\x0a", namespace) + string_field(b"\x12", rtype)
+            + (length_delimited(b"\x1a", id.encode()) if id is not None else b""))
+
+
+class _Metadata(NamedTuple):
+    namespace: str
+    type: str
+    id: str
+    version: int | None
+
+
+class _Spec(NamedTuple):
+    yaml: str
+
+
+class _Resource(NamedTuple):
+    """What the table shows of a resource: its metadata and spec YAML, as the node sent them."""
+
+    metadata: _Metadata
+    spec: _Spec
+
+
+def light_resource(data: bytes) -> _Resource | None:
+    """A ``Get``/``List`` response's resource, decoded only as far as a table needs it."""
+    from kos.apis.protowire import WireError, fields
+
+    body = next((v for n, _, v in fields(data) if n == 1 and isinstance(v, bytes)), None)
+    if body is None:
+        return None
+    md = spec = b""
+    for n, _, v in fields(body):
+        if n == 1 and isinstance(v, bytes):
+            md = v
+        elif n == 2 and isinstance(v, bytes):
+            spec = v
+    text = {1: "", 2: "", 3: "", 4: ""}
+    for n, _, v in fields(md):
+        if n in text and isinstance(v, bytes):
+            text[n] = v.decode("utf-8", "replace")
+    version = None if text[4] in ("", "undefined") else int(text[4]) if text[4].isdigit() else None
+    if text[4] not in ("", "undefined") and version is None:
+        raise WireError(f"metadata.version: invalid version {text[4]!r}")
+    yaml_text = next((v.decode("utf-8", "replace") for n, _, v in fields(spec) if n == 2 and isinstance(v, bytes)), "")
+    return _Resource(_Metadata(text[1], text[2], text[3], version), _Spec(yaml_text))
+
+
+def resolve_sync(conn: SyncConnection, node: str | None, name: str, cache: Path | None, label: str) -> dict[str, Any]:
+    """``resolve`` over the synchronous connection."""
+    from grpclib.const import Status
+
+    from kos.apis.client import APIError, Request
+
+    if (hit := _cached(cache, name)) is not None:
+        return hit
+    get = conn.calls([Request(STATE + "Get", _kind_request("meta", RD_TYPE, name.lower()), node)])[0]
+    if isinstance(get, APIError) and get.status != Status.NOT_FOUND:
+        raise _sync_error(get, "Get", "meta", RD_TYPE, name.lower(), label)
+    found = light_resource(get[0]) if isinstance(get, list) and get else None
+    if found is not None:
+        return _rd_yaml(found)
+    listed = conn.calls([Request(STATE + "List", _kind_request("meta", RD_TYPE), node)])[0]
+    if isinstance(listed, APIError):
+        raise _sync_error(listed, "List", "meta", RD_TYPE, None, label)
+    rds = [_rd_yaml(r) for r in map(light_resource, listed) if r is not None]
+    _store(cache, rds)
+    return match_definition(name, rds, node or conn.endpoint)
+
+
+def _sync_error(exc: APIError, method: str, namespace: str, rtype: str, id: str | None, label: str) -> Exception:
+    """A failed call's error as the asynchronous path reports it (through the State errors)."""
+    from kos.apis.client import state_error
+    from kos.resources.core import Pointer
+
+    return _api_error(state_error(exc, method, Pointer(namespace, rtype, id) if id is not None else None), label)
+
+
+def run_sync(args: argparse.Namespace, t: common.Target) -> int:
+    """A table of what is there now, over ``SyncConnection``: the type lookup (unless the
+    definition cache answers it), then one Get/List per node, all at once."""
+    from kos.apis.client import APIError, Request, SyncConnection
+    from kos.apis.kosctl import output
+
+    ctx = t.context
+    with SyncConnection.to(t.endpoint, ca=ctx.ca, crt=ctx.crt, key=ctx.key, insecure=t.insecure) as conn:
+        first = t.labels()[0]
+        cache = None if args.insecure else cache_file(t.endpoint, first, ctx.ca)
+        try:
+            rd = resolve_sync(conn, first, args.type, cache, t.label(first))
+        except APIError as exc:
+            raise CLIError(str(exc)) from None
+        printer = _printer(output, args, t, "table", "", rd)
+        namespace = args.namespace or str(rd.get("defaultNamespace") or "")
+        rtype = str(rd.get("type"))
+        method = "List" if args.id is None else "Get"
+        body = _kind_request(namespace, rtype, args.id)
+        # one stream per node, all at once on the one connection (the -n fan-out)
+        replies = conn.calls([Request(STATE + method, body, node) for node in t.labels()])
+    failed = 0
+    for node, reply in zip(t.labels(), replies, strict=True):
+        label = t.label(node)
+        items = [r for r in map(light_resource, reply) if r is not None] if isinstance(reply, list) else []
+        error: Exception | None = None
+        if isinstance(reply, APIError):
+            error = _sync_error(reply, method, namespace, rtype, args.id, label)
+        elif args.id is not None and not items:
+            from kos.resources.core import NotFoundError, Pointer
+
+            error = _api_error(NotFoundError(Pointer(namespace, rtype, args.id)), label)
+        if error is not None:
+            if not isinstance(error, APIError):
+                raise error
+            failed += 1
+            msg = str(error) if node is None or error.node == node else f"{node}: {error}"
+            print(f"error: {msg}", file=sys.stderr, flush=True)
+            continue
+        for r in items:
+            printer.add(label, r)
+    printer.flush(failed=failed != 0)
+    return 1 if failed else 0
 
 
 def _api_error(exc: Exception, label: str) -> Exception:
