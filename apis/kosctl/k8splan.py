@@ -122,6 +122,15 @@ def lowest_version(nodes: Sequence[NodeConfig], *, kubelet: bool = True) -> Kube
     return min(found)
 
 
+def check_from(given: KubeVersion, nodes: Sequence[NodeConfig], *, kubelet: bool = True) -> None:
+    """``--from`` may not hide an older component: the skew counts from the oldest one."""
+    older = sorted({(v, path, n.address) for n in nodes for path, v in versions_of(n, kubelet=kubelet).items()
+                    if v < given})
+    if older:
+        v, path, addr = older[0]
+        raise PlanError(f"--from {given}: {path} on {addr} runs {v}, older than that: give --from {v} or auto")
+
+
 def check_skew(lowest: KubeVersion, to: KubeVersion, nodes: Sequence[NodeConfig], *, kubelet: bool = True) -> None:
     """One minor release at a time from the oldest component, and nothing moves backwards."""
     if to.major != lowest.major:

@@ -354,6 +354,8 @@ async def upgrade(conn: Any, opts: Options, out: Out) -> float:
         lowest = opts.from_version or kp.lowest_version(nodes, kubelet=opts.kubelet)
         if opts.from_version is None:
             out(f"automatically detected the lowest Kubernetes version {lowest}")
+        else:
+            kp.check_from(lowest, nodes, kubelet=opts.kubelet)
         kp.check_skew(lowest, opts.to, nodes, kubelet=opts.kubelet)
     except kp.PlanError as exc:
         raise UpgradeError(str(exc)) from None

@@ -82,6 +82,15 @@ def test_skew_one_minor_at_a_time() -> None:
         kp.check_skew(low, KubeVersion.parse("2.0.0"), nodes)
 
 
+def test_from_cannot_hide_an_older_component() -> None:
+    nodes = [node("10.5.0.2", True, "v1.33.13"), node("10.5.0.3", False, "v1.32.13")]
+    kp.check_from(KubeVersion(1, 32, 13), nodes)
+    kp.check_from(KubeVersion(1, 32, 0), nodes)
+    with pytest.raises(kp.PlanError, match=r"--from v1.33.0: machine.kubelet.image on 10.5.0.3 runs v1.32.13"):
+        kp.check_from(KubeVersion(1, 33, 0), nodes)
+    kp.check_from(KubeVersion(1, 33, 0), nodes, kubelet=False)
+
+
 def test_the_oldest_component_decides() -> None:
     """A cluster whose control plane already runs v1.33 but a worker's kubelet v1.32: the skew
     counts from the kubelet, and without the kubelets only the control plane counts."""
