@@ -420,7 +420,9 @@ async def _bring_up(args: argparse.Namespace, state: Any, configs: dict[str, str
             _step(f"applying the {n.role} config to {n.name} ({n.ip}) over the maintenance API")
             req = pb.ApplyConfigurationRequest(data=configs[n.name].encode())  # mode auto
             try:
-                await conn.unary(M + "ApplyConfiguration", bytes(req))
+                # the early maintenance API answers Version while machined still loads the node
+                # (kos.machined.early): the apply waits for that, seconds in a TCG VM
+                await conn.unary(M + "ApplyConfiguration", bytes(req), timeout=120)
             except APIError as exc:
                 raise CLIError(f"node {n.name}: apply config: {exc}") from None
 
