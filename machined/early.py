@@ -15,8 +15,6 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import anyio
-
 from kos.apis.endpoint import split_endpoint
 from kos.apis.server.dispatch import Node
 from kos.apis.server.serve import APIServer
@@ -59,7 +57,7 @@ def maintenance_identity(names: list[str]) -> Identity:
 async def listen_maintenance(listen: str, extra_names: list[str], platform_name: str) -> APIServer:
     """The maintenance API's server, answering ``Version`` only until the node serves it."""
     host, port = split_endpoint(listen, DEFAULT_PORT)
-    identity = await anyio.to_thread.run_sync(maintenance_identity, node_names(host, extra_names))
+    identity = maintenance_identity(node_names(host, extra_names))  # ~3 ms (libcrypto), nothing else runs yet
     node = Node(names=frozenset(extra_names), port=port, maintenance=True)
     return await APIServer.listen(host, port, server_context(identity, None), node=node,
                                   early=[VersionService(platform_name, maintenance=True)])

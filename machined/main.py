@@ -9,6 +9,12 @@ waits and reboots rather than exit. As an ordinary process it just returns.
 The platform (``--platform`` or ``$KOS_PLATFORM``; PID 1 defaults to ``metal``, a process to
 ``process``) may supply the machine config (``KOS_CONFIG`` for container nodes, the kernel
 command line ``kos.config=`` on metal) and the hostname.
+
+Start-up order (issue 17: serve the API first): a node sure to wait in maintenance mode
+listens and answers ``Version`` first (``kos.machined.early``: ~160 modules beyond a bare
+interpreter, no structlog, cryptography, betterproto or controller), then a worker thread
+configures logging and imports the node (~450 modules more) while the event loop answers;
+other calls wait until the node serves them on the same server.
 """
 
 from __future__ import annotations
@@ -107,7 +113,10 @@ def _load_node(plat: Any, platform: str) -> Any:
     the config model, the generated machine API, the controller runtime ...) and the
     platform's network config (the platform network model). Run in a worker thread while the
     event loop answers the first calls (issue 17); returns the network config or None."""
+    import importlib
+
     _configure_logging()
+    importlib.import_module("anyio._backends._asyncio")  # what the node's first anyio call imports
     import kos.machined.node  # noqa: F401
 
     try:
@@ -118,7 +127,7 @@ def _load_node(plat: Any, platform: str) -> Any:
 
 
 def _run(args: argparse.Namespace, platform: str, *, pid1: bool) -> int:
-    import anyio
+    import asyncio
 
     from kos.machined import early
     from kos.machined.platforms import load_platform
@@ -147,11 +156,17 @@ def _run(args: argparse.Namespace, platform: str, *, pid1: bool) -> int:
             except (OSError, ValueError):
                 early_api = None  # the node tries again and reports it as before (boot sequence)
         try:
-            network = await anyio.to_thread.run_sync(_load_node, plat, platform)
+            # the loop thread gets the GIL back sooner while the loader runs (default 5 ms: each
+            # step of a TLS handshake would wait that long for it)
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(0.0005)
+            try:
+                network = await asyncio.get_running_loop().run_in_executor(None, _load_node, plat, platform)
+            finally:
+                sys.setswitchinterval(interval)
         except BaseException:
             if early_api is not None:
-                with anyio.CancelScope(shield=True):
-                    await early_api.close(grace=0)
+                await asyncio.shield(early_api.close(grace=0))
             raise
         from kos.machined.node import NodeOptions, run_node
 
@@ -181,7 +196,9 @@ def _run(args: argparse.Namespace, platform: str, *, pid1: bool) -> int:
         return action
 
     try:
-        anyio.run(node_then_power_off)
+        # asyncio's runner, as anyio.run's asyncio backend uses: anyio's backend module (~20 ms)
+        # is imported by the loader thread, after the early API listens
+        asyncio.run(node_then_power_off())
     except ValueError as exc:
         print(f"machined: {exc}", file=sys.stderr)
         return 2
