@@ -45,6 +45,8 @@ MAX_MESSAGE = 64 << 20
 _HTTP_STATUS = {"400": Status.INTERNAL, "401": Status.UNAUTHENTICATED, "403": Status.PERMISSION_DENIED,
                 "404": Status.UNIMPLEMENTED, "429": Status.UNAVAILABLE, "502": Status.UNAVAILABLE,
                 "503": Status.UNAVAILABLE, "504": Status.UNAVAILABLE}
+BATCH = 100
+"""Streams opened at once (HTTP/2 asks servers to allow at least 100; kos servers allow 4096)."""
 _REFILL = 1 << 30  # receive window given back once this much arrived (windows start at 2^31-1)
 
 
@@ -73,7 +75,7 @@ class Request(NamedTuple):
 
 
 class _Stream:
-    __slots__ = ("request", "headers", "messages", "buf", "error", "done", "block", "end", "received")
+    __slots__ = ("request", "headers", "messages", "buf", "error", "done", "end", "received")
 
     def __init__(self, request: Request) -> None:
         self.request = request
@@ -82,7 +84,6 @@ class _Stream:
         self.buf = bytearray()
         self.error: APIError | None = None
         self.done = False
-        self.block = b""  # a header block waiting for CONTINUATION frames
         self.end = False  # the header block ends the stream
         self.received = 0  # DATA bytes not yet given back as window
 
@@ -107,6 +108,8 @@ class SyncConnection:
         self._next_id = 1
         self._answered = False  # the server sent something on this connection
         self._gone = False  # the server sent GOAWAY: the next call connects again
+        self._block = b""  # a header block waiting for CONTINUATION frames
+        self._block_end = False
         self._conn_received = 0
         self._buf = bytearray()
 
@@ -137,7 +140,8 @@ class SyncConnection:
             self._sock = None
         self._decoder = http2.Decoder()
         self._next_id = 1
-        self._answered = self._gone = False
+        self._answered = self._gone = self._block_end = False
+        self._block = b""
         self._conn_received = 0
         self._buf = bytearray()
 
@@ -150,13 +154,22 @@ class SyncConnection:
         return reply[0] if reply else b""
 
     def calls(self, requests: Sequence[Request], timeout: float | None = None) -> list[list[bytes] | APIError]:
-        """Run every request at once; per request its reply messages or its error."""
+        """Run every request at once (in batches of ``BATCH`` streams), all within ``timeout``
+        (default: the connection's); per request its reply messages or its error."""
         timeout = self._call_timeout = timeout or self.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
+        out: list[list[bytes] | APIError] = []
+        for i in range(0, len(requests), BATCH):
+            out += self._batch(requests[i:i + BATCH], deadline, timeout)
+        return out
+
+    def _batch(self, requests: Sequence[Request], deadline: float | None,
+               timeout: float | None) -> list[list[bytes] | APIError]:
         streams: dict[int, _Stream] = {}
         try:
             self._connect(deadline)
-            out = b"".join(self._open(r, timeout, streams) for r in requests)
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            out = b"".join(self._open(r, left, streams) for r in requests)
             assert self._sock is not None
             try:
                 self._sock.sendall(out)
@@ -311,18 +324,26 @@ class SyncConnection:
             return b""
         if ftype == http2.PUSH_PROMISE:
             raise http2.ProtocolError("PUSH_PROMISE although push is disabled")
-        s = streams.get(sid)
-        if s is None or s.done:
-            return b""  # a stream of an earlier call (cancelled): ignore its frames
-        if ftype == http2.HEADERS:
-            s.block = http2.unpad(flags, payload, priority=True)
-            s.end = bool(flags & http2.END_STREAM)
-        elif ftype == http2.CONTINUATION:
-            s.block += payload
         if ftype in (http2.HEADERS, http2.CONTINUATION):
+            # every header block is decoded, a cancelled stream's too: HPACK's table spans the
+            # connection (and CONTINUATION frames follow their HEADERS frame without interleaving)
+            if ftype == http2.HEADERS:
+                self._block = http2.unpad(flags, payload, priority=True)
+                self._block_end = bool(flags & http2.END_STREAM)
+            else:
+                self._block += payload
             if flags & http2.END_HEADERS:
-                block, s.block = s.block, b""
-                self._headers(s, self._decoder.decode(block))
+                headers = self._decoder.decode(self._block)
+                self._block = b""
+                s = streams.get(sid)
+                if s is not None and not s.done:
+                    s.end = self._block_end
+                    self._headers(s, headers)
+            return b""
+        s = streams.get(sid)
+        if s is None or s.done:  # a stream of an earlier call (cancelled): ignore its frames
+            if ftype == http2.DATA:
+                self._conn_received += len(payload)
             return b""
         if ftype == http2.DATA:
             return self._data(sid, s, flags, payload)
