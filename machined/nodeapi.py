@@ -131,14 +131,17 @@ class NodeAPI(NodeIdentity):
             FilesAPI,
             ImagesAPI,
             LifecycleService,
+            PodLogsAPI,
             StatsAPI,
         )
 
         out: list[Any] = [LifecycleService(self.lifecycle)]
         out.append(EtcdAPI(self.state, self.supervisor, self._etcd_paths()))
         # the socket machined.assembly.node_services gives containerd
-        containers = ContainersAPI(Path(self._root()) / "run/containerd/containerd.sock")
+        pod_logs = Path(self._root()) / "var/log"  # the kubelet's container logs (/var/log/pods, /var/log/containers)
+        containers = ContainersAPI(Path(self._root()) / "run/containerd/containerd.sock", pod_log_root=pod_logs)
         out.append(containers)
+        out.append(PodLogsAPI(pod_logs))
         out.append(StatsAPI(containers))
         out.append(ImagesAPI(containers))
         if forward_ssl is not None:  # the health checks call this node's API with its client identity

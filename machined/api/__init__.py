@@ -8,7 +8,8 @@ handlers here plug into ``MachineService(extensions=[...])`` and are assembled b
 * ``ContainersAPI`` (``containers``): the Containers RPC, through containerd's ``ctr``;
 * ``ClusterHealthAPI`` (``health``): the ClusterHealthCheck RPC;
 * the operator's daily tools: ``FilesAPI`` (``files``), ``DiagnosticsAPI``, ``DisksAPI``,
-  ``EtcdMaintenanceAPI`` (``etcdmaint``), ``StatsAPI``, ``ImagesAPI``.
+  ``EtcdMaintenanceAPI`` (``etcdmaint``), ``StatsAPI``, ``ImagesAPI``, ``PodLogsAPI``
+  (``podlogs``: Kubernetes containers' logs, ``kosctl logs -k``).
 """
 
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
         ResetOptions,
         UpgradeUnavailableError,
     )
+    from kos.machined.api.podlogs import PodLogsAPI
     from kos.machined.api.stats import StatsAPI
 
 __getattr__ = surface(
@@ -65,6 +67,7 @@ __getattr__ = surface(
                 "ResetOptions",
                 "UpgradeUnavailableError",
             ),
+            "podlogs": ("PodLogsAPI",),
             "stats": ("StatsAPI",),
         }
     ),
@@ -84,6 +87,7 @@ __all__ = [
     "LifecycleRefusedError",
     "LifecycleRequestError",
     "LifecycleService",
+    "PodLogsAPI",
     "ResetOptions",
     "StatsAPI",
     "UpgradeUnavailableError",

@@ -2,7 +2,9 @@
 
 ``ContainersAPI(socket)`` is a machine-API extension (``MachineService(extensions=[...])``).
 It lists containers (id, image, runtime) and joins them with their tasks (pid, status) in
-one namespace or in every namespace containerd knows. containerd not running -> UNAVAILABLE;
+one namespace or in every namespace containerd knows; Kubernetes containers (``k8s.io``) get
+their ``pod_ref`` (``ns/pod:container:<id>``) from the kubelet's log links under
+``pod_log_root`` (``kos.platform.container.crilog``). containerd not running -> UNAVAILABLE;
 a malformed namespace name -> INVALID_ARGUMENT; an unknown namespace -> NOT_FOUND.
 """
 
@@ -19,6 +21,7 @@ from kos.apis import auth
 from kos.apis.gen.kos import machine as pb
 from kos.apis.server.dispatch import Call, Dispatcher
 from kos.apis.server.state import parse
+from kos.platform.container import crilog
 from kos.resources.core import echo
 
 # containerd's namespace rule: labels of [a-zA-Z0-9_-], separated by dots
@@ -32,8 +35,10 @@ def parse_table(text: str) -> list[list[str]]:
 
 
 class ContainersAPI:
-    def __init__(self, socket: Path, *, ctr_binary: str = "ctr", timeout: float = 10.0) -> None:
+    def __init__(self, socket: Path, *, ctr_binary: str = "ctr", timeout: float = 10.0,
+                 pod_log_root: Path | None = None) -> None:
         self.socket = socket
+        self.pod_log_root = pod_log_root
         self.ctr_binary = ctr_binary
         self.timeout = timeout
 
@@ -65,6 +70,9 @@ class ContainersAPI:
                 Status.NOT_FOUND, f"namespace {echo(namespace)}: containerd knows {', '.join(known) or 'none'}")
         out: list[pb.ContainerInfo] = []
         for ns in [namespace] if namespace else known:
+            refs = {}
+            if ns == "k8s.io" and self.pod_log_root is not None:
+                refs = {c.id: c.ref for c in await crilog.containers(self.pod_log_root)}
             tasks = {row[0]: row for row in parse_table(await self._ctr("tasks", "list", namespace=ns)) if row}
             for row in parse_table(await self._ctr("containers", "list", namespace=ns)):
                 if not row:
@@ -76,7 +84,7 @@ class ContainersAPI:
                 pid = int(task[1]) if task is not None and len(task) > 1 and task[1].isdigit() else 0
                 status = task[2] if task is not None and len(task) > 2 else "CREATED"
                 out.append(pb.ContainerInfo(namespace=ns, id=cid, image=image, runtime=runtime, pid=pid,
-                                            status=status))
+                                            status=status, pod_ref=refs.get(cid, "")))
         return out
 
     async def containers(self, call: Call) -> None:

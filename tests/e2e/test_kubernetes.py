@@ -183,6 +183,19 @@ def test_kubernetes_runs_on_kos(cluster: Cluster) -> None:
     assert f"started {on_w['metadata']['name']}" in c.kubectl("logs", on_w["metadata"]["name"]).stdout
     assert c.kubectl("exec", on_w["metadata"]["name"], "--", "hostname").stdout.strip() == on_w["metadata"]["name"]
 
+    # the same log through kos's API, from the kubelet's files on the node (kosctl logs -k), by
+    # the id kosctl containers -k prints and by NAMESPACE/POD; the apiserver's own log likewise
+    pod = on_w["metadata"]["name"]
+    listed = c.ctl("-n", w.ip, "containers", "-k").stdout
+    ref = next(word for word in listed.split() if word.startswith(f"default/{pod}:web:"))
+    assert f"started {pod}" in c.ctl("-n", w.ip, "logs", "-k", ref).stdout
+    assert c.ctl("-n", w.ip, "logs", "-k", f"default/{pod}", "--tail", "1").stdout.strip() == f"started {pod}"
+    api_log = c.ctl("-n", cp.ip, "logs", "-k", f"kube-system/kube-apiserver-{cp.name}:kube-apiserver",
+                    "--tail", "20").stdout
+    assert len(api_log.splitlines()) == 20, api_log
+    missing = c.ctl("-n", w.ip, "logs", "-k", "default/no-such-pod", check=False)
+    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr and "containers -k" in missing.stderr
+
     # a crashed kubelet is restarted by machined (with backoff) and shows in kosctl services
     def kubelet_line() -> str:
         return next(ln for ln in c.ctl("-n", w.ip, "services").stdout.splitlines() if " kubelet " in ln)

@@ -1,5 +1,6 @@
 """``kosctl containers [-k] [--namespace NS]``: the containers each node's containerd runs
-(``system`` namespace by default, ``-k`` for Kubernetes' ``k8s.io``, ``--all`` for every one)."""
+(``system`` namespace by default, ``-k`` for Kubernetes' ``k8s.io``, ``--all`` for every one).
+A Kubernetes container shows as ``NAMESPACE/POD:CONTAINER:<id>``, the id ``kosctl logs -k`` takes."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raw = await conn.unary(auth.MACHINE + "Containers", bytes(pb.ContainersRequest(namespace=namespace)),
                                node=node)
         for c in pb.ContainersResponse().parse(raw).containers:
-            rows.append([t.label(node), c.namespace, c.id, c.image, str(c.pid or "-"), c.status])
+            rows.append([t.label(node), c.namespace, c.pod_ref or c.id, c.image, str(c.pid or "-"), c.status])
 
     rc = common.run(lambda: common.fan_out(t, call))
     common.table(rows)

@@ -1,5 +1,8 @@
-"""``kosctl logs ID [-f] [--tail N]``: a service's log; ``kosctl dmesg [-f] [--tail]``: the
-kernel log. With several nodes every line is prefixed with ``NODE: ``."""
+"""``kosctl logs ID [-f] [--tail N]``: a service's log; ``kosctl logs -k ID``: a Kubernetes
+container's log (ID as ``kosctl containers -k`` prints it, ``NAMESPACE/POD:CONTAINER`` or
+``NAMESPACE/POD``), read from the kubelet's log files on the node, so it works while the API
+server is down; ``kosctl dmesg [-f] [--tail]``: the kernel log. With several nodes every line
+is prefixed with ``NODE: ``."""
 
 from __future__ import annotations
 
@@ -12,7 +15,10 @@ from kos.apis.kosctl.errors import CLIError
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("logs", help="print a service's log, or machined's own")
-    p.add_argument("id", metavar="SERVICE", help="service id (see 'kosctl services'), or machined")
+    p.add_argument("id", metavar="ID", help="service id (see 'kosctl services'), machined, or with -k a Kubernetes "
+                   "container: NAMESPACE/POD[:CONTAINER[:ID]] (see 'kosctl containers -k')")
+    p.add_argument("-k", "--kubernetes", action="store_true",
+                   help="ID is a Kubernetes container (its log from the kubelet's files on the node)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.add_argument("--tail", type=int, default=-1, help="only the last N lines (default: all)")
     common.add_target_args(p)
@@ -73,7 +79,8 @@ def run_logs(args: argparse.Namespace) -> int:
         raise CLIError(f"--tail {args.tail}: expected a number of lines >= 0 (or -1 for all)")
     if args.tail == 0:
         return 0
-    req = pb.LogsRequest(id=args.id, follow=args.follow, tail_lines=max(args.tail, 0))
+    req = pb.LogsRequest(namespace="k8s.io" if args.kubernetes else "", id=args.id, follow=args.follow,
+                         tail_lines=max(args.tail, 0))
     return _stream(args, auth.MACHINE + "Logs", bytes(req))
 
 

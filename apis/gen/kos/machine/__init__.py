@@ -452,6 +452,11 @@ class ContainerInfo(betterproto.Message):
     runtime: str = betterproto.string_field(4)
     pid: int = betterproto.uint32_field(5)
     status: str = betterproto.string_field(6)
+    pod_ref: str = betterproto.string_field(7)
+    """
+    Kubernetes containers (namespace k8s.io): NAMESPACE/POD:CONTAINER:<12 hex of the id>, the
+     reference `kosctl logs -k` takes; empty for other containers.
+    """
 
 
 @dataclass(eq=False, repr=False)
