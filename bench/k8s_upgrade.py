@@ -29,16 +29,16 @@ PHASES = (("checks", "checking that every node holds"), ("control plane", "updat
           ("kube-proxy", "updating kube-proxy to version"), ("kubelets", "updating kubelet to version"))
 
 
-def kosctl(env: dict[str, str], *args: str) -> list[str]:
+def kosctl(*args: str) -> list[str]:
     return [sys.executable, "-m", "kos.apis.kosctl.main", *args]
 
 
-def one_run(tmp: Path) -> tuple[float, float, dict[str, float]]:
+def one_run(tmp: Path, show: bool) -> tuple[float, float, dict[str, float]]:
     name = "b" + uuid.uuid4().hex[:6]
     root = tmp / "clusters"
     env = dict(os.environ, KOSCONFIG=str(tmp / f"kosconfig-{name}"))
     t0 = time.monotonic()
-    create = subprocess.run(kosctl(env, "cluster", "create", "--name", name, "--state-root", str(root),
+    create = subprocess.run(kosctl("cluster", "create", "--name", name, "--state-root", str(root),
                                    "--controlplanes", "1", "--workers", "1", "--wait-timeout", "300"),
                             env=env, capture_output=True, text=True, timeout=900)
     created = time.monotonic() - t0
@@ -47,11 +47,13 @@ def one_run(tmp: Path) -> tuple[float, float, dict[str, float]]:
             raise SystemExit(f"cluster create failed:\n{create.stdout[-3000:]}\n{create.stderr[-3000:]}")
         marks: dict[str, float] = {}
         t1 = time.monotonic()
-        proc = subprocess.Popen(kosctl(env, "--context", name, "upgrade-k8s", "--to", KUBERNETES_UPGRADE_VERSION,
+        proc = subprocess.Popen(kosctl("--context", name, "upgrade-k8s", "--to", KUBERNETES_UPGRADE_VERSION,
                                        "--cluster", name, "--state-root", str(root)),
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         for line in proc.stdout:
+            if show:
+                print(f"  {time.monotonic() - t1:6.1f} s  {line.rstrip()}", flush=True)
             for phase, prefix in PHASES:
                 if line.startswith(prefix) and phase not in marks:
                     marks[phase] = time.monotonic() - t1
@@ -65,13 +67,14 @@ def one_run(tmp: Path) -> tuple[float, float, dict[str, float]]:
         phases["discovery"] = starts[0]
         return created, upgraded, phases
     finally:
-        subprocess.run(kosctl(env, "cluster", "destroy", "--name", name, "--state-root", str(root)), env=env,
+        subprocess.run(kosctl("cluster", "destroy", "--name", name, "--state-root", str(root)), env=env,
                        capture_output=True, timeout=300)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="bench.k8s_upgrade", description=__doc__.splitlines()[0] if __doc__ else "")
     p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--show", action="store_true", help="print upgrade-k8s's lines with their times")
     args = p.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (namespace clusters)")
@@ -82,7 +85,7 @@ def main() -> int:
     creates, upgrades, per_phase = [], [], []
     with tempfile.TemporaryDirectory(prefix="kos-bench-upgk8s-") as d:
         for i in range(args.runs):
-            c, u, ph = one_run(Path(d))
+            c, u, ph = one_run(Path(d), args.show)
             creates.append(c)
             upgrades.append(u)
             per_phase.append(ph)
