@@ -18,7 +18,10 @@ from typing import Any
 
 _INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
 _DOTTED = re.compile(r"[0-9]+(\.[0-9]+){2,}(/[0-9]+|:[0-9]+)?")  # addresses, versions: strings in YAML 1.1
-_IPV6 = re.compile(r"(?=[^/]*(::|[a-fA-F]))[0-9a-fA-F]{0,4}(:[0-9a-fA-F]{0,4}){2,7}(/[0-9]+)?")
+_COLONS = re.compile(r"[0-9a-fA-F:]*:[0-9a-fA-F:]*(/[0-9]+)?")  # IPv6 and MAC addresses...
+_HEX = re.compile(r"[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*")  # digests, ids: strings unless binary (0b...)
+_BINARY = re.compile(r"0b[01_]+")
+_SEXAGESIMAL = re.compile(r"[-+]?[1-9][0-9_]*(:[0-5]?[0-9])+")  # ...unless YAML 1.1 reads a base-60 int
 _WORDS: dict[str, Any] = {"null": None, "Null": None, "NULL": None, "~": None, "true": True, "True": True,
                           "TRUE": True, "false": False, "False": False, "FALSE": False}
 # first characters that make a plain scalar something else (or need the full reader)
@@ -75,7 +78,9 @@ def _scalar(s: str) -> Any:
         return int(s)
     if ": " in s or " #" in s or s.endswith(":") or s.lower() in _OTHER_WORDS:
         raise _Unsupported
-    if s[0] in _SPECIAL_START and not (_DOTTED.fullmatch(s) or _IPV6.fullmatch(s)):
+    if s[0] in _SPECIAL_START and not _DOTTED.fullmatch(s) and not (
+            _COLONS.fullmatch(s) and not _SEXAGESIMAL.fullmatch(s)) and not (
+            _HEX.fullmatch(s) and not _BINARY.fullmatch(s)):
         raise _Unsupported
     return s
 
