@@ -9,7 +9,8 @@
 * ``HostDNSController``: ``HostDNSConfigs/config`` -> the server
   (``kos.platform.network.dnsserver``) in the node's network namespace (it puts
   ``169.254.116.108/32`` on ``lo`` first and takes it away when no longer needed) ->
-  ``HostDNSStatuses/config`` (where it listens, upstream health, counters, bind errors).
+  ``HostDNSStatuses/config`` (where it listens, upstream health, counters, bind errors; a
+  listener that cannot bind is retried every ``retry_interval`` seconds).
   ``EtcFilesController`` points ``resolv.conf`` at ``127.0.0.53`` once it listens there.
 """
 
@@ -159,13 +160,21 @@ def _server_args(spec: HostDNSConfigSpec) -> tuple[list[tuple[str, int]], dict[s
     return ups, {n.name: list(n.addresses) for n in spec.names}
 
 
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
+
+
 class HostDNSController(Controller):
     """Runs the server for ``HostDNSConfigs/config`` in ``netns`` (None: machined's own)."""
 
     name = "network.HostDNSController"
 
-    def __init__(self, netns: str | None = None, *, status_interval: float = 5.0, timeout: float = 2.0) -> None:
+    def __init__(self, netns: str | None = None, *, status_interval: float = 5.0, timeout: float = 2.0,
+                 retry_interval: float = 5.0) -> None:
         self.netns = netns
+        self.retry_interval = retry_interval
         self.status_interval = status_interval
         self.timeout = timeout
         self.server: HostDNSServer | None = None
@@ -179,6 +188,7 @@ class HostDNSController(Controller):
     async def run(self, rt: ControllerRuntime) -> None:
         async with Netlink(self.netns) as nl, anyio.create_task_group() as tg:
             scope: anyio.CancelScope | None = None
+            stopped = anyio.Event()
             listen: list[str] = []
             try:
                 async for _ in rt.events():
@@ -189,6 +199,7 @@ class HostDNSController(Controller):
                     if self.server is not None and want != listen:
                         if scope is not None:
                             scope.cancel()
+                            await stopped.wait()  # its sockets are closed: the new one can bind
                         self.server, scope, listen = None, None, []
                     await self._kube_dns_address(rt, nl, f"{KUBE_DNS_HOST_ADDRESS}:53" in want)
                     if spec is None:
@@ -203,18 +214,28 @@ class HostDNSController(Controller):
                         server = HostDNSServer(listen=[split_hostport(a) for a in want], upstreams=ups,
                                                names=names, netns=self.netns, timeout=self.timeout)
                         scope = anyio.CancelScope()
+                        stopped = anyio.Event()
+                        bind_error = ""
                         try:
-                            await tg.start(self._serve, rt, server, scope)
+                            await tg.start(self._serve, rt, server, scope, stopped)
                             self.server, listen = server, want
-                        except OSError as exc:
-                            rt.logger.error("host DNS cache cannot listen", error=str(exc))
-                            await self._status(rt, server, error=str(exc), listening=False)
+                        except* OSError as group:  # (task groups wrap it)
+                            bind_error = "; ".join(str(e) for e in _leaves(group))
+                        if bind_error:
+                            rt.logger.error("host DNS cache cannot listen, retrying", error=bind_error,
+                                            retry_in=self.retry_interval)
+                            await self._status(rt, server, error=bind_error, listening=False)
+                            tg.start_soon(self._retry_later, rt)
                     rt.reset_restart_backoff()
             finally:
                 tg.cancel_scope.cancel()
                 self.server = None
                 with anyio.CancelScope(shield=True):
                     await self._kube_dns_address(rt, nl, False)
+
+    async def _retry_later(self, rt: ControllerRuntime) -> None:
+        await anyio.sleep(self.retry_interval)
+        rt.queue_reconcile()
 
     async def _kube_dns_address(self, rt: ControllerRuntime, nl: Netlink, present: bool) -> None:
         """``169.254.116.108/32`` on ``lo``: pods reach the cache there (their traffic enters the
@@ -233,8 +254,15 @@ class HostDNSController(Controller):
         except NetlinkError as exc:
             rt.logger.warning("host DNS: cannot change the kube-dns address on lo", error=str(exc))
 
-    async def _serve(self, rt: ControllerRuntime, server: HostDNSServer, scope: anyio.CancelScope, *,
-                     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def _serve(self, rt: ControllerRuntime, server: HostDNSServer, scope: anyio.CancelScope,
+                     stopped: anyio.Event, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._serve_in(rt, server, scope, task_status)
+        finally:
+            stopped.set()
+
+    async def _serve_in(self, rt: ControllerRuntime, server: HostDNSServer, scope: anyio.CancelScope,
+                        task_status: TaskStatus[None]) -> None:
         with scope:
             async with anyio.create_task_group() as tg:
                 await tg.start(lambda task_status: server.serve(task_status=task_status))

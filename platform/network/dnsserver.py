@@ -114,6 +114,7 @@ class Stats:
     forwarded: int = 0
     upstream_failures: int = 0
     refused_busy: int = 0
+    internal_errors: int = 0  # queries answered SERVFAIL because answering them raised
     upstream_ok: dict[str, bool] = field(default_factory=dict)
 
 
@@ -150,7 +151,18 @@ class HostDNSServer:
 
     # -- answering -----------------------------------------------------------------------------
     async def answer(self, query: bytes, *, tcp: bool) -> bytes | None:
-        """The reply to one query (None: do not answer, e.g. the bytes are a response)."""
+        """The reply to one query (None: do not answer, e.g. the bytes are a response). A bug
+        met while answering costs that query a SERVFAIL, never the server."""
+        try:
+            return await self._answer(query, tcp=tcp)
+        except Exception:
+            self.stats.internal_errors += 1
+            try:
+                return w.error_reply(query, w.parse_query(query), w.RCODE_SERVFAIL)
+            except w.DNSFormatError:
+                return None
+
+    async def _answer(self, query: bytes, *, tcp: bool) -> bytes | None:
         self.stats.queries += 1
         try:
             q = w.parse_query(query)
@@ -255,9 +267,12 @@ class HostDNSServer:
             sock.close()
             raise
         stream = await SocketStream.from_socket(sock)
-        async with stream:
+        try:
             await stream.send(struct.pack("!H", len(out)) + out)
             data = await _read_message(stream)
+        finally:
+            with anyio.CancelScope(shield=True):  # a timed-out exchange still closes its socket
+                await stream.aclose()
         if data is None or not self._matches(data, id_, question):
             raise UpstreamError(f"{host}:{port}: no matching reply over TCP")
         return data
@@ -289,10 +304,11 @@ class HostDNSServer:
                     tg.start_soon(self._serve_tcp, t)
                 task_status.started()
         finally:
-            for u in udp:
-                await u.aclose()
-            for t in tcp:
-                await t.aclose()
+            with anyio.CancelScope(shield=True):  # closed now, even when cancelled: a new server may bind
+                for u in udp:
+                    await u.aclose()
+                for t in tcp:
+                    await t.aclose()
 
     def _bind(self, host: str, port: int) -> tuple[socket.socket, socket.socket]:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -147,9 +147,11 @@ def dnsmasq(path: str, *records: str) -> Iterator[subprocess.Popen[bytes]]:
     """dnsmasq on 127.0.0.2:53 inside ``path`` answering ``records`` (``name/ip``), TTL 300."""
     if shutil.which("dnsmasq") is None:
         pytest.skip("dnsmasq is not installed (apt-get install dnsmasq-base)")
+    big = [f"--host-record=big.test,10.77.{i // 250}.{i % 250 + 1}" for i in range(60)]  # > 512 bytes
     args = ["nsenter", f"--net={path}", "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
             "--no-hosts", "--bind-interfaces", f"--listen-address={UPSTREAM}", "--port=53", "--local-ttl=300",
-            "--pid-file=", "--user=root", *[f"--address=/{r.split('/')[0]}/{r.split('/')[1]}" for r in records]]
+            "--pid-file=", "--user=root", *big,
+            *[f"--address=/{r.split('/')[0]}/{r.split('/')[1]}" for r in records]]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield proc
@@ -213,6 +215,11 @@ async def test_forwards_caches_and_times_out() -> None:
                 assert w.parse_reply(reply).min_ttl == 300 and server.stats.forwarded == 1
                 tcp = await ask(path, "127.0.0.53", "App.Example.Test", tcp=True)  # case-insensitive
                 assert w.answer_addresses(tcp) == ["192.0.2.7"] and server.stats.cache_hits == 1
+                # a large answer: truncated over UDP (TC), complete over TCP (the cache asks upstream over TCP)
+                cut = w.parse_reply(await ask(path, "127.0.0.53", "big.test"))
+                assert cut.truncated and cut.answers < 60
+                full = await ask(path, "127.0.0.53", "big.test", tcp=True)
+                assert len(w.answer_addresses(full)) == 60 and not w.parse_reply(full).truncated
                 # members are answered by the cache itself
                 assert w.answer_addresses(await ask(path, "127.0.0.53", "node-b")) == ["10.5.0.9"]
                 assert w.answer_addresses(await ask(path, "127.0.0.53", "node-b", w.TYPE_AAAA)) == ["fd00::9"]
@@ -255,6 +262,45 @@ async def test_in_flight_queries_are_capped() -> None:
                 tg.cancel_scope.cancel()
         finally:
             sink.close()
+
+
+async def test_a_bug_while_answering_costs_one_servfail_not_the_server() -> None:
+    server = HostDNSServer(listen=[("127.0.0.53", 53)], names={"bad": ["not-an-address"]})
+    query = w.make_query("bad", w.TYPE_A, id_=5)
+    reply = await server.answer(query, tcp=False)
+    assert reply is not None and w.parse_reply(reply).rcode == w.RCODE_SERVFAIL
+    assert server.stats.internal_errors == 1
+
+
+@needs_netns
+async def test_a_taken_port_is_reported_and_resolv_conf_keeps_the_upstreams(tmp_path: Path) -> None:
+    with netns("dnsb") as path:
+        nsenter(path, "ip", "link", "set", "lo", "up")
+        squatter = socket_in(path, socket.AF_INET, socket.SOCK_DGRAM)
+        squatter.bind(("127.0.0.53", 53))
+        try:
+            state = InMemoryState()
+            await state.create(Resource.new(ResolverSpecSpec(dns_servers=[UPSTREAM]), "resolvers",
+                                            namespace=NAMESPACE))
+            await put_config(state, CONFIG % "false")
+            runtime = Runtime(state, backoff_initial=0.01)
+            for c in (HostDNSConfigController(), HostDNSController(path, retry_interval=0.2),
+                      EtcFilesController(str(tmp_path))):
+                runtime.register(c)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(runtime.run)
+                got = await assert_resources(state, HOST_DNS_STATUSES, ["config"], lambda r: bool(r.spec.error))
+                assert got["config"].spec.listening == [] and "listen 127.0.0.53:53" in got["config"].spec.error
+                await eventually(lambda: (tmp_path / "resolv.conf").exists(), "resolv.conf written")
+                assert f"nameserver {UPSTREAM}" in (tmp_path / "resolv.conf").read_text()
+                squatter.close()  # the port is free again: the retry binds it
+                await assert_resources(state, HOST_DNS_STATUSES, ["config"],
+                                       lambda r: r.spec.listening == ["127.0.0.53:53"] and not r.spec.error)
+                await eventually(lambda: "nameserver 127.0.0.53" in (tmp_path / "resolv.conf").read_text(),
+                                 "resolv.conf names the cache once it listens")
+                tg.cancel_scope.cancel()
+        finally:
+            squatter.close()
 
 
 # -- the controllers -------------------------------------------------------------------------------
