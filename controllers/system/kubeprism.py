@@ -10,7 +10,8 @@ any one API server is up, as on Talos.
   connection goes to the first endpoint that is healthy (a TCP connect every
   ``health_interval`` seconds), trying the others in order when a connect fails; bytes are
   copied both ways until either side closes. A new endpoint list applies to new connections;
-  a new address/port rebinds.
+  a new address/port rebinds. A port it cannot bind is reported in the status (``error``) and
+  retried every ``retry_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -173,11 +174,18 @@ async def _pipe(src: SocketStream, dst: SocketStream) -> None:
         await dst.aclose()
 
 
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
+
+
 class KubePrismController(Controller):
     name = "system.KubePrismController"
 
-    def __init__(self, *, health_interval: float = 5.0) -> None:
+    def __init__(self, *, health_interval: float = 5.0, retry_interval: float = 5.0) -> None:
         self.health_interval = health_interval
+        self.retry_interval = retry_interval
         self.lb: LoadBalancer | None = None
 
     def inputs(self) -> Sequence[Input]:
@@ -208,13 +216,22 @@ class KubePrismController(Controller):
                 else:
                     self.lb = lb = LoadBalancer(spec.host, spec.port, spec.endpoints)
                     scope = anyio.CancelScope()
+                    error = ""
                     try:
                         await tg.start(self._run_lb, rt, lb, scope)
-                    except OSError as exc:
+                    except* OSError as group:  # (the listener's task group wraps it)
+                        error = "; ".join(str(e) for e in _leaves(group))
+                    if error:
                         self.lb = None
-                        await self._status(rt, lb, [], error=f"listen {spec.host}:{spec.port}: {exc}")
+                        rt.logger.error("kubePrism cannot listen, retrying", error=error, retry_in=self.retry_interval)
+                        await self._status(rt, lb, [], error=f"listen {spec.host}:{spec.port}: {error}")
+                        tg.start_soon(self._retry_later, rt)
                 rt.reset_restart_backoff()
             tg.cancel_scope.cancel()
+
+    async def _retry_later(self, rt: ControllerRuntime) -> None:
+        await anyio.sleep(self.retry_interval)
+        rt.queue_reconcile()
 
     async def _run_lb(self, rt: ControllerRuntime, lb: LoadBalancer, scope: anyio.CancelScope, *,
                       task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

@@ -110,3 +110,22 @@ async def closed(port: int) -> bool:
                 return True
             await stream.aclose()
             await anyio.sleep(0.05)
+
+
+async def test_a_taken_port_is_reported_and_bound_once_free() -> None:
+    p1, api_port, prism = free_port(), free_port(), free_port()
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", prism))
+    squatter.listen(1)
+    controllers = [KubePrismConfigController(), KubePrismController(health_interval=0.2, retry_interval=0.2)]
+    try:
+        async with running(controllers) as state, backend("127.0.0.1", p1, b"endpoint"):
+            await set_config(state, config("worker", p1, prism, api_port))
+            got = await assert_resources(state, KUBEPRISM_STATUSES, [KUBEPRISM_ID], lambda r: bool(r.spec.error))
+            assert f"listen 127.0.0.1:{prism}" in got[KUBEPRISM_ID].spec.error
+            squatter.close()
+            await assert_resources(state, KUBEPRISM_STATUSES, [KUBEPRISM_ID],
+                                   lambda r: not r.spec.error and r.spec.healthy)
+            assert await ask(prism) == b"endpoint:ping"
+    finally:
+        squatter.close()
