@@ -16,6 +16,14 @@ Kernel command line (all optional)::
 
 The network set-up here is the stop-gap until machined's network controllers configure the
 links from the machine config; it only runs when ``kos.ip`` is given.
+
+Everything this process imports is thrown away by the exec, so it imports little: plain
+rtnetlink (``bootnet``) instead of pyroute2, the XFS superblock magic instead of the block
+prober, and machined starts from its byte-compiled entry point ``/usr/bin/machined`` (not
+``python -m``, which compiles the module from source every boot). The banner line carries
+the boot's phases in seconds of uptime (``Python up at``: the interpreter started and
+imported this module; ``init at``: mounts and network done, machined is exec'd);
+``bench/vm_boot.py`` reads them.
 """
 
 from __future__ import annotations
@@ -23,7 +31,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +38,8 @@ from pathlib import Path
 from kos.platform.image import meta
 
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+XFS_MAGIC = b"XFSB"
+MACHINED = "/usr/bin/machined"  # the image's entry point (byte-compiled kos.machined.main)
 
 
 class BootError(ValueError):
@@ -134,13 +143,13 @@ def partitions_by_label(sys_block: Path = Path("/sys/class/block")) -> dict[str,
 
 
 def _is_xfs(dev: str) -> bool:
-    from kos.platform.block.probe import probe_path
-
+    """Whether ``dev`` holds an XFS filesystem (its superblock magic; the block prober's
+    imports would cost the boot more than the check)."""
     try:
-        fs = probe_path(dev).filesystem
+        with open(dev, "rb") as f:
+            return f.read(4) == XFS_MAGIC
     except OSError:
         return False
-    return fs is not None and fs.type == "xfs"
 
 
 def _etc_files(p: BootParams) -> None:
@@ -158,24 +167,26 @@ def _etc_files(p: BootParams) -> None:
 
 
 def _network(p: BootParams) -> None:
-    from pyroute2 import IPRoute  # type: ignore[import-untyped]
+    """lo up; with ``kos.ip`` the first link (by name) up with that address and the default
+    route through ``kos.gw`` (plain rtnetlink: ``kos.platform.image.bootnet``)."""
+    from kos.platform.image import bootnet
 
-    with IPRoute() as ipr:
-        lo = ipr.link_lookup(ifname="lo")
-        if lo:
-            ipr.link("set", index=lo[0], state="up")
+    with bootnet.Rtnl() as rtnl:
+        named = bootnet.links()
+        for name, index in named:
+            if name == "lo":
+                rtnl.link_up(index, name)
         if not p.ip:
             return
-        links = sorted((link.get_attr("IFLA_IFNAME"), link["index"]) for link in ipr.get_links()
-                       if link.get_attr("IFLA_IFNAME") != "lo")
+        links = [(name, index) for name, index in named if name != "lo"]
         if not links:
             raise BootError("kos.ip given but the machine has no network link")
         name, index = links[0]
         iface = ipaddress.ip_interface(p.ip)
-        ipr.link("set", index=index, state="up")
-        ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        rtnl.link_up(index, name)
+        rtnl.address_add(index, str(iface.ip), iface.network.prefixlen)
         if p.gateway:
-            ipr.route("add", dst="default", gateway=p.gateway)
+            rtnl.default_route(p.gateway)
         print(f"kos: {name} {p.ip}" + (f" via {p.gateway}" if p.gateway else ""), flush=True)
 
 
@@ -236,13 +247,13 @@ def _reboot_if_unconfirmed(meta_dev: str) -> None:
 
 
 def uptime() -> float:
-    try:
-        return float(Path("/proc/uptime").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return -1.0
+    """Seconds since boot (CLOCK_BOOTTIME, what /proc/uptime shows; readable before /proc is
+    mounted)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def main() -> None:
+    python_up = uptime()  # the interpreter has started and imported this module
     _mounts()
     info = read_boot_info()
     version = Path("/usr/lib/kos/version").read_text().strip() if Path("/usr/lib/kos/version").exists() else "?"
@@ -256,11 +267,12 @@ def main() -> None:
         _network(params)
     except Exception as exc:
         print(f"kos: network set-up failed: {exc}", flush=True)
-    print(f"kos {version} booted slot {info.get('KOS_SLOT', '?')}: init at {uptime():.2f} s uptime, "
-          f"exec machined (maintenance, {params.listen})", flush=True)
+    print(f"kos {version} booted slot {info.get('KOS_SLOT', '?')}: Python up at {python_up:.2f} s, "
+          f"init at {uptime():.2f} s uptime, exec machined (maintenance, {params.listen})", flush=True)
     if os.fork() == 0:
         _confirmer(params, info.get("KOS_META", ""))
     os.environ["KOS_BOOT_UPTIME"] = f"{uptime():.2f}"
     os.environ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"  # the kernel passes none
-    os.execv(sys.executable, [sys.executable, "-I", "-m", "kos.machined.main", "--state-dir", "/system/state",
-                              "--listen", params.listen, "--maintenance", "--platform", "qemu"])
+    # not ``python -m kos.machined.main``: -m compiles the module from source at every boot
+    os.execv(MACHINED, [MACHINED, "--state-dir", "/system/state", "--listen", params.listen, "--maintenance",
+                        "--platform", "qemu"])
