@@ -111,6 +111,7 @@ class ManifestApplyController(Controller):
         self.retry_interval = retry_interval
         self.applied: dict[str, str] = {}  # id -> digest of what was applied
         self._client: tuple[tuple[str, str, str], KubeClient] | None = None  # kept for its discovery cache
+        self._unreachable = ""  # the last "not reachable" error logged
 
     def inputs(self) -> Sequence[Input]:
         return [Input(MANIFESTS.namespace, MANIFESTS.type),
@@ -165,8 +166,12 @@ class ManifestApplyController(Controller):
         try:
             await client.get("/version")
         except Exception as exc:  # refused, TLS, timeout, HTTP error: all mean "not yet"
-            rt.logger.info("API server not reachable: manifests stay pending", server=server, error=str(exc))
-            return f"API server {server} not reachable: {exc or type(exc).__name__}"
+            error = f"API server {server} not reachable: {exc or type(exc).__name__}"
+            if error != self._unreachable:  # logged once per reason, not at every retry
+                rt.logger.info("API server not reachable: manifests stay pending", server=server, error=str(exc))
+                self._unreachable = error
+            return error
+        self._unreachable = ""
         for gid, spec in todo:
             try:
                 text = spec.objects if not spec.url else await anyio.to_thread.run_sync(_fetch, spec.url)

@@ -6,8 +6,10 @@ asks for are its own. ``review_csr(csr, node)`` is that check (pure): the reques
 ``system:node:<name>`` in ``system:nodes``, the CSR's subject is exactly
 ``CN=system:node:<name>, O=system:nodes``, usages are the serving ones, and every DNS/IP SAN
 is one of the Node object's ``status.addresses``. ``CSRApproverController`` runs it every
-``interval`` seconds against the local API server (admin client certificate) and approves
-what passes (``PUT .../certificatesigningrequests/<name>/approval``); denials are logged.
+``interval`` seconds against the local API server (admin client certificate, one client kept
+while the certificates stay the same) and approves what passes (``PUT
+.../certificatesigningrequests/<name>/approval``); denials are logged, an unreachable API
+server once per distinct reason.
 """
 
 from __future__ import annotations
@@ -117,6 +119,10 @@ class CSRApproverController(Controller):
         self.api_url = api_url
         self.interval = interval
         self.reported: set[str] = set()
+        # kept between rounds: a TLS context per round (PEM files written and parsed) was most
+        # of an idle control plane's cost of this controller
+        self._client: tuple[tuple[str, str, str, str], KubeClient] | None = None
+        self._skipped = ""  # the last "not reachable" reason logged (logged again when it changes)
 
     def inputs(self) -> Sequence[Input]:
         return [Input(K8S_CERTS.namespace, K8S_CERTS.type, K8S_CERTS_ID),
@@ -140,12 +146,18 @@ class CSRApproverController(Controller):
         if certs is None or api is None or not certs.admin_cert:
             return False
         server = self.api_url or f"https://localhost:{api.port}"
-        client = KubeClient(server, tls_context(certs.ca_cert, certs.admin_cert, certs.admin_key))
+        key = (server, certs.ca_cert, certs.admin_cert, certs.admin_key)
+        if self._client is None or self._client[0] != key:
+            self._client = (key, KubeClient(server, tls_context(certs.ca_cert, certs.admin_cert, certs.admin_key)))
+        client = self._client[1]
         try:
             approved, denied = await approve_pending(client)
         except Exception as exc:  # API server not up yet: try again next round
-            rt.logger.debug("CSR approval skipped", server=server, error=str(exc))
+            if str(exc) != self._skipped:
+                rt.logger.debug("CSR approval skipped", server=server, error=str(exc))
+                self._skipped = str(exc)
             return True
+        self._skipped = ""
         for name in approved:
             rt.logger.info("kubelet serving CSR approved", csr=name)
         for name, why in denied.items():

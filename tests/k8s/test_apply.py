@@ -255,3 +255,33 @@ async def test_approver_approves_only_matching_csrs_over_mutual_tls() -> None:
     good = api.csrs[0]
     assert good["status"]["conditions"][0]["type"] == "Approved"
     assert all(not c["status"] for c in api.csrs[1:])
+
+
+async def test_approver_keeps_one_client_while_the_api_server_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Round after round against a peer that is no API server: one TLS context, not one per
+    round (building it was most of an idle control plane's cost of the approver)."""
+    from kos.controllers.k8s import csr
+    from kos.resources.k8s import APIServerConfigSpec
+
+    built: list[str] = []
+    real = csr.tls_context
+    monkeypatch.setattr(csr, "tls_context", lambda *a: built.append("ctx") or real(*a))
+    rounds: list[int] = []
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        rounds.append(1)
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    state = InMemoryState()
+    rt = Runtime(state, backoff_initial=0.01, backoff_max=0.2)
+    rt.register(csr.CSRApproverController(api_url=f"https://127.0.0.1:{port}", interval=0.05))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rt.run)
+        await state.create(Resource.new(admin_certs(), "k8s-certs"))
+        await state.create(Resource.new(APIServerConfigSpec(), "kube-apiserver"))
+        await wait_until(lambda: len(rounds) >= 4, timeout=10, what="four approval rounds")
+        tg.cancel_scope.cancel()
+    server.close()
+    assert built == ["ctx"]

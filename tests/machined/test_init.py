@@ -122,3 +122,27 @@ def test_reaper_leaves_young_zombies_alone() -> None:
     assert r.scan(now=time.monotonic() + 11) == [pid]
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def test_reaper_walks_proc_only_when_a_child_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle scan asks the kernel (waitid WNOWAIT) and reads no /proc; a waiting zombie is
+    still found, and the look reaps nothing (its status stays for its parent's waitpid)."""
+    from kos.machined import init
+
+    walks: list[int] = []
+    real = init._zombie_children
+    monkeypatch.setattr(init, "_zombie_children", lambda parent: walks.append(parent) or real(parent))
+    r = Reaper(grace=10.0)
+    while init._has_waitable_child():  # zombies other tests may have left to this process
+        os.waitpid(-1, os.WNOHANG)
+    assert r.scan() == [] and walks == []
+    pid = os.fork()
+    if pid == 0:
+        os._exit(5)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and pid not in r._seen:
+        r.scan()
+        time.sleep(0.01)
+    assert pid in r._seen and walks
+    assert os.waitpid(pid, 0) == (pid, 5 << 8)  # WNOWAIT left the exit status to its parent
+    assert r.scan() == [] and r._seen == {}
