@@ -129,6 +129,14 @@ def test_bad_targets_and_dry_run_change_nothing(cluster: KubeCluster) -> None:
     assert f"available: {FROM}, {TO}" in unbuilt.stderr and "nothing was changed" in unbuilt.stderr, unbuilt.stderr
     assert "FAILED_PRECONDITION" in unbuilt.stderr
 
+    # reading the configs (secrets inside) and applying them is os:admin's
+    reader = c.dir.parent / f"{c.name}-reader.kosconfig"
+    c.ctl("get-client-config", str(reader), "--roles", "os:reader")
+    denied = subprocess.run([sys.executable, "-m", "kos.apis.kosctl.main", "upgrade-k8s", "--to", TO, "--dry-run",
+                             "--cluster", c.name, "--state-root", str(c.root)], env=dict(c.env, KOSCONFIG=str(reader)),
+                            capture_output=True, text=True, timeout=120)
+    assert denied.returncode != 0 and "PERMISSION_DENIED" in denied.stderr and "os:admin" in denied.stderr, denied
+
     proc = upgrade(c, "--to", TO.lstrip("v"), "--dry-run", timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"automatically detected the lowest Kubernetes version {FROM}" in proc.stdout
