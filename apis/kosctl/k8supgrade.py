@@ -15,7 +15,8 @@ Then: per control plane, the three static pod images in one no-reboot apply, wai
 its kube-apiserver, kube-controller-manager and kube-scheduler pods run the new image and are
 Ready (and /version reports the target); kube-proxy's image on every control plane, waiting
 for the DaemonSet rollout; per node, control planes first, the kubelet's image, waiting until
-the Node reports the new kubeletVersion and Ready. A step whose fields are already at the
+the Node reports the new kubeletVersion and Ready (on a control plane, until its static pods,
+which the new kubelet recreates, are ready again). A step whose fields are already at the
 target is not applied but still waited for, so running the command again resumes.
 """
 
@@ -30,7 +31,7 @@ from typing import Any
 import anyio
 
 from kos.apis.kosctl import k8splan as kp
-from kos.resources.k8sversion import CONTROL_PLANE_FIELDS, PROXY_FIELD, KubeVersion
+from kos.resources.k8sversion import CONTROL_PLANE_FIELDS, PROXY_FIELD, KubeVersion, with_tag
 
 Out = Callable[[str], None]
 POLL = 2.0
@@ -272,6 +273,14 @@ async def kubelets(c: Cluster, steps: list[kp.Step], to: KubeVersion) -> None:
             c.out(f" > {step.node}: waiting for kubelet restart")
         await wait_for(c, step.node, f"the Node reporting kubelet {to} and Ready", kubelet_probe(c, step.node, to), to)
         c.out(f" > {step.node}: kubelet is ready")
+        node = next(n for n in c.nodes if n.address == step.node)
+        if node.control_plane:  # the new kubelet recreates the static pods: the control plane is back first
+            c.out(f" > {step.node}: waiting for the control-plane pods after the kubelet restart")
+            for path, component in CONTROL_PLANE_FIELDS.items():
+                image = with_tag(node.images[path], str(to))
+                await wait_for(c, step.node, f"{component} running {image} and ready",
+                               static_pod_probe(c, step.node, component, image), to)
+            c.out(f" > {step.node}: control-plane pods are ready")
 
 
 # -- checks -----------------------------------------------------------------------------------

@@ -179,11 +179,11 @@ def test_upgrade_moves_every_component_and_keeps_the_workload(cluster: KubeClust
     assert server_version(c) == TO
     st = c.state()
     cp = next(n for n in st.nodes if n.role == "controlplane")
-    system = c.get("pods", "-n", "kube-system")["items"]
+    system = {p["metadata"]["name"]: p for p in c.get("pods", "-n", "kube-system")["items"]}
     for comp in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
-        pod = next(p for p in system if p["metadata"]["name"] == f"{comp}-{cp.name}")
+        pod = system[f"{comp}-{cp.name}"]  # upgrade-k8s waited for them after the kubelet restart
         assert pod["spec"]["containers"][0]["image"] == f"registry.k8s.io/{comp}:{TO}"
-        assert pod["status"]["phase"] == "Running"
+        assert pod["status"]["phase"] == "Running" and ready(pod), pod["status"]
     ds = c.get("daemonset", "-n", "kube-system", "kube-proxy")
     assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == f"registry.k8s.io/kube-proxy:{TO}"
     nodes = c.get("nodes")["items"]
