@@ -79,6 +79,9 @@ class KubeletConfigSpec(Spec):
     register_with_fqdn: bool = spec_field(14, yaml="registerWithFQDN", default=False)
     host_dns: bool = spec_field(15, yaml="hostDNS", default=False)
     """The host DNS cache is on: pods get the upstream resolvers, not 127.0.0.53 (resolvConf)."""
+    api_server: str = spec_field(16, yaml="apiServer", default="")
+    """Where the kubelet reaches the API server: KubePrism (``https://127.0.0.1:<port>``) when it
+    is on, else "" (the cluster endpoint)."""
 
 
 @resource_type("KubeletSpecs.k8s.kos.dev", namespace=NAMESPACE, sensitive=True,

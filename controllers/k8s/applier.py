@@ -31,6 +31,7 @@ from kos.controllers.k8s.base import (
     machine_container,
     running_spec,
 )
+from kos.controllers.k8s.kubelet import KUBEPRISM_DEFAULT_PORT
 from kos.controllers.runtime import Controller, ControllerRuntime, Input, Output, OutputKind, set_spec
 from kos.resources.config import ACTIVE_ID
 from kos.resources.core import Resource
@@ -68,7 +69,7 @@ def manifest_inputs(cfg: Config, root: KubernetesRootSpec, *, forward_kube_dns_t
         coredns_disabled=bool(c.core_dns.get("disabled")),
         coredns_image=str(c.core_dns.get("image") or mf.COREDNS_IMAGE),
         forward_kube_dns_to_host=forward_kube_dns_to_host,
-        kube_prism_port=(prism.port or mf.KUBEPRISM_DEFAULT_PORT) if prism.enabled else 0,
+        kube_prism_port=(prism.port or KUBEPRISM_DEFAULT_PORT) if prism.enabled else 0,
         extra_manifests=list(c.extra_manifests),
         inline_manifests=[mf.InlineManifest(m.name, m.contents) for m in c.inline_manifests],
     )

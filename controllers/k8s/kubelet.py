@@ -62,6 +62,16 @@ def service_ip(subnet: str, index: int) -> str:
     return str(net.network_address + index)
 
 
+KUBEPRISM_DEFAULT_PORT = 7445  # machine.features.kubePrism.port when unset (as controllers.system.kubeprism)
+
+
+def kube_prism_url(cfg: Config) -> str:
+    """``https://127.0.0.1:<port>`` when KubePrism is on (the kubelet then reaches the API server
+    through it, as on Talos), else ""."""
+    kp = cfg.machine.features.kube_prism
+    return f"https://127.0.0.1:{kp.port or KUBEPRISM_DEFAULT_PORT}" if kp.enabled else ""
+
+
 def cluster_dns(service_subnets: list[str]) -> list[str]:
     """kube-dns's service IP: the 10th address of each service subnet (first IPv4, then IPv6)."""
     return [service_ip(s, 10) for s in service_subnets]

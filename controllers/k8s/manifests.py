@@ -197,7 +197,6 @@ def kube_proxy(inp: ManifestInputs) -> list[dict[str, Any]]:
                                     [{"kind": "ServiceAccount", "name": "kube-proxy", "namespace": "kube-system"}]), ds]
 
 
-KUBEPRISM_DEFAULT_PORT = 7445  # machine.features.kubePrism.port when unset (as controllers.system.kubeprism)
 KUBE_DNS_HOST_ADDRESS = "169.254.116.108"  # the host DNS cache, as pods reach it (resources.network)
 
 

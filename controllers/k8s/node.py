@@ -115,6 +115,7 @@ class KubeletConfigController(K8sController):
             return
         spec = render.kubelet_config_from_machine(cfg)
         spec.host_dns = views.host_dns(container).enabled
+        spec.api_server = render.kube_prism_url(cfg)
         await rt.modify(Resource.new(KubeletConfigSpec(), KUBELET_ID), set_spec(spec))
 
 
@@ -139,7 +140,7 @@ class KubeletSpecController(K8sController):
         if cfg is None or nn is None or ips is None or root is None:
             return
         spec: KubeletSpecSpec = render.render_kubelet_spec(
-            cfg, nodename=nn.nodename, node_ips=list(ips.addresses), endpoint=root.endpoint,
+            cfg, nodename=nn.nodename, node_ips=list(ips.addresses), endpoint=cfg.api_server or root.endpoint,
             ca_pem=root.ca_cert, bootstrap_token=root.bootstrap_token, paths=self.paths)
         unknown = unknown_flags("kubelet", list(spec.args))
         if unknown:  # a newer kubelet may know them: warn, do not refuse

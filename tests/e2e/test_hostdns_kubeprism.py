@@ -8,7 +8,7 @@ worker, ``machine.features.hostDNS`` on with ``forwardKubeDNSToHost`` and
   CoreDNS -> the worker's host DNS cache (member names) and a Service name as before;
 * kube-proxy and flannel get ``KUBERNETES_SERVICE_HOST=127.0.0.1`` / ``_PORT=7445``, and on each
   node their only API connections are to 127.0.0.1:7445 (``ss`` in the node's network namespace),
-  while they work (Nodes Ready, the Service reached through kube-proxy's rules).
+  the kubelet's too, while they work (Nodes Ready, the Service reached through kube-proxy's rules).
 
 Skipped only when the built Kubernetes binaries or images are absent (rootfs-build/k8s)."""
 
@@ -100,6 +100,9 @@ def test_host_dns_and_kubeprism_carry_the_cluster(cluster: KubeCluster) -> None:
         for proc in ("kube-proxy", "flanneld"):
             peers = until(f"{proc} on {n.name} connected", lambda n=n, proc=proc: _api_peers(n.netns, proc) or None)
             assert peers == {"127.0.0.1:7445"}, (n.name, proc, peers)
+        # the kubelet too (its probes may hold short connections to pods, never to an API server)
+        peers = until(f"kubelet on {n.name} connected", lambda n=n: _api_peers(n.netns, "kubelet") or None)
+        assert "127.0.0.1:7445" in peers and not any(p.endswith(":6443") for p in peers), (n.name, peers)
 
     # a pod: the worker's hostname through CoreDNS -> host DNS (member names); a Service by name
     c.kubectl("run", "dnsprobe", f"--image={BUSYBOX}", "--image-pull-policy=Never", "--restart=Never",

@@ -132,7 +132,8 @@ async def test_config_to_static_pod_files_and_kubelet_spec(node: Node) -> None:
     check_kubelet_configuration(yaml.safe_load(ks.config))
     assert "--hostname-override=node-1" in ks.args and "--node-ip=10.5.0.2,fd00::2" in ks.args
     info = check_kubeconfig(ks.bootstrap_kubeconfig, ca)
-    assert info.token == node.bundle.secrets.bootstrap_token and info.server == "https://10.5.0.2:6443"
+    # the generated config has KubePrism on: the kubelet reaches the API server through it (as on Talos)
+    assert info.token == node.bundle.secrets.bootstrap_token and info.server == "https://127.0.0.1:7445"
 
     def pending(r: Resource[Any]) -> bool:
         return r.spec.pending == ["00-bootstrap-token", "01-csr-rbac", "10-kube-proxy", "11-coredns", "12-flannel"] \

@@ -131,3 +131,25 @@ def test_with_host_dns_pods_get_the_upstream_resolvers_not_127_0_0_53() -> None:
     assert "resolvConf" not in kl.render_kubelet_configuration(spec, paths)  # the kubelet's default
     spec.host_dns = True
     assert kl.render_kubelet_configuration(spec, paths)["resolvConf"] == "/etc/resolv.conf.upstream"
+
+
+@pytest.mark.parametrize(("features", "server"), [
+    ("kubePrism: {enabled: true, port: 7445}", "https://127.0.0.1:7445"),
+    ("kubePrism: {enabled: true}", "https://127.0.0.1:7445"),
+    ("kubePrism: {enabled: true, port: 7999}", "https://127.0.0.1:7999"),
+    ("kubePrism: {enabled: false, port: 7445}", ENDPOINT),
+    ("", ENDPOINT),
+])
+def test_the_kubelet_reaches_the_api_server_through_kubeprism_when_it_is_on(features: str, server: str) -> None:
+    from kos.controllers.k8s import kubelet as kl
+    from kos.resources.pki import check_kubeconfig
+    from tests.k8s.material import material
+
+    c = config(features)
+    assert c.v1alpha1 is not None
+    spec = kl.kubelet_config_from_machine(c.v1alpha1)
+    spec.api_server = kl.kube_prism_url(c.v1alpha1)
+    ca = material().k8s_ca.cert_pem.decode()
+    out = kl.render_kubelet_spec(spec, nodename="n1", node_ips=["10.5.0.2"], endpoint=spec.api_server or ENDPOINT,
+                                 ca_pem=ca, bootstrap_token=TOKEN, paths=kl.KubeletPaths())
+    assert check_kubeconfig(out.bootstrap_kubeconfig, ca).server == server
