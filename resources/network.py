@@ -411,7 +411,6 @@ class HostDNSConfigSpec(Spec):
     forward_kube_dns_to_host: bool = spec_field(3, yaml="forwardKubeDNSToHost", default=False)
     resolve_member_names: bool = spec_field(4, yaml="resolveMemberNames", default=False)
     names: list[HostDNSName] = spec_field(5, default_factory=list)
-    search_domains: list[str] = spec_field(6, yaml="searchDomains", default_factory=list)
 
 
 @resource_type(

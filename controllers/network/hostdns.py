@@ -109,8 +109,7 @@ def host_dns_config(c: ConfigContainer, resolvers: ResolverSpecSpec | None,
     return HostDNSConfigSpec(
         listen_addresses=listen, upstreams=upstreams, forward_kube_dns_to_host=h.forward_kube_dns_to_host,
         resolve_member_names=h.resolve_member_names,
-        names=member_names(members, cluster_subnets(c)) if h.resolve_member_names else [],
-        search_domains=list(resolvers.search_domains) if resolvers is not None else [])
+        names=member_names(members, cluster_subnets(c)) if h.resolve_member_names else [])
 
 
 class HostDNSConfigController(Controller):
