@@ -182,16 +182,16 @@ def proxy_probe(c: Cluster, image: str) -> Callable[[], Awaitable[tuple[bool, st
 
         ds = await optional(c.access, "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy")
         if ds is None:
-            return False, "kube-proxy: waiting, no DaemonSet"
+            return False, "waiting, no DaemonSet"
         images = [x.get("image", "") for x in ds["spec"]["template"]["spec"].get("containers", [])]
         if image not in images:
-            return False, f"kube-proxy: waiting, the DaemonSet runs {', '.join(images)}"
+            return False, f"waiting, the DaemonSet runs {', '.join(images)}"
         st = ds.get("status", {})
         want = st.get("desiredNumberScheduled", 0)
         updated, available = st.get("updatedNumberScheduled", 0), st.get("numberAvailable", 0)
         done = (st.get("observedGeneration", 0) >= ds["metadata"].get("generation", 0) and want > 0
                 and updated == want and available == want and not st.get("numberUnavailable"))
-        return done, f"kube-proxy: rolling out, {updated}/{want} updated, {available}/{want} available"
+        return done, f"rolling out, {updated}/{want} updated, {available}/{want} available"
 
     return probe
 
