@@ -10,6 +10,11 @@ hit them alike:
   namespace cluster created here (Kubernetes off), or the ``--context`` of ``--kosconfig``;
   once with the resource-definition cache warm (what a person typing commands gets) and once
   with an empty cache (``XDG_CACHE_HOME``: the node lists every definition);
+* the floor of ``kosctl get``: ``bench/clientfloor.py``, python + ssl + socket reading the
+  kosconfig's current context, TLS 1.3 with the client certificate and the HTTP/2 preface
+  answered by the node's SETTINGS (no kos module, no call);
+* the baseline, ``kosctl get members`` and that floor again with ``python -S`` (no ``site``
+  and its ``.pth`` hooks, which load ~40 modules into every start in some environments);
 * machined start -> API ready (target <= 5x): ``machined --maintenance --platform process``
   until its port accepts a TCP connection (listening) and until a ``Version`` call over TLS is
   answered (answered: the figure that counts), ``bench/apiready.py``;
@@ -38,6 +43,23 @@ from bench.apiready import FLOOR, api_ready, floor_files, free_port
 from bench.localnodes import LocalCluster, conditions
 
 KOSCTL = "import sys; from kos.apis.kosctl.main import main; sys.exit(main())"
+CLIENT_FLOOR = "floor: python+ssl+TLS handshake (client)"
+"""bench/clientfloor.py: the least any mutual-TLS client pays before its first call (no kos)."""
+NO_SITE = ("python3 -S -c pass (no site hooks)", "kosctl get members, -S", "floor (client), -S")
+"""The baseline, kosctl get and the floor without ``site`` (``-S``; kos and its dependencies on
+PYTHONPATH): .pth hooks of an environment (here an editable install's finder and a certifi
+patch, ~30 ms) load modules into every start, ``python3 -c pass`` included."""
+
+
+def no_site(tmp: Path, env: dict[str, str]) -> dict[str, str]:
+    """The environment for ``python -S``: a ``kos`` symlink to this tree and site-packages."""
+    import site
+
+    root = tmp / "nosite"
+    if not root.exists():
+        root.mkdir()
+        (root / "kos").symlink_to(Path(__file__).resolve().parents[1])
+    return dict(env, PYTHONPATH=os.pathsep.join([str(root), *site.getsitepackages()]))
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
@@ -112,7 +134,7 @@ def main() -> int:
                 timed(get, old)
             names = ["python3 -c pass", "kosctl --help", "kosctl get members", "kosctl get members (no RD cache)",
                      "machined start -> API answered", "machined start -> API listening",
-                     "floor: asyncio+ssl+grpclib answering"]
+                     "floor: asyncio+ssl+grpclib answering", CLIENT_FLOOR, *NO_SITE]
             targets = dict(zip(names[1:5], (1.3, 3.0, 3.0, 5.0), strict=True))
             if old is not None:
                 names += [f"{n} @{args.before}" for n in names[1:6] if "no RD cache" not in n]
@@ -134,11 +156,21 @@ def main() -> int:
                     figures["machined start -> API listening" + suffix].append(listening)
                     figures["machined start -> API answered" + suffix].append(answered)
                 figures["floor: asyncio+ssl+grpclib answering"].append(floor_to_api(tmp, crt, key))
+                # the baseline twice per round (first and last): a burst of load at one place in
+                # the round would otherwise tilt every ratio
+                figures["python3 -c pass"].append(timed([sys.executable, "-c", "pass"], env))
+                floor = [str(Path(__file__).with_name("clientfloor.py")), env.get("KOSCONFIG", "")]
+                figures[CLIENT_FLOOR].append(timed([sys.executable, *floor], env))
+                bare = no_site(tmp, env)
+                for name, cmd in zip(NO_SITE, (["-c", "pass"], get[1:], floor), strict=True):
+                    figures[name].append(timed([sys.executable, "-S", *cmd], bare))
             base = statistics.median(figures["python3 -c pass"])
             print(f"== medians of {args.runs} interleaved rounds ({sys.executable}; byte-code cached)")
             for name, values in figures.items():
                 m = statistics.median(values)
                 target = f"target <= {targets[name]}x" if name in targets else "baseline" if m == base else ""
+                if name in NO_SITE[1:]:
+                    target = f"{m / statistics.median(figures[NO_SITE[0]]):5.2f}x of python3 -S -c pass"
                 print(f"  {name:<44} {1000 * m:8.1f} ms  {m / base:5.2f}x  {target}")
             if args.importtime:
                 importtime(env)
