@@ -352,17 +352,19 @@ def resolve_sync(conn: SyncConnection, node: str | None, name: str, cache: Path 
 
     if (hit := _cached(cache, name)) is not None:
         return hit
-    get = conn.calls([Request(STATE + "Get", _kind_request("meta", RD_TYPE, name.lower()), node)])[0]
+    # the Get (an RD id) and the List (for aliases) at once: one round trip
+    get, listed = conn.calls([Request(STATE + "Get", _kind_request("meta", RD_TYPE, name.lower()), node),
+                              Request(STATE + "List", _kind_request("meta", RD_TYPE), node)])
     if isinstance(get, APIError) and get.status != Status.NOT_FOUND:
         raise _sync_error(get, "Get", "meta", RD_TYPE, name.lower(), label)
+    if isinstance(listed, list):
+        rds = [_rd_yaml(r) for r in map(light_resource, listed) if r is not None]
+        _store(cache, rds)
     found = light_resource(get[0]) if isinstance(get, list) and get else None
     if found is not None:
         return _rd_yaml(found)
-    listed = conn.calls([Request(STATE + "List", _kind_request("meta", RD_TYPE), node)])[0]
     if isinstance(listed, APIError):
         raise _sync_error(listed, "List", "meta", RD_TYPE, None, label)
-    rds = [_rd_yaml(r) for r in map(light_resource, listed) if r is not None]
-    _store(cache, rds)
     return match_definition(name, rds, node or conn.endpoint)
 
 
