@@ -43,7 +43,7 @@ def os_error_text(exc: OSError) -> str:
 
 def connect_error(host: str, port: int, exc: OSError, timeout: float | None = None) -> str:
     """What failed when connecting to ``host:port``, and what to check next."""
-    where = f"{host}:{port}"
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if isinstance(exc, TimeoutError) or exc.errno == errno.ETIMEDOUT:
         after = f" within {timeout:.3g} s" if timeout else ""
         return (f"connecting to {where} timed out: no answer{after} (the host is down or unreachable, "

@@ -50,6 +50,17 @@ BATCH = 100
 _REFILL = 1 << 30  # receive window given back once this much arrived (windows start at 2^31-1)
 
 
+def _literal(host: str) -> bool:
+    """An IPv4 or IPv6 address (no name to resolve, none to send as TLS SNI)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+            return True
+        except OSError:
+            continue
+    return False
+
+
 def _tcp(host: str, port: int, timeout: float) -> socket.socket:
     """A TCP connection; an address literal skips the resolver (and its IDNA codec import)."""
     for family in (socket.AF_INET, socket.AF_INET6):
@@ -203,7 +214,7 @@ class SyncConnection:
             raise self._fail(Status.UNAVAILABLE, connect_error(self.host, self.port, exc, limit)) from None
         try:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._sock = self.ssl.wrap_socket(raw)
+            self._sock = self.ssl.wrap_socket(raw, server_hostname=None if _literal(self.host) else self.host)
         except ssl.SSLError as exc:
             raw.close()
             raise self._fail(Status.UNAVAILABLE, f"TLS handshake failed: {exc.reason or exc}") from None
@@ -228,7 +239,8 @@ class SyncConnection:
         self._next_id += 2
         streams[sid] = _Stream(r)
         headers = [(":method", "POST"), (":scheme", "https"), (":path", r.method),
-                   (":authority", f"{self.host}:{self.port}"), ("content-type", "application/grpc"),
+                   (":authority", f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"),
+                   ("content-type", "application/grpc"),
                    ("te", "trailers")]
         if timeout is not None:
             headers.append(("grpc-timeout", f"{max(int(timeout * 1000), 1)}m"))
