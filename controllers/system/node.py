@@ -14,13 +14,14 @@ label/annotation/taint specs and NodeApplyController).
   server's NodeRestriction lets change only unrestricted labels and annotations of its own Node
   (restricted labels and taints are left to the kubelet's registration and said so in the
   status). Until credentials exist or the Node is registered, it retries every
-  ``retry_interval`` seconds.
+  ``retry_interval`` seconds (with one TLS context kept while the credentials stay the same).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -111,6 +112,9 @@ class NodeApplyController(Controller):
         self.root = root
         self.api_url = api_url
         self.retry_interval = retry_interval
+        # one TLS context while the credentials stay the same: building one (PEM files written
+        # and parsed) at every retry was most of this controller's cost on an idle node
+        self._tls: tuple[tuple[str, str, str], ssl.SSLContext] | None = None
 
     def inputs(self) -> Sequence[Input]:
         return (Input(NODE_LABEL_SPECS.namespace, NODE_LABEL_SPECS.type, None, InputKind.WEAK),
@@ -212,8 +216,9 @@ class NodeApplyController(Controller):
 
         name = obj["metadata"]["name"]
         try:
-            ctx = await anyio.to_thread.run_sync(tls_context, ca, cert, key)
-            client = KubeClient(server, ctx)
+            if self._tls is None or self._tls[0] != (ca, cert, key):
+                self._tls = ((ca, cert, key), await anyio.to_thread.run_sync(tls_context, ca, cert, key))
+            client = KubeClient(server, self._tls[1])
             status, _ = await client.request("GET", f"/api/v1/nodes/{name}")
             if status == 404:
                 return f"Node {name!r} is not registered yet"

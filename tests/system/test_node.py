@@ -95,7 +95,13 @@ def node(kube: KubeAPI, name: str) -> dict[str, Any]:
     return obj
 
 
-async def test_a_control_plane_applies_labels_annotations_and_taints_as_admin(kube_api: KubeAPI) -> None:
+async def test_a_control_plane_applies_labels_annotations_and_taints_as_admin(kube_api: KubeAPI,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from kos.controllers.system import node as node_module
+
+    contexts: list[int] = []
+    real_context = node_module.tls_context
+    monkeypatch.setattr(node_module, "tls_context", lambda *a: contexts.append(1) or real_context(*a))
     kube = kube_api
     async with running(controllers(api_url=kube.url)) as state:
         await node_facts(state, "cp-1", "controlplane")
@@ -110,6 +116,7 @@ async def test_a_control_plane_applies_labels_annotations_and_taints_as_admin(ku
         assert not got["cp-1"].spec.applied
         register(kube, "cp-1")  # the kubelet registers; the next retry applies
         await assert_resources(state, NODE_APPLY_STATUSES, ["cp-1"], lambda r: r.spec.applied, timeout=15)
+        assert contexts == [1]  # the retries kept one TLS context (same credentials)
         n = node(kube, "cp-1")
         assert n["metadata"]["labels"]["team"] == "a" and n["metadata"]["labels"][CONTROL_PLANE_LABEL] == ""
         assert n["metadata"]["annotations"]["kos.dev/note"] == "hi"
