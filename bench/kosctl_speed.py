@@ -49,6 +49,8 @@ NO_SITE = ("python3 -S -c pass (no site hooks)", "kosctl get members, -S", "floo
 """The baseline, kosctl get and the floor without ``site`` (``-S``; kos and its dependencies on
 PYTHONPATH): .pth hooks of an environment (here an editable install's finder and a certifi
 patch, ~30 ms) load modules into every start, ``python3 -c pass`` included."""
+NO_SITE_API = ("machined start -> API answered, -S", "floor: asyncio+ssl+grpclib answering, -S")
+"""machined's first answer and its floor, also against a bare interpreter (issue 17)."""
 
 
 def no_site(tmp: Path, env: dict[str, str]) -> dict[str, str]:
@@ -71,17 +73,18 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     return elapsed
 
 
-def machined_to_api(tmp: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
+def machined_to_api(tmp: Path, env: dict[str, str] | None = None, *flags: str) -> tuple[float, float]:
     """(listening, answered) seconds of a maintenance-mode machined (``bench.apiready``)."""
     state = Path(tempfile.mkdtemp(dir=tmp))
     port = free_port()
-    return api_ready([sys.executable, "-m", "kos.machined.main", "--state-dir", str(state), "--listen",
+    return api_ready([sys.executable, *flags, "-m", "kos.machined.main", "--state-dir", str(state), "--listen",
                       f"127.0.0.1:{port}", "--maintenance", "--platform", "process"], port, state / "log", env)
 
 
-def floor_to_api(tmp: Path, crt: Path, key: Path) -> float:
+def floor_to_api(tmp: Path, crt: Path, key: Path, env: dict[str, str] | None = None, *flags: str) -> float:
     port = free_port()
-    return api_ready([sys.executable, "-c", FLOOR, str(port), str(crt), str(key)], port, tmp / "floor.log")[1]
+    return api_ready([sys.executable, *flags, "-c", FLOOR, str(port), str(crt), str(key)], port, tmp / "floor.log",
+                     env)[1]
 
 
 def importtime(env: dict[str, str], top: int = 15) -> None:
@@ -134,7 +137,7 @@ def main() -> int:
                 timed(get, old)
             names = ["python3 -c pass", "kosctl --help", "kosctl get members", "kosctl get members (no RD cache)",
                      "machined start -> API answered", "machined start -> API listening",
-                     "floor: asyncio+ssl+grpclib answering", CLIENT_FLOOR, *NO_SITE]
+                     "floor: asyncio+ssl+grpclib answering", CLIENT_FLOOR, *NO_SITE, *NO_SITE_API]
             targets = dict(zip(names[1:5], (1.3, 3.0, 3.0, 5.0), strict=True))
             if old is not None:
                 names += [f"{n} @{args.before}" for n in names[1:6] if "no RD cache" not in n]
@@ -142,6 +145,7 @@ def main() -> int:
             for e in [env] + ([old] if old is not None else []):  # warm-up: page cache and byte-code
                 machined_to_api(tmp, e)
             floor_to_api(tmp, crt, key)
+            machined_to_api(tmp, no_site(tmp, env), "-S")
             figures: dict[str, list[float]] = {n: [] for n in names}
             for _ in range(args.runs):
                 figures["python3 -c pass"].append(timed([sys.executable, "-c", "pass"], env))
@@ -164,12 +168,14 @@ def main() -> int:
                 bare = no_site(tmp, env)
                 for name, cmd in zip(NO_SITE, (["-c", "pass"], get[1:], floor), strict=True):
                     figures[name].append(timed([sys.executable, "-S", *cmd], bare))
+                figures[NO_SITE_API[0]].append(machined_to_api(tmp, bare, "-S")[1])
+                figures[NO_SITE_API[1]].append(floor_to_api(tmp, crt, key, bare, "-S"))
             base = statistics.median(figures["python3 -c pass"])
             print(f"== medians of {args.runs} interleaved rounds ({sys.executable}; byte-code cached)")
             for name, values in figures.items():
                 m = statistics.median(values)
                 target = f"target <= {targets[name]}x" if name in targets else "baseline" if m == base else ""
-                if name in NO_SITE[1:]:
+                if name in NO_SITE[1:] or name in NO_SITE_API:
                     target = f"{m / statistics.median(figures[NO_SITE[0]]):5.2f}x of python3 -S -c pass"
                 print(f"  {name:<44} {1000 * m:8.1f} ms  {m / base:5.2f}x  {target}")
             if args.importtime:
