@@ -159,7 +159,9 @@ def _machine_config(opts: GenOptions, b: SecretsBundle, endpoint: str, host: str
                         disable_manifests_directory=True),
         install=Install(disk=opts.install_disk, image=opts.install_image, wipe=False),
         features=Features(rbac=True, stable_hostname=True, apid_check_ext_key_usage=True, disk_quota_support=True,
-                          kube_prism=KubePrism(enabled=True, port=7445)),
+                          kube_prism=KubePrism(enabled=True, port=7445),
+                          # as talosctl gen config since Talos 1.8: the node's DNS cache, CoreDNS forwarding to it
+                          host_dns={"enabled": True, "forwardKubeDNSToHost": True}),
     )
     cluster = Cluster(
         id=b.cluster.id,

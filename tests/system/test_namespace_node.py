@@ -68,13 +68,13 @@ def test_machine_fields_take_effect_in_a_namespace_node(cluster: Cluster, tmp_pa
     m["files"] = [{"path": "/var/etc/demo/app.conf", "content": "hello\n", "op": "create", "permissions": 0o600}]
     m["env"] = {"KOS_E2E": "yes"}
     m["registries"] = {"mirrors": {"docker.io": {"endpoints": ["http://10.5.0.1:5000"]}}}
-    m["features"]["hostDNS"] = {"enabled": True}
+    m["features"]["kubernetesTalosAPIAccess"] = {"enabled": True}
     m["nodeAnnotations"] = {"kos.dev/e2e": "yes"}
     patched = tmp_path / "patched.yaml"
     patched.write_text("---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs))
     applied = c.ctl("apply-config", "-f", str(patched), "--mode", "no-reboot")
     out = applied.stdout + applied.stderr  # the answer on stdout, its warnings on stderr (68b2fc7)
-    assert "kernel.pid_max" in out and "machine.features.hostDNS: set, but not acted on" in out, out
+    assert "kernel.pid_max" in out and "machine.features.kubernetesTalosAPIAccess: set, but not acted on" in out, out
     assert "field(s) set but not acted on here" in out
 
     params = wait(c, "kernelparamstatuses", lambda g: "net.ipv4.conf.all.forwarding" in g and "kernel.pid_max" in g)
@@ -91,6 +91,7 @@ def test_machine_fields_take_effect_in_a_namespace_node(cluster: Cluster, tmp_pa
     assert wait(c, "environmentstatuses", lambda g: "machine" in g)["machine"]["names"] == ["KOS_E2E"]
     reg = wait(c, "registryhoststatuses", lambda g: "docker.io" in g)
     assert reg["docker.io"]["path"] == "/etc/containerd/certs.d/docker.io/hosts.toml"
-    fields = wait(c, "configfieldstatuses", lambda g: "machine.features.hostDNS" in g)
-    assert fields["machine.features.hostDNS"]["state"] == "unsupported"
+    fields = wait(c, "configfieldstatuses", lambda g: "machine.features.kubernetesTalosAPIAccess" in g)
+    assert fields["machine.features.kubernetesTalosAPIAccess"]["state"] == "unsupported"
+    assert "machine.features.hostDNS" not in fields  # acted on (the node's DNS cache), on by default
     assert "machine.nodeAnnotations" not in fields
