@@ -23,9 +23,10 @@ from kos.resources.core import Resource
 
 log = structlog.get_logger("kos.machined")
 
-HEALTHY_PROBE_INTERVAL = 5.0
+HEALTHY_PROBE_INTERVAL = 15.0
 """How often a node probes a healthy service (a crash is seen at once by its exit; this is
-about hangs). Until healthy the definition's own, faster interval applies."""
+about hangs, and an idle node's wakeups). Until healthy the definition's own, faster interval
+applies, and again from the first failed probe."""
 
 
 class NodeConfig(NodeBase):

@@ -231,9 +231,10 @@ class Sequencer:
         self._changed.set()
         self._changed = anyio.Event()
 
-    async def readiness_loop(self, *, interval: float = 1.0) -> None:
-        """Keep ``ready``/``unmetConditions`` current (on service and sequencer changes, and
-        every ``interval`` seconds)."""
+    async def readiness_loop(self, *, interval: float = 30.0) -> None:
+        """Keep ``ready``/``unmetConditions`` current: on service and sequencer changes (every
+        change pokes), and every ``interval`` seconds as a safety net (an idle node should
+        hardly wake: it was every second)."""
 
         async def follow_services() -> None:
             async with self.state.watch_kind(SERVICES) as events:

@@ -153,7 +153,7 @@ def containerd_service(
         restart=RestartPolicy.FOREVER,
         backoff=BackoffPolicy(initial=0.2, maximum=10.0),
         # fast until healthy, then every 5 s: an idle node should not wake 4 times a second
-        health=HealthCheck(grpc_probe(path=str(paths.socket)), interval=0.25, timeout=2.0, healthy_interval=5.0),
+        health=HealthCheck(grpc_probe(path=str(paths.socket)), interval=0.25, timeout=2.0, healthy_interval=15.0),
     )
 
 

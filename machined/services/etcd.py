@@ -69,9 +69,9 @@ def etcd_health_probe(endpoint: str | Callable[[], str], tls: TLSFiles | None) -
         if st.leader == 0:
             raise EtcdError("no leader")
 
-    # fast until healthy (each start probes anew), then every 5 s over the kept connection (a
+    # fast until healthy (each start probes anew), then every 15 s over the kept connection (a
     # Status call); a crash is seen by the supervisor from the exit, not from the probe
-    return HealthCheck(probe, interval=0.25, timeout=1.5, healthy_interval=5.0)
+    return HealthCheck(probe, interval=0.25, timeout=1.5, healthy_interval=15.0)
 
 
 def _mtimes(tls: TLSFiles | None) -> tuple[float, ...]:

@@ -2,12 +2,13 @@
 
 A probe is an async callable that returns on success and raises (any exception, its text is
 the reason) on failure. Provided: ``tcp_probe`` (connect), ``http_probe`` (GET, expected
-status, optional TLS), ``grpc_probe`` (grpc.health.v1 Health/Check, optional TLS) and any
-function of your own. ``HealthCheck`` adds interval, timeout and initial delay.
+status, optional TLS), ``grpc_probe`` (grpc.health.v1 Health/Check, optional TLS, one
+connection kept between probes) and any function of your own. ``HealthCheck`` adds interval, timeout and initial delay.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import anyio
 import anyio.abc
 import betterproto
 import grpclib.client
+from grpclib.exceptions import StreamTerminatedError
 
 Probe = Callable[[], Awaitable[None]]
 
@@ -103,11 +105,17 @@ def grpc_probe(
     if path is None and (host is None or port is None):
         raise ValueError("grpc_probe: expected host and port, or a unix socket path")
 
+    kept: list[grpclib.client.Channel] = []  # one connection between probes (grpclib reconnects a lost one)
+
     async def probe() -> None:
-        if path is not None:
-            channel = grpclib.client.Channel(path=path)
-        else:
-            channel = grpclib.client.Channel(host, port, ssl=ssl_context)
+        if not kept:
+            if path is not None:
+                kept.append(grpclib.client.Channel(path=path))
+            else:
+                kept.append(grpclib.client.Channel(host, port, ssl=ssl_context))
+        channel = kept[0]
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
         try:
             async with channel.request(
                 "/grpc.health.v1.Health/Check",
@@ -117,8 +125,16 @@ def grpc_probe(
             ) as stream:
                 await stream.send_message(_HealthCheckRequest(service=service), end=True)
                 reply = await stream.recv_message()
-        finally:
-            channel.close()
+        except StreamTerminatedError:
+            # grpclib ends a call on a lost connection (containerd restarted) by cancelling the
+            # task and raising this without uncancel(): undo that stray cancellation request
+            while task is not None and task.cancelling() > cancelling:
+                task.uncancel()
+            kept.pop().close()
+            raise
+        except BaseException:
+            kept.pop().close()  # the next probe starts on a new connection
+            raise
         if reply is None or reply.status != _SERVING:
             raise RuntimeError(f"gRPC health of {service or 'server'!r}: status {reply.status if reply else None}")
 
