@@ -8,7 +8,7 @@ packages) prints:
   this is the build work, not the network);
 * cached rebuild time after a Python-only change (a comment appended to a copy of one kos
   module is the change), and the no-change rebuild time;
-* sizes of vmlinux, initramfs.xz, rootfs.sqsh and the disk image (allocated bytes);
+* sizes of vmlinux, initramfs.zst, rootfs.sqsh and the disk image (allocated bytes);
 * N boots of one VM (median, min, max): guest uptime when the initramfs hands over
   (kernel + initramfs share), when /sbin/init (Python) runs, when the API accepts
   connections, and the host wall time from QEMU start to API up.

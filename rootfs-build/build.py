@@ -8,7 +8,7 @@ Steps and their caches (under --cache, default build/kos-image):
   pydeps-<hash>/  kos's PyPI dependencies (pip install --target, compiled)
   kos/            kos itself from a wheel of this checkout's working tree (rebuilt every run: seconds)
   k8s/            the kubelet and CNI plugins from rootfs-build/k8s/build's cache, when it has them
-Outputs (--out, default <cache>/out): vmlinux, vmlinuz, initramfs.xz, rootfs.sqsh, disk.raw (with BIOS GRUB
+Outputs (--out, default <cache>/out): vmlinux, vmlinuz, initramfs.zst, rootfs.sqsh, disk.raw (with BIOS GRUB
 when grub-pc-bin is installed: kos.platform.image.bootloader).
 Everything is deterministic: sorted entries, fixed times, stable GUIDs (see docs/image.md).
 """
@@ -38,6 +38,7 @@ except ImportError as exc:
     raise SystemExit(f"build: cannot import kos ({exc}); install this checkout first: .ci/setup") from None
 
 MiB = 1 << 20
+INITRAMFS = "initramfs.zst"
 INITRAMFS_MODULES = [
     "virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "virtio_console",
     "qemu_fw_cfg", "crc32c_generic", "squashfs", "overlay", "xfs", "loop",
@@ -179,8 +180,8 @@ class Steps:
             run("dpkg-deb", "-x", bb, tmp)
             tmp.rename(bbdir)
         init_src = [(HERE / "initramfs" / n).read_bytes() for n in ("init", "bootslot.sh")]
-        cached = self.cache / f"initramfs-{digest(bb.name, kdir.name, *init_src, *order)}.xz"
-        target = self.out / "initramfs.xz"
+        cached = self.cache / f"initramfs-{digest(bb.name, kdir.name, *init_src, *order)}.zst"
+        target = self.out / INITRAMFS
         if cached.exists():
             shutil.copyfile(cached, target)
             self.timed("initramfs", t)
@@ -195,10 +196,12 @@ class Steps:
         ]
         entries += [e for e in cpio.tree_entries(kdir / "modules", "lib/modules") if e.path.endswith(".ko")]
         raw = cpio.write(entries)
-        proc = subprocess.run(["xz", "--check=crc32", "-T1", "-6", "-c"], input=raw, capture_output=True)
+        # zstd, not xz: the kernel unpacks it ~0.6 s sooner under TCG (a quarter of the kernel's
+        # boot there) for 10 % more bytes; one thread, fixed level: the same bytes every build
+        proc = subprocess.run(["zstd", "-19", "-T1", "-q", "-c"], input=raw, capture_output=True)
         if proc.returncode != 0:
-            raise SystemExit(f"build: xz failed: {proc.stderr.decode()}")
-        for old in self.cache.glob("initramfs-*.xz"):
+            raise SystemExit(f"build: zstd failed: {proc.stderr.decode()}")
+        for old in [*self.cache.glob("initramfs-*.xz"), *self.cache.glob("initramfs-*.zst")]:
             old.unlink()
         cached.write_bytes(proc.stdout)
         shutil.copyfile(cached, target)

@@ -6,7 +6,7 @@ the kos layout (``layout.write_image``), offline and without root or loop device
 * the EFI partition gets a FAT filesystem (``mkfs.vfat --invariant`` on a scratch file, files
   added with ``mcopy``, the image copied into the partition) holding ``/vmlinuz`` (a bzImage:
   GRUB's ``linux`` command needs the boot protocol header, not the ELF ``vmlinux``),
-  ``/initramfs.xz`` and ``/grub/grub.cfg``;
+  ``/initramfs.zst`` and ``/grub/grub.cfg``;
 * ``grub-mkimage -O i386-pc`` makes a core image with the modules it needs built in and its
   prefix ``(hd0,gpt1)/grub``; it is embedded in the gap between the GPT entries and the first
   partition (sectors 64..2047; the layout starts partitions at 1 MiB);
@@ -59,7 +59,7 @@ def grub_cfg(cmdline: str, timeout: int = 1) -> str:
            f"load_env {bootenv.EXTRA_ARGS}", ""]
     for title, extra in entries:
         out += [f"menuentry '{title}' {{", "  echo 'kos: GRUB loading the kernel'",
-                f"  linux /vmlinuz {cmdline}{extra} ${{{bootenv.EXTRA_ARGS}}}", "  initrd /initramfs.xz", "}", ""]
+                f"  linux /vmlinuz {cmdline}{extra} ${{{bootenv.EXTRA_ARGS}}}", "  initrd /initramfs.zst", "}", ""]
     return "\n".join(out)
 
 
@@ -115,7 +115,7 @@ def install_grub_bios(disk: Path, vmlinuz: Path, initramfs: Path, cmdline: str, 
         if sectors > room:
             raise BootloaderError(f"GRUB core image of {sectors} sectors does not fit the {room} before EFI")
         fat = Path(tmp) / "efi.fat"
-        fat_image(fat, efi.size, {"/vmlinuz": vmlinuz, "/initramfs.xz": initramfs,
+        fat_image(fat, efi.size, {"/vmlinuz": vmlinuz, "/initramfs.zst": initramfs,
                                   "/grub/grub.cfg": grub_cfg(cmdline, timeout).encode(),
                                   "/grub/grubenv": bootenv.empty()})
         fat_bytes = fat.read_bytes()

@@ -1,5 +1,5 @@
 """The QEMU provisioner: a local cluster whose nodes are virtual machines booting the kos
-image (``rootfs-build/build`` outputs: vmlinux, initramfs.xz, rootfs.sqsh).
+image (``rootfs-build/build`` outputs: vmlinux, initramfs.zst, rootfs.sqsh).
 
 KVM is not assumed: QEMU runs under TCG with ``-cpu max`` and boots the uncompressed
 ``vmlinux`` through PVH. Each VM gets its own raw system disk with the kos layout
@@ -51,7 +51,7 @@ from kos.platform.provision.sweep import cluster_pids, kill_all
 DEFAULT_STATE_ROOT = Path.home() / ".kos" / "qemu-clusters"
 MiB = 1 << 20
 QEMU = "qemu-system-x86_64"
-IMAGE_FILES = ("vmlinux", "initramfs.xz", "rootfs.sqsh")
+IMAGE_FILES = ("vmlinux", "initramfs.zst", "rootfs.sqsh")
 IMAGE_PORT = 8099
 
 
@@ -101,7 +101,7 @@ def qemu_command(spec: VMSpec, node: NodeState, tap: str, gateway: str, cluster:
         QEMU, "-name", f"kos-{cluster}-{node.name}", "-machine", "q35", "-accel", "tcg", "-cpu", "max",
         "-smp", str(spec.cpus), "-m", str(spec.memory), "-nodefaults", "-no-user-config", "-display", "none",
         "-serial", f"file:{ndir / 'console.log'}", "-pidfile", str(ndir / "qemu.pid"),
-        "-kernel", str(spec.image_dir / "vmlinux"), "-initrd", str(spec.image_dir / "initramfs.xz"),
+        "-kernel", str(spec.image_dir / "vmlinux"), "-initrd", str(spec.image_dir / "initramfs.zst"),
         "-append", kernel_cmdline(node, gateway, spec.extra_cmdline),
         "-drive", f"file={ndir / 'disk.raw'},format=raw,if=virtio,cache=unsafe,discard=unmap",
         "-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no",

@@ -63,5 +63,5 @@ def test_vm_spec_errors(tmp_path: Path, kwargs: dict[str, int], message: str) ->
 
 def test_vm_spec_needs_the_image(tmp_path: Path) -> None:
     (tmp_path / "vmlinux").write_bytes(b"")
-    with pytest.raises(ProvisionError, match=r"missing initramfs\.xz, rootfs\.sqsh \(build it with rootfs-build"):
+    with pytest.raises(ProvisionError, match=r"missing initramfs\.zst, rootfs\.sqsh \(build it with rootfs-build"):
         VMSpec(tmp_path).validate()

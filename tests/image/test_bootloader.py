@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not bootloader.GRUB_DIR.is_dir(), reason="needs 
 def make(tmp_path: Path, name: str) -> Path:
     kernel = tmp_path / "vmlinuz"
     kernel.write_bytes(b"kernel" * 1000)
-    initrd = tmp_path / "initramfs.xz"
+    initrd = tmp_path / "initramfs.zst"
     initrd.write_bytes(b"initrd" * 1000)
     disk = tmp_path / name
     layout.write_image(disk, squash(tmp_path, "v1", "kos v1\n"), 1024 * MiB)
@@ -45,7 +45,7 @@ def test_grub_on_a_disk_image(tmp_path: Path) -> None:
 
     listing = subprocess.run(["mdir", "-b", "-/", "-i", f"{disk}@@1M", "::"], capture_output=True, text=True,
                              check=True).stdout.split()
-    assert sorted(listing) == ["::/grub/", "::/grub/grub.cfg", "::/grub/grubenv", "::/initramfs.xz", "::/vmlinuz"]
+    assert sorted(listing) == ["::/grub/", "::/grub/grub.cfg", "::/grub/grubenv", "::/initramfs.zst", "::/vmlinuz"]
     cfg = subprocess.run(["mtype", "-i", f"{disk}@@1M", "::/grub/grub.cfg"], capture_output=True, text=True,
                          check=True).stdout
     assert "menuentry 'kos' {" in cfg and "linux /vmlinuz console=ttyS0 panic=3 ${kos_extra_args}\n" in cfg

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _missing_tools() -> list[str]:
-    return [t for t in (QEMU, "mksquashfs", "apt-get", "dpkg-deb", "modinfo", "xz") if shutil.which(t) is None]
+    return [t for t in (QEMU, "mksquashfs", "apt-get", "dpkg-deb", "modinfo", "zstd") if shutil.which(t) is None]
 
 
 def _build_image(out_name: str, *flags: str) -> Path:
@@ -40,7 +40,7 @@ def _build_image(out_name: str, *flags: str) -> Path:
 
 @pytest.fixture(scope="session")
 def image() -> Path:
-    """The image directory (vmlinux, initramfs.xz, rootfs.sqsh, disk.raw, build.json) without
+    """The image directory (vmlinux, initramfs.zst, rootfs.sqsh, disk.raw, build.json) without
     Kubernetes: the tests of boot, install, upgrade and rollback are not about Kubernetes, and a
     1-vCPU TCG VM cannot bring a control plane up within their waits."""
     return _build_image("out", "--no-k8s")

@@ -89,7 +89,7 @@ def _provisioner_args(p: argparse.ArgumentParser, *, vm: bool) -> None:
         p.add_argument("--memory", type=int, default=1024, help="qemu: MiB of memory per VM (default 1024)")
         p.add_argument("--disk", type=int, default=2048, help="qemu: MiB of system disk per VM (default 2048)")
         p.add_argument("--image-dir", type=Path, default=None,
-                       help="qemu: rootfs-build output (vmlinux, initramfs.xz, rootfs.sqsh); default "
+                       help="qemu: rootfs-build output (vmlinux, initramfs.zst, rootfs.sqsh); default "
                             "$KOS_IMAGE_DIR or build/kos-image/out")
 
 
