@@ -32,10 +32,8 @@ import ipaddress
 import os
 import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
-
-from kos.platform.image import meta
+from typing import NamedTuple
 
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 XFS_MAGIC = b"XFSB"
@@ -46,8 +44,7 @@ class BootError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class BootParams:
+class BootParams(NamedTuple):  # not a dataclass: its import (inspect, ast) was half of this module's
     ip: str = ""  # address/prefix
     gateway: str = ""
     hostname: str = ""
@@ -192,6 +189,8 @@ def _network(p: BootParams) -> None:
 
 def confirm_boot(meta_dev: str, offset: int = 0) -> bool:
     """Mark the running slot good: drop META's fallback. True if it changed anything."""
+    from kos.platform.image import meta  # the confirmer's, after the fork: not on the boot path
+
     values = meta.read(meta_dev, offset)
     state = meta.BootState.from_meta(values)
     if not state.fallback:
@@ -230,6 +229,7 @@ def _confirmer(p: BootParams, meta_dev: str) -> None:
 def _reboot_if_unconfirmed(meta_dev: str) -> None:
     """A new slot that did not come up in time: reboot, so the initramfs rolls back (the slot
     has spent its try). A confirmed system is never rebooted."""
+    from kos.platform.image import meta
     from kos.platform.linux import syscalls
 
     if not meta_dev:
