@@ -100,23 +100,30 @@ def test_tail_all_and_follow_across_rotation(tmp_path: Path) -> None:
         lines, offset, joiner = await crilog.read_tail(f, 3)
         assert lines == [b"line 4997", b"line 4998", b"line 4999"]
         got: list[bytes] = []
+        arrived = anyio.Event()
 
         async def follower() -> None:
+            nonlocal arrived
             async for chunk in crilog.follow(f, offset, joiner, poll=0.02):
                 got.extend(chunk.splitlines())
+                arrived.set()
+
+        async def lines_until(last: bytes) -> None:
+            nonlocal arrived
+            with anyio.fail_after(5):
+                while got[-1:] != [last]:
+                    await arrived.wait()
+                    arrived = anyio.Event()
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(follower)
             with f.open("ab") as out:
                 out.write(record(b"done"))
-            with anyio.fail_after(5):
-                while got != [b"half done"]:
-                    await anyio.sleep(0.02)
+            await lines_until(b"half done")
+            assert got == [b"half done"]
             os.rename(f, f.with_suffix(".log.20261205-150000"))  # the kubelet rotates
             f.write_bytes(record(b"after rotation"))
-            with anyio.fail_after(5):
-                while got[-1:] != [b"after rotation"]:
-                    await anyio.sleep(0.02)
+            await lines_until(b"after rotation")
             tg.cancel_scope.cancel()
 
     anyio.run(main)
