@@ -99,10 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"machined: --history {args.history}: expected at least 8", file=sys.stderr)
         return 2
     if not pid1:
-        # logging is configured while the early API answers (_load_node); PID 1 logs its early
-        # mounts on the console, so it configures first
+        # logging is configured while the early API answers (_load_node)
         return _run(args, platform, pid1=False)
-    _configure_logging()
+    # PID 1 too: its early mounts log only when one fails (through a lazy logger: structlog's
+    # defaults, still on the console); configuring first cost a VM's boot ~0.7-1 s of
+    # structlog and controller imports before the API port (bench/vm_boot.py)
     from kos.machined import init
 
     return init.never_exit(lambda: _run(args, platform, pid1=True))
