@@ -102,8 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # logging is configured while the early API answers (_load_node)
         return _run(args, platform, pid1=False)
     # PID 1 too: its early mounts log only when one fails (through a lazy logger: structlog's
-    # defaults, still on the console); configuring first cost a VM's boot ~0.7-1 s of
-    # structlog and controller imports before the API port (bench/vm_boot.py)
+    # defaults, still on the console); configuring first cost a TCG VM's boot ~0.5 s of
+    # structlog and controller imports before the API port (bench/vm_boot.py: 3.2 -> 2.7 s)
     from kos.machined import init
 
     return init.never_exit(lambda: _run(args, platform, pid1=True))
