@@ -30,9 +30,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,8 +39,10 @@ import pytest
 from kos.platform.provision.kubernetes import Artifacts
 from tests.support.kube import (
     BUSYBOX,
+    NEEDED_IMAGES,
     KubeCluster,
     assert_system_pods,
+    created_cluster,
     missing_artifacts,
     ready,
     system_pods_running,
@@ -51,8 +50,6 @@ from tests.support.kube import (
 )
 
 ART = Artifacts.locate()
-NEEDED_IMAGES = ("pause.tar", "kube-apiserver.tar", "kube-controller-manager.tar", "kube-scheduler.tar",
-                 "kube-proxy.tar", "coredns.tar", "flannel.tar", "flannel-cni-plugin.tar", "busybox.tar")
 _missing = missing_artifacts(ART, NEEDED_IMAGES)
 
 pytestmark = [
@@ -72,24 +69,8 @@ Cluster = KubeCluster
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp("k8s")
-    env = dict(os.environ, KOSCONFIG=str(tmp / "kosconfig"), PYTHONPATH=os.pathsep.join(sys.path))
-    c = Cluster("k" + uuid.uuid4().hex[:6], tmp / "clusters", env, ART.bin_dir / "kubectl")
-    started = time.monotonic()
-    proc = c.kosctl("cluster", "create", "--name", c.name, "--state-root", str(c.root), "--controlplanes", "1",
-                    "--workers", "1", "--wait-timeout", "240",
-                    "--config-patch", json.dumps(PATCH),
-                    check=False, timeout=400)
-    try:
-        if proc.returncode != 0:
-            raise AssertionError(f"cluster create failed:\n{proc.stdout}\n{proc.stderr}\n{c.consoles()}")
-        print(f"cluster create: {time.monotonic() - started:.1f} s")
-        for check in ("all k8s nodes to report ready: OK", "all control plane static pods to be running: OK",
-                      "kube-proxy to report ready: OK", "coredns to report ready: OK"):
-            assert check in proc.stdout, proc.stdout
+    with created_cluster(tmp_path_factory.mktemp("k8s"), "k", ART.bin_dir / "kubectl", PATCH) as c:
         yield c
-    finally:
-        c.kosctl("cluster", "destroy", "--name", c.name, "--state-root", str(c.root), check=False)
 
 
 def _env(c: KubeCluster, name: str) -> dict[str, str]:

@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,17 @@ from kos.platform.image import k8s
 from kos.platform.provision.kubernetes import Artifacts
 from kos.resources.versions import KUBERNETES_UPGRADE_VERSION as TO
 from kos.resources.versions import KUBERNETES_VERSION as FROM
-from tests.support.kube import BUSYBOX, KubeCluster, missing_artifacts, ready, until
+from tests.support.kube import (
+    BUSYBOX,
+    NEEDED_IMAGES,
+    KubeCluster,
+    created_cluster,
+    missing_artifacts,
+    ready,
+    until,
+)
 
 ART = Artifacts.locate()
-NEEDED_IMAGES = ("pause.tar", "kube-apiserver.tar", "kube-controller-manager.tar", "kube-scheduler.tar",
-                 "kube-proxy.tar", "coredns.tar", "flannel.tar", "flannel-cni-plugin.tar", "busybox.tar")
 _missing = missing_artifacts(ART, NEEDED_IMAGES)
 _next = k8s.cache_dir(TO)
 _missing_next = [str(p) for p in [_next / "bin" / "kubelet", *(_next / "images" / n for n in
@@ -75,20 +80,10 @@ spec:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
-    tmp = tmp_path_factory.mktemp("upgk8s")
-    env = dict(os.environ, KOSCONFIG=str(tmp / "kosconfig"), PYTHONPATH=os.pathsep.join(sys.path))
-    c = KubeCluster("u" + uuid.uuid4().hex[:6], tmp / "clusters", env, ART.bin_dir / "kubectl")
-    proc = c.kosctl("cluster", "create", "--name", c.name, "--state-root", str(c.root), "--controlplanes", "1",
-                    "--workers", "1", "--wait-timeout", "240",
-                    "--config-patch", '{"cluster": {"allowSchedulingOnControlPlanes": true}}',
-                    check=False, timeout=400)
-    try:
-        if proc.returncode != 0:
-            raise AssertionError(f"cluster create failed:\n{proc.stdout}\n{proc.stderr}\n{c.consoles()}")
+    with created_cluster(tmp_path_factory.mktemp("upgk8s"), "u", ART.bin_dir / "kubectl",
+                         {"cluster": {"allowSchedulingOnControlPlanes": True}}) as c:
         c.kubectl("apply", "-f", "-", stdin=WEB)
         yield c
-    finally:
-        c.kosctl("cluster", "destroy", "--name", c.name, "--state-root", str(c.root), check=False)
 
 
 def upgrade(c: KubeCluster, *args: str, timeout: float = 900) -> Any:

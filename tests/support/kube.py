@@ -6,10 +6,13 @@ skips a test when the built Kubernetes binaries or images are absent."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -112,3 +115,32 @@ def system_pods_running(c: KubeCluster) -> list[str] | None:
 def assert_system_pods(names: list[str], expected: Iterable[tuple[str, int]] = SYSTEM_PODS_1_1) -> None:
     for prefix, count in expected:
         assert len([n for n in names if n.startswith(prefix)]) == count, (prefix, names)
+
+
+K8S_HEALTH_CHECKS = ("all k8s nodes to report ready: OK", "all control plane static pods to be running: OK",
+                     "kube-proxy to report ready: OK", "coredns to report ready: OK")
+# the images a 1+1 Kubernetes cluster of namespace nodes imports (the artifact check of the e2e tests)
+NEEDED_IMAGES = ("pause.tar", "kube-apiserver.tar", "kube-controller-manager.tar", "kube-scheduler.tar",
+                 "kube-proxy.tar", "coredns.tar", "flannel.tar", "flannel-cni-plugin.tar", "busybox.tar")
+
+
+@contextmanager
+def created_cluster(tmp: Path, prefix: str, kubectl_bin: Path, patch: dict[str, Any]) -> Iterator[KubeCluster]:
+    """``kosctl cluster create`` of 1 control plane + 1 worker with ``patch``, named ``prefix`` +
+    6 random hex digits under ``tmp``; fails with the nodes' consoles when the cluster does not
+    come up with every Kubernetes health check OK; destroyed on exit."""
+    env = dict(os.environ, KOSCONFIG=str(tmp / "kosconfig"), PYTHONPATH=os.pathsep.join(sys.path))
+    c = KubeCluster(prefix + uuid.uuid4().hex[:6], tmp / "clusters", env, kubectl_bin)
+    started = time.monotonic()
+    proc = c.kosctl("cluster", "create", "--name", c.name, "--state-root", str(c.root), "--controlplanes", "1",
+                    "--workers", "1", "--wait-timeout", "240", "--config-patch", json.dumps(patch),
+                    check=False, timeout=400)
+    try:
+        if proc.returncode != 0:
+            raise AssertionError(f"cluster create failed:\n{proc.stdout}\n{proc.stderr}\n{c.consoles()}")
+        print(f"cluster create: {time.monotonic() - started:.1f} s")
+        for check in K8S_HEALTH_CHECKS:
+            assert check in proc.stdout, proc.stdout
+        yield c
+    finally:
+        c.kosctl("cluster", "destroy", "--name", c.name, "--state-root", str(c.root), check=False)
