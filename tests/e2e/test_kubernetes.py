@@ -40,6 +40,7 @@ from kos.platform.provision.kubernetes import Artifacts
 from tests.support.kube import (
     BUSYBOX,
     NEEDED_IMAGES,
+    WEB,
     KubeCluster,
     assert_system_pods,
     created_cluster,
@@ -139,36 +140,6 @@ def test_host_dns_and_kubeprism_carry_the_cluster(cluster: KubeCluster) -> None:
     c.kubectl("delete", "pod", "dnsprobe", "--wait=false")
 
 
-WEB = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: default}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      topologySpreadConstraints:
-        - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule,
-           labelSelector: {matchLabels: {app: web}}}
-      terminationGracePeriodSeconds: 2
-      containers:
-        - name: web
-          image: BUSYBOX
-          imagePullPolicy: Never
-          command: ["sh", "-c", "echo started $(hostname); mkdir -p /www; hostname > /www/index.html;
-                    exec httpd -f -p 8080 -h /www"]
-          ports: [{containerPort: 8080}]
-          readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  selector: {app: web}
-  ports: [{port: 80, targetPort: 8080}]
-""".replace("BUSYBOX", BUSYBOX)
 
 
 GET = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 %s %s"

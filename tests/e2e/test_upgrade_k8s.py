@@ -29,8 +29,8 @@ from kos.platform.provision.kubernetes import Artifacts
 from kos.resources.versions import KUBERNETES_UPGRADE_VERSION as TO
 from kos.resources.versions import KUBERNETES_VERSION as FROM
 from tests.support.kube import (
-    BUSYBOX,
     NEEDED_IMAGES,
+    WEB,
     KubeCluster,
     created_cluster,
     missing_artifacts,
@@ -55,27 +55,6 @@ pytestmark = [
                                                    f"missing): run rootfs-build/k8s/build --version {TO}"),
 ]
 
-WEB = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: default}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      topologySpreadConstraints:
-        - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule,
-           labelSelector: {matchLabels: {app: web}}}
-      terminationGracePeriodSeconds: 2
-      containers:
-        - name: web
-          image: BUSYBOX
-          imagePullPolicy: Never
-          command: ["sh", "-c", "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www"]
-          readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
-""".replace("BUSYBOX", BUSYBOX)
 
 
 @pytest.fixture(scope="module")

@@ -144,3 +144,36 @@ def created_cluster(tmp: Path, prefix: str, kubectl_bin: Path, patch: dict[str, 
         yield c
     finally:
         c.kosctl("cluster", "destroy", "--name", c.name, "--state-root", str(c.root), check=False)
+
+
+# 2 busybox web servers spread over the nodes (they log "started <pod>"), and their Service
+WEB = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      topologySpreadConstraints:
+        - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule,
+           labelSelector: {matchLabels: {app: web}}}
+      terminationGracePeriodSeconds: 2
+      containers:
+        - name: web
+          image: BUSYBOX
+          imagePullPolicy: Never
+          command: ["sh", "-c", "echo started $(hostname); mkdir -p /www; hostname > /www/index.html;
+                    exec httpd -f -p 8080 -h /www"]
+          ports: [{containerPort: 8080}]
+          readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+""".replace("BUSYBOX", BUSYBOX)
