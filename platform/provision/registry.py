@@ -88,14 +88,25 @@ class ClusterRegistry:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs; a child of ours that has exited is reaped (also when it
+    exited between the two looks, so no zombie is left behind)."""
+    ours = True
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
     except ChildProcessError:
-        pass
+        ours = False
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            state = f.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
+    if state != "Z":
+        return True
+    if ours:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    return False
