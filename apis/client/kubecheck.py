@@ -86,9 +86,10 @@ async def kube_access(conn: Any, node: str, endpoint: str | None) -> KubeAccess:
     return KubeAccess(endpoint or spec.endpoint, spec.ca_cert, spec.admin_cert, spec.admin_key)
 
 
-def _ready(obj: dict[str, Any]) -> bool:
+def is_ready(obj: dict[str, Any]) -> bool:
+    """A Kubernetes object (a Node, a Pod) whose ``Ready`` condition is ``True``."""
     return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in obj.get("status", {}).get("conditions") or [])
+               for c in (obj.get("status") or {}).get("conditions") or [])
 
 
 def image_problems(pods: list[dict[str, Any]]) -> list[str]:
@@ -117,7 +118,7 @@ def check_nodes(nodes: list[dict[str, Any]], want: list[str]) -> str:
     """All wanted node addresses are Ready Nodes; raises KubeError naming the others."""
     by_addr = {a: n for n in nodes for a in node_addresses(n)}
     missing = [a for a in want if a not in by_addr]
-    not_ready = [f"{by_addr[a]['metadata']['name']} ({a})" for a in want if a in by_addr and not _ready(by_addr[a])]
+    not_ready = [f"{by_addr[a]['metadata']['name']} ({a})" for a in want if a in by_addr and not is_ready(by_addr[a])]
     if missing or not_ready:
         parts = []
         if missing:
@@ -136,7 +137,7 @@ def check_static_pods(pods: list[dict[str, Any]], cp_nodes: list[str]) -> str:
             p = by_name.get(f"{comp}-{node}")
             if p is None:
                 bad.append(f"{comp} on {node}: no pod")
-            elif p.get("status", {}).get("phase") != "Running" or not _ready(p):
+            elif p.get("status", {}).get("phase") != "Running" or not is_ready(p):
                 bad.append(f"{comp} on {node}: {p.get('status', {}).get('phase', '?')}, not ready")
     if bad:
         raise KubeError("; ".join(bad))

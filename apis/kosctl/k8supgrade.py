@@ -130,11 +130,6 @@ async def wait_for(c: Cluster, label: str, what: str, probe: Callable[[], Awaita
         await anyio.sleep(POLL)
 
 
-def _ready(obj: dict[str, Any]) -> bool:
-    return any(x.get("type") == "Ready" and x.get("status") == "True"
-               for x in (obj.get("status") or {}).get("conditions") or [])
-
-
 async def _node_names(c: Cluster) -> dict[str, str]:
     from kos.apis.client.kubecheck import node_addresses
 
@@ -149,7 +144,7 @@ async def _node_names(c: Cluster) -> dict[str, str]:
 
 def static_pod_probe(c: Cluster, node: str, component: str, image: str) -> Callable[[], Awaitable[tuple[bool, str]]]:
     async def probe() -> tuple[bool, str]:
-        from kos.apis.client.kubecheck import image_problems, optional
+        from kos.apis.client.kubecheck import image_problems, is_ready, optional
 
         pod = await optional(c.access, f"/api/v1/namespaces/kube-system/pods/{component}-{c.names[node]}")
         if pod is None:
@@ -161,7 +156,7 @@ def static_pod_probe(c: Cluster, node: str, component: str, image: str) -> Calla
         if problems:
             return False, f"{component}: waiting, {problems[0]}"
         phase = pod.get("status", {}).get("phase", "?")
-        if phase != "Running" or not _ready(pod):
+        if phase != "Running" or not is_ready(pod):
             return False, f"{component}: waiting, pod {phase}, not ready"
         return True, "ready"
 
@@ -198,7 +193,7 @@ def proxy_probe(c: Cluster, image: str) -> Callable[[], Awaitable[tuple[bool, st
 
 def kubelet_probe(c: Cluster, node: str, to: KubeVersion) -> Callable[[], Awaitable[tuple[bool, str]]]:
     async def probe() -> tuple[bool, str]:
-        from kos.apis.client.kubecheck import optional
+        from kos.apis.client.kubecheck import is_ready, optional
 
         obj = await optional(c.access, f"/api/v1/nodes/{c.names[node]}")
         if obj is None:
@@ -206,7 +201,7 @@ def kubelet_probe(c: Cluster, node: str, to: KubeVersion) -> Callable[[], Awaita
         got = obj.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", "?")
         if got != str(to):
             return False, f"waiting for node update (kubelet {got})"
-        if not _ready(obj):
+        if not is_ready(obj):
             return False, "waiting for node to be Ready"
         return True, "kubelet is ready"
 
