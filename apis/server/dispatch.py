@@ -40,11 +40,17 @@ class Call:
     method: str
     roles: frozenset[str]
 
+    request_data: bytes | None = field(default=None, init=False, repr=False)
+
     async def request(self) -> bytes:
-        msg = await self.stream.recv_message()
-        data = b"" if msg is None else msg.data
-        limits.check_size(self.method, len(data))
-        return data
+        """The (single) request message; read from the stream once, so a handler that looks at it
+        and hands the call on to another handler (``PodLogsAPI``) leaves it there to read."""
+        if self.request_data is None:
+            msg = await self.stream.recv_message()
+            data = b"" if msg is None else msg.data
+            limits.check_size(self.method, len(data))
+            self.request_data = data
+        return self.request_data
 
     async def send(self, data: bytes) -> None:
         await self.stream.send_message(RawMessage(data))

@@ -11,7 +11,6 @@ id, and the answer is the container's output from the kubelet's log file under `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from grpclib.const import Cardinality, Status
@@ -26,16 +25,6 @@ from kos.platform.container import crilog
 NAMESPACES = ("k8s.io", "cri")
 
 
-@dataclass
-class _Replayed(Call):
-    """A call whose request message was already read (handed on to the previous handler)."""
-
-    data: bytes = b""
-
-    async def request(self) -> bytes:
-        return self.data
-
-
 class PodLogsAPI:
     def __init__(self, log_root: Path) -> None:
         self.log_root = log_root
@@ -46,12 +35,11 @@ class PodLogsAPI:
 
     def _handler(self, previous: Handler | None) -> Handler:
         async def logs(call: Call) -> None:
-            data = await call.request()
-            req = parse(pb.LogsRequest, data)
+            req = parse(pb.LogsRequest, await call.request())
             if req.namespace in NAMESPACES:
                 await self.container_logs(call, req)
             elif previous is not None:
-                await previous(_Replayed(call.stream, call.method, call.roles, data))
+                await previous(call)  # it reads the same request (Call.request reads the stream once)
             else:
                 raise GRPCError(Status.UNIMPLEMENTED, "Logs of services is not served on this node")
 
