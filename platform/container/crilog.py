@@ -56,11 +56,15 @@ class PodContainer:
 
 
 def _target(link: Path, root: Path) -> Path:
-    """Where a link in ``<root>/var/log/containers`` points, inside ``root`` (the node's /)."""
+    """Where a link in ``<root>/var/log/containers`` points, inside ``root`` (the node's /); a
+    link that leads anywhere but the kubelet's ``var/log/pods`` raises ValueError (the Logs RPC
+    reads that file for readers: it must never be a way to read other files of the node)."""
     target = Path(os.readlink(link))
-    if not target.is_absolute():
-        return (link.parent / target).resolve()
-    return root / target.relative_to("/")
+    path = (link.parent / target if not target.is_absolute() else root / target.relative_to("/")).resolve()
+    pods = (root / "var/log/pods").resolve()
+    if not path.is_relative_to(pods):
+        raise ValueError(f"{link.name}: points outside {pods}")
+    return path
 
 
 def _scan(log_root: Path) -> list[PodContainer]:

@@ -127,3 +127,20 @@ def test_tail_all_and_follow_across_rotation(tmp_path: Path) -> None:
             tg.cancel_scope.cancel()
 
     anyio.run(main)
+
+
+def test_a_link_leading_outside_the_pod_logs_is_not_a_container(tmp_path: Path) -> None:
+    """The Logs RPC serves readers: a link in /var/log/containers that points at another file of
+    the node (absolute, relative or through ..) is never read as a container's log."""
+    node_with(tmp_path, "web-5d9", "default", "web", OTHER, record(b"fine"))
+    secret = tmp_path / "etc/kos/secret.key"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("key")
+    links = tmp_path / "var/log/containers"
+    os.symlink("/etc/kos/secret.key", links / f"evil_default_a-{'a' * 64}.log")
+    os.symlink("../../../etc/kos/secret.key", links / f"evil_default_b-{'b' * 64}.log")
+    os.symlink("/var/log/pods/../../../etc/kos/secret.key", links / f"evil_default_c-{'c' * 64}.log")
+    found = anyio.run(crilog.containers, tmp_path / "var/log")
+    assert [c.ref for c in found] == ["default/web-5d9:web:3e2b11111111"]
+    with pytest.raises(LookupError):
+        crilog.select(found, "default/evil")
