@@ -18,7 +18,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,37 +25,12 @@ import yaml
 
 from kos.platform.provision.namespaces import ClusterState, NodeState, node_pid1
 from kos.platform.provision.network import NETNS_DIR
+from tests.support.cluster import KosCluster
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
 
-@dataclass
-class Cluster:
-    name: str
-    root: Path
-    env: dict[str, str]
-
-    def kosctl(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "kos.apis.kosctl.main", *args], env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kosctl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def ctl(self, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-        return self.kosctl("--context", self.name, *args, **kw)  # type: ignore[arg-type]
-
-    @property
-    def dir(self) -> Path:
-        return self.root / self.name
-
-
-def _consoles(c: Cluster) -> str:
-    out = []
-    for log in sorted(c.dir.glob("*/console.log")):
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if '"debug"' not in ln]
-        out.append(f"--- {log}\n" + "\n".join(lines[-40:]))
-    return "\n".join(out)
+Cluster = KosCluster
 
 
 def _create(tmp_path: Path, controlplanes: int, workers: int) -> Cluster:
@@ -68,7 +42,7 @@ def _create(tmp_path: Path, controlplanes: int, workers: int) -> Cluster:
                     "--controlplanes", str(controlplanes), "--workers", str(workers), "--wait-timeout", "150",
                     check=False, timeout=300)
     if proc.returncode != 0:
-        text = _consoles(c)
+        text = c.consoles(40)
         c.kosctl("cluster", "destroy", "--name", c.name, "--state-root", str(c.root), check=False)
         raise AssertionError(f"cluster create failed:\n{proc.stdout}\n{proc.stderr}\n{text}")
     assert "waiting for etcd members to be the control-plane nodes: OK" in proc.stdout
@@ -258,7 +232,7 @@ def test_cluster_create_watch_apply_reboot_destroy(cluster: Cluster) -> None:
         if "w-renamed" in seen.stdout or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert "w-renamed" in seen.stdout, seen.stderr + _consoles(c)
+    assert "w-renamed" in seen.stdout, seen.stderr + c.consoles(40)
     assert node_pid1(state.node("w-1")) not in (None, pid1)
     show = c.kosctl("cluster", "show", "--name", c.name, "--state-root", str(c.root)).stdout
     w_row = next(ln for ln in show.splitlines() if ln.startswith("w-1"))

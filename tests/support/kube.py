@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kos.platform.provision.kubernetes import Artifacts
-from kos.platform.provision.namespaces import ClusterState
+from tests.support.cluster import KosCluster
 
 T = TypeVar("T")
 BUSYBOX = "docker.io/library/busybox:1.35.0"
@@ -54,28 +54,10 @@ def ready(node: dict[str, Any]) -> bool:
 
 
 @dataclass
-class KubeCluster:
-    """A cluster made by ``kosctl cluster create --name name --state-root root``."""
+class KubeCluster(KosCluster):
+    """A cluster with Kubernetes, and the built kubectl with its kubeconfig."""
 
-    name: str
-    root: Path
-    env: dict[str, str]
     kubectl_bin: Path
-
-    @property
-    def dir(self) -> Path:
-        return self.root / self.name
-
-    def kosctl(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "kos.apis.kosctl.main", *args], env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kosctl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def ctl(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        """kosctl against this cluster's context."""
-        return self.kosctl("--context", self.name, *args, **kw)
 
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -87,17 +69,6 @@ class KubeCluster:
 
     def get(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
-
-    def state(self) -> ClusterState:
-        return ClusterState.load(self.dir)
-
-    def consoles(self, lines: int = 30) -> str:
-        """The last non-debug lines of every node's console log (for failure messages)."""
-        out = []
-        for log in sorted(self.dir.glob("*/console.log")):
-            kept = [ln for ln in log.read_text(errors="replace").splitlines() if '"debug"' not in ln]
-            out.append(f"--- {log}\n" + "\n".join(kept[-lines:]))
-        return "\n".join(out)
 
 
 # kube-system pods of a 1 control plane + 1 worker cluster: name prefix -> count
